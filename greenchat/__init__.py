@@ -1,0 +1,3 @@
+"""greenchat: a high-concurrency IRC chat server on gevent."""
+
+__version__ = "0.1.0"

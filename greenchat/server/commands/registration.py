@@ -1,0 +1,129 @@
+"""Connection registration and keepalive: CAP, PASS, NICK, USER, PING, PONG, QUIT."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from greenchat.protocol.casemap import valid_nick
+from greenchat.protocol.message import Message
+from greenchat.protocol.numerics import (
+    ERR_ALREADYREGISTERED,
+    ERR_ERRONEUSNICKNAME,
+    ERR_INVALIDCAPCMD,
+    ERR_NICKNAMEINUSE,
+    ERR_NONICKNAMEGIVEN,
+    ERR_PASSWDMISMATCH,
+)
+from greenchat.server.commands.table import command
+from greenchat.server.welcome import send_lusers, send_motd, send_welcome
+
+if TYPE_CHECKING:
+    from greenchat.server.connection import Connection
+    from greenchat.server.server import ChatServer
+
+log = logging.getLogger("greenchat.registration")
+
+USERLEN = 10
+_USER_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+@command("CAP", min_params=1, before_registration=True)
+def cap(server: ChatServer, conn: Connection, msg: Message) -> None:
+    sub = msg.params[0]
+    replies = conn.caps.handle(sub, list(msg.params[1:]))
+    if replies is None:
+        conn.numeric(ERR_INVALIDCAPCMD, sub, "Invalid CAP command")
+        return
+    for params in replies:
+        conn.send(Message("CAP", (conn.target, *params), server.config.name))
+    try_register(server, conn)
+
+
+@command("PASS", min_params=1, before_registration=True)
+def pass_(server: ChatServer, conn: Connection, msg: Message) -> None:
+    if conn.registered:
+        conn.numeric(ERR_ALREADYREGISTERED, "You may not reregister")
+        return
+    conn.password = msg.params[0]
+
+
+@command("NICK", before_registration=True)
+def nick(server: ChatServer, conn: Connection, msg: Message) -> None:
+    if not msg.params or not msg.params[0]:
+        conn.numeric(ERR_NONICKNAMEGIVEN, "No nickname given")
+        return
+    new = msg.params[0]
+    if not valid_nick(new, server.config.nicklen):
+        conn.numeric(ERR_ERRONEUSNICKNAME, new, "Erroneous nickname")
+        return
+    if new == conn.nick:
+        return
+    owner = server.hub.nick_owner(new)
+    if owner is not None and owner is not conn:
+        conn.numeric(ERR_NICKNAMEINUSE, new, "Nickname is already in use")
+        return
+    if conn.registered:
+        server.hub.change_nick(conn, new)
+        return
+    server.hub.claim_nick(conn, new)
+    conn.set_nick(new)
+    try_register(server, conn)
+
+
+@command("USER", min_params=4, before_registration=True)
+def user(server: ChatServer, conn: Connection, msg: Message) -> None:
+    if conn.registered:
+        conn.numeric(ERR_ALREADYREGISTERED, "You may not reregister")
+        return
+    # No ident lookup is done, so the username gets the conventional '~'.
+    name = _USER_UNSAFE.sub("", msg.params[0])[:USERLEN] or "u"
+    conn.user = "~" + name
+    conn.realname = msg.params[3]
+    try_register(server, conn)
+
+
+def try_register(server: ChatServer, conn: Connection) -> None:
+    """Complete registration once NICK, USER and any CAP negotiation are done."""
+    if conn.registered or not conn.nick or not conn.user or conn.caps.in_progress:
+        return
+    wanted = server.config.password
+    given = conn.password or ""
+    if wanted is not None and not hmac.compare_digest(given.encode(), wanted.encode()):
+        conn.numeric(ERR_PASSWDMISMATCH, "Password incorrect")
+        conn.disconnect("Bad password")
+        return
+    conn.registered = True
+    conn.set_nick(conn.nick)  # the prefix now carries the username
+    server.hub.note_registered()
+    log.info("registered %s from %s:%s", conn.prefix, conn.host, conn.port)
+    send_welcome(server, conn)
+
+
+@command("PING", min_params=1, before_registration=True)
+def ping(server: ChatServer, conn: Connection, msg: Message) -> None:
+    name = server.config.name
+    conn.send(Message("PONG", (name, msg.params[0]), name))
+
+
+@command("PONG", before_registration=True)
+def pong(server: ChatServer, conn: Connection, msg: Message) -> None:
+    """Any input resets the keepalive clock; PONG needs nothing more."""
+
+
+@command("QUIT", before_registration=True)
+def quit_(server: ChatServer, conn: Connection, msg: Message) -> None:
+    text = msg.params[0] if msg.params else ""
+    conn.disconnect(f"Quit: {text}" if text else "Client Quit")
+
+
+@command("MOTD")
+def motd(server: ChatServer, conn: Connection, msg: Message) -> None:
+    send_motd(server, conn)
+
+
+@command("LUSERS")
+def lusers(server: ChatServer, conn: Connection, msg: Message) -> None:
+    send_lusers(server, conn)

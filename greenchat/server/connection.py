@@ -1,0 +1,234 @@
+"""One client connection: a reader loop, a writer greenlet and the user's state.
+
+The reader (the greenlet the StreamServer spawned) reads chunks, frames them
+into lines and dispatches each through the command table; it yields after
+every chunk so writers drain before one sender's burst fills other queues.
+The writer takes everything in the send queue and sends it in one call.
+
+Closing is cooperative: :meth:`Connection.disconnect` only sets a reason,
+queues a final ``ERROR`` and shuts the socket's read side, so it is safe to
+call from anywhere, even in the middle of a fan-out loop. The reader then
+sees end-of-stream and cleans up: the hub forgets the user, the writer gets a
+short grace period to flush, the socket closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import socket
+import time
+from typing import TYPE_CHECKING
+
+import gevent
+
+from greenchat.protocol.caps import CapNegotiation
+from greenchat.protocol.framing import FramingError, LineFramer, LineTooLong
+from greenchat.protocol.message import InvalidMessage, Message, parse
+from greenchat.protocol.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
+from greenchat.server.sendq import SendQueue
+
+if TYPE_CHECKING:
+    from greenchat.server.server import ChatServer
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("greenchat.connection")
+
+RECV_BYTES = 16 * 1024
+_COMMAND_WORD = re.compile(rb"^[A-Za-z]+$|^[0-9]{3}$")
+
+
+def _is_word(param: str) -> bool:
+    return bool(param) and " " not in param and not param.startswith(":")
+
+
+def _command_word(line: bytes) -> str:
+    """The command of a raw line, upper-cased, or '*' when there is none to name."""
+    words = [w for w in line.split(b" ") if w and not w.startswith((b"@", b":"))]
+    if words and _COMMAND_WORD.match(words[0]):
+        return words[0].decode("ascii").upper()
+    return "*"
+
+
+class Connection:
+    """A client's socket, queues and IRC state (nick, user, channels, caps)."""
+
+    __slots__ = (
+        "__weakref__",
+        "caps",
+        "channels",
+        "close_reason",
+        "connected_at",
+        "enqueue",
+        "host",
+        "last_active",
+        "modes",
+        "nick",
+        "password",
+        "ping_sent",
+        "port",
+        "prefix",
+        "realname",
+        "registered",
+        "sendq",
+        "server",
+        "sock",
+        "user",
+        "writer",
+    )
+
+    def __init__(self, server: ChatServer, sock: socket.socket, address: tuple) -> None:
+        self.server = server
+        self.sock = sock
+        self.host, self.port = address[0], address[1]
+        self.sendq = SendQueue(server.config.sendq, self._sendq_overflow)
+        # Bound once: the fan-out loop calls this for every recipient.
+        self.enqueue = self.sendq.put
+        self.writer: gevent.Greenlet | None = None
+        self.nick = ""
+        self.user = ""
+        self.realname = ""
+        self.prefix = ""
+        self.password: str | None = None
+        self.registered = False
+        self.modes: set[str] = set()
+        self.caps = CapNegotiation(server.supported_caps)
+        self.channels: dict = {}
+        self.close_reason: str | None = None
+        self.connected_at = self.last_active = time.monotonic()
+        self.ping_sent = False
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.nick or '*'} {self.host}:{self.port}>"
+
+    # -- identity ------------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        """How numerics address this client: its nick, or '*' before it has one."""
+        return self.nick or "*"
+
+    def set_nick(self, nick: str) -> None:
+        self.nick = nick
+        self.prefix = f"{nick}!{self.user or '~u'}@{self.host}"
+
+    # -- output --------------------------------------------------------------
+
+    def send(self, msg: Message) -> None:
+        self.enqueue(msg.to_bytes())
+
+    def numeric(self, code: str, *params: str) -> None:
+        """Queue a numeric reply from the server to this client.
+
+        Middle parameters often echo what the client sent (a nick, a channel);
+        one that cannot stand as a middle parameter is replaced by '*'.
+        """
+        params = (self.target, *params)
+        try:
+            data = Message(code, params, self.server.config.name).to_bytes()
+        except InvalidMessage:
+            safe = tuple(p if _is_word(p) else "*" for p in params[:-1]) + params[-1:]
+            data = Message(code, safe, self.server.config.name).to_bytes()
+        self.enqueue(data)
+
+    def _sendq_overflow(self) -> None:
+        limit = self.sendq.limit
+        self.disconnect(f"SendQ exceeded ({limit} bytes)", error="SendQ exceeded", discard=True)
+
+    def disconnect(self, reason: str, error: str | None = None, discard: bool = False) -> None:
+        """Start closing: queue ``ERROR``, stop reading. Never blocks or yields.
+
+        ``reason`` is what channel peers see in the QUIT and what the log says;
+        ``error`` is the text of the ERROR line (default: a Closing Link line).
+        """
+        if self.close_reason is not None:
+            return
+        self.close_reason = reason
+        text = error or f"Closing Link: {self.host} ({reason})"
+        self.sendq.close(f"ERROR :{text}\r\n".encode(), discard=discard)
+        # The reader's pending recv wakes up with end-of-stream.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RD)
+
+    # -- the greenlets -------------------------------------------------------
+
+    def serve(self) -> None:
+        """The reader loop; returns when the connection is finished."""
+        self.writer = gevent.spawn(self._write_loop)
+        reason = "Connection closed"
+        try:
+            reason = self._read_loop()
+        except OSError as exc:
+            reason = f"Connection error: {exc.strerror or exc}"
+        finally:
+            self._finish(self.close_reason or reason)
+
+    def _read_loop(self) -> str:
+        framer = LineFramer()
+        recv = self.sock.recv
+        while self.close_reason is None:
+            data = recv(RECV_BYTES)
+            if not data:
+                return "Connection closed"
+            self.last_active = time.monotonic()
+            self.ping_sent = False
+            try:
+                items = framer.feed(data)
+            except FramingError:
+                self.disconnect("Input line too long (no newline)")
+                return "Input line too long"
+            for item in items:
+                if self.close_reason is not None:
+                    break
+                self._handle_line(item)
+            # Let writers (and other readers) run before taking more input.
+            gevent.sleep(0)
+        return self.close_reason
+
+    def _handle_line(self, item: bytes | LineTooLong) -> None:
+        if isinstance(item, LineTooLong):
+            self.numeric(ERR_INPUTTOOLONG, "Input line was too long")
+            return
+        try:
+            text = item.decode("utf-8")
+        except UnicodeDecodeError:
+            self.send(
+                Message(
+                    "FAIL",
+                    (
+                        _command_word(item),
+                        "INVALID_UTF8",
+                        "Message rejected: it is not valid UTF-8",
+                    ),
+                    self.server.config.name,
+                )
+            )
+            return
+        try:
+            msg = parse(text)
+        except InvalidMessage as exc:
+            self.numeric(ERR_UNKNOWNERROR, "*", f"Malformed line: {exc}")
+            return
+        self.server.dispatch(self, msg)
+
+    def _write_loop(self) -> None:
+        get, sendall = self.sendq.get, self.sock.sendall
+        try:
+            while (data := get()) is not None:
+                sendall(data)
+        except OSError as exc:
+            self.disconnect(f"Write error: {exc.strerror or exc}")
+
+    def _finish(self, reason: str) -> None:
+        server = self.server
+        server.hub.remove_connection(self, reason)
+        self.close_reason = self.close_reason or reason
+        self.sendq.close(f"ERROR :Closing Link: {self.host} ({reason})\r\n".encode())
+        if self.writer is not None:
+            self.writer.join(timeout=server.config.close_grace)
+            self.writer.kill(block=False)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        log.info("disconnect %s from %s:%s: %s", self.nick or "*", self.host, self.port, reason)

@@ -1,0 +1,96 @@
+"""The replies a client gets on registration: welcome, ISUPPORT, LUSERS, MOTD."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from greenchat import __version__
+from greenchat.protocol.casemap import CASEMAPPING, CHANNEL_PREFIXES
+from greenchat.protocol.numerics import (
+    ERR_NOMOTD,
+    RPL_CREATED,
+    RPL_ENDOFMOTD,
+    RPL_GLOBALUSERS,
+    RPL_ISUPPORT,
+    RPL_LOCALUSERS,
+    RPL_LUSERCHANNELS,
+    RPL_LUSERCLIENT,
+    RPL_LUSERME,
+    RPL_LUSERUNKNOWN,
+    RPL_MOTD,
+    RPL_MOTDSTART,
+    RPL_MYINFO,
+    RPL_WELCOME,
+    RPL_YOURHOST,
+)
+
+if TYPE_CHECKING:
+    from greenchat.server.connection import Connection
+    from greenchat.server.server import ChatServer
+
+VERSION = f"greenchat-{__version__}"
+USER_MODES = "i"
+CHANNEL_MODES = "nt"
+PREFIX_MODES = "ov"
+_TOKENS_PER_LINE = 12
+
+
+def isupport_tokens(server: ChatServer) -> list[str]:
+    """The 005 tokens: each one describes something this server really does."""
+    cfg = server.config
+    return [
+        f"CASEMAPPING={CASEMAPPING}",
+        f"CHANMODES=,,,{CHANNEL_MODES}",
+        f"CHANNELLEN={cfg.channellen}",
+        f"CHANTYPES={CHANNEL_PREFIXES}",
+        f"NETWORK={cfg.network}",
+        f"NICKLEN={cfg.nicklen}",
+        "PREFIX=(ov)@+",
+        f"TOPICLEN={cfg.topiclen}",
+        "UTF8ONLY",
+    ]
+
+
+def send_welcome(server: ChatServer, conn: Connection) -> None:
+    cfg = server.config
+    conn.numeric(RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {conn.prefix}")
+    conn.numeric(RPL_YOURHOST, f"Your host is {cfg.name}, running version {VERSION}")
+    conn.numeric(RPL_CREATED, f"This server was created {server.created_text}")
+    conn.numeric(RPL_MYINFO, cfg.name, VERSION, USER_MODES, CHANNEL_MODES, PREFIX_MODES)
+    tokens = isupport_tokens(server)
+    for start in range(0, len(tokens), _TOKENS_PER_LINE):
+        chunk = tokens[start : start + _TOKENS_PER_LINE]
+        conn.numeric(RPL_ISUPPORT, *chunk, "are supported by this server")
+    send_lusers(server, conn)
+    send_motd(server, conn)
+
+
+def send_lusers(server: ChatServer, conn: Connection) -> None:
+    hub = server.hub
+    users = hub.registered_count
+    invisible = sum(1 for c in hub.connections if c.registered and "i" in c.modes)
+    unknown = len(hub.connections) - users
+    most = hub.max_registered
+    conn.numeric(
+        RPL_LUSERCLIENT,
+        f"There are {users - invisible} users and {invisible} invisible on 1 servers",
+    )
+    if unknown:
+        conn.numeric(RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
+    conn.numeric(RPL_LUSERCHANNELS, str(len(hub.channels)), "channels formed")
+    conn.numeric(RPL_LUSERME, f"I have {users} clients and 0 servers")
+    conn.numeric(RPL_LOCALUSERS, str(users), str(most), f"Current local users {users}, max {most}")
+    conn.numeric(
+        RPL_GLOBALUSERS, str(users), str(most), f"Current global users {users}, max {most}"
+    )
+
+
+def send_motd(server: ChatServer, conn: Connection) -> None:
+    lines = server.config.motd_lines
+    if not lines:
+        conn.numeric(ERR_NOMOTD, "MOTD File is missing")
+        return
+    conn.numeric(RPL_MOTDSTART, f"- {server.config.name} Message of the day - ")
+    for line in lines:
+        conn.numeric(RPL_MOTD, f"- {line}")
+    conn.numeric(RPL_ENDOFMOTD, "End of /MOTD command.")
