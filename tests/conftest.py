@@ -1,0 +1,47 @@
+"""Shared fixtures: a real server on port 0 and raw IRC clients that clean up."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from transcript import IrcClient, ServerThread
+
+from greenchat.server.config import ServerConfig
+
+
+@pytest.fixture
+def make_server():
+    """Factory: start a server with config overrides; stopped after the test."""
+    started: list[ServerThread] = []
+
+    def make(**overrides) -> ServerThread:
+        server = ServerThread(replace(ServerConfig(), **overrides)).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server) -> ServerThread:
+    return make_server()
+
+
+@pytest.fixture
+def connect(server):
+    """Factory: a raw client connected to ``server`` (optionally registered)."""
+    clients: list[IrcClient] = []
+
+    def make(nick: str | None = None, port: int | None = None) -> IrcClient:
+        client = IrcClient(port or server.port)
+        clients.append(client)
+        if nick:
+            client.register(nick)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -1,0 +1,172 @@
+"""Test helpers: a real server in a background thread and a line-oriented IRC test client.
+
+The server runs in its own thread with its own gevent hub, so tests use plain
+blocking sockets and never monkey-patch. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from dataclasses import replace
+
+import gevent
+
+from greenchat.server.config import ServerConfig
+from greenchat.server.server import ChatServer
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class ServerThread:
+    """A :class:`ChatServer` on 127.0.0.1 port 0, running in a daemon thread."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = replace(config or ServerConfig(), host="127.0.0.1", port=0)
+        self.server: ChatServer | None = None
+        self._hub = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="greenchat-server", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._hub = gevent.get_hub()
+            self.server = ChatServer(self.config)
+            self.server.start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            raise
+        self._ready.set()
+        self.server.wait_stopped()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        if not self._ready.wait(10) or self._error:
+            raise RuntimeError(f"server did not start: {self._error}")
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.address[1]
+
+    def call(self, func, *args, timeout: float = DEFAULT_TIMEOUT):
+        """Run ``func(*args)`` on the server's hub and return its result."""
+        done = threading.Event()
+        box: list = []
+
+        def run() -> None:
+            try:
+                box.append(func(*args))
+            finally:
+                done.set()
+
+        self._hub.loop.run_callback_threadsafe(gevent.spawn, run)
+        if not done.wait(timeout):
+            raise TimeoutError(f"{func!r} did not finish within {timeout}s")
+        return box[0] if box else None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.server is not None and not self.server.stopping:
+            self._hub.loop.run_callback_threadsafe(gevent.spawn, self.server.stop)
+        self._thread.join(timeout)
+
+
+class IrcClient:
+    """A raw-socket IRC client for tests: send lines, expect lines by regex."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.timeout = timeout
+        self._buffer = b""
+        self.lines: list[str] = []  # every line received, in order
+
+    def send(self, *lines: str) -> None:
+        self.sock.sendall("".join(line + "\r\n" for line in lines).encode())
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_line(self, timeout: float | None = None) -> str | None:
+        """The next line, or ``None`` at end of stream. Raises TimeoutError."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no complete line received in time")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                return None
+            if not data:
+                return None
+            self._buffer += data
+        raw, self._buffer = self._buffer.split(b"\n", 1)
+        line = raw.rstrip(b"\r").decode("utf-8", "replace")
+        self.lines.append(line)
+        return line
+
+    def expect(self, pattern: str, timeout: float | None = None) -> re.Match:
+        """Read lines until one matches ``pattern`` (re.search); fail at the deadline."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + (timeout or self.timeout)
+        seen: list[str] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self.read_line(max(remaining, 0.001)) if remaining > 0 else None
+            except TimeoutError:
+                line = None
+                remaining = 0
+            if line is None:
+                reason = "timed out" if remaining <= 0 else "connection closed"
+                raise AssertionError(f"{reason} waiting for {pattern!r}; got: {seen[-20:]}")
+            seen.append(line)
+            match = regex.search(line)
+            if match:
+                return match
+
+    def expect_closed(self, timeout: float | None = None) -> list[str]:
+        """Read until the server closes the connection; return the lines read."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        got: list[str] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"connection still open; got: {got[-20:]}")
+            try:
+                line = self.read_line(remaining)
+            except TimeoutError as exc:
+                raise AssertionError(f"connection still open; got: {got[-20:]}") from exc
+            if line is None:
+                return got
+            got.append(line)
+
+    def register(self, nick: str, user: str | None = None) -> IrcClient:
+        self.send(f"NICK {nick}", f"USER {user or nick} 0 * :{nick} test")
+        self.expect(rf" 001 {re.escape(nick)} ")
+        self.expect(r" (376|422) ")
+        return self
+
+    def join(self, channel: str) -> IrcClient:
+        self.send(f"JOIN {channel}")
+        self.expect(rf" 366 \S+ {re.escape(channel)} ")
+        return self
+
+    def sync(self, token: str = "sync") -> None:
+        """Round-trip a PING so everything sent before it has been handled."""
+        self.send(f"PING :{token}")
+        self.expect(rf"PONG \S+ :?{re.escape(token)}$")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
