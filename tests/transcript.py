@@ -6,9 +6,11 @@ blocking sockets and never monkey-patch. Every wait has a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
+from collections import deque
 import time
 from dataclasses import replace
 
@@ -83,6 +85,7 @@ class IrcClient:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.timeout = timeout
         self._buffer = b""
+        self._ready: deque[bytes] = deque()  # complete lines not yet read
         self.lines: list[str] = []  # every line received, in order
 
     def send(self, *lines: str) -> None:
@@ -91,27 +94,67 @@ class IrcClient:
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def send_in_background(self, data: bytes) -> threading.Thread:
+        """Send a large payload from a thread, so the test can read meanwhile.
+
+        The server paces a sender to its readers, so a test that sends
+        megabytes and only then reads would wait on itself.
+        """
+        thread = threading.Thread(target=self.sock.sendall, args=(data,), daemon=True)
+        thread.start()
+        return thread
+
     def read_line(self, timeout: float | None = None) -> str | None:
         """The next line, or ``None`` at end of stream. Raises TimeoutError."""
         deadline = time.monotonic() + (timeout or self.timeout)
-        while b"\n" not in self._buffer:
+        while not self._ready:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("no complete line received in time")
             self.sock.settimeout(remaining)
             try:
-                data = self.sock.recv(65536)
+                data = self.sock.recv(1 << 20)
             except TimeoutError:
                 continue
             except ConnectionResetError:
                 return None
             if not data:
                 return None
-            self._buffer += data
-        raw, self._buffer = self._buffer.split(b"\n", 1)
-        line = raw.rstrip(b"\r").decode("utf-8", "replace")
+            # Split everything received at once: per-line splitting of a large
+            # buffer would be quadratic when a test reads megabytes.
+            *complete, self._buffer = (self._buffer + data).split(b"\n")
+            self._ready.extend(complete)
+        line = self._ready.popleft().rstrip(b"\r").decode("utf-8", "replace")
         self.lines.append(line)
         return line
+
+    def count_lines(self, marker: bytes, count: int, timeout: float = 30.0) -> list[bytes]:
+        """Read in bulk until ``count`` lines containing ``marker`` arrived; return them.
+
+        Reads as fast as the kernel delivers (a "healthy" reader); other lines
+        are appended to :attr:`lines` as usual.
+        """
+        deadline = time.monotonic() + timeout
+        matched: list[bytes] = []
+        while len(matched) < count:
+            while self._ready and len(matched) < count:
+                raw = self._ready.popleft()
+                if marker in raw:
+                    matched.append(raw.rstrip(b"\r"))
+                else:
+                    self.lines.append(raw.rstrip(b"\r").decode("utf-8", "replace"))
+            if len(matched) >= count:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"only {len(matched)} of {count} lines arrived in time")
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise AssertionError(f"disconnected after {len(matched)} of {count} lines")
+            *complete, self._buffer = (self._buffer + data).split(b"\n")
+            self._ready.extend(complete)
+        return matched
 
     def expect(self, pattern: str, timeout: float | None = None) -> re.Match:
         """Read lines until one matches ``pattern`` (re.search); fail at the deadline."""
@@ -166,7 +209,5 @@ class IrcClient:
         self.expect(rf"PONG \S+ :?{re.escape(token)}$")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass

@@ -1,0 +1,174 @@
+"""The installed ``greenchat-serve`` console script, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from transcript import IrcClient
+
+pytestmark = pytest.mark.e2e
+
+SERVE = Path(sys.executable).parent / "greenchat-serve"
+
+
+class ServeProcess:
+    """``greenchat-serve --port 0 ...`` with its stderr collected in the background."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [str(SERVE), "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stderr: list[str] = []
+        self._reader = threading.Thread(target=self._collect, daemon=True)
+        self._reader.start()
+        line = self.proc.stdout.readline()  # blocks until ready or exit
+        match = re.search(r"listening on ([\d.]+):(\d+)", line)
+        if not match:
+            self.proc.kill()
+            raise AssertionError(f"server did not start: {line!r} {self.stderr}")
+        self.port = int(match.group(2))
+
+    def _collect(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr.append(line.rstrip("\n"))
+
+    def wait_log(self, pattern: str, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            for line in list(self.stderr):
+                if regex.search(line):
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no log line matching {pattern!r}: {self.stderr[-10:]}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+@pytest.fixture
+def serve():
+    started: list[ServeProcess] = []
+
+    def start(*args: str) -> ServeProcess:
+        process = ServeProcess(*args)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def test_help_documents_every_flag():
+    out = subprocess.run([str(SERVE), "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0
+    for flag in (
+        "--host",
+        "--port",
+        "--name",
+        "--motd",
+        "--password",
+        "--max-clients",
+        "--sendq",
+        "--log-level",
+    ):
+        assert flag in out.stdout
+    assert "127.0.0.1" in out.stdout and "8546" in out.stdout
+
+
+def test_chat_logs_and_sigterm_shutdown(serve, tmp_path):
+    motd = tmp_path / "motd"
+    motd.write_text("hello from the motd\n")
+    server = serve("--name", "irc.test", "--motd", str(motd), "--password", "pw")
+    alice = IrcClient(server.port)
+    alice.send("PASS pw", "NICK alice", "USER a 0 * :Alice")
+    alice.expect(r"^:irc\.test 001 alice ")
+    alice.expect(r"^:irc\.test 372 alice :- hello from the motd$")
+    alice.join("#lobby")
+    bob = IrcClient(server.port)
+    bob.send("PASS pw")
+    bob.register("bob").join("#lobby")
+    alice.send("PRIVMSG #lobby :over the wire")
+    bob.expect(r"^:alice!~a@127\.0\.0\.1 PRIVMSG #lobby :over the wire$")
+    server.wait_log(r"connect from 127\.0\.0\.1:\d+")
+    bob.send("QUIT :done")
+    bob.expect_closed()
+    server.wait_log(r"disconnect bob from 127\.0\.0\.1:\d+: Quit: done")
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    lines = alice.expect_closed()
+    assert "ERROR :Server shutting down" in lines
+    assert server.proc.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert "pw" not in "\n".join(line for line in server.stderr if "PASS" in line)
+
+
+def test_sigint_also_exits_cleanly(serve):
+    server = serve()
+    client = IrcClient(server.port).register("x")
+    server.proc.send_signal(signal.SIGINT)
+    assert "ERROR :Server shutting down" in client.expect_closed()
+    assert server.proc.wait(10) == 0
+
+
+def test_port_in_use_is_a_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [str(SERVE), "--port", str(port)], capture_output=True, text=True, timeout=30
+        )
+    assert out.returncode == 1
+    assert "cannot start" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_stalled_member_memory_stays_bounded(serve):
+    """A member that never reads cannot make the server hold more than its sendq."""
+    server = serve("--sendq", "65536", "--log-level", "WARNING")
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", server.port))
+    stalled.sendall(b"NICK stalled\r\nUSER s 0 * :s\r\nJOIN #lobby\r\n")
+    watcher = IrcClient(server.port, timeout=30).register("watcher").join("#lobby")
+    sender = IrcClient(server.port).register("sender").join("#lobby")
+    process = psutil.Process(server.proc.pid)
+    rss_before = process.memory_info().rss
+    count = 20_000
+    body = "".join(f"PRIVMSG #lobby :{i} {'m' * 400}\r\n" for i in range(count))
+    sender.send_in_background(body.encode())
+    peak = rss_before
+    for _ in range(10):
+        watcher.count_lines(b" PRIVMSG #lobby :", count // 10)
+        peak = max(peak, process.memory_info().rss)
+    watcher.sync()
+    assert any(line.startswith(":stalled!") and "SendQ exceeded" in line for line in watcher.lines)
+    # 20,000 lines of ~450 bytes are 9 MB: none of it may pile up in the server.
+    assert peak - rss_before < 8 * 1024 * 1024, (rss_before, peak)
+    stalled.close()
+
+
+@pytest.mark.skipif(os.environ.get("GREENCHAT_SKIP_DEFAULT_PORT") == "1", reason="opt-out")
+def test_make_serve_target_exists():
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    assert re.search(r"^serve:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
