@@ -10,8 +10,8 @@ import contextlib
 import re
 import socket
 import threading
-from collections import deque
 import time
+from collections import deque
 from dataclasses import replace
 
 import gevent
