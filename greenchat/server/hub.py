@@ -65,16 +65,16 @@ class Hub:
         self.nicks: dict[str, Connection] = {}  # casefolded nick -> connection
         self.channels: dict[str, Channel] = {}  # casefolded name -> channel
         self.connections: set[Connection] = set()
+        # Counters kept up to date so LUSERS (sent on every registration)
+        # never walks all connections.
+        self.registered_count = 0
+        self.invisible_count = 0
         self.max_registered = 0
 
     # -- connections and nicks ---------------------------------------------
 
     def add_connection(self, conn: Connection) -> None:
         self.connections.add(conn)
-
-    @property
-    def registered_count(self) -> int:
-        return sum(1 for c in self.connections if c.registered)
 
     def nick_owner(self, nick: str) -> Connection | None:
         return self.nicks.get(casefold(nick))
@@ -94,7 +94,12 @@ class Hub:
         self.send_to_peers(conn, data)
 
     def note_registered(self) -> None:
+        self.registered_count += 1
         self.max_registered = max(self.max_registered, self.registered_count)
+
+    def note_invisible(self, invisible: bool) -> None:
+        """Keep the invisible count when a user sets or clears +i."""
+        self.invisible_count += 1 if invisible else -1
 
     def remove_connection(self, conn: Connection, reason: str) -> None:
         """Forget ``conn``: free its nick, leave its channels, tell its peers."""
@@ -102,6 +107,8 @@ class Hub:
             return
         self.connections.discard(conn)
         if conn.registered:
+            self.registered_count -= 1
+            self.invisible_count -= "i" in conn.modes
             self.send_to_peers(conn, f":{conn.prefix} QUIT :{reason}\r\n".encode())
         for channel in list(conn.channels.values()):
             self._drop_member(channel, conn)

@@ -68,7 +68,7 @@ def send_welcome(server: ChatServer, conn: Connection) -> None:
 def send_lusers(server: ChatServer, conn: Connection) -> None:
     hub = server.hub
     users = hub.registered_count
-    invisible = sum(1 for c in hub.connections if c.registered and "i" in c.modes)
+    invisible = hub.invisible_count
     unknown = len(hub.connections) - users
     most = hub.max_registered
     conn.numeric(

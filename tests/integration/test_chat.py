@@ -273,3 +273,21 @@ def test_ping_pong(connect):
     client.expect(r"^:greenchat\.local PONG greenchat\.local :?before-registration$")
     client.send("PING")
     client.expect(r" 461 \* PING ")
+
+
+def test_lusers_counts_follow_registrations_modes_and_quits(connect):
+    alice = connect("alice")
+    bob = connect("bob")
+    bob.send("MODE bob +i")
+    bob.expect(r"MODE bob :\+i$")
+    connect().sync()  # connected (the server has seen it), never registered
+    alice.send("LUSERS")
+    alice.expect(r" 251 alice :There are 1 users and 1 invisible on 1 servers$")
+    alice.expect(r" 253 alice 1 :unknown connection\(s\)$")
+    alice.expect(r" 255 alice :I have 2 clients and 0 servers$")
+    bob.send("QUIT")
+    bob.expect_closed()
+    alice.sync()
+    alice.send("LUSERS")
+    alice.expect(r" 251 alice :There are 1 users and 0 invisible on 1 servers$")
+    alice.expect(r" 265 alice 1 2 :Current local users 1, max 2$")

@@ -226,6 +226,8 @@ def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
             if on != (char in conn.modes):
                 (conn.modes.add if on else conn.modes.discard)(char)
                 changes.append(sign + char)
+                if char == "i":
+                    server.hub.note_invisible(on)
         else:
             conn.numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if changes:
