@@ -27,6 +27,7 @@ from greenchat.protocol.caps import CapNegotiation
 from greenchat.protocol.framing import FramingError, LineFramer, LineTooLong
 from greenchat.protocol.message import InvalidMessage, Message, parse
 from greenchat.protocol.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
+from greenchat.server.outgoing import Relay
 from greenchat.server.sendq import SendQueue
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class Connection:
         "server",
         "sock",
         "user",
+        "variant",
         "writer",
     )
 
@@ -95,6 +97,9 @@ class Connection:
         self.registered = False
         self.modes: set[str] = set()
         self.caps = CapNegotiation(server.supported_caps)
+        # Bit set of the enabled capabilities that change how relayed lines
+        # look (see outgoing.py); kept in step with caps by the CAP command.
+        self.variant = 0
         self.channels: dict = {}
         self.close_reason: str | None = None
         self.connected_at = self.last_active = time.monotonic()
@@ -104,6 +109,9 @@ class Connection:
         return f"<Connection {self.nick or '*'} {self.host}:{self.port}>"
 
     # -- identity ------------------------------------------------------------
+
+    def has_cap(self, name: str) -> bool:
+        return name in self.caps.enabled
 
     @property
     def target(self) -> str:
@@ -118,6 +126,19 @@ class Connection:
 
     def send(self, msg: Message) -> None:
         self.enqueue(msg.to_bytes())
+
+    def send_relay(self, relay: Relay) -> None:
+        """Queue a relayed event in the form this client's capabilities ask for."""
+        self.enqueue(relay.bytes_for(self.variant))
+
+    def capture_output(self) -> list[bytes]:
+        """Collect what is queued to this client instead of sending it (labeled-response)."""
+        captured: list[bytes] = []
+        self.enqueue = captured.append
+        return captured
+
+    def release_output(self) -> None:
+        self.enqueue = self.sendq.put
 
     def numeric(self, code: str, *params: str) -> None:
         """Queue a numeric reply from the server to this client.

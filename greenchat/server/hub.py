@@ -14,11 +14,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from greenchat.protocol.casemap import casefold
+from greenchat.server.outgoing import Relay
 
 if TYPE_CHECKING:
     from greenchat.server.connection import Connection
 
-__all__ = ["Channel", "Hub"]
+__all__ = ["PREFIXES", "Channel", "Hub"]
+
+# Member prefix modes and their symbols, highest rank first (ISUPPORT PREFIX).
+PREFIXES = (("o", "@"), ("v", "+"))
 
 
 class Channel:
@@ -49,13 +53,11 @@ class Channel:
     def is_op(self, conn: Connection) -> bool:
         return "o" in self.members.get(conn, ())
 
-    def prefixed_nick(self, conn: Connection) -> str:
+    def prefixes(self, conn: Connection, multi_prefix: bool = False) -> str:
+        """The member's prefix symbols, highest first: '@', '+', '@+' (multi-prefix) or ''."""
         modes = self.members[conn]
-        if "o" in modes:
-            return "@" + conn.nick
-        if "v" in modes:
-            return "+" + conn.nick
-        return conn.nick
+        symbols = "".join(symbol for mode, symbol in PREFIXES if mode in modes)
+        return symbols if multi_prefix else symbols[:1]
 
 
 class Hub:
@@ -87,11 +89,11 @@ class Hub:
 
     def change_nick(self, conn: Connection, nick: str) -> None:
         """Rename a registered user and tell everyone who shares a channel."""
-        data = f":{conn.prefix} NICK :{nick}\r\n".encode()
+        relay = Relay(conn.prefix, "NICK", (nick,))
         self.claim_nick(conn, nick)
         conn.set_nick(nick)
-        conn.enqueue(data)
-        self.send_to_peers(conn, data)
+        conn.enqueue(relay.bytes_for(conn.variant))
+        self.send_to_peers(conn, relay)
 
     def note_registered(self) -> None:
         self.registered_count += 1
@@ -109,7 +111,7 @@ class Hub:
         if conn.registered:
             self.registered_count -= 1
             self.invisible_count -= "i" in conn.modes
-            self.send_to_peers(conn, f":{conn.prefix} QUIT :{reason}\r\n".encode())
+            self.send_to_peers(conn, Relay(conn.prefix, "QUIT", (reason,)))
         for channel in list(conn.channels.values()):
             self._drop_member(channel, conn)
         if conn.nick and self.nicks.get(casefold(conn.nick)) is conn:
@@ -133,21 +135,22 @@ class Hub:
             modes = set()
         channel.members[conn] = modes
         conn.channels[key] = channel
-        self.broadcast(channel.members, f":{conn.prefix} JOIN {channel.name}\r\n".encode())
+        # extended-join recipients also get the account ('*': none) and real name.
+        ext = (channel.name, "*", conn.realname)
+        relay = Relay(conn.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)
+        self.fanout(channel.members, relay)
         return channel
 
     def part(self, conn: Connection, channel: Channel, reason: str) -> None:
-        tail = f" :{reason}" if reason else ""
-        data = f":{conn.prefix} PART {channel.name}{tail}\r\n".encode()
-        self.broadcast(channel.members, data)
+        params = (channel.name, reason) if reason else (channel.name,)
+        self.fanout(channel.members, Relay(conn.prefix, "PART", params, trailing=bool(reason)))
         self._drop_member(channel, conn)
 
     def set_topic(self, conn: Connection, channel: Channel, topic: str) -> None:
         channel.topic = topic
         channel.topic_setter = conn.prefix
         channel.topic_set_at = int(time.time())
-        data = f":{conn.prefix} TOPIC {channel.name} :{topic}\r\n".encode()
-        self.broadcast(channel.members, data)
+        self.fanout(channel.members, Relay(conn.prefix, "TOPIC", (channel.name, topic)))
 
     def _drop_member(self, channel: Channel, conn: Connection) -> None:
         channel.members.pop(conn, None)
@@ -158,27 +161,37 @@ class Hub:
     # -- fan-out -----------------------------------------------------------
 
     @staticmethod
-    def broadcast(
-        recipients: Iterable[Connection], data: bytes, exclude: Connection | None = None
+    def fanout(
+        recipients: Iterable[Connection],
+        relay: Relay,
+        exclude: Connection | None = None,
+        require_cap: str | None = None,
     ) -> None:
-        """Queue the same ``data`` to every recipient except ``exclude``.
+        """Queue ``relay`` to every recipient except ``exclude``.
 
-        The message is serialized once by the caller; every queue gets a
-        reference to the same bytes object.
+        Each capability variant is serialized once; every recipient of that
+        variant gets a reference to the same bytes object. With
+        ``require_cap``, only recipients that enabled it get the message.
         """
+        cache = relay.cache
+        render = relay.bytes_for
+        if require_cap is not None:
+            recipients = [m for m in recipients if require_cap in m.caps.enabled]
         for member in recipients:
             if member is not exclude:
-                member.enqueue(data)
+                member.enqueue(cache[member.variant] or render(member.variant))
 
-    def send_to_peers(self, conn: Connection, data: bytes) -> None:
-        """Queue ``data`` once to every other user who shares a channel with ``conn``."""
+    def peers(self, conn: Connection) -> Iterable[Connection]:
+        """Every other user who shares a channel with ``conn``, each once."""
         channels = list(conn.channels.values())
         if len(channels) == 1:
-            self.broadcast(channels[0].members, data, exclude=conn)
-            return
-        seen: set[Connection] = {conn}
+            return (m for m in channels[0].members if m is not conn)
+        seen: dict[Connection, None] = {}
         for channel in channels:
-            for member in channel.members:
-                if member not in seen:
-                    seen.add(member)
-                    member.enqueue(data)
+            seen.update(dict.fromkeys(channel.members))
+        seen.pop(conn, None)
+        return seen
+
+    def send_to_peers(self, conn: Connection, relay: Relay, require_cap: str | None = None) -> None:
+        """Queue ``relay`` once to every other user who shares a channel with ``conn``."""
+        self.fanout(self.peers(conn), relay, exclude=conn, require_cap=require_cap)

@@ -23,14 +23,27 @@ from greenchat.server.commands import dispatch
 from greenchat.server.config import ServerConfig
 from greenchat.server.connection import Connection
 from greenchat.server.hub import Hub
+from greenchat.server.labeled import send_labeled
 
 __all__ = ["ChatServer"]
 
 log = logging.getLogger("greenchat.server")
 
-# Capabilities fully implemented so far. cap-notify only promises that a
-# change of this list would be announced; it never changes at run time.
-SUPPORTED_CAPS = {"cap-notify": ""}
+# Capabilities fully implemented (name -> CAP LS 302 value). cap-notify only
+# promises that a change of this list would be announced; it never changes
+# at run time.
+SUPPORTED_CAPS = {
+    "batch": "",
+    "cap-notify": "",
+    "echo-message": "",
+    "extended-join": "",
+    "labeled-response": "",
+    "message-tags": "",
+    "multi-prefix": "",
+    "server-time": "",
+    "standard-replies": "",
+    "userhost-in-names": "",
+}
 
 
 class ChatServer:
@@ -95,6 +108,18 @@ class ChatServer:
 
     def dispatch(self, conn: Connection, msg: Message) -> None:
         """Run one command; a bug in a handler costs that command, not the server."""
+        label = msg.tags.get("label") if msg.tags else None
+        if label and conn.has_cap("labeled-response"):
+            captured = conn.capture_output()
+            try:
+                self._run(conn, msg)
+            finally:
+                conn.release_output()
+            send_labeled(self, conn, label, captured)
+        else:
+            self._run(conn, msg)
+
+    def _run(self, conn: Connection, msg: Message) -> None:
         try:
             dispatch(self, conn, msg)
         except Exception:

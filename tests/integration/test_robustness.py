@@ -22,10 +22,17 @@ def test_overlong_line_gets_417_and_connection_stays(connect):
 def test_long_tags_are_allowed_up_to_8191_bytes(connect):
     alice = connect("alice").join("#lobby")
     bob = connect("bob").join("#lobby")
-    alice.send("@+x=" + "y" * 8000 + " PRIVMSG #lobby :tagged")
+    # Server-side tags may fill 8191 bytes; client-only (+) tags only 4094.
+    alice.send("@label=" + "y" * 8000 + " PRIVMSG #lobby :tagged")
     bob.expect(r"PRIVMSG #lobby :tagged$")
+    alice.send("@+x=" + "y" * 4000 + " PRIVMSG #lobby :client tags")
+    bob.expect(r"PRIVMSG #lobby :client tags$")
+    alice.send("@+x=" + "y" * 5000 + " PRIVMSG #lobby :too many client tags")
+    alice.expect(r" 417 alice :Input line was too long$")
     alice.send("@+x=" + "y" * 9000 + " PRIVMSG #lobby :too many tags")
     alice.expect(r" 417 alice ")
+    bob.sync()
+    assert not any("too many" in line for line in bob.lines)
 
 
 def test_no_newline_flood_is_disconnected_others_unaffected(connect):

@@ -26,6 +26,7 @@ from greenchat.protocol.numerics import (
     RPL_UMODEIS,
 )
 from greenchat.server.commands.table import command
+from greenchat.server.outgoing import Relay
 from greenchat.server.welcome import CHANNEL_MODES, PREFIX_MODES, USER_MODES
 
 if TYPE_CHECKING:
@@ -89,8 +90,12 @@ def send_names(server: ChatServer, conn: Connection, channel: Channel) -> None:
     budget = _NAMES_LINE_BUDGET - len(head.encode())
     batch: list[str] = []
     used = 0
+    multi_prefix = conn.has_cap("multi-prefix")
+    userhost = conn.has_cap("userhost-in-names")
     for member in channel.members:
-        entry = channel.prefixed_nick(member)
+        entry = channel.prefixes(member, multi_prefix) + (
+            member.prefix if userhost else member.nick
+        )
         if batch and used + len(entry) + 1 > budget:
             conn.numeric(RPL_NAMREPLY, "=", channel.name, " ".join(batch))
             batch, used = [], 0
@@ -152,8 +157,8 @@ def channel_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
         return
     applied, args = _apply_channel_modes(server, conn, channel, msg.params[1], msg.params[2:])
     if applied:
-        line = " ".join([f":{conn.prefix} MODE {channel.name} {applied}", *args])
-        server.hub.broadcast(channel.members, (line + "\r\n").encode())
+        relay = Relay(conn.prefix, "MODE", (channel.name, applied, *args), trailing=False)
+        server.hub.fanout(channel.members, relay)
 
 
 def _apply_channel_modes(
@@ -231,4 +236,4 @@ def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
         else:
             conn.numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if changes:
-        conn.enqueue(f":{conn.prefix} MODE {conn.nick} :{_compress(changes)}\r\n".encode())
+        conn.send_relay(Relay(conn.prefix, "MODE", (conn.nick, _compress(changes))))

@@ -1,7 +1,8 @@
-"""PRIVMSG and NOTICE: to channels and to nicks, several targets at once.
+"""PRIVMSG, NOTICE and TAGMSG: to channels and to nicks, several targets at once.
 
-This is the hot path: a channel message is serialized once and the same
-bytes are queued to every member except the sender.
+This is the hot path: a channel message becomes one :class:`Relay`, rendered
+once per capability variant, and the same bytes are queued to every member
+except the sender (who gets it back only with ``echo-message``).
 """
 
 from __future__ import annotations
@@ -9,62 +10,115 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from greenchat.protocol.casemap import is_channel_name
-from greenchat.protocol.message import Message
+from greenchat.protocol.message import Message, escape_tag_value
 from greenchat.protocol.numerics import (
     ERR_CANNOTSENDTOCHAN,
+    ERR_INPUTTOOLONG,
     ERR_NORECIPIENT,
     ERR_NOSUCHCHANNEL,
     ERR_NOSUCHNICK,
     ERR_NOTEXTTOSEND,
 )
 from greenchat.server.commands.table import command
+from greenchat.server.outgoing import Relay
 
 if TYPE_CHECKING:
     from greenchat.server.connection import Connection
+    from greenchat.server.hub import Channel
     from greenchat.server.server import ChatServer
+
+# IRCv3 message-tags: client-only tag data is limited to 4094 bytes.
+MAX_CLIENT_TAG_BYTES = 4094
 
 
 @command("PRIVMSG")
 def privmsg(server: ChatServer, conn: Connection, msg: Message) -> None:
-    relay(server, conn, msg, "PRIVMSG", errors=True)
+    deliver(server, conn, msg, "PRIVMSG", errors=True)
 
 
 @command("NOTICE")
 def notice(server: ChatServer, conn: Connection, msg: Message) -> None:
     # Nothing automatic may answer a NOTICE, so its errors are not reported.
-    relay(server, conn, msg, "NOTICE", errors=False)
+    deliver(server, conn, msg, "NOTICE", errors=False)
 
 
-def relay(server: ChatServer, conn: Connection, msg: Message, verb: str, errors: bool) -> None:
+@command("TAGMSG", min_params=1)
+def tagmsg(server: ChatServer, conn: Connection, msg: Message) -> None:
+    """A message that is only tags: delivered to clients that enabled message-tags."""
+    deliver(server, conn, msg, "TAGMSG", errors=True)
+
+
+def client_tags_of(msg: Message) -> str | None:
+    """The client-only (``+``) tags to relay, escaped; ``None`` if over the limit."""
+    tags = [
+        f"{key}={escape_tag_value(value)}" if value else key
+        for key, value in msg.tags.items()
+        if key.startswith("+")
+    ]
+    text = ";".join(tags)
+    return None if len(text.encode()) > MAX_CLIENT_TAG_BYTES else text
+
+
+def deliver(server: ChatServer, conn: Connection, msg: Message, verb: str, errors: bool) -> None:
     params = msg.params
     if not params or not params[0]:
         if errors:
             conn.numeric(ERR_NORECIPIENT, f"No recipient given ({verb})")
         return
-    if len(params) < 2 or not params[1]:
-        if errors:
-            conn.numeric(ERR_NOTEXTTOSEND, "No text to send")
+    text = None
+    if verb != "TAGMSG":
+        if len(params) < 2 or not params[1]:
+            if errors:
+                conn.numeric(ERR_NOTEXTTOSEND, "No text to send")
+            return
+        text = params[1]
+    tags = client_tags_of(msg) if msg.tags else ""
+    if tags is None:
+        conn.numeric(ERR_INPUTTOOLONG, "Input line was too long")
         return
-    text = params[1]
-    hub = server.hub
     for target in dict.fromkeys(params[0].split(",")):  # each target once, in order
         if not target:
             continue
         if is_channel_name(target):
-            channel = hub.get_channel(target)
+            channel = server.hub.get_channel(target)
             if channel is None:
                 if errors:
                     conn.numeric(ERR_NOSUCHCHANNEL, target, "No such channel")
-            elif "n" in channel.modes and conn not in channel.members:
+            elif not may_speak(conn, channel):
                 if errors:
                     conn.numeric(ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
             else:
-                data = f":{conn.prefix} {verb} {channel.name} :{text}\r\n".encode()
-                hub.broadcast(channel.members, data, exclude=conn)
+                relay = _relay(conn, verb, channel.name, text, tags)
+                server.hub.fanout(channel.members, relay, exclude=conn, require_cap=_cap_for(verb))
+                _echo(conn, relay)
         else:
-            user = hub.nick_owner(target)
+            user = server.hub.nick_owner(target)
             if user is None or not user.registered:
                 if errors:
                     conn.numeric(ERR_NOSUCHNICK, target, "No such nick/channel")
-            else:
-                user.enqueue(f":{conn.prefix} {verb} {user.nick} :{text}\r\n".encode())
+                continue
+            relay = _relay(conn, verb, user.nick, text, tags)
+            if verb != "TAGMSG" or user.has_cap("message-tags"):
+                user.send_relay(relay)
+            if user is not conn:
+                _echo(conn, relay)
+
+
+def may_speak(conn: Connection, channel: Channel) -> bool:
+    """Whether ``conn`` may send to ``channel`` (+n: members only)."""
+    return "n" not in channel.modes or conn in channel.members
+
+
+def _relay(conn: Connection, verb: str, target: str, text: str | None, tags: str) -> Relay:
+    params = (target,) if text is None else (target, text)
+    return Relay(conn.prefix, verb, params, trailing=text is not None, client_tags=tags)
+
+
+def _cap_for(verb: str) -> str | None:
+    return "message-tags" if verb == "TAGMSG" else None
+
+
+def _echo(conn: Connection, relay: Relay) -> None:
+    """echo-message: the sender gets its own message back, as recipients see it."""
+    if conn.has_cap("echo-message") and (relay.command != "TAGMSG" or conn.has_cap("message-tags")):
+        conn.send_relay(relay)

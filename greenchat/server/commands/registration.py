@@ -18,6 +18,7 @@ from greenchat.protocol.numerics import (
     ERR_PASSWDMISMATCH,
 )
 from greenchat.server.commands.table import command
+from greenchat.server.outgoing import variant_of
 from greenchat.server.welcome import send_lusers, send_motd, send_welcome
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def cap(server: ChatServer, conn: Connection, msg: Message) -> None:
     if replies is None:
         conn.numeric(ERR_INVALIDCAPCMD, sub, "Invalid CAP command")
         return
+    conn.variant = variant_of(conn.caps.enabled)
     for params in replies:
         conn.send(Message("CAP", (conn.target, *params), server.config.name))
     try_register(server, conn)

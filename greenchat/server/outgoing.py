@@ -1,0 +1,144 @@
+"""Relayed messages, serialized once per capability variant.
+
+A :class:`Relay` is one event that many clients receive (a PRIVMSG, a JOIN,
+a QUIT...). Clients differ only in the capabilities that change how a line
+looks: ``server-time`` adds a ``time`` tag, ``message-tags`` adds ``msgid``
+and the sender's client-only tags, ``extended-join`` adds account and real
+name to JOIN. Each connection carries its *variant* (a bit set of those
+capabilities); a relay renders each variant at most once and every recipient
+of that variant gets the same ``bytes`` object.
+
+Parameters are trusted: handlers validated names, and the parser already
+refused CR, LF and NUL, so rendering is plain string formatting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Iterable
+
+from greenchat.protocol.message import escape_tag_value
+
+__all__ = [
+    "EXTENDED_JOIN",
+    "MESSAGE_TAGS",
+    "SERVER_TIME",
+    "VARIANT_COUNT",
+    "Relay",
+    "add_tags",
+    "format_server_time",
+    "variant_of",
+]
+
+SERVER_TIME = 1
+MESSAGE_TAGS = 2
+EXTENDED_JOIN = 4
+VARIANT_COUNT = 8
+_VARIANT_BITS = {"server-time": SERVER_TIME, "message-tags": MESSAGE_TAGS}
+_VARIANT_BITS["extended-join"] = EXTENDED_JOIN
+
+# msgids: unique per server run without coordination: a random run prefix
+# and a counter.
+_RUN_ID = os.urandom(4).hex()
+_counter = itertools.count(1)
+
+
+def variant_of(enabled: Iterable[str]) -> int:
+    """The variant bit set for a connection with capabilities ``enabled``."""
+    bits = 0
+    for cap in enabled:
+        bits |= _VARIANT_BITS.get(cap, 0)
+    return bits
+
+
+def new_msgid() -> str:
+    return f"{_RUN_ID}{next(_counter):x}"
+
+
+def format_server_time(when: float) -> str:
+    """IRCv3 server-time: ISO 8601 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z."""
+    seconds = int(when)
+    millis = int((when - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def add_tags(line: bytes, tags: bytes) -> bytes:
+    """Prepend serialized ``tags`` (``k=v;k2``) to a wire line that may already have some."""
+    if line.startswith(b"@"):
+        return b"@" + tags + b";" + line[1:]
+    return b"@" + tags + b" " + line
+
+
+class Relay:
+    """One relayed event, rendered lazily per variant and cached."""
+
+    __slots__ = (
+        "_msgid",
+        "cache",
+        "client_tags",
+        "command",
+        "ext_params",
+        "params",
+        "source",
+        "trailing",
+        "when",
+    )
+
+    def __init__(
+        self,
+        source: str,
+        command: str,
+        params: tuple[str, ...],
+        *,
+        trailing: bool = True,
+        client_tags: str = "",
+        ext_params: tuple[str, ...] | None = None,
+    ) -> None:
+        self.source = source
+        self.command = command
+        self.params = params
+        # Whether the last parameter is always sent with ':' (message text,
+        # reasons), as every server does for them, even without spaces.
+        self.trailing = trailing
+        self.client_tags = client_tags  # already escaped: "+a=b;+c"
+        self.ext_params = ext_params  # params for extended-join recipients
+        self.when = time.time()
+        self.cache: list[bytes | None] = [None] * VARIANT_COUNT
+        self._msgid: str | None = None
+
+    @property
+    def msgid(self) -> str:
+        if self._msgid is None:
+            self._msgid = new_msgid()
+        return self._msgid
+
+    def bytes_for(self, variant: int) -> bytes:
+        data = self.cache[variant]
+        if data is None:
+            data = self.cache[variant] = self._render(variant)
+        return data
+
+    def _render(self, variant: int) -> bytes:
+        params = self.params
+        if variant & EXTENDED_JOIN and self.ext_params is not None:
+            params = self.ext_params
+        if params:
+            last = params[-1]
+            if self.trailing or not last or " " in last or last[0] == ":":
+                last = ":" + last
+            body = " ".join((self.command, *params[:-1], last))
+        else:
+            body = self.command
+        line = f":{self.source} {body}\r\n"
+        tags = []
+        if variant & SERVER_TIME:
+            tags.append("time=" + format_server_time(self.when))
+        if variant & MESSAGE_TAGS:
+            tags.append("msgid=" + escape_tag_value(self.msgid))
+            if self.client_tags:
+                tags.append(self.client_tags)
+        if tags:
+            line = "@" + ";".join(tags) + " " + line
+        return line.encode()
