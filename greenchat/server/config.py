@@ -29,6 +29,18 @@ class ServerConfig:
     nicklen: int = 30
     channellen: int = 64
     topiclen: int = 390
+    kicklen: int = 390
+    awaylen: int = 390
+    max_list_entries: int = 100  # +b list size per channel (MAXLIST)
+    monitor_limit: int = 100  # nicks one client may MONITOR
+    whowas_size: int = 1000  # nick history entries kept for WHOWAS
+    # Server operators: name -> password hash ("scrypt$<salt hex>$<hash hex>").
+    opers: dict[str, str] = field(default_factory=dict)
+    admin_info: tuple[str, str, str] = (
+        "greenchat server",
+        "Somewhere on the internet",
+        "admin@localhost",
+    )
     motd_lines: list[str] = field(default_factory=list)
 
     def load_motd(self) -> None:

@@ -11,10 +11,8 @@ from greenchat.protocol.numerics import (
     ERR_NOSUCHCHANNEL,
     ERR_NOSUCHNICK,
     ERR_NOTONCHANNEL,
-    ERR_UMODEUNKNOWNFLAG,
     ERR_UNKNOWNMODE,
     ERR_USERNOTINCHANNEL,
-    ERR_USERSDONTMATCH,
     RPL_CHANNELMODEIS,
     RPL_CREATIONTIME,
     RPL_ENDOFBANLIST,
@@ -23,11 +21,11 @@ from greenchat.protocol.numerics import (
     RPL_NOTOPIC,
     RPL_TOPIC,
     RPL_TOPICWHOTIME,
-    RPL_UMODEIS,
 )
+from greenchat.server.commands import users
 from greenchat.server.commands.table import command
 from greenchat.server.outgoing import Relay
-from greenchat.server.welcome import CHANNEL_MODES, PREFIX_MODES, USER_MODES
+from greenchat.server.welcome import CHANNEL_MODES, PREFIX_MODES
 
 if TYPE_CHECKING:
     from greenchat.server.connection import Connection
@@ -136,7 +134,7 @@ def mode(server: ChatServer, conn: Connection, msg: Message) -> None:
     if is_channel_name(msg.params[0]):
         channel_mode(server, conn, msg)
     else:
-        user_mode(server, conn, msg)
+        users.user_mode(server, conn, msg)
 
 
 def channel_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
@@ -195,45 +193,4 @@ def _apply_channel_modes(
                 applied_args.append(target.nick)
         else:
             conn.numeric(ERR_UNKNOWNMODE, char, "is unknown mode char to me")
-    return _compress(applied), applied_args
-
-
-def _compress(changes: list[str]) -> str:
-    """['+n', '+t', '-o'] -> '+nt-o'."""
-    out: list[str] = []
-    sign = ""
-    for change in changes:
-        if change[0] != sign:
-            sign = change[0]
-            out.append(sign)
-        out.append(change[1])
-    return "".join(out)
-
-
-def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
-    target = server.hub.nick_owner(msg.params[0])
-    if target is None:
-        conn.numeric(ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
-        return
-    if target is not conn:
-        conn.numeric(ERR_USERSDONTMATCH, "Can't change mode for other users")
-        return
-    if len(msg.params) == 1:
-        conn.numeric(RPL_UMODEIS, "+" + "".join(sorted(conn.modes)))
-        return
-    changes: list[str] = []
-    sign = "+"
-    for char in msg.params[1]:
-        if char in "+-":
-            sign = char
-        elif char in USER_MODES:
-            on = sign == "+"
-            if on != (char in conn.modes):
-                (conn.modes.add if on else conn.modes.discard)(char)
-                changes.append(sign + char)
-                if char == "i":
-                    server.hub.note_invisible(on)
-        else:
-            conn.numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
-    if changes:
-        conn.send_relay(Relay(conn.prefix, "MODE", (conn.nick, _compress(changes))))
+    return users.compress_modes(applied), applied_args
