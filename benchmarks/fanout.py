@@ -110,6 +110,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--server-cmd", help="command that starts the server (prints HOST:PORT)")
     p.add_argument("--server", metavar="HOST:PORT", help="measure a running server")
     p.add_argument("--server-pid", type=int, help="PID of the --server process, for its CPU")
+    p.add_argument(
+        "--caps",
+        default="",
+        help="IRCv3 caps every client requests, e.g. 'server-time message-tags'",
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -275,14 +280,19 @@ def last_word(line: bytes) -> bytes:
     return line.rstrip(b"\r").rsplit(b" ", 1)[-1].removeprefix(b":")
 
 
-def connect(host: str, port: int, index: int) -> Client:
-    """Connect, register and join; return once this client's NAMES list has ended."""
+def connect(host: str, port: int, index: int, caps: str = "") -> Client:
+    """Connect, register (requesting ``caps``) and join; return once NAMES has ended."""
     nick = f"b{index}"
     sock = socket.create_connection((host, port), timeout=60)
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client = Client(sock, nick)
+    if caps:
+        sock.sendall(f"CAP REQ :{caps}\r\n".encode())
     sock.sendall(f"NICK {nick}\r\nUSER {nick} 0 * :fanout bench\r\n".encode())
+    if caps:
+        client.lines_until(lambda line: b" CAP " in line and b" ACK " in line)
+        sock.sendall(b"CAP END\r\n")
     welcome = f" 001 {nick} ".encode()
     client.lines_until(lambda line: welcome in line)
     sock.sendall(f"JOIN {CHANNEL}\r\n".encode())
@@ -291,12 +301,14 @@ def connect(host: str, port: int, index: int) -> Client:
     return client
 
 
-def connect_all(host: str, port: int, indexes: range, concurrency: int) -> list[Client]:
+def connect_all(
+    host: str, port: int, indexes: range, concurrency: int, caps: str = ""
+) -> list[Client]:
     gate = BoundedSemaphore(concurrency)
 
     def one(index: int) -> Client:
         with gate:
-            return connect(host, port, index)
+            return connect(host, port, index, caps)
 
     jobs = [gevent.spawn(one, i) for i in indexes]
     gevent.joinall(jobs, raise_error=True)
@@ -483,6 +495,7 @@ class Worker:
                 "concurrency": args.connect_concurrency,
                 "senders": args.senders,
                 "messages": args.messages,
+                "caps": args.caps,
             }
         )
 
@@ -539,7 +552,9 @@ def worker_main() -> int:
             if op == "connect":
                 cfg = msg
                 idx = range(msg["first"], msg["stop"])
-                clients = connect_all(msg["host"], msg["port"], idx, msg["concurrency"])
+                clients = connect_all(
+                    msg["host"], msg["port"], idx, msg["concurrency"], msg.get("caps", "")
+                )
                 reply({"joined": len(clients)})
             elif op == "sync":
                 reply({"strays": sync_all(clients, msg["tag"])})
@@ -641,7 +656,7 @@ def write_json(
 ) -> None:
     params = {
         k: getattr(args, k)
-        for k in ("clients", "senders", "messages", "size", "repeat", "procs", "deadline")
+        for k in ("clients", "senders", "messages", "size", "repeat", "procs", "deadline", "caps")
     }
     data = {
         "benchmark": "fanout",
@@ -683,7 +698,9 @@ def benchmark(args: argparse.Namespace, server: ServerHandle) -> list[dict[str, 
     t = time.monotonic()
     workers = [Worker(server, share, args) for share in shares[1:]]
     try:
-        clients = connect_all(server.host, server.port, shares[0], args.connect_concurrency)
+        clients = connect_all(
+            server.host, server.port, shares[0], args.connect_concurrency, args.caps
+        )
         for w in workers:
             w.reply()
         sync_all_procs(clients, workers, "joined")

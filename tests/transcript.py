@@ -198,6 +198,17 @@ class IrcClient:
         self.expect(r" (376|422) ")
         return self
 
+    def register_with_caps(self, nick: str, caps: str) -> IrcClient:
+        """Negotiate ``caps`` (space separated) with CAP LS 302, then register."""
+        self.send("CAP LS 302", f"NICK {nick}", f"USER {nick} 0 * :{nick} test")
+        self.expect(r" CAP \* LS ")
+        self.send(f"CAP REQ :{caps}")
+        self.expect(rf" CAP {re.escape(nick)} ACK :?{re.escape(caps)}$")
+        self.send("CAP END")
+        self.expect(rf" 001 {re.escape(nick)} ")
+        self.expect(r" (376|422) ")
+        return self
+
     def join(self, channel: str) -> IrcClient:
         self.send(f"JOIN {channel}")
         self.expect(rf" 366 \S+ {re.escape(channel)} ")

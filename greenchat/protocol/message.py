@@ -36,9 +36,9 @@ class Message:
     source: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, force_trailing: bool = False) -> bytes:
         """The message as it goes on the wire, CRLF included."""
-        return serialize(self).encode("utf-8") + b"\r\n"
+        return serialize(self, force_trailing).encode("utf-8") + b"\r\n"
 
 
 # Tag value escaping: the characters that cannot appear raw in a tag value.
@@ -127,12 +127,14 @@ def _check_word(kind: str, text: str) -> None:
         raise InvalidMessage(f"{kind} must be non-empty with no space, CR, LF or NUL: {text!r}")
 
 
-def serialize(msg: Message) -> str:
+def serialize(msg: Message, force_trailing: bool = False) -> str:
     """The wire form of ``msg`` without line ending.
 
     Raises :class:`InvalidMessage` when any part would break framing: CR, LF or
     NUL anywhere; a space or leading ':' in a non-final parameter; an empty
-    non-final parameter; an invalid command or tag key.
+    non-final parameter; an invalid command or tag key. ``force_trailing``
+    sends the last parameter with ':' even when it does not need it, as
+    servers do for message text.
     """
     parts: list[str] = []
     if msg.tags:
@@ -160,7 +162,7 @@ def serialize(msg: Message) -> str:
         last = params[-1]
         if _forbidden(last):
             raise InvalidMessage("parameter contains CR, LF or NUL")
-        if not last or " " in last or last.startswith(":"):
+        if force_trailing or not last or " " in last or last.startswith(":"):
             last = ":" + last
         parts.append(last)
     return " ".join(parts)

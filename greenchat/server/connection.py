@@ -140,18 +140,20 @@ class Connection:
     def release_output(self) -> None:
         self.enqueue = self.sendq.put
 
-    def numeric(self, code: str, *params: str) -> None:
+    def numeric(self, code: str, *params: str, trailing: bool = True) -> None:
         """Queue a numeric reply from the server to this client.
 
-        Middle parameters often echo what the client sent (a nick, a channel);
-        one that cannot stand as a middle parameter is replaced by '*'.
+        The last parameter is sent with ':' (it is usually text) unless
+        ``trailing`` is false, for replies such as 324 ``+nt``. Middle
+        parameters often echo what the client sent (a nick, a channel); one
+        that cannot stand as a middle parameter is replaced by '*'.
         """
         params = (self.target, *params)
         try:
-            data = Message(code, params, self.server.config.name).to_bytes()
+            data = Message(code, params, self.server.config.name).to_bytes(trailing)
         except InvalidMessage:
             safe = tuple(p if _is_word(p) else "*" for p in params[:-1]) + params[-1:]
-            data = Message(code, safe, self.server.config.name).to_bytes()
+            data = Message(code, safe, self.server.config.name).to_bytes(trailing)
         self.enqueue(data)
 
     def _sendq_overflow(self) -> None:

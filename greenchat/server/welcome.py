@@ -56,7 +56,9 @@ def send_welcome(server: ChatServer, conn: Connection) -> None:
     conn.numeric(RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {conn.prefix}")
     conn.numeric(RPL_YOURHOST, f"Your host is {cfg.name}, running version {VERSION}")
     conn.numeric(RPL_CREATED, f"This server was created {server.created_text}")
-    conn.numeric(RPL_MYINFO, cfg.name, VERSION, USER_MODES, CHANNEL_MODES, PREFIX_MODES)
+    conn.numeric(
+        RPL_MYINFO, cfg.name, VERSION, USER_MODES, CHANNEL_MODES, PREFIX_MODES, trailing=False
+    )
     tokens = isupport_tokens(server)
     for start in range(0, len(tokens), _TOKENS_PER_LINE):
         chunk = tokens[start : start + _TOKENS_PER_LINE]

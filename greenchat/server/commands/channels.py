@@ -109,7 +109,8 @@ def send_topic(server: ChatServer, conn: Connection, channel: Channel) -> None:
         conn.numeric(RPL_NOTOPIC, channel.name, "No topic is set")
         return
     conn.numeric(RPL_TOPIC, channel.name, channel.topic)
-    conn.numeric(RPL_TOPICWHOTIME, channel.name, channel.topic_setter, str(channel.topic_set_at))
+    when = str(channel.topic_set_at)
+    conn.numeric(RPL_TOPICWHOTIME, channel.name, channel.topic_setter, when, trailing=False)
 
 
 @command("TOPIC", min_params=1)
@@ -143,8 +144,10 @@ def channel_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
         conn.numeric(ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
         return
     if len(msg.params) == 1:
-        conn.numeric(RPL_CHANNELMODEIS, channel.name, "+" + "".join(sorted(channel.modes)))
-        conn.numeric(RPL_CREATIONTIME, channel.name, str(channel.created))
+        conn.numeric(
+            RPL_CHANNELMODEIS, channel.name, "+" + "".join(sorted(channel.modes)), trailing=False
+        )
+        conn.numeric(RPL_CREATIONTIME, channel.name, str(channel.created), trailing=False)
         return
     if msg.params[1].lstrip("+") == "b":
         # Clients ask for the ban list on join; greenchat keeps none yet.

@@ -40,7 +40,7 @@ def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
         conn.numeric(ERR_USERSDONTMATCH, "Can't change mode for other users")
         return
     if len(msg.params) == 1:
-        conn.numeric(RPL_UMODEIS, "+" + "".join(sorted(conn.modes)))
+        conn.numeric(RPL_UMODEIS, "+" + "".join(sorted(conn.modes)), trailing=False)
         return
     changes: list[str] = []
     sign = "+"

@@ -1,0 +1,142 @@
+"""IRCv3 capabilities: each one on and off, against a real server."""
+
+from __future__ import annotations
+
+import re
+
+from greenchat.protocol.message import parse
+
+TIME = r"time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def tags_of(line: str) -> dict[str, str]:
+    return parse(line).tags
+
+
+def test_cap_ls_302_lists_implemented_caps(connect):
+    client = connect()
+    client.send("CAP LS 302")
+    caps = set()
+    while True:
+        line = client.read_line()
+        match = re.search(r" CAP \* LS (\* )?:?(.*)$", line)
+        assert match, line
+        caps |= set(match.group(2).split())
+        if not match.group(1):
+            break
+    for cap in (
+        "batch",
+        "cap-notify",
+        "echo-message",
+        "extended-join",
+        "labeled-response",
+        "message-tags",
+        "multi-prefix",
+        "server-time",
+        "standard-replies",
+        "userhost-in-names",
+    ):
+        assert cap in caps
+
+
+def test_server_time_only_for_clients_that_asked(connect):
+    timed = connect().register_with_caps("timed", "server-time").join("#t")
+    plain = connect("plain").join("#t")
+    sender = connect("sender").join("#t")
+    sender.send("PRIVMSG #t :what time is it")
+    line = timed.expect(r"PRIVMSG #t :what time is it$").string
+    assert re.match(rf"^@{TIME} :sender!", line)
+    assert plain.expect(r"PRIVMSG #t :what time is it$").string.startswith(":sender!")
+
+
+def test_message_tags_relay_client_tags_and_msgid(connect):
+    tagged = connect().register_with_caps("tagged", "message-tags").join("#t")
+    plain = connect("plain").join("#t")
+    sender = connect().register_with_caps("sender", "message-tags").join("#t")
+    sender.send("@+draft/reply=abc;+example.com/x=a\\sb;label=notrelayed PRIVMSG #t :reply")
+    tags = tags_of(tagged.expect(r"PRIVMSG #t :reply$").string)
+    assert tags["+draft/reply"] == "abc" and tags["+example.com/x"] == "a b"
+    assert tags["msgid"] and "label" not in tags
+    assert plain.expect(r"PRIVMSG #t :reply$").string.startswith(":sender!")
+    # TAGMSG goes only to clients that enabled message-tags.
+    sender.send("@+draft/react=:) TAGMSG #t")
+    line = tagged.expect(r" TAGMSG #t$").string
+    assert tags_of(line)["+draft/react"] == ":)"
+    plain.sync()
+    assert not any("TAGMSG" in line for line in plain.lines)
+    sender.send("@+draft/typing=active TAGMSG tagged")
+    tagged.expect(r" TAGMSG tagged$")
+
+
+def test_echo_message_returns_the_same_message(connect):
+    echoer = connect().register_with_caps("echoer", "echo-message message-tags").join("#e")
+    other = connect().register_with_caps("other", "message-tags").join("#e")
+    echoer.send("PRIVMSG #e :hello me")
+    mine = tags_of(echoer.expect(r"^@\S+ :echoer!\S+ PRIVMSG #e :hello me$").string)
+    theirs = tags_of(other.expect(r"PRIVMSG #e :hello me$").string)
+    assert mine["msgid"] == theirs["msgid"]
+    echoer.send("PRIVMSG other :direct")
+    echoer.expect(r":echoer!\S+ PRIVMSG other :direct$")
+    plain = connect("plain").join("#e")
+    plain.send("PRIVMSG #e :no echo for me")
+    plain.sync()
+    assert not any("no echo for me" in line for line in plain.lines)
+
+
+def test_extended_join(connect):
+    ext = connect().register_with_caps("ext", "extended-join").join("#x")
+    connect("joiner").join("#x")
+    ext.expect(r"^:joiner!~joiner@\S+ JOIN #x \* :joiner test$")
+
+
+def test_multi_prefix_and_userhost_in_names(connect):
+    op = connect().register_with_caps("op", "multi-prefix userhost-in-names").join("#p")
+    op.send("MODE #p +v op")
+    op.expect(r"MODE #p \+v op$")
+    op.send("NAMES #p")
+    op.expect(r" 353 op = #p :@\+op!~op@127\.0\.0\.1$")
+    plain = connect("plain").join("#p")
+    plain.send("NAMES #p")
+    plain.expect(r" 353 plain = #p :@op plain$")
+
+
+def test_labeled_response_single_ack_and_batch(connect):
+    client = connect().register_with_caps("lab", "labeled-response batch")
+    client.send("@label=one PING :x")
+    assert tags_of(client.expect(r" PONG ").string) == {"label": "one"}
+    client.join("#l")
+    client.send("@label=two PRIVMSG #l :nobody echoes this")
+    assert client.expect(r" ACK$").string == "@label=two :greenchat.local ACK"
+    client.send("@label=three NAMES #l")
+    start = client.expect(r" BATCH \+(\S+) labeled-response$")
+    assert tags_of(start.string) == {"label": "three"}
+    ref = start.group(1)
+    assert tags_of(client.expect(r" 353 lab ").string) == {"batch": ref}
+    assert tags_of(client.expect(r" 366 lab ").string) == {"batch": ref}
+    client.expect(rf"^:greenchat\.local BATCH -{ref}$")
+
+
+def test_labeled_response_without_batch_labels_every_line(connect):
+    client = connect().register_with_caps("lab", "labeled-response").join("#l")
+    client.send("@label=x NAMES #l")
+    assert tags_of(client.expect(r" 353 lab ").string) == {"label": "x"}
+    assert tags_of(client.expect(r" 366 lab ").string) == {"label": "x"}
+
+
+def test_label_is_ignored_without_the_cap(connect):
+    client = connect("nolab")
+    client.send("@label=x PING :y")
+    assert client.expect(r" PONG ").string.startswith(":greenchat.local PONG")
+
+
+def test_cap_req_after_registration_changes_output(connect):
+    late = connect("late").join("#c")
+    sender = connect("sender").join("#c")
+    late.send("CAP REQ :server-time")
+    late.expect(r" CAP late ACK :?server-time$")
+    sender.send("PRIVMSG #c :now with time")
+    assert re.match(rf"^@{TIME} ", late.expect(r"now with time$").string)
+    late.send("CAP REQ :-server-time")
+    late.expect(r" CAP late ACK :?-server-time$")
+    sender.send("PRIVMSG #c :and without")
+    assert late.expect(r"and without$").string.startswith(":sender!")
