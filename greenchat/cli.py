@@ -10,6 +10,7 @@ from pathlib import Path
 
 from greenchat import __version__
 from greenchat.server.config import DEFAULT_PORT, DEFAULT_SENDQ, ServerConfig
+from greenchat.server.oper import parse_oper_spec
 
 
 def build_serve_parser() -> argparse.ArgumentParser:
@@ -62,6 +63,16 @@ def build_serve_parser() -> argparse.ArgumentParser:
         "disconnected with 'SendQ exceeded' (default: %(default)s)",
     )
     parser.add_argument(
+        "--oper",
+        action="append",
+        default=[],
+        type=_oper_spec,
+        metavar="NAME:PASSWORD",
+        help="add a server operator who logs in with /OPER NAME PASSWORD; repeatable. "
+        "Only a salted scrypt hash of the password is kept (note that command-line "
+        "arguments are visible to other local users)",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -69,6 +80,14 @@ def build_serve_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"greenchat {__version__}")
     return parser
+
+
+def _oper_spec(text: str) -> tuple[str, str]:
+    """``NAME:PASSWORD`` -> ``(NAME, scrypt hash)``; the message never repeats the password."""
+    try:
+        return parse_oper_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -80,6 +99,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         password=args.password,
         max_clients=args.max_clients,
         sendq=args.sendq,
+        opers=dict(args.oper),
     )
 
 

@@ -58,15 +58,20 @@ class Connection:
 
     __slots__ = (
         "__weakref__",
+        "away",
         "caps",
         "channels",
         "close_reason",
         "connected_at",
         "enqueue",
         "host",
+        "ip",
         "last_active",
+        "last_message",
         "modes",
+        "monitoring",
         "nick",
+        "oper_name",
         "password",
         "ping_sent",
         "port",
@@ -75,6 +80,7 @@ class Connection:
         "registered",
         "sendq",
         "server",
+        "signon",
         "sock",
         "user",
         "variant",
@@ -104,6 +110,13 @@ class Connection:
         self.close_reason: str | None = None
         self.connected_at = self.last_active = time.monotonic()
         self.ping_sent = False
+        # User state for WHOIS, AWAY, MONITOR and OPER (commands/users.py etc.).
+        self.ip = address[0]  # host may change (CHGHOST); the address does not
+        self.away = ""  # away message; '' when not away
+        self.signon = int(time.time())
+        self.last_message = self.connected_at  # PRIVMSG/NOTICE time, for WHOIS idle
+        self.monitoring: dict[str, str] = {}  # casefolded nick -> nick as given
+        self.oper_name = ""  # the OPER name used, '' when not an operator
 
     def __repr__(self) -> str:
         return f"<Connection {self.nick or '*'} {self.host}:{self.port}>"

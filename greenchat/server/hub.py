@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from greenchat.protocol.casemap import casefold
+from greenchat.protocol.masks import compile_mask
 from greenchat.server.outgoing import Relay
+from greenchat.server.presence import Presence
 
 if TYPE_CHECKING:
     from greenchat.server.connection import Connection
@@ -26,11 +28,20 @@ PREFIXES = (("o", "@"), ("v", "+"))
 
 
 class Channel:
-    """A channel: its members (with their prefix modes), topic and modes."""
+    """A channel: its members (with their prefix modes), topic and modes.
+
+    ``modes`` holds the flag modes (n, t, m, i, s, p); the modes with a
+    parameter live in their own fields: ``join_key`` (+k, '' when unset),
+    ``limit`` (+l, 0 when unset) and ``bans`` (+b).
+    """
 
     __slots__ = (
+        "bans",
         "created",
+        "invited",
+        "join_key",
         "key",
+        "limit",
         "members",
         "modes",
         "name",
@@ -45,6 +56,14 @@ class Channel:
         # member -> set of prefix modes ('o', 'v'); insertion order is join order.
         self.members: dict[Connection, set[str]] = {}
         self.modes: set[str] = {"n", "t"}
+        self.join_key = ""
+        self.limit = 0
+        # casefolded mask -> (mask as set, who set it, when): +b, in the order set.
+        self.bans: dict[str, tuple[str, str, int]] = {}
+        # Users invited since the channel was created; an invite lets one
+        # past +i and bans once, as on Ergo (a new channel of the same name
+        # is a new object, so old invites do not carry over).
+        self.invited: set[Connection] = set()
         self.topic = ""
         self.topic_setter = ""
         self.topic_set_at = 0
@@ -59,6 +78,34 @@ class Channel:
         symbols = "".join(symbol for mode, symbol in PREFIXES if mode in modes)
         return symbols if multi_prefix else symbols[:1]
 
+    def is_banned(self, conn: Connection) -> bool:
+        """Whether ``conn``'s nick!user@host matches a +b mask."""
+        if not self.bans:
+            return False
+        name = casefold(conn.prefix)
+        return any(compile_mask(mask).match(name) for mask in self.bans)
+
+    def invite(self, conn: Connection) -> None:
+        """Remember an invite; invites of users who have since gone are dropped."""
+        self.invited = {c for c in self.invited if c.close_reason is None}
+        self.invited.add(conn)
+
+    def mode_string(self, show_key: bool) -> tuple[str, ...]:
+        """The modes as 324 shows them: ``('+iklnt', key, limit)``.
+
+        Like Ergo, the key is shown only to members (``show_key``).
+        """
+        chars = set(self.modes)
+        args = {}
+        if self.join_key and show_key:
+            chars.add("k")
+            args["k"] = self.join_key
+        if self.limit:
+            chars.add("l")
+            args["l"] = str(self.limit)
+        ordered = sorted(chars)
+        return ("+" + "".join(ordered), *(args[c] for c in ordered if c in args))
+
 
 class Hub:
     """All shared chat state of one server process."""
@@ -72,6 +119,9 @@ class Hub:
         self.registered_count = 0
         self.invisible_count = 0
         self.max_registered = 0
+        # MONITOR watchers, WHOWAS history, opers (presence.py): told of
+        # nick changes and quits at the lines marked 'hook:'.
+        self.presence = Presence()
 
     # -- connections and nicks ---------------------------------------------
 
@@ -90,10 +140,12 @@ class Hub:
     def change_nick(self, conn: Connection, nick: str) -> None:
         """Rename a registered user and tell everyone who shares a channel."""
         relay = Relay(conn.prefix, "NICK", (nick,))
+        old_nick = conn.nick
         self.claim_nick(conn, nick)
         conn.set_nick(nick)
         conn.enqueue(relay.bytes_for(conn.variant))
         self.send_to_peers(conn, relay)
+        self.presence.nick_changed(conn, old_nick)  # hook: WHOWAS, MONITOR
 
     def note_registered(self) -> None:
         self.registered_count += 1
@@ -112,6 +164,7 @@ class Hub:
             self.registered_count -= 1
             self.invisible_count -= "i" in conn.modes
             self.send_to_peers(conn, Relay(conn.prefix, "QUIT", (reason,)))
+        self.presence.gone(conn)  # hook: WHOWAS, MONITOR, opers
         for channel in list(conn.channels.values()):
             self._drop_member(channel, conn)
         if conn.nick and self.nicks.get(casefold(conn.nick)) is conn:
@@ -133,12 +186,16 @@ class Hub:
             return None
         else:
             modes = set()
+            channel.invited.discard(conn)  # an invite is good for one join
         channel.members[conn] = modes
         conn.channels[key] = channel
         # extended-join recipients also get the account ('*': none) and real name.
         ext = (channel.name, "*", conn.realname)
         relay = Relay(conn.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)
         self.fanout(channel.members, relay)
+        if conn.away:  # hook: away-notify members learn at once that the newcomer is away
+            away = Relay(conn.prefix, "AWAY", (conn.away,))
+            self.fanout(channel.members, away, exclude=conn, require_cap="away-notify")
         return channel
 
     def part(self, conn: Connection, channel: Channel, reason: str) -> None:

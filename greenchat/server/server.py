@@ -33,14 +33,19 @@ log = logging.getLogger("greenchat.server")
 # promises that a change of this list would be announced; it never changes
 # at run time.
 SUPPORTED_CAPS = {
+    "away-notify": "",
     "batch": "",
     "cap-notify": "",
+    "chghost": "",
     "echo-message": "",
     "extended-join": "",
+    "extended-monitor": "",
+    "invite-notify": "",
     "labeled-response": "",
     "message-tags": "",
     "multi-prefix": "",
     "server-time": "",
+    "setname": "",
     "standard-replies": "",
     "userhost-in-names": "",
 }

@@ -16,6 +16,7 @@ from greenchat.protocol.numerics import (
     RPL_LUSERCHANNELS,
     RPL_LUSERCLIENT,
     RPL_LUSERME,
+    RPL_LUSEROP,
     RPL_LUSERUNKNOWN,
     RPL_MOTD,
     RPL_MOTDSTART,
@@ -29,9 +30,18 @@ if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
 
 VERSION = f"greenchat-{__version__}"
-USER_MODES = "i"
-CHANNEL_MODES = "nt"
+USER_MODES = "iow"  # +o only through OPER (users may drop it); +w: wallops
+# Channel modes by ISUPPORT CHANMODES type: A (lists), B (parameter always),
+# C (parameter when set), D (flags). Prefix modes (PREFIX) are separate.
+LIST_MODES = "b"
+KEY_MODES = "k"
+LIMIT_MODES = "l"
+CHANNEL_MODES = "imnpst"
 PREFIX_MODES = "ov"
+# Modes with a parameter applied per MODE command (MODES=); more are ignored.
+MAX_MODE_PARAMS = 4
+# Longest channel key (KEYLEN=); a longer one is refused with 696.
+KEYLEN = 32
 _TOKENS_PER_LINE = 12
 
 
@@ -39,15 +49,23 @@ def isupport_tokens(server: ChatServer) -> list[str]:
     """The 005 tokens: each one describes something this server really does."""
     cfg = server.config
     return [
+        f"AWAYLEN={cfg.awaylen}",
         f"CASEMAPPING={CASEMAPPING}",
-        f"CHANMODES=,,,{CHANNEL_MODES}",
+        f"CHANMODES={LIST_MODES},{KEY_MODES},{LIMIT_MODES},{CHANNEL_MODES}",
         f"CHANNELLEN={cfg.channellen}",
         f"CHANTYPES={CHANNEL_PREFIXES}",
+        "ELIST=U",
+        f"KEYLEN={KEYLEN}",
+        f"KICKLEN={cfg.kicklen}",
+        f"MAXLIST={LIST_MODES}:{cfg.max_list_entries}",
+        f"MODES={MAX_MODE_PARAMS}",
+        f"MONITOR={cfg.monitor_limit}",
         f"NETWORK={cfg.network}",
         f"NICKLEN={cfg.nicklen}",
         "PREFIX=(ov)@+",
         f"TOPICLEN={cfg.topiclen}",
         "UTF8ONLY",
+        "WHOX",
     ]
 
 
@@ -56,15 +74,16 @@ def send_welcome(server: ChatServer, conn: Connection) -> None:
     conn.numeric(RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {conn.prefix}")
     conn.numeric(RPL_YOURHOST, f"Your host is {cfg.name}, running version {VERSION}")
     conn.numeric(RPL_CREATED, f"This server was created {server.created_text}")
-    conn.numeric(
-        RPL_MYINFO, cfg.name, VERSION, USER_MODES, CHANNEL_MODES, PREFIX_MODES, trailing=False
-    )
+    all_modes = "".join(sorted(LIST_MODES + KEY_MODES + LIMIT_MODES + CHANNEL_MODES + PREFIX_MODES))
+    with_param = "".join(sorted(LIST_MODES + KEY_MODES + LIMIT_MODES + PREFIX_MODES))
+    conn.numeric(RPL_MYINFO, cfg.name, VERSION, USER_MODES, all_modes, with_param, trailing=False)
     tokens = isupport_tokens(server)
     for start in range(0, len(tokens), _TOKENS_PER_LINE):
         chunk = tokens[start : start + _TOKENS_PER_LINE]
         conn.numeric(RPL_ISUPPORT, *chunk, "are supported by this server")
     send_lusers(server, conn)
     send_motd(server, conn)
+    server.hub.presence.online(conn)  # MONITOR: watchers of this nick learn it is here
 
 
 def send_lusers(server: ChatServer, conn: Connection) -> None:
@@ -77,6 +96,8 @@ def send_lusers(server: ChatServer, conn: Connection) -> None:
         RPL_LUSERCLIENT,
         f"There are {users - invisible} users and {invisible} invisible on 1 servers",
     )
+    if hub.presence.opers:
+        conn.numeric(RPL_LUSEROP, str(len(hub.presence.opers)), "operator(s) online")
     if unknown:
         conn.numeric(RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
     conn.numeric(RPL_LUSERCHANNELS, str(len(hub.channels)), "channels formed")

@@ -172,3 +172,22 @@ def test_stalled_member_memory_stays_bounded(serve):
 def test_make_serve_target_exists():
     makefile = (Path(__file__).parents[2] / "Makefile").read_text()
     assert re.search(r"^serve:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+
+
+def test_oper_flag_is_documented_validated_and_works(serve):
+    out = subprocess.run(
+        [str(SERVE), "--oper", "admin:pw", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0
+    assert "--oper NAME:PASSWORD" in out.stdout and "scrypt" in out.stdout
+    bad = subprocess.run(
+        [str(SERVE), "--oper", "nopassword"], capture_output=True, text=True, timeout=30
+    )
+    assert bad.returncode == 2
+    assert "expected NAME:PASSWORD" in bad.stderr and "Traceback" not in bad.stderr
+    server = serve("--oper", "admin:hunter2-xyz", "--log-level", "DEBUG")
+    client = IrcClient(server.port).register("boss")
+    client.send("OPER admin hunter2-xyz")
+    client.expect(r" 381 boss :You are now an IRC operator$")
+    server.wait_log(r"opered up as admin")
+    assert "hunter2" not in "\n".join(server.stderr)

@@ -3,7 +3,16 @@
 Importing this package registers every command.
 """
 
-from greenchat.server.commands import channels, messaging, registration, users  # noqa: F401
+from greenchat.server.commands import (  # noqa: F401
+    channel_ops,
+    channels,
+    info,
+    messaging,
+    monitor,
+    oper,
+    registration,
+    users,
+)
 from greenchat.server.commands.table import COMMANDS, dispatch
 
 __all__ = ["COMMANDS", "dispatch"]

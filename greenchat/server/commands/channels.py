@@ -1,18 +1,36 @@
-"""Channel commands: JOIN, PART, NAMES, TOPIC and MODE (channel and user)."""
+"""Channel commands: JOIN, PART, NAMES, TOPIC and MODE (channel and user).
+
+Channel modes: flags ``+imnpst``, ``+k <key>``, ``+l <limit>``, the ban list
+``+b <mask>`` and member prefixes ``+o``/``+v``. A MODE command is parsed
+into :class:`ModeChange` objects, each is applied (or refused with a
+numeric), and the changes actually made go to the members as one MODE line.
+"""
 
 from __future__ import annotations
 
+import hmac
+import re
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from greenchat.protocol.casemap import is_channel_name, valid_channel
+from greenchat.protocol.casemap import casefold, is_channel_name, valid_channel
+from greenchat.protocol.masks import normalize_mask
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import (
+    ERR_BADCHANNELKEY,
+    ERR_BANLISTFULL,
+    ERR_BANNEDFROMCHAN,
+    ERR_CHANNELISFULL,
     ERR_CHANOPRIVSNEEDED,
+    ERR_INVALIDMODEPARAM,
+    ERR_INVITEONLYCHAN,
     ERR_NOSUCHCHANNEL,
     ERR_NOSUCHNICK,
     ERR_NOTONCHANNEL,
     ERR_UNKNOWNMODE,
     ERR_USERNOTINCHANNEL,
+    RPL_BANLIST,
     RPL_CHANNELMODEIS,
     RPL_CREATIONTIME,
     RPL_ENDOFBANLIST,
@@ -25,7 +43,15 @@ from greenchat.protocol.numerics import (
 from greenchat.server.commands import users
 from greenchat.server.commands.table import command
 from greenchat.server.outgoing import Relay
-from greenchat.server.welcome import CHANNEL_MODES, PREFIX_MODES
+from greenchat.server.welcome import (
+    CHANNEL_MODES,
+    KEY_MODES,
+    KEYLEN,
+    LIMIT_MODES,
+    LIST_MODES,
+    MAX_MODE_PARAMS,
+    PREFIX_MODES,
+)
 
 if TYPE_CHECKING:
     from greenchat.server.connection import Connection
@@ -38,22 +64,56 @@ _NAMES_LINE_BUDGET = 510
 
 @command("JOIN", min_params=1)
 def join(server: ChatServer, conn: Connection, msg: Message) -> None:
+    """``JOIN #a,#b key1,key2``: keys go with channels by position."""
     if msg.params[0] == "0":
         for channel in list(conn.channels.values()):
             server.hub.part(conn, channel, "Left all channels")
         return
-    for name in msg.params[0].split(","):
+    keys = msg.params[1].split(",") if len(msg.params) > 1 else []
+    for index, name in enumerate(msg.params[0].split(",")):
         if not name:
             continue
         if not valid_channel(name, server.config.channellen):
             conn.numeric(ERR_NOSUCHCHANNEL, name, "No such channel")
             continue
+        existing = server.hub.get_channel(name)
+        if existing is not None and conn not in existing.members:
+            refusal = join_refusal(conn, existing, keys[index] if index < len(keys) else "")
+            if refusal is not None:
+                conn.numeric(refusal, existing.name, f"Cannot join channel (+{_MODE_OF[refusal]})")
+                continue
         channel = server.hub.join(conn, name)
         if channel is None:
             continue  # already a member: nothing to do, as on other servers
         if channel.topic:
             send_topic(server, conn, channel)
         send_names(server, conn, channel)
+
+
+_MODE_OF = {
+    ERR_CHANNELISFULL: "l",
+    ERR_BADCHANNELKEY: "k",
+    ERR_INVITEONLYCHAN: "i",
+    ERR_BANNEDFROMCHAN: "b",
+}
+
+
+def join_refusal(conn: Connection, channel: Channel, key: str) -> str | None:
+    """The numeric refusing ``conn`` entry to ``channel``, or None to let it in.
+
+    Checked in Ergo's order: +l, +k, +i, then bans. An INVITE lets one past
+    +i and bans (not past +l or +k), as on Ergo.
+    """
+    if channel.limit and len(channel.members) >= channel.limit:
+        return ERR_CHANNELISFULL
+    if channel.join_key and not hmac.compare_digest(key.encode(), channel.join_key.encode()):
+        return ERR_BADCHANNELKEY
+    invited = conn in channel.invited
+    if "i" in channel.modes and not invited:
+        return ERR_INVITEONLYCHAN
+    if not invited and channel.is_banned(conn):
+        return ERR_BANNEDFROMCHAN
+    return None
 
 
 @command("PART", min_params=1)
@@ -76,15 +136,28 @@ def names(server: ChatServer, conn: Connection, msg: Message) -> None:
         return
     for name in msg.params[0].split(","):
         channel = server.hub.get_channel(name)
-        if channel is None:
+        if channel is None or not visible_to(conn, channel):
             conn.numeric(RPL_ENDOFNAMES, name, "End of /NAMES list")
         else:
             send_names(server, conn, channel)
 
 
+def visible_to(conn: Connection, channel: Channel) -> bool:
+    """A secret (+s) channel does not exist for non-members in NAMES and LIST."""
+    return "s" not in channel.modes or conn in channel.members
+
+
+def channel_symbol(channel: Channel) -> str:
+    """353's channel type: '@' secret, '*' private, '=' public."""
+    if "s" in channel.modes:
+        return "@"
+    return "*" if "p" in channel.modes else "="
+
+
 def send_names(server: ChatServer, conn: Connection, channel: Channel) -> None:
     """353 lines packed up to the line limit, then 366."""
-    head = f":{server.config.name} {RPL_NAMREPLY} {conn.target} = {channel.name} :"
+    symbol = channel_symbol(channel)
+    head = f":{server.config.name} {RPL_NAMREPLY} {conn.target} {symbol} {channel.name} :"
     budget = _NAMES_LINE_BUDGET - len(head.encode())
     batch: list[str] = []
     used = 0
@@ -95,12 +168,12 @@ def send_names(server: ChatServer, conn: Connection, channel: Channel) -> None:
             member.prefix if userhost else member.nick
         )
         if batch and used + len(entry) + 1 > budget:
-            conn.numeric(RPL_NAMREPLY, "=", channel.name, " ".join(batch))
+            conn.numeric(RPL_NAMREPLY, symbol, channel.name, " ".join(batch))
             batch, used = [], 0
         batch.append(entry)
         used += len(entry) + 1
     if batch:
-        conn.numeric(RPL_NAMREPLY, "=", channel.name, " ".join(batch))
+        conn.numeric(RPL_NAMREPLY, symbol, channel.name, " ".join(batch))
     conn.numeric(RPL_ENDOFNAMES, channel.name, "End of /NAMES list")
 
 
@@ -138,62 +211,230 @@ def mode(server: ChatServer, conn: Connection, msg: Message) -> None:
         users.user_mode(server, conn, msg)
 
 
+@dataclass(slots=True)
+class ModeChange:
+    """One requested change: ``+k secret``, ``-o bob``; ``arg`` None when there is none."""
+
+    sign: str
+    char: str
+    arg: str | None = None
+
+    @property
+    def is_list_query(self) -> bool:
+        return self.char in LIST_MODES and self.arg is None
+
+
 def channel_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
     channel = server.hub.get_channel(msg.params[0])
     if channel is None:
         conn.numeric(ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
         return
     if len(msg.params) == 1:
-        conn.numeric(
-            RPL_CHANNELMODEIS, channel.name, "+" + "".join(sorted(channel.modes)), trailing=False
-        )
-        conn.numeric(RPL_CREATIONTIME, channel.name, str(channel.created), trailing=False)
+        send_channel_modes(conn, channel)
         return
-    if msg.params[1].lstrip("+") == "b":
-        # Clients ask for the ban list on join; greenchat keeps none yet.
-        conn.numeric(RPL_ENDOFBANLIST, channel.name, "End of channel ban list")
+    changes = parse_mode_changes(conn, msg.params[1], msg.params[2:])
+    if any(change.is_list_query for change in changes):
+        send_ban_list(conn, channel)  # anyone may look, as on Ergo and InspIRCd
+    changes = [change for change in changes if not change.is_list_query]
+    if not changes:
         return
     if not channel.is_op(conn):
         conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
-    applied, args = _apply_channel_modes(server, conn, channel, msg.params[1], msg.params[2:])
+    applied = [done for change in changes if (done := apply_change(server, conn, channel, change))]
     if applied:
-        relay = Relay(conn.prefix, "MODE", (channel.name, applied, *args), trailing=False)
-        server.hub.fanout(channel.members, relay)
+        params = (channel.name, *render_changes(applied))
+        server.hub.fanout(channel.members, Relay(conn.prefix, "MODE", params, trailing=False))
 
 
-def _apply_channel_modes(
-    server: ChatServer, conn: Connection, channel: Channel, modestring: str, params: tuple
-) -> tuple[str, list[str]]:
-    """Apply +/-n, t, o, v; return the changes made as a modestring and its args."""
+def send_channel_modes(conn: Connection, channel: Channel) -> None:
+    """324 (the key only for members, as on Ergo) and 329."""
+    modes = channel.mode_string(show_key=conn in channel.members)
+    conn.numeric(RPL_CHANNELMODEIS, channel.name, *modes, trailing=False)
+    conn.numeric(RPL_CREATIONTIME, channel.name, str(channel.created), trailing=False)
+
+
+def send_ban_list(conn: Connection, channel: Channel) -> None:
+    for mask, setter, set_at in channel.bans.values():
+        conn.numeric(RPL_BANLIST, channel.name, mask, setter, str(set_at), trailing=False)
+    conn.numeric(RPL_ENDOFBANLIST, channel.name, "End of channel ban list")
+
+
+def parse_mode_changes(
+    conn: Connection, modestring: str, params: tuple[str, ...]
+) -> list[ModeChange]:
+    """Split a modestring and its parameters into changes (472 for unknown letters).
+
+    A type B mode (k) takes a parameter both ways, type C (l) only when set,
+    a list mode (b) when there is one left (without one it is a query). At
+    most MAX_MODE_PARAMS changes with a parameter are kept (ISUPPORT MODES);
+    a change missing its parameter is skipped, as other servers do.
+    """
     remaining = list(params)
-    applied: list[str] = []
-    applied_args: list[str] = []
+    changes: list[ModeChange] = []
+    unknown: set[str] = set()  # one 472 per letter, however often it is repeated
+    with_param = 0
     sign = "+"
     for char in modestring:
         if char in "+-":
             sign = char
-        elif char in CHANNEL_MODES:
-            on = sign == "+"
-            if on != (char in channel.modes):
-                (channel.modes.add if on else channel.modes.discard)(char)
-                applied.append(sign + char)
-        elif char in PREFIX_MODES:
-            if not remaining:
-                continue
-            nick = remaining.pop(0)
-            target = server.hub.nick_owner(nick)
-            if target is None:
-                conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
-            elif target not in channel.members:
-                conn.numeric(
-                    ERR_USERNOTINCHANNEL, nick, channel.name, "They aren't on that channel"
-                )
-            else:
-                modes = channel.members[target]
-                (modes.add if sign == "+" else modes.discard)(char)
-                applied.append(sign + char)
-                applied_args.append(target.nick)
-        else:
-            conn.numeric(ERR_UNKNOWNMODE, char, "is unknown mode char to me")
-    return users.compress_modes(applied), applied_args
+            continue
+        if char in CHANNEL_MODES:
+            changes.append(ModeChange(sign, char))
+            continue
+        if char not in _PARAM_MODES:
+            if char not in unknown:
+                unknown.add(char)
+                conn.numeric(ERR_UNKNOWNMODE, char, "is unknown mode char to me")
+            continue
+        needs = _needs_param(sign, char)
+        if needs is False or (needs is None and not remaining):
+            changes.append(ModeChange(sign, char))
+        elif remaining and with_param < MAX_MODE_PARAMS:
+            changes.append(ModeChange(sign, char, remaining.pop(0)))
+            with_param += 1
+        elif remaining:
+            remaining.pop(0)  # over the MODES limit: ignored
+    return changes
+
+
+_PARAM_MODES = LIST_MODES + KEY_MODES + LIMIT_MODES + PREFIX_MODES
+
+
+def _needs_param(sign: str, char: str) -> bool | None:
+    """True: required; False: takes none; None: optional (b lists, -k takes a key if given)."""
+    if char in LIMIT_MODES:
+        return sign == "+"
+    if char in LIST_MODES or (char in KEY_MODES and sign == "-"):
+        return None
+    return True
+
+
+def apply_change(
+    server: ChatServer, conn: Connection, channel: Channel, change: ModeChange
+) -> ModeChange | None:
+    """Apply one change; return it as others should see it, or None if nothing changed."""
+    char = change.char
+    if char in CHANNEL_MODES:
+        return _apply_flag(channel, change)
+    if char in KEY_MODES:
+        return _apply_key(conn, channel, change)
+    if char in LIMIT_MODES:
+        return _apply_limit(conn, channel, change)
+    if char in LIST_MODES:
+        return _apply_ban(server, conn, channel, change)
+    return _apply_prefix(server, conn, channel, change)
+
+
+def _apply_flag(channel: Channel, change: ModeChange) -> ModeChange | None:
+    on = change.sign == "+"
+    if on == (change.char in channel.modes):
+        return None
+    (channel.modes.add if on else channel.modes.discard)(change.char)
+    return change
+
+
+def _apply_key(conn: Connection, channel: Channel, change: ModeChange) -> ModeChange | None:
+    if change.sign == "-":
+        if not channel.join_key:
+            return None
+        channel.join_key = ""
+        return ModeChange("-", change.char, "*")  # type B: always a parameter
+    key = change.arg or ""
+    if not _valid_key(key):
+        text = f"Invalid key: 1 to {KEYLEN} characters, no spaces or commas"
+        _invalid_param(conn, channel, change, text)
+    elif key != channel.join_key:
+        channel.join_key = key
+        return change
+    return None
+
+
+def _valid_key(key: str) -> bool:
+    return (
+        0 < len(key) <= KEYLEN
+        and not key.startswith(":")
+        and "," not in key
+        and all(ord(char) > 0x20 for char in key)
+    )
+
+
+def _apply_limit(conn: Connection, channel: Channel, change: ModeChange) -> ModeChange | None:
+    if change.sign == "-":
+        if not channel.limit:
+            return None
+        channel.limit = 0
+        return change
+    arg = change.arg or ""
+    if not _LIMIT.fullmatch(arg) or not 0 < int(arg) <= _MAX_LIMIT:
+        _invalid_param(conn, channel, change, "Invalid limit: a number of users above 0")
+        return None
+    limit = int(arg)
+    if limit == channel.limit:
+        return None
+    channel.limit = limit
+    return ModeChange("+", change.char, str(limit))  # '007' is shown as '7'
+
+
+_LIMIT = re.compile(r"[0-9]{1,10}")  # ASCII digits only: int() also takes other scripts'
+_MAX_LIMIT = 1_000_000_000
+
+
+def _apply_ban(
+    server: ChatServer, conn: Connection, channel: Channel, change: ModeChange
+) -> ModeChange | None:
+    arg = change.arg or ""
+    if not arg or arg.startswith(":") or any(ord(char) <= 0x20 for char in arg):
+        _invalid_param(conn, channel, change, "Invalid ban mask")
+        return None
+    mask = normalize_mask(arg)
+    folded = casefold(mask)
+    if change.sign == "-":
+        entry = channel.bans.pop(folded, None)
+        return None if entry is None else ModeChange("-", change.char, entry[0])
+    if folded in channel.bans:
+        return None
+    if len(channel.bans) >= server.config.max_list_entries:
+        conn.numeric(ERR_BANLISTFULL, channel.name, change.char, "Channel ban list is full")
+        return None
+    channel.bans[folded] = (mask, conn.prefix, int(time.time()))
+    return ModeChange("+", change.char, mask)
+
+
+def _apply_prefix(
+    server: ChatServer, conn: Connection, channel: Channel, change: ModeChange
+) -> ModeChange | None:
+    nick = change.arg or ""
+    target = server.hub.nick_owner(nick)
+    if target is None or not target.registered:
+        conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
+        return None
+    modes = channel.members.get(target)
+    if modes is None:
+        conn.numeric(ERR_USERNOTINCHANNEL, target.nick, channel.name, "They aren't on that channel")
+        return None
+    on = change.sign == "+"
+    if on == (change.char in modes):
+        return None
+    (modes.add if on else modes.discard)(change.char)
+    return ModeChange(change.sign, change.char, target.nick)
+
+
+def _invalid_param(conn: Connection, channel: Channel, change: ModeChange, text: str) -> None:
+    """696 ERR_INVALIDMODEPARAM: <target> <mode char> <parameter> :<description>."""
+    conn.numeric(ERR_INVALIDMODEPARAM, channel.name, change.char, change.arg or "*", text)
+
+
+def render_changes(changes: list[ModeChange]) -> list[str]:
+    """[+n, +k key, -o bob] -> ['+nk-o', 'key', 'bob']."""
+    letters: list[str] = []
+    args: list[str] = []
+    sign = ""
+    for change in changes:
+        if change.sign != sign:
+            sign = change.sign
+            letters.append(sign)
+        letters.append(change.char)
+        if change.arg is not None:
+            args.append(change.arg)
+    return ["".join(letters), *args]

@@ -18,6 +18,7 @@ from greenchat.protocol.numerics import (
     ERR_NOSUCHCHANNEL,
     ERR_NOSUCHNICK,
     ERR_NOTEXTTOSEND,
+    RPL_AWAY,
 )
 from greenchat.server.commands.table import command
 from greenchat.server.outgoing import Relay
@@ -60,6 +61,7 @@ def client_tags_of(msg: Message) -> str | None:
 
 
 def deliver(server: ChatServer, conn: Connection, msg: Message, verb: str, errors: bool) -> None:
+    conn.last_message = conn.last_active  # WHOIS idle time counts from here
     params = msg.params
     if not params or not params[0]:
         if errors:
@@ -102,11 +104,24 @@ def deliver(server: ChatServer, conn: Connection, msg: Message, verb: str, error
                 user.send_relay(relay)
             if user is not conn:
                 _echo(conn, relay)
+            if verb == "PRIVMSG" and user.away:
+                conn.numeric(RPL_AWAY, user.nick, user.away)
 
 
 def may_speak(conn: Connection, channel: Channel) -> bool:
-    """Whether ``conn`` may send to ``channel`` (+n: members only)."""
-    return "n" not in channel.modes or conn in channel.members
+    """Whether ``conn`` may send to ``channel``.
+
+    +n: members only; +m: voiced and ops only; a banned user may not speak
+    unless voiced or opped (as on InspIRCd). Ordered so the common case, a
+    plain member of a channel without bans, costs a few set lookups.
+    """
+    status = channel.members.get(conn)
+    if status:  # +v or +o: past +m and bans
+        return True
+    modes = channel.modes
+    if "m" in modes or (status is None and "n" in modes):
+        return False
+    return not channel.is_banned(conn)
 
 
 def _relay(conn: Connection, verb: str, target: str, text: str | None, tags: str) -> Relay:

@@ -1,22 +1,72 @@
-"""User commands: user modes (more come with WHO, WHOIS, AWAY, ...)."""
+"""User commands: user modes, AWAY, SETNAME, ISON, USERHOST, WHO(X), WHOIS, WHOWAS.
+
+Replies follow modern.ircdocs.horse and Ergo's choices: ``+i`` users are
+hidden from WHO masks unless the asker shares a channel with them (or is
+an operator), channel lists in WHOIS hide secret channels (and, for ``+i``
+users, every channel) the asker is not on, and IPs are shown only to the
+user themselves and to operators.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable, Iterator
+from email.utils import formatdate
 from typing import TYPE_CHECKING
 
+from greenchat.protocol.casemap import is_channel_name
+from greenchat.protocol.masks import match_mask, normalize_mask
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import (
     ERR_NOSUCHNICK,
     ERR_UMODEUNKNOWNFLAG,
     ERR_USERSDONTMATCH,
+    ERR_WASNOSUCHNICK,
+    RPL_AWAY,
+    RPL_ENDOFWHO,
+    RPL_ENDOFWHOIS,
+    RPL_ENDOFWHOWAS,
+    RPL_ISON,
+    RPL_NOWAWAY,
     RPL_UMODEIS,
+    RPL_UNAWAY,
+    RPL_USERHOST,
+    RPL_WHOISCHANNELS,
+    RPL_WHOISHOST,
+    RPL_WHOISIDLE,
+    RPL_WHOISMODES,
+    RPL_WHOISOPERATOR,
+    RPL_WHOISSERVER,
+    RPL_WHOISUSER,
+    RPL_WHOREPLY,
+    RPL_WHOSPCRPL,
+    RPL_WHOWASUSER,
 )
+from greenchat.server.commands.table import command
 from greenchat.server.outgoing import Relay
 from greenchat.server.welcome import USER_MODES
 
 if TYPE_CHECKING:
     from greenchat.server.connection import Connection
+    from greenchat.server.hub import Channel
     from greenchat.server.server import ChatServer
+
+# Longest real name SETNAME accepts, in bytes (Ergo's default realnamelen).
+REALNAMELEN = 150
+# What WHOIS and WHOWAS show as this server's description (312).
+SERVER_INFO = "greenchat IRC server"
+# Room left for the last parameter of a numeric that lists many items
+# (319, ISON, USERHOST) once the prefix, code and nicks are added.
+LIST_BUDGET = 400
+USERHOST_MAX = 10  # nicks answered per USERHOST, as on Ergo
+WHOWAS_MAX = 20  # entries per nick when the client asks for "all"
+# WHOX fields in the order they are sent, whatever order they were asked in.
+WHOX_FIELDS = "tcuihsnfdlaor"
+HIDDEN_IP = "255.255.255.255"
+
+
+def is_oper(conn: Connection) -> bool:
+    return "o" in conn.modes
 
 
 def compress_modes(changes: list[str]) -> str:
@@ -29,6 +79,30 @@ def compress_modes(changes: list[str]) -> str:
             out.append(sign)
         out.append(change[1])
     return "".join(out)
+
+
+def pack(items: Iterable[str], sep: str = " ", budget: int = LIST_BUDGET) -> list[str]:
+    """Join ``items`` into as few texts as fit ``budget`` characters each."""
+    lines: list[str] = []
+    current = ""
+    for item in items:
+        if current and len(current) + len(sep) + len(item) > budget:
+            lines.append(current)
+            current = item
+        else:
+            current = f"{current}{sep}{item}" if current else item
+    if current:
+        lines.append(current)
+    return lines
+
+
+def truncate_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
+    data = text.encode()
+    return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
+
+
+# -- MODE <own nick> ------------------------------------------------------------
 
 
 def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
@@ -49,12 +123,279 @@ def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
             sign = char
         elif char in USER_MODES:
             on = sign == "+"
-            if on != (char in conn.modes):
+            # +o comes only with OPER; asking for it is ignored, as on Ergo.
+            if on != (char in conn.modes) and not (on and char == "o"):
                 (conn.modes.add if on else conn.modes.discard)(char)
                 changes.append(sign + char)
-                if char == "i":
-                    server.hub.note_invisible(on)
+                _user_mode_changed(server, conn, char, on)
         else:
             conn.numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if changes:
         conn.send_relay(Relay(conn.prefix, "MODE", (conn.nick, compress_modes(changes))))
+
+
+def _user_mode_changed(server: ChatServer, conn: Connection, char: str, on: bool) -> None:
+    """Keep the counters and sets that mirror user modes in step."""
+    presence = server.hub.presence
+    if char == "i":
+        server.hub.note_invisible(on)
+    elif char == "w":
+        (presence.wallops.add if on else presence.wallops.discard)(conn)
+    elif char == "o":  # only ever dropped here
+        presence.opers.discard(conn)
+        conn.oper_name = ""
+
+
+# -- AWAY, SETNAME ----------------------------------------------------------------
+
+
+@command("AWAY")
+def away(server: ChatServer, conn: Connection, msg: Message) -> None:
+    text = truncate_bytes(msg.params[0], server.config.awaylen) if msg.params else ""
+    changed = text != conn.away
+    conn.away = text
+    if text:
+        conn.numeric(RPL_NOWAWAY, "You have been marked as being away")
+    else:
+        conn.numeric(RPL_UNAWAY, "You are no longer marked as being away")
+    if changed:
+        relay = Relay(conn.prefix, "AWAY", (text,) if text else ())
+        hub = server.hub
+        hub.fanout(hub.presence.friends(hub, conn, "away-notify"), relay)
+
+
+@command("SETNAME", min_params=1)
+def setname(server: ChatServer, conn: Connection, msg: Message) -> None:
+    realname = msg.params[0]
+    if not realname.strip() or len(realname.encode()) > REALNAMELEN:
+        fail = ("SETNAME", "INVALID_REALNAME", "Realname is not valid")
+        conn.send(Message("FAIL", fail, server.config.name))
+        return
+    conn.realname = realname
+    relay = Relay(conn.prefix, "SETNAME", (realname,))
+    hub = server.hub
+    hub.fanout(hub.presence.friends(hub, conn, "setname"), relay)
+    # The spec: a client that did not enable setname gets no reply, as before.
+    if conn.has_cap("setname"):
+        conn.send_relay(relay)
+
+
+# -- ISON, USERHOST -------------------------------------------------------------
+
+
+def _online(server: ChatServer, nick: str) -> Connection | None:
+    user = server.hub.nick_owner(nick)
+    return user if user is not None and user.registered else None
+
+
+@command("ISON", min_params=1)
+def ison(server: ChatServer, conn: Connection, msg: Message) -> None:
+    # Clients send the nicks as several parameters or as one trailing list.
+    present: dict[str, None] = {}
+    for nick in " ".join(msg.params).split():
+        user = _online(server, nick)
+        if user is not None:
+            present[user.nick] = None
+    lines = pack(present)
+    conn.numeric(RPL_ISON, lines[0] if lines else "")
+
+
+@command("USERHOST", min_params=1)
+def userhost(server: ChatServer, conn: Connection, msg: Message) -> None:
+    replies: dict[Connection, str] = {}
+    for nick in " ".join(msg.params).split()[:USERHOST_MAX]:
+        user = _online(server, nick)
+        if user is not None and user not in replies:
+            oper = "*" if is_oper(user) else ""
+            here = "-" if user.away else "+"
+            replies[user] = f"{user.nick}{oper}={here}{user.user}@{user.host}"
+    for line in pack(replies.values()) or [""]:
+        conn.numeric(RPL_USERHOST, line)
+
+
+# -- WHO and WHOX ---------------------------------------------------------------
+
+
+def _shares_channel(conn: Connection, other: Connection) -> bool:
+    return not conn.channels.keys().isdisjoint(other.channels.keys())
+
+
+def _who_channel(conn: Connection, channel: Channel) -> Iterator[Connection]:
+    """The members of ``channel`` ``conn`` may see: all of them if it is a member."""
+    joined = conn in channel.members
+    privileged = joined or is_oper(conn)
+    if "s" in channel.modes and not privileged:
+        return
+    for member in list(channel.members):
+        if privileged or "i" not in member.modes:
+            yield member
+
+
+def _who_mask(server: ChatServer, conn: Connection, mask: str) -> Iterator[Connection]:
+    """Users matching ``mask``: an exact nick, or a wildcard nick!user@host mask."""
+    if not any(ch in mask for ch in "*?!@.") and mask != "0":
+        user = _online(server, mask)  # an exact nick is found even when +i
+        if user is not None:
+            yield user
+        return
+    full = normalize_mask("*" if mask == "0" else mask)
+    sees_all = is_oper(conn)
+    for user in list(server.hub.nicks.values()):
+        if not user.registered or not match_mask(full, user.prefix):
+            continue
+        if sees_all or user is conn or "i" not in user.modes or _shares_channel(conn, user):
+            yield user
+
+
+def _who_flags(conn: Connection, channel: Channel | None, target: Connection) -> str:
+    flags = ("G" if target.away else "H") + ("*" if is_oper(target) else "")
+    if channel is not None:
+        flags += channel.prefixes(target, conn.has_cap("multi-prefix"))
+    return flags
+
+
+def _parse_who_options(option: str) -> tuple[str, str | None, str]:
+    """``o%tcnf,42`` -> (filter letters, WHOX fields or None, token)."""
+    letters, percent, whox = option.partition("%")
+    if not percent:
+        return letters, None, "0"
+    fields, _, token = whox.partition(",")
+    return letters, fields.lower(), token or "0"
+
+
+@command("WHO", min_params=1)
+def who(server: ChatServer, conn: Connection, msg: Message) -> None:
+    mask = msg.params[0]
+    letters, fields, token = _parse_who_options(msg.params[1] if len(msg.params) > 1 else "")
+    channel = server.hub.get_channel(mask) if is_channel_name(mask) else None
+    if channel is not None:
+        targets: Iterable[Connection] = _who_channel(conn, channel)
+    elif is_channel_name(mask):
+        targets = ()
+    else:
+        targets = _who_mask(server, conn, mask)
+    for target in targets:
+        if "o" in letters and not is_oper(target):
+            continue  # RFC 1459: "WHO <mask> o" lists operators only
+        if fields is None:
+            _who_reply(server, conn, channel, target)
+        else:
+            _whox_reply(server, conn, channel, target, fields, token)
+    conn.numeric(RPL_ENDOFWHO, mask, "End of WHO list")
+
+
+def _who_reply(
+    server: ChatServer, conn: Connection, channel: Channel | None, target: Connection
+) -> None:
+    conn.numeric(
+        RPL_WHOREPLY,
+        channel.name if channel else "*",
+        target.user,
+        target.host,
+        server.config.name,
+        target.nick,
+        _who_flags(conn, channel, target),
+        f"0 {target.realname}",
+    )
+
+
+def _whox_reply(
+    server: ChatServer,
+    conn: Connection,
+    channel: Channel | None,
+    target: Connection,
+    fields: str,
+    token: str,
+) -> None:
+    values = {
+        "t": lambda: token,
+        "c": lambda: channel.name if channel else "*",
+        "u": lambda: target.user,
+        "i": lambda: target.ip if target is conn or is_oper(conn) else HIDDEN_IP,
+        "h": lambda: target.host,
+        "s": lambda: server.config.name,
+        "n": lambda: target.nick,
+        "f": lambda: _who_flags(conn, channel, target),
+        "d": lambda: "0",  # hop count: one server
+        "l": lambda: str(_idle_seconds(target)),
+        "a": lambda: "0",  # account: none (no accounts yet)
+        "o": lambda: "*",  # channel op level: not implemented, as on Ergo
+        "r": lambda: target.realname,
+    }
+    params = [values[f]() for f in WHOX_FIELDS if f in fields]
+    conn.numeric(RPL_WHOSPCRPL, *params, trailing="r" in fields)
+
+
+def _idle_seconds(user: Connection) -> int:
+    return max(0, int(time.monotonic() - user.last_message))
+
+
+# -- WHOIS ----------------------------------------------------------------------
+
+
+@command("WHOIS", min_params=1)
+def whois(server: ChatServer, conn: Connection, msg: Message) -> None:
+    # WHOIS [<server>] <nick>[,<nick>...]: the server part needs no routing here.
+    masks = msg.params[1] if len(msg.params) > 1 else msg.params[0]
+    nicks = [n for n in masks.split(",") if n]
+    # Like Ergo: operators may ask about several nicks at once, others one.
+    for nick in nicks if is_oper(conn) else nicks[:1]:
+        user = _online(server, nick)
+        if user is None:
+            conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
+        else:
+            send_whois(server, conn, user)
+    conn.numeric(RPL_ENDOFWHOIS, masks, "End of /WHOIS list")
+
+
+def send_whois(server: ChatServer, conn: Connection, user: Connection) -> None:
+    nick = user.nick
+    conn.numeric(RPL_WHOISUSER, nick, user.user, user.host, "*", user.realname)
+    for line in pack(_whois_channels(conn, user)):
+        conn.numeric(RPL_WHOISCHANNELS, nick, line)
+    conn.numeric(RPL_WHOISSERVER, nick, server.config.name, SERVER_INFO)
+    if is_oper(user):
+        conn.numeric(RPL_WHOISOPERATOR, nick, "is an IRC operator")
+    if user is conn or is_oper(conn):
+        conn.numeric(RPL_WHOISHOST, nick, f"is connecting from {user.user}@{user.ip} {user.ip}")
+        conn.numeric(RPL_WHOISMODES, nick, "is using modes +" + "".join(sorted(user.modes)))
+    if user.away:
+        conn.numeric(RPL_AWAY, nick, user.away)
+    idle = str(_idle_seconds(user))
+    conn.numeric(RPL_WHOISIDLE, nick, idle, str(user.signon), "seconds idle, signon time")
+
+
+def _whois_channels(conn: Connection, user: Connection) -> Iterator[str]:
+    """``user``'s channels with prefixes, minus those hidden from ``conn``."""
+    multi_prefix = conn.has_cap("multi-prefix")
+    privileged = user is conn or is_oper(conn)
+    for channel in list(user.channels.values()):
+        hidden = "s" in channel.modes or "i" in user.modes
+        if hidden and not privileged and conn not in channel.members:
+            continue
+        yield channel.prefixes(user, multi_prefix) + channel.name
+
+
+# -- WHOWAS ---------------------------------------------------------------------
+
+
+@command("WHOWAS", min_params=1)
+def whowas(server: ChatServer, conn: Connection, msg: Message) -> None:
+    count = _whowas_count(msg.params[1] if len(msg.params) > 1 else "")
+    history = server.hub.presence.whowas
+    for nick in [n for n in msg.params[0].split(",") if n][:USERHOST_MAX]:
+        entries = history.find(nick, count)
+        if not entries:
+            conn.numeric(ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+        for entry in entries:
+            conn.numeric(RPL_WHOWASUSER, entry.nick, entry.user, entry.host, "*", entry.realname)
+            # In WHOWAS, 312's text is when the user left (modern.ircdocs.horse).
+            gone_at = formatdate(entry.when, usegmt=True)
+            conn.numeric(RPL_WHOISSERVER, entry.nick, server.config.name, gone_at)
+        conn.numeric(RPL_ENDOFWHOWAS, nick, "End of WHOWAS")
+
+
+def _whowas_count(text: str) -> int:
+    """WHOWAS's count: a positive number caps the entries; anything else means "all"."""
+    count = int(text) if text.isascii() and text.isdigit() else 0
+    return min(count, WHOWAS_MAX) if count > 0 else WHOWAS_MAX

@@ -1,0 +1,87 @@
+"""IRC wildcard masks (sans-IO): ``*`` and ``?`` over ``nick!user@host``.
+
+Masks and names are compared under rfc1459 case mapping, so a ban on
+``Nick[1]!*@*`` also matches ``nick{1}``. Only ``*`` (any run, even empty)
+and ``?`` (exactly one character) are special; everything else, including
+``[`` and ``]``, is literal (an fnmatch-based matcher would get those wrong).
+
+A partial mask is completed the way servers do before storing a ban:
+``nick`` -> ``nick!*@*``, ``user@host`` -> ``*!user@host``, ``*@host`` ->
+``*!*@host``; a lone word with a ``.`` or ``:`` (nicks have neither) is a host.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from greenchat.protocol.casemap import casefold
+
+__all__ = ["compile_mask", "match_mask", "normalize_mask"]
+
+
+class _Glob:
+    """A compiled mask: the pieces between ``*``s, each a fixed-length pattern.
+
+    Matching finds the pieces left to right, each at its leftmost place,
+    which is always correct for ``*`` globs and takes linear-ish time. A
+    single regex with ``.*`` between pieces can backtrack polynomially, and
+    a channel op may choose a mask like ``*a*a*a*a*a*b`` on purpose.
+    """
+
+    __slots__ = ("head", "middle", "star", "tail")
+
+    def __init__(self, folded_mask: str) -> None:
+        pieces = [_piece(text) for text in folded_mask.split("*")]
+        self.star = len(pieces) > 1
+        self.head = pieces[0]
+        self.tail = pieces[-1]  # the head again when there is no '*'
+        self.middle = [p for p in pieces[1:-1] if p[1]]
+
+    def match(self, name: str) -> bool:
+        head, head_len = self.head
+        if not self.star:
+            return head_len == len(name) and head.match(name) is not None
+        tail, tail_len = self.tail
+        end = len(name) - tail_len
+        if end < head_len or head.match(name) is None or tail.match(name, end) is None:
+            return False
+        pos = head_len
+        for piece, length in self.middle:
+            found = piece.search(name, pos, end)
+            if found is None:
+                return False
+            pos = found.start() + length
+        return True
+
+
+def _piece(text: str) -> tuple[re.Pattern[str], int]:
+    """A fixed-length pattern for mask text without ``*`` (``?`` is any one character)."""
+    regex = "".join("." if char == "?" else re.escape(char) for char in text)
+    return re.compile(regex, re.DOTALL), len(text)
+
+
+@lru_cache(maxsize=4096)
+def compile_mask(mask: str) -> _Glob:
+    """The matcher for ``mask``; cached: the same bans are tested again and again."""
+    return _Glob(casefold(mask))
+
+
+def match_mask(mask: str, name: str) -> bool:
+    """Whether ``name`` (e.g. ``nick!user@host``) matches the wildcard ``mask``."""
+    return compile_mask(mask).match(casefold(name))
+
+
+def normalize_mask(mask: str) -> str:
+    """Complete a partial mask to ``nick!user@host``, empty parts becoming ``*``."""
+    if "!" in mask:
+        nick, _, rest = mask.partition("!")
+        user, _, host = rest.partition("@")
+    elif "@" in mask:
+        nick = "*"
+        user, _, host = mask.partition("@")
+    elif "." in mask or ":" in mask:
+        nick, user, host = "*", "*", mask
+    else:
+        nick, user, host = mask, "*", "*"
+    return f"{nick or '*'}!{user or '*'}@{host or '*'}"

@@ -1,0 +1,151 @@
+"""Channel operator and discovery commands: KICK, INVITE and LIST."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from greenchat.protocol.message import Message
+from greenchat.protocol.numerics import (
+    ERR_CHANOPRIVSNEEDED,
+    ERR_NEEDMOREPARAMS,
+    ERR_NOSUCHCHANNEL,
+    ERR_NOSUCHNICK,
+    ERR_NOTONCHANNEL,
+    ERR_USERNOTINCHANNEL,
+    ERR_USERONCHANNEL,
+    RPL_INVITING,
+    RPL_LIST,
+    RPL_LISTEND,
+    RPL_LISTSTART,
+)
+from greenchat.server.commands.channels import visible_to
+from greenchat.server.commands.table import command
+from greenchat.server.outgoing import Relay
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from greenchat.server.connection import Connection
+    from greenchat.server.hub import Channel
+    from greenchat.server.server import ChatServer
+
+
+# -- KICK ---------------------------------------------------------------------
+
+
+@command("KICK", min_params=2)
+def kick(server: ChatServer, conn: Connection, msg: Message) -> None:
+    """``KICK #chan nick[,nick] [:reason]``; also ``KICK #a,#b n1,n2`` in pairs."""
+    channels = msg.params[0].split(",")
+    nicks = msg.params[1].split(",")
+    if len(channels) == 1:
+        pairs = [(channels[0], nick) for nick in nicks]
+    elif len(channels) == len(nicks):
+        pairs = list(zip(channels, nicks, strict=True))
+    else:
+        conn.numeric(ERR_NEEDMOREPARAMS, "KICK", "Not enough parameters")
+        return
+    reason = msg.params[2] if len(msg.params) > 2 and msg.params[2] else conn.nick
+    reason = reason[: server.config.kicklen]
+    for name, nick in pairs:
+        if name and nick:
+            kick_one(server, conn, name, nick, reason)
+
+
+def kick_one(server: ChatServer, conn: Connection, name: str, nick: str, reason: str) -> None:
+    channel = server.hub.get_channel(name)
+    if channel is None:
+        conn.numeric(ERR_NOSUCHCHANNEL, name, "No such channel")
+    elif conn not in channel.members:
+        conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
+    elif not channel.is_op(conn):
+        conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+    elif (target := server.hub.nick_owner(nick)) is None or not target.registered:
+        conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
+    elif target not in channel.members:
+        conn.numeric(ERR_USERNOTINCHANNEL, target.nick, channel.name, "They aren't on that channel")
+    else:
+        relay = Relay(conn.prefix, "KICK", (channel.name, target.nick, reason))
+        server.hub.fanout(channel.members, relay)  # the kicked user sees it too
+        # The hub has no kick of its own yet; dropping is what PART does after its fan-out.
+        server.hub._drop_member(channel, target)
+
+
+# -- INVITE -------------------------------------------------------------------
+
+
+@command("INVITE", min_params=2)
+def invite(server: ChatServer, conn: Connection, msg: Message) -> None:
+    """``INVITE nick #chan``: members may invite; on a +i channel only ops."""
+    nick, name = msg.params[0], msg.params[1]
+    target = server.hub.nick_owner(nick)
+    if target is None or not target.registered:
+        conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
+        return
+    channel = server.hub.get_channel(name)
+    if channel is None:
+        conn.numeric(ERR_NOSUCHCHANNEL, name, "No such channel")
+    elif conn not in channel.members:
+        conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
+    elif "i" in channel.modes and not channel.is_op(conn):
+        conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+    elif target in channel.members:
+        conn.numeric(ERR_USERONCHANNEL, target.nick, channel.name, "is already on channel")
+    else:
+        channel.invite(target)
+        conn.numeric(RPL_INVITING, target.nick, channel.name, trailing=False)
+        relay = Relay(conn.prefix, "INVITE", (target.nick, channel.name), trailing=False)
+        target.send_relay(relay)
+        notify_invite(server, conn, target, channel, relay)
+
+
+def notify_invite(
+    server: ChatServer, inviter: Connection, target: Connection, channel: Channel, relay: Relay
+) -> None:
+    """IRCv3 invite-notify: members who could have sent this invite themselves see it.
+
+    That is every member, or only the ops when the channel is +i (the spec
+    lets a server limit the notice to those with the privilege to invite).
+    """
+    if "i" in channel.modes:
+        watchers = [m for m, modes in channel.members.items() if "o" in modes]
+    else:
+        watchers = list(channel.members)
+    watchers = [m for m in watchers if m is not target]
+    server.hub.fanout(watchers, relay, exclude=inviter, require_cap="invite-notify")
+
+
+# -- LIST ---------------------------------------------------------------------
+
+
+@command("LIST")
+def list_(server: ChatServer, conn: Connection, msg: Message) -> None:
+    """``LIST``, ``LIST #a,#b``, ``LIST >3,<10`` (ELIST=U: filters on member count)."""
+    names: list[str] = []
+    filters: list[Callable[[int], bool]] = []
+    for item in dict.fromkeys(msg.params[0].split(",") if msg.params else []):
+        match = _COUNT_FILTER.fullmatch(item)
+        if match:
+            filters.append(_count_filter(match.group(1), int(match.group(2))))
+        elif item:
+            names.append(item)
+    if names:
+        channels = [c for name in names if (c := server.hub.get_channel(name)) is not None]
+    else:
+        channels = list(server.hub.channels.values())
+    conn.numeric(RPL_LISTSTART, "Channel", "Users  Name")
+    for channel in channels:
+        count = len(channel.members)
+        if visible_to(conn, channel) and all(keep(count) for keep in filters):
+            conn.numeric(RPL_LIST, channel.name, str(count), channel.topic)
+    conn.numeric(RPL_LISTEND, "End of /LIST")
+
+
+_COUNT_FILTER = re.compile(r"([<>])([0-9]{1,9})")
+
+
+def _count_filter(op: str, number: int) -> Callable[[int], bool]:
+    if op == ">":
+        return lambda count: count > number
+    return lambda count: count < number

@@ -1,0 +1,91 @@
+"""Server information: VERSION, TIME, INFO and ADMIN.
+
+Each accepts an optional server (or nick) parameter, as the RFCs allow;
+greenchat is a single server, so anything but its own name or a user on it
+gets 402.
+"""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+from greenchat import __version__
+from greenchat.protocol.masks import match_mask
+from greenchat.protocol.message import Message
+from greenchat.protocol.numerics import (
+    ERR_NOSUCHSERVER,
+    RPL_ADMINEMAIL,
+    RPL_ADMINLOC1,
+    RPL_ADMINLOC2,
+    RPL_ADMINME,
+    RPL_ENDOFINFO,
+    RPL_INFO,
+    RPL_ISUPPORT,
+    RPL_TIME,
+    RPL_VERSION,
+)
+from greenchat.server.commands.table import command
+from greenchat.server.welcome import VERSION, isupport_tokens
+
+if TYPE_CHECKING:
+    from greenchat.server.connection import Connection
+    from greenchat.server.server import ChatServer
+
+_ISUPPORT_PER_LINE = 12
+INFO_LINES = (
+    f"greenchat {__version__}",
+    "An IRC server in pure Python on gevent.",
+    "One greenlet per connection; a hub that never yields;",
+    "every message serialized once per capability set.",
+)
+
+
+def _elsewhere(server: ChatServer, conn: Connection, msg: Message) -> bool:
+    """True (after a 402) when the command names a server other than this one."""
+    if not msg.params or not msg.params[0]:
+        return False
+    target = msg.params[0]
+    if match_mask(target, server.config.name) or server.hub.nick_owner(target) is not None:
+        return False
+    conn.numeric(ERR_NOSUCHSERVER, target, "No such server")
+    return True
+
+
+@command("VERSION")
+def version(server: ChatServer, conn: Connection, msg: Message) -> None:
+    if _elsewhere(server, conn, msg):
+        return
+    conn.numeric(RPL_VERSION, VERSION, server.config.name, "greenchat IRC server")
+    tokens = isupport_tokens(server)
+    for start in range(0, len(tokens), _ISUPPORT_PER_LINE):
+        chunk = tokens[start : start + _ISUPPORT_PER_LINE]
+        conn.numeric(RPL_ISUPPORT, *chunk, "are supported by this server")
+
+
+@command("TIME")
+def time_(server: ChatServer, conn: Connection, msg: Message) -> None:
+    if _elsewhere(server, conn, msg):
+        return
+    # RFC 1123 in UTC, as Ergo sends it: "Tue, 02 Jan 2024 15:04:05 GMT".
+    conn.numeric(RPL_TIME, server.config.name, formatdate(usegmt=True))
+
+
+@command("INFO")
+def info(server: ChatServer, conn: Connection, msg: Message) -> None:
+    if _elsewhere(server, conn, msg):
+        return
+    for line in (*INFO_LINES, f"Up since {server.created_text}"):
+        conn.numeric(RPL_INFO, line)
+    conn.numeric(RPL_ENDOFINFO, "End of INFO list")
+
+
+@command("ADMIN")
+def admin(server: ChatServer, conn: Connection, msg: Message) -> None:
+    if _elsewhere(server, conn, msg):
+        return
+    location, organization, email = server.config.admin_info
+    conn.numeric(RPL_ADMINME, server.config.name, "Administrative info")
+    conn.numeric(RPL_ADMINLOC1, location)
+    conn.numeric(RPL_ADMINLOC2, organization)
+    conn.numeric(RPL_ADMINEMAIL, email)

@@ -1,0 +1,181 @@
+"""Operator commands: OPER, KILL, WALLOPS and CHGHOST.
+
+Operators are configured with ``greenchat-serve --oper NAME:PASSWORD``; only
+a salted scrypt hash is kept (greenchat/server/oper.py). As on Ergo, a wrong
+password for an existing operator name costs the connection, so guessing
+needs a new connection (and registration) per try.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+import gevent
+
+from greenchat.protocol.casemap import casefold
+from greenchat.protocol.message import Message
+from greenchat.protocol.numerics import (
+    ERR_CANTKILLSERVER,
+    ERR_NOOPERHOST,
+    ERR_NOPRIVILEGES,
+    ERR_NOSUCHNICK,
+    ERR_PASSWDMISMATCH,
+    ERR_UNKNOWNERROR,
+    RPL_YOUREOPER,
+)
+from greenchat.server.commands.registration import USERLEN
+from greenchat.server.commands.table import command
+from greenchat.server.commands.users import is_oper
+from greenchat.server.hub import PREFIXES
+from greenchat.server.oper import verify_password
+from greenchat.server.outgoing import Relay
+
+if TYPE_CHECKING:
+    from greenchat.server.connection import Connection
+    from greenchat.server.server import ChatServer
+
+log = logging.getLogger("greenchat.oper")
+
+# CHGHOST accepts what USER and a DNS name or address could have produced.
+_VALID_USER = re.compile(rf"~?[A-Za-z0-9_.\-]{{1,{USERLEN}}}")
+_VALID_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:\-/]{0,62}")
+
+
+def require_oper(conn: Connection) -> bool:
+    """True for operators; everyone else gets 481."""
+    if is_oper(conn):
+        return True
+    conn.numeric(ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
+    return False
+
+
+# -- OPER -------------------------------------------------------------------------
+
+
+@command("OPER", min_params=2)
+def oper(server: ChatServer, conn: Connection, msg: Message) -> None:
+    name, password = msg.params[0], msg.params[1]
+    if is_oper(conn):
+        conn.numeric(ERR_UNKNOWNERROR, "OPER", "You're already opered-up!")
+        return
+    stored = server.config.opers.get(name)
+    if stored is None:
+        conn.numeric(ERR_NOOPERHOST, "No O-lines for your host")
+        return
+    if not _password_matches(password, stored):
+        log.warning("failed OPER as %s by %s", name, conn.prefix)
+        conn.numeric(ERR_PASSWDMISMATCH, "Password incorrect")
+        conn.disconnect("Password incorrect")
+        return
+    if conn.close_reason is None:  # it may have gone while the hash was checked
+        grant_oper(server, conn, name)
+
+
+def _password_matches(password: str, stored: str) -> bool:
+    """Check in gevent's thread pool: the ~30 ms scrypt would stall every client.
+
+    Only this client's reader waits. (Lines fanned out to it meanwhile are
+    queued as usual; with labeled-response they land in this command's batch.)
+    """
+    return bool(gevent.get_hub().threadpool.apply(verify_password, (password, stored)))
+
+
+def grant_oper(server: ChatServer, conn: Connection, name: str) -> None:
+    conn.oper_name = name
+    conn.modes.add("o")
+    server.hub.presence.opers.add(conn)
+    log.info("%s opered up as %s", conn.prefix, name)
+    conn.numeric(RPL_YOUREOPER, "You are now an IRC operator")
+    conn.send_relay(Relay(conn.prefix, "MODE", (conn.nick, "+o")))
+
+
+# -- KILL, WALLOPS ----------------------------------------------------------------
+
+
+@command("KILL", min_params=1)
+def kill(server: ChatServer, conn: Connection, msg: Message) -> None:
+    if not require_oper(conn):
+        return
+    nick = msg.params[0]
+    comment = msg.params[1] if len(msg.params) > 1 and msg.params[1] else "<no reason supplied>"
+    victim = server.hub.nick_owner(nick)
+    if victim is None or not victim.registered:
+        if casefold(nick) == casefold(server.config.name):
+            conn.numeric(ERR_CANTKILLSERVER, "You can't kill a server!")
+        else:
+            conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
+        return
+    reason = f"Killed ({conn.nick} ({comment}))"
+    log.info("%s killed %s: %s", conn.prefix, victim.prefix, comment)
+    # Peers see the QUIT when the victim's reader finishes (hub.remove_connection).
+    victim.disconnect(reason)
+
+
+@command("WALLOPS", min_params=1)
+def wallops(server: ChatServer, conn: Connection, msg: Message) -> None:
+    if not require_oper(conn):
+        return
+    presence = server.hub.presence
+    relay = Relay(conn.prefix, "WALLOPS", (msg.params[0],))
+    server.hub.fanout(presence.opers | presence.wallops, relay)
+
+
+# -- CHGHOST ----------------------------------------------------------------------
+
+
+@command("CHGHOST", min_params=3)
+def chghost(server: ChatServer, conn: Connection, msg: Message) -> None:
+    if not require_oper(conn):
+        return
+    nick, user, host = msg.params[0], msg.params[1], msg.params[2]
+    target = server.hub.nick_owner(nick)
+    if target is None or not target.registered:
+        conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
+        return
+    if not _VALID_USER.fullmatch(user) or not _VALID_HOST.fullmatch(host):
+        text = "Invalid username or hostname"
+        conn.send(Message("FAIL", ("CHGHOST", "INVALID_PARAMS", text), server.config.name))
+        return
+    if (user, host) != (target.user, target.host):
+        log.info("%s changed the host of %s to %s@%s", conn.prefix, target.prefix, user, host)
+        change_host(server, target, user, host)
+
+
+def change_host(server: ChatServer, target: Connection, user: str, host: str) -> None:
+    """Give ``target`` a new user@host and tell who can see it.
+
+    Clients with ``chghost`` get one CHGHOST line; channel peers without it
+    see the user quit and rejoin with the new host (and its channel status
+    restored), which is how they learn of the new prefix on other servers.
+    """
+    hub = server.hub
+    old_prefix = target.prefix
+    target.user, target.host = user, host
+    target.set_nick(target.nick)
+    relay = Relay(old_prefix, "CHGHOST", (user, host), trailing=False)
+    hub.fanout(hub.presence.friends(hub, target, "chghost"), relay)
+    if target.has_cap("chghost"):
+        target.send_relay(relay)
+    _fake_rejoin(server, target, old_prefix)
+
+
+def _fake_rejoin(server: ChatServer, target: Connection, old_prefix: str) -> None:
+    hub = server.hub
+    without_cap = [peer for peer in hub.peers(target) if not peer.has_cap("chghost")]
+    if not without_cap:
+        return
+    hub.fanout(without_cap, Relay(old_prefix, "QUIT", ("Changing host",)))
+    for channel in list(target.channels.values()):
+        members = [m for m in channel.members if m is not target and not m.has_cap("chghost")]
+        ext = (channel.name, "*", target.realname)
+        join = Relay(target.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)
+        hub.fanout(members, join)
+        modes = "".join(mode for mode, _ in PREFIXES if mode in channel.members[target])
+        if modes:
+            params = (channel.name, "+" + modes, *[target.nick] * len(modes))
+            hub.fanout(members, Relay(server.config.name, "MODE", params, trailing=False))
+        if target.away:
+            away = Relay(target.prefix, "AWAY", (target.away,))
+            hub.fanout(members, away, require_cap="away-notify")

@@ -1,0 +1,442 @@
+"""Channel modes, bans, KICK, INVITE and LIST against a real server on port 0."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from transcript import IrcClient
+
+
+def pair(connect, channel: str = "#c") -> tuple[IrcClient, IrcClient]:
+    """alice creates (and ops) ``channel``; bob is connected but not in it."""
+    alice = connect("alice").join(channel)
+    bob = connect("bob")
+    return alice, bob
+
+
+def mode_line(client: IrcClient, channel: str, text: str) -> None:
+    client.expect(rf"^:alice!\S+ MODE {re.escape(channel)} {re.escape(text)}$")
+
+
+# -- ISUPPORT -------------------------------------------------------------------
+
+
+def test_isupport_and_myinfo_describe_the_channel_modes(connect):
+    client = connect()
+    client.send("NICK neo", "USER neo 0 * :n")
+    client.expect(r" 004 neo greenchat\.local \S+ \S+ biklmnopstv bklov$")  # any user modes
+    tokens: list[str] = []
+    while True:
+        line = client.read_line()
+        if " 005 " in line:
+            tokens += line.split(" :are supported")[0].split()[3:]
+        elif tokens:
+            break
+    for token in (
+        "CHANMODES=b,k,l,imnpst",
+        "MAXLIST=b:100",
+        "KICKLEN=390",
+        "MODES=4",
+        "ELIST=U",
+        "KEYLEN=32",
+        "PREFIX=(ov)@+",
+    ):
+        assert token in tokens
+
+
+# -- flag modes, 324 ------------------------------------------------------------
+
+
+def test_flag_modes_set_and_unset_once(connect):
+    alice, bob = pair(connect)
+    bob.join("#c")
+    alice.send("MODE #c +imsp")
+    mode_line(bob, "#c", "+imsp")
+    alice.send("MODE #c +m-m+t")  # +m and +t were set already: only -m is a change
+    mode_line(bob, "#c", "-m")
+    alice.send("MODE #c -ispn")
+    mode_line(bob, "#c", "-ispn")
+    bob.send("MODE #c")
+    bob.expect(r" 324 bob #c \+t$")
+    bob.expect(r" 329 bob #c \d+$")
+    bob.send("MODE #c +n")
+    bob.expect(r" 482 bob #c :You're not channel operator$")
+
+
+def test_unknown_mode_char_and_missing_params(connect):
+    alice, _ = pair(connect)
+    alice.send("MODE #c +XnX")
+    alice.expect(r" 472 alice X :is unknown mode char to me$")
+    alice.send("MODE #c +kl")  # parameters missing: skipped
+    alice.send("MODE #c +s")
+    mode_line(alice, "#c", "+s")
+    alice.sync()
+    assert not any(" MODE #c +n" in line or "+kl" in line for line in alice.lines)
+    assert sum(" 472 " in line for line in alice.lines) == 1
+
+
+def test_key_mode(connect):
+    alice, bob = pair(connect)
+    alice.send("MODE #c +k s3cret")
+    mode_line(alice, "#c", "+k s3cret")
+    alice.send("MODE #c")
+    alice.expect(r" 324 alice #c \+knt s3cret$")
+    bob.send("MODE #c")
+    bob.expect(r" 324 bob #c \+nt$")  # the key only for members
+    bob.send("JOIN #c")
+    bob.expect(r" 475 bob #c :Cannot join channel \(\+k\)$")
+    bob.send("JOIN #c wrong")
+    bob.expect(r" 475 bob #c ")
+    bob.send("JOIN #c,#other s3cret")
+    bob.expect(r"^:bob!\S+ JOIN #c$")
+    bob.expect(r"^:bob!\S+ JOIN #other$")
+    alice.send("MODE #c -k whatever")
+    mode_line(bob, "#c", "-k *")
+    alice.send("MODE #c +k :has space", "MODE #c +k a,b", "MODE #c +k " + "x" * 33)
+    alice.expect(r" 696 alice #c k \* :Invalid key")
+    alice.expect(r" 696 alice #c k a,b :Invalid key")
+    alice.expect(r" 696 alice #c k x{33} :Invalid key")
+
+
+def test_limit_mode(connect):
+    alice, bob = pair(connect)
+    alice.send("MODE #c +l abc", "MODE #c +l 0", "MODE #c +l -3")
+    alice.expect(r" 696 alice #c l abc :Invalid limit")
+    alice.expect(r" 696 alice #c l 0 :")
+    alice.expect(r" 696 alice #c l -3 :")
+    alice.send("MODE #c +l 01")
+    mode_line(alice, "#c", "+l 1")
+    alice.send("MODE #c")
+    alice.expect(r" 324 alice #c \+lnt 1$")
+    bob.send("JOIN #c")
+    bob.expect(r" 471 bob #c :Cannot join channel \(\+l\)$")
+    alice.send("MODE #c +l 2")
+    mode_line(alice, "#c", "+l 2")
+    bob.join("#c")
+    alice.send("MODE #c -l")
+    mode_line(bob, "#c", "-l")
+
+
+def test_key_and_limit_together_in_324(connect):
+    alice, _ = pair(connect)
+    alice.send("MODE #c +lk 5 key")
+    mode_line(alice, "#c", "+lk 5 key")
+    alice.send("MODE #c")
+    alice.expect(r" 324 alice #c \+klnt key 5$")
+
+
+def test_modes_limit_per_command(connect):
+    alice, bob = pair(connect)
+    bob.join("#c")
+    carol = connect("carol").join("#c")
+    alice.send("MODE #c +vvvvv bob carol bob carol bob")  # MODES=4, and no repeats
+    mode_line(carol, "#c", "+vv bob carol")
+    alice.send("MODE #c +bbbbb a b c d e")
+    mode_line(carol, "#c", "+bbbb a!*@* b!*@* c!*@* d!*@*")
+
+
+# -- +i and INVITE --------------------------------------------------------------
+
+
+def test_invite_only(connect):
+    alice, bob = pair(connect)
+    alice.send("MODE #c +i")
+    mode_line(alice, "#c", "+i")
+    bob.send("JOIN #c")
+    bob.expect(r" 473 bob #c :Cannot join channel \(\+i\)$")
+    alice.send("INVITE bob #c")
+    alice.expect(r" 341 alice bob #c$")
+    bob.expect(r"^:alice!~alice@127\.0\.0\.1 INVITE bob #c$")
+    bob.join("#c")
+    bob.send("PART #c")
+    bob.expect(r"PART #c")
+    bob.send("JOIN #c")  # an invite is good for one join
+    bob.expect(r" 473 bob #c ")
+
+
+def test_invite_errors(connect):
+    alice, bob = pair(connect)
+    carol = connect("carol").join("#c")
+    bob.send("INVITE carol")
+    bob.expect(r" 461 bob INVITE :Not enough parameters$")
+    bob.send("INVITE nobody #c")
+    bob.expect(r" 401 bob nobody :No such nick/channel$")
+    bob.send("INVITE carol #nowhere")
+    bob.expect(r" 403 bob #nowhere :No such channel$")
+    bob.send("INVITE carol #c")
+    bob.expect(r" 442 bob #c :You're not on that channel$")
+    alice.send("INVITE carol #c")
+    alice.expect(r" 443 alice carol #c :is already on channel$")
+    carol.send("INVITE bob #c")  # -i: any member may invite
+    carol.expect(r" 341 carol bob #c$")
+    bob.expect(r"^:carol!\S+ INVITE bob #c$")
+    alice.send("MODE #c +i")
+    mode_line(carol, "#c", "+i")
+    carol.send("INVITE bob #c")
+    carol.expect(r" 482 carol #c :You're not channel operator$")
+
+
+def test_invite_notify(server, connect):
+    port = server.port
+    op = IrcClient(port).register_with_caps("op", "invite-notify")
+    watcher = IrcClient(port).register_with_caps("watcher", "invite-notify")
+    plain = connect("plain")
+    guest = IrcClient(port).register_with_caps("guest", "invite-notify")
+    try:
+        op.join("#n")
+        watcher.join("#n")
+        plain.join("#n")
+        op.send("INVITE guest #n")
+        watcher.expect(r"^:op!\S+ INVITE guest #n$")
+        guest.expect(r"^:op!\S+ INVITE guest #n$")
+        op.expect(r" 341 op guest #n$")
+        op.send("MODE #n +i")
+        watcher.expect(r"MODE #n \+i$")
+        op.send("MODE #n +o plain")
+        watcher.expect(r"MODE #n \+o plain$")
+        plain.send("INVITE guest #n")  # +i: only ops with invite-notify hear it
+        plain.expect(r" 341 plain guest #n$")
+        guest.expect(r"^:plain!\S+ INVITE guest #n$")
+        watcher.sync()
+        op.sync()
+        assert sum(" INVITE guest #n" in line for line in watcher.lines) == 1
+        assert sum(" INVITE guest #n" in line for line in op.lines) == 1  # not its own
+        assert sum(" INVITE guest #n" in line for line in plain.lines) == 0  # no cap
+        assert sum(" INVITE guest #n" in line for line in guest.lines) == 2  # once each
+    finally:
+        for client in (op, watcher, guest):
+            client.close()
+
+
+# -- bans -----------------------------------------------------------------------
+
+
+def test_ban_list_query_set_unset(connect):
+    alice, bob = pair(connect)
+    bob.send("MODE #c +b")
+    bob.expect(r" 368 bob #c :End of channel ban list$")
+    alice.send("MODE #c +b Bob")
+    mode_line(alice, "#c", "+b Bob!*@*")
+    alice.send("MODE #c +b *@10.0.0.1", "MODE #c +b ~x@host", "MODE #c +b BOB!*@*")
+    mode_line(alice, "#c", "+b *!*@10.0.0.1")
+    mode_line(alice, "#c", "+b *!~x@host")  # BOB!*@* is Bob!*@*: no change
+    bob.send("MODE #c b")
+    bob.expect(r" 367 bob #c Bob!\*@\* alice!~alice@127\.0\.0\.1 \d+$")
+    bob.expect(r" 367 bob #c \*!\*@10\.0\.0\.1 alice!\S+ \d+$")
+    bob.expect(r" 367 bob #c \*!~x@host alice!\S+ \d+$")
+    bob.expect(r" 368 bob #c ")
+    bob.send("MODE #c +b nick")
+    bob.expect(r" 482 bob #c ")
+    alice.send("MODE #c -b bob!*@*")
+    mode_line(alice, "#c", "-b Bob!*@*")
+    alice.send("MODE #c -b never-set")
+    alice.send("MODE #c +b :a b")
+    alice.expect(r" 696 alice #c b ")
+    alice.sync()
+    assert not any("never-set" in line for line in alice.lines)
+
+
+def test_ban_blocks_join_with_wildcards_and_case_mapping(connect):
+    alice = connect("alice").join("#c")
+    victim = connect("Vic[1]")
+    alice.send("MODE #c +b vic{?}!*@*")
+    mode_line(alice, "#c", "+b vic{?}!*@*")
+    victim.send("JOIN #c")
+    victim.expect(r" 474 Vic\[1\] #c :Cannot join channel \(\+b\)$")
+    alice.send("MODE #c -b VIC[?]!*@*", "MODE #c +b *!~V?C1@127.*")
+    mode_line(alice, "#c", "-b vic{?}!*@*")
+    mode_line(alice, "#c", "+b *!~V?C1@127.*")
+    victim.send("JOIN #c")
+    victim.expect(r" 474 Vic\[1\] #c ")
+    alice.send("INVITE Vic[1] #c")  # an invite gets one past a ban, as on Ergo
+    victim.expect(r" INVITE Vic\[1\] #c$")
+    victim.join("#c")
+
+
+def test_banned_members_cannot_speak_unless_voiced(connect):
+    alice, bob = pair(connect)
+    bob.join("#c")
+    alice.send("MODE #c +b bob")
+    mode_line(bob, "#c", "+b bob!*@*")
+    bob.send("PRIVMSG #c :muted?")
+    bob.expect(r" 404 bob #c :Cannot send to channel$")
+    alice.send("MODE #c +v bob")
+    mode_line(bob, "#c", "+v bob")
+    bob.send("PRIVMSG #c :voiced")
+    alice.expect(r"^:bob!\S+ PRIVMSG #c :voiced$")
+
+
+def test_ban_list_full(make_server):
+    server = make_server(max_list_entries=2)
+    alice = IrcClient(server.port).register("alice").join("#c")
+    try:
+        alice.send("MODE #c +bbb one two three")
+        alice.expect(r" 478 alice #c b :Channel ban list is full$")
+        mode_line(alice, "#c", "+bb one!*@* two!*@*")
+    finally:
+        alice.close()
+
+
+# -- +m, +n ---------------------------------------------------------------------
+
+
+def test_moderated_channel(connect):
+    alice, bob = pair(connect)
+    bob.join("#c")
+    carol = connect("carol")
+    alice.send("MODE #c +m-n")
+    mode_line(bob, "#c", "+m-n")
+    bob.send("PRIVMSG #c :unvoiced")
+    bob.expect(r" 404 bob #c :Cannot send to channel$")
+    carol.send("PRIVMSG #c :outsider")
+    carol.expect(r" 404 carol #c ")
+    alice.send("PRIVMSG #c :op speaks")
+    bob.expect(r"PRIVMSG #c :op speaks$")
+    alice.send("MODE #c +v bob")
+    mode_line(bob, "#c", "+v bob")
+    bob.send("PRIVMSG #c :voiced now")
+    alice.expect(r"PRIVMSG #c :voiced now$")
+    alice.send("MODE #c -m")
+    mode_line(bob, "#c", "-m")
+    carol.send("PRIVMSG #c :-n lets me in")
+    alice.expect(r"^:carol!\S+ PRIVMSG #c :-n lets me in$")
+
+
+# -- prefixes: +o/+v errors -----------------------------------------------------
+
+
+def test_prefix_mode_errors_and_no_op_changes(connect):
+    alice, bob = pair(connect)
+    alice.send("MODE #c +o nobody")
+    alice.expect(r" 401 alice nobody :No such nick/channel$")
+    alice.send("MODE #c +v bob")
+    alice.expect(r" 441 alice bob #c :They aren't on that channel$")
+    bob.join("#c")
+    alice.send("MODE #c +o bob")
+    mode_line(bob, "#c", "+o bob")
+    alice.send("MODE #c +o bob", "MODE #c -v bob")  # nothing changes: no MODE line
+    alice.sync()
+    bob.send("MODE #c -o alice")
+    alice.expect(r"^:bob!\S+ MODE #c -o alice$")
+    alice.send("MODE #c +t")
+    alice.expect(r" 482 alice #c ")
+    assert sum(" MODE #c +o bob" in line for line in alice.lines) == 1
+    assert not any(" MODE #c -v" in line for line in alice.lines)
+
+
+# -- +s / +p: NAMES and LIST ----------------------------------------------------
+
+
+def test_secret_and_private_channels(connect):
+    alice, bob = pair(connect, "#secret")
+    alice.join("#private").join("#public")
+    alice.send("MODE #secret +s", "MODE #private +p")
+    mode_line(alice, "#secret", "+s")
+    mode_line(alice, "#private", "+p")
+    alice.send("NAMES #secret,#private,#public")
+    alice.expect(r" 353 alice @ #secret :@alice$")
+    alice.expect(r" 353 alice \* #private :@alice$")
+    alice.expect(r" 353 alice = #public :@alice$")
+    bob.send("NAMES #secret")
+    bob.expect(r" 366 bob #secret :End of /NAMES list$")
+    assert not any(" 353 " in line for line in bob.lines)
+    bob.send("LIST")
+    bob.expect(r" 321 bob Channel :Users  Name$")
+    listed = set()
+    while True:
+        line = bob.read_line()
+        if " 323 " in line:
+            assert line.endswith(" 323 bob :End of /LIST")
+            break
+        listed.add(line.split()[3])
+    assert listed == {"#private", "#public"}
+    bob.send("LIST #secret")
+    bob.expect(r" 321 ")
+    assert " 323 " in bob.read_line()
+    alice.send("LIST #secret")
+    alice.expect(r" 322 alice #secret 1 :$")
+
+
+def test_list_filters_and_topics(connect):
+    alice = connect("alice").join("#one").join("#two").join("#three")
+    bob = connect("bob").join("#two").join("#three")
+    connect("carol").join("#three")
+    alice.send("TOPIC #two :Two is a crowd")
+    alice.expect(r"TOPIC #two :Two is a crowd$")
+
+    def listing(query: str) -> dict[str, str]:
+        bob.send(f"LIST {query}".rstrip())
+        bob.expect(r" 321 ")
+        got = {}
+        while " 323 " not in (line := bob.read_line()):
+            match = re.search(r" 322 bob (\S+) (\d+) :(.*)$", line)
+            assert match, line
+            got[match.group(1)] = f"{match.group(2)} {match.group(3)}".strip()
+        return got
+
+    assert listing("") == {"#one": "1", "#two": "2 Two is a crowd", "#three": "3"}
+    assert listing(">1") == {"#two": "2 Two is a crowd", "#three": "3"}
+    assert listing("<3") == {"#one": "1", "#two": "2 Two is a crowd"}
+    assert listing(">1,<3") == {"#two": "2 Two is a crowd"}
+    assert listing("#ONE,#nowhere,#three") == {"#one": "1", "#three": "3"}
+
+
+# -- KICK -----------------------------------------------------------------------
+
+
+def test_kick(connect):
+    alice, bob = pair(connect)
+    bob.join("#c")
+    carol = connect("carol").join("#c")
+    bob.send("KICK #c carol :no")
+    bob.expect(r" 482 bob #c :You're not channel operator$")
+    alice.send("KICK #c bob :Bye now")
+    bob.expect(r"^:alice!~alice@127\.0\.0\.1 KICK #c bob :Bye now$")
+    carol.expect(r"^:alice!\S+ KICK #c bob :Bye now$")
+    alice.expect(r"^:alice!\S+ KICK #c bob :Bye now$")
+    bob.send("PRIVMSG #c :still here?")
+    bob.expect(r" 404 bob #c ")
+    alice.send("NAMES #c")
+    alice.expect(r" 353 alice = #c :@alice carol$")
+    alice.send("KICK #c carol")  # default reason: the kicker's nick
+    carol.expect(r"KICK #c carol :alice$")
+
+
+def test_kick_errors_and_several_targets(connect):
+    alice, bob = pair(connect)
+    connect("carol").join("#c")
+    dave = connect("dave").join("#c")
+    bob.send("KICK #c")
+    bob.expect(r" 461 bob KICK :Not enough parameters$")
+    bob.send("KICK #nowhere carol")
+    bob.expect(r" 403 bob #nowhere :No such channel$")
+    bob.send("KICK #c carol")
+    bob.expect(r" 442 bob #c :You're not on that channel$")
+    alice.send("KICK #c nobody")
+    alice.expect(r" 401 alice nobody :No such nick/channel$")
+    alice.send("KICK #c bob")
+    alice.expect(r" 441 alice bob #c :They aren't on that channel$")
+    alice.send("KICK #c carol,dave :both")
+    alice.expect(r"KICK #c carol :both$")
+    alice.expect(r"KICK #c dave :both$")
+    dave.expect(r"KICK #c dave :both$")
+
+
+def test_kick_reason_truncated_to_kicklen(make_server):
+    server = make_server(kicklen=10)
+    alice = IrcClient(server.port).register("alice").join("#c")
+    bob = IrcClient(server.port).register("bob").join("#c")
+    try:
+        alice.send("KICK #c bob :" + "r" * 50)
+        bob.expect(r"KICK #c bob :r{10}$")
+    finally:
+        alice.close()
+        bob.close()
+
+
+@pytest.mark.parametrize("command", ["KICK #c alice", "INVITE bob #c"])
+def test_unregistered_clients_are_refused(connect, command):
+    client = connect()
+    client.send(command)
+    client.expect(r" 451 \* :You have not registered$")
