@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint bench-fanout clean
+.PHONY: serve test test-deps lint bench-fanout clean
 
 # Create or refresh the virtualenv whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -16,7 +16,31 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/greenchat-serve $(ARGS)
 
-test: $(STAMP)
+# Real IRC clients driven by tests/e2e/test_real_clients.py, as "command:debian-package".
+CLIENT_DEPS := irssi:irssi weechat-headless:weechat-headless tmux:tmux
+
+# Install the missing ones with apt-get (non-interactive; sudo only when not root).
+# Without a way to install, warn and go on (those tests skip), except under CI.
+test-deps:
+	@missing=""; \
+	for dep in $(CLIENT_DEPS); do \
+		command -v "$${dep%%:*}" >/dev/null 2>&1 || missing="$$missing $${dep#*:}"; \
+	done; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	else sudo="none"; fi; \
+	if [ "$$sudo" = none ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "test-deps: cannot install$$missing (need apt-get and root or sudo)" >&2; \
+		if [ -n "$$CI" ]; then exit 1; fi; \
+		echo "test-deps: the real-client tests will be skipped" >&2; exit 0; \
+	fi; \
+	echo "test-deps: installing$$missing"; \
+	$$sudo apt-get update -q && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends $$missing
+
+test: $(STAMP) test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
