@@ -25,8 +25,9 @@ DEFAULT_TIMEOUT = 5.0
 class ServerThread:
     """A :class:`ChatServer` on 127.0.0.1 port 0, running in a daemon thread."""
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
-        self.config = replace(config or ServerConfig(), host="127.0.0.1", port=0)
+    def __init__(self, config: ServerConfig | None = None, port: int = 0) -> None:
+        # Port 0 unless a test restarts a server on the port a previous one had.
+        self.config = replace(config or ServerConfig(), host="127.0.0.1", port=port)
         self.server: ChatServer | None = None
         self._hub = None
         self._ready = threading.Event()

@@ -1,0 +1,71 @@
+"""What an :class:`~greenchat.client.connection.IrcClient` reports to its listeners.
+
+Every line from the server arrives as a :class:`MessageEvent`; changes of the
+connection's own state (connected, registered, lost, retrying, given up)
+arrive as their own event types, so a user interface can show them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from greenchat.protocol.message import Message
+
+__all__ = [
+    "ClientEvent",
+    "Connected",
+    "Disconnected",
+    "GaveUp",
+    "MessageEvent",
+    "Reconnecting",
+    "Registered",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    time: float = field(default_factory=time.time, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent(ClientEvent):
+    """One line from the server (PINGs are answered before listeners see them)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Connected(ClientEvent):
+    host: str
+    port: int
+    tls: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Registered(ClientEvent):
+    """Welcome (001) received: ``nick`` is what the server calls us."""
+
+    nick: str
+    caps: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected(ClientEvent):
+    reason: str
+    will_retry: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting(ClientEvent):
+    attempt: int
+    delay: float
+    max_retries: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GaveUp(ClientEvent):
+    """No more reconnect attempts: the client has stopped for good."""
+
+    attempts: int
+    reason: str
