@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from greenchat import __version__
 from greenchat.server.config import DEFAULT_PORT, DEFAULT_SENDQ, ServerConfig
 from greenchat.server.oper import parse_oper_spec
+
+if TYPE_CHECKING:
+    from greenchat.client.terminal import Options
 
 
 def build_serve_parser() -> argparse.ArgumentParser:
@@ -133,6 +139,103 @@ def serve_main(argv: list[str] | None = None) -> int:
         gevent.signal_handler(signum, gevent.spawn, server.stop)
     server.wait_stopped()
     return 0
+
+
+def build_join_parser() -> argparse.ArgumentParser:
+    from greenchat.client.commands import help_text  # lazy: see join_main
+
+    parser = argparse.ArgumentParser(
+        prog="greenchat-join",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=help_text() + "\n\nCtrl-C, Ctrl-D and /quit leave the server and exit 0.",
+        description=(
+            f"Chat on a greenchat (or any IRC) server. With no flags it connects to "
+            f"127.0.0.1:{DEFAULT_PORT} with your login name as nick and joins #lobby. "
+            "On a terminal it shows a prompt (type /help); with stdin from a pipe it "
+            "sends each line to the channel and exits once the server has them."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="server address (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="server port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--nick", help="nick to use (default: $USER made a valid nick, else guestNNNN)"
+    )
+    parser.add_argument(
+        "--channel",
+        action="append",
+        metavar="#CHANNEL",
+        help="channel to join; repeatable, the first is where typed or piped lines go "
+        "(default: #lobby)",
+    )
+    parser.add_argument("--password", help="connection password (PASS), if the server wants one")
+    parser.add_argument("--tls", action="store_true", help="connect with TLS")
+    parser.add_argument(
+        "--tls-insecure",
+        action="store_true",
+        help="TLS without checking the certificate (self-signed servers); implies --tls",
+    )
+    parser.add_argument(
+        "--no-color",
+        action="store_true",
+        help="no colours or other escape sequences (also when NO_COLOR is set)",
+    )
+    parser.add_argument(
+        "--listen",
+        action="store_true",
+        help="no prompt: print received messages as plain lines (e.g. '12:01 #lobby "
+        "<alice> hello') for scripts; stdin lines are still sent, and EOF quits",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="reconnect attempts after the server goes away before exiting with "
+        "status 2 (default: %(default)s; 0: never reconnect)",
+    )
+    parser.add_argument("--version", action="version", version=f"greenchat {__version__}")
+    return parser
+
+
+def join_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Options:
+    """The UI's options from the parsed flags and the environment ($USER, NO_COLOR)."""
+    from greenchat.client.commands import default_nick
+    from greenchat.client.format import use_color
+    from greenchat.client.terminal import Options
+
+    channels = [c if c.startswith("#") else "#" + c for c in args.channel or ["#lobby"]]
+    return Options(
+        host=args.host,
+        port=args.port,
+        nick=args.nick or default_nick(environ),
+        channels=tuple(dict.fromkeys(channels)),
+        password=args.password,
+        tls=args.tls or args.tls_insecure,
+        tls_verify=not args.tls_insecure,
+        color=use_color(args.no_color, environ),
+        listen=args.listen,
+        max_retries=max(0, args.max_retries),
+    )
+
+
+def join_main(argv: list[str] | None = None) -> int:
+    """``greenchat-join``: the terminal client.
+
+    No monkey-patching here: the gevent client runs on its own hub in a
+    second thread and the prompt (prompt_toolkit, asyncio) in the main thread.
+    """
+    args = build_join_parser().parse_args(argv)
+    # No logging.basicConfig: its handler would keep the real stderr and write
+    # through the prompt. Without handlers, warnings reach logging's last-resort
+    # handler, which writes to sys.stderr as it is at that moment (the
+    # patch_stdout proxy while the prompt runs).
+    # Imported here, not at the top: serve_main must monkey-patch before anything
+    # imports gevent, ssl or threading.
+    from greenchat.client.terminal import run
+
+    return run(join_options(args, os.environ))
 
 
 if __name__ == "__main__":

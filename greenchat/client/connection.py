@@ -39,7 +39,7 @@ from greenchat.client.events import (
 from greenchat.client.state import ChannelState, ClientState
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.framing import FramingError, LineFramer, LineTooLong
-from greenchat.protocol.message import InvalidMessage, Message, parse, serialize
+from greenchat.protocol.message import InvalidMessage, Message, parse, serialize, split_source
 
 __all__ = ["DEFAULT_CAPS", "ClientError", "IrcClient", "JoinError"]
 
@@ -144,9 +144,7 @@ class IrcClient:
     def connect(self, timeout: float = 10.0) -> IrcClient:
         """Start and wait until registered; raise :class:`ClientError` on failure."""
         self.start()
-        waiter = gevent.spawn(self.stopped.wait)
-        gevent.joinall([gevent.spawn(self.registered.wait), waiter], timeout=timeout, count=1)
-        waiter.kill(block=False)
+        gevent.wait([self.registered, self.stopped], timeout=timeout, count=1)
         if not self.registered.is_set():
             raise ClientError(f"not registered within {timeout}s: {self.last_error or 'no reply'}")
         return self
@@ -167,8 +165,9 @@ class IrcClient:
             with contextlib.suppress(OSError):
                 sock.close()
         if self._supervisor is not None:
-            self._supervisor.join(timeout=2)
-            self._supervisor.kill(block=False)
+            if sock is not None:  # let the reader notice the closed socket and finish
+                self._supervisor.join(timeout=2)
+            self._supervisor.kill(block=False)  # e.g. asleep in a reconnect backoff
         self.stopped.set()
 
     # -- events --------------------------------------------------------------
@@ -265,6 +264,8 @@ class IrcClient:
         """Join and wait for the end of NAMES; :class:`JoinError` if refused."""
         self.wanted_channels[casefold(channel)] = channel
         folded = casefold(channel)
+        if folded in self.state.channels:  # servers say nothing to a repeated JOIN
+            return self.state.channels[folded]
 
         def done(m: Message) -> bool:
             about = len(m.params) > 1 and casefold(m.params[1]) == folded
@@ -410,6 +411,8 @@ class IrcClient:
             self._on_welcome(msg)
         elif command in ("432", "433") and not self.registered.is_set():
             self._next_nick(msg)
+        elif command == "NICK" and self.state.is_me(split_source(msg.source or "")[0]):
+            self.wanted_nick = msg.params[0]  # keep it across reconnects
         self.state.apply(msg)
         self._emit(MessageEvent(msg))
 

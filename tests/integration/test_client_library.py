@@ -221,3 +221,37 @@ def test_tls_self_signed_needs_insecure(tls_proxy, clients):
     assert "certificate" in strict.last_error.lower()
     loose = clients(port, "loose", tls=True, tls_verify=False).connect(timeout=5)
     assert loose.nick == "loose"
+
+
+def test_join_twice_returns_at_once_and_nick_survives_reconnect(clients):
+    first = ServerThread().start()
+    port = first.port
+    client = clients(port, "before", backoff_base=0.05, backoff_max=0.1).connect(timeout=5)
+    client.join("#twice")
+    with gevent.Timeout(1):
+        assert client.join("#twice").nicks == ["before"]
+    client.send("NICK after")
+    client.wait_for(lambda m: m.command == "NICK", timeout=5)
+    first.stop()
+    client.wait_for(lambda m: m.command == "ERROR", timeout=5)
+    second = ServerThread(port=port).start()
+    try:
+        with gevent.Timeout(10):
+            while "#twice" not in client.state.channels:
+                gevent.sleep(0.02)
+        assert client.nick == "after"
+    finally:
+        client.close()
+        second.stop()
+
+
+def test_close_during_backoff_is_immediate(clients):
+    server = ServerThread().start()
+    client = clients(server.port, "sleepy", backoff_base=30).connect(timeout=5)
+    server.stop()
+    for event in client.events(timeout=5):
+        if isinstance(event, Reconnecting):
+            break
+    with gevent.Timeout(1):
+        client.close()
+    assert client.stopped.is_set()

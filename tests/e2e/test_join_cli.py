@@ -1,0 +1,376 @@
+"""The installed ``greenchat-join``: interactive in a private tmux, piped, and --listen.
+
+Interactive runs happen in a tmux server of their own (``tmux -L`` with a
+unique socket, so a developer's tmux is never touched), 120x30, with
+TERM=xterm-256color; the test reads the screen with capture-pane and polls
+with a deadline. A shell around the program prints its exit status on the
+screen when it ends. Servers are the in-process one on port 0, or a
+``greenchat-serve --port 0`` subprocess when the test must stop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from transcript import IrcClient
+
+from greenchat.client import DEFAULT_CAPS
+from greenchat.client import IrcClient as GeventClient
+from greenchat.client.commands import Quit, Say
+from greenchat.client.terminal import ClientThread, Options
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
+
+BIN = Path(sys.executable).parent
+JOIN = BIN / "greenchat-join"
+SERVE = BIN / "greenchat-serve"
+DEADLINE = 10.0
+PROMPT = "#lobby> "
+
+
+def wait_for(read: Callable[[], str], pattern: str, what: str, timeout: float = DEADLINE) -> str:
+    """Poll ``read()`` until ``pattern`` matches (re.M); fail with the last text seen."""
+    regex = re.compile(pattern, re.M)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = read()
+        if regex.search(text):
+            return text
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: no match for {pattern!r} within {timeout}s:\n{text}")
+        time.sleep(0.05)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment outside any enclosing tmux, with a UTF-8 locale."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE", "NO_COLOR")}
+    return env | {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"} | extra
+
+
+class Tmux:
+    """One command in a detached 120x30 session of a private tmux server."""
+
+    def __init__(self) -> None:
+        self.socket = f"greenchat-join-{os.getpid()}-{secrets.token_hex(4)}"
+        self.env = child_env(TERM="xterm-256color")
+        tmpdir = Path(self.env.get("TMUX_TMPDIR") or "/tmp")
+        self.socket_path = tmpdir / f"tmux-{os.getuid()}" / self.socket
+
+    def start(self, command: list[str]) -> Tmux:
+        """Run ``command`` under a shell that prints its exit status and stays.
+
+        The shell reaps the program and reports the status on screen: tmux's own
+        pane_dead_status was seen to miss an exit now and then (the program left
+        as a zombie, never reaped).
+        """
+        script = '"$0" "$@"; echo "[exit status $?]"; exec sleep 600'
+        self.tmux(
+            "-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "30",
+            shlex.join(["sh", "-c", script, *command]),
+        )  # fmt: skip
+        return self
+
+    def tmux(self, *args: str) -> str:
+        out = subprocess.run(
+            ["tmux", "-L", self.socket, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout
+
+    def keys(self, *keys: str) -> None:
+        """Press keys by name (Enter, C-d...)."""
+        self.tmux("send-keys", "-t", "t", *keys)
+
+    def write(self, text: str) -> None:
+        """Type ``text`` literally and wait until the input line shows it."""
+        self.tmux("send-keys", "-t", "t", "-l", text)
+        self.wait_input(".*" + re.escape(text))
+
+    def type(self, text: str) -> None:
+        self.write(text)
+        self.keys("Enter")
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-J", "-t", "t")
+
+    def input_line(self) -> str:
+        """The last non-empty line on screen: where the prompt is."""
+        lines = self.screen().rstrip().splitlines()
+        return lines[-1] if lines else ""
+
+    def wait_screen(self, pattern: str, timeout: float = DEADLINE) -> str:
+        return wait_for(self.screen, pattern, "greenchat-join screen", timeout)
+
+    def wait_input(self, pattern: str, timeout: float = DEADLINE) -> str:
+        prompt = re.escape(PROMPT.rstrip())
+        return wait_for(self.input_line, rf"^{prompt} ?{pattern}\s*$", "input line", timeout)
+
+    def wait_ready(self) -> None:
+        """Joined (the NAMES reply shown) and the prompt drawn: safe to type."""
+        self.wait_screen(r"-- users on #lobby: ")
+        self.wait_input("")
+
+    def exit_status(self, timeout: float = DEADLINE) -> int:
+        """Wait for the program to exit; its exit status, as the wrapping shell printed it."""
+        text = self.wait_screen(r"^\[exit status \d+\]", timeout)
+        return int(re.search(r"^\[exit status (\d+)\]", text, re.M).group(1))
+
+    @contextlib.contextmanager
+    def screen_on_failure(self) -> Iterator[None]:
+        try:
+            yield
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- screen ---\n{self.screen()}") from exc
+
+    def kill(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError):
+            self.tmux("kill-server")
+        self.socket_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def join_tmux() -> Iterator[Callable[..., Tmux]]:
+    """Factory: ``greenchat-join ARGS...`` in a private tmux; all killed afterwards."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (`make test-deps` installs it)")
+    sessions: list[Tmux] = []
+
+    def start(*args: str) -> Tmux:
+        session = Tmux()
+        sessions.append(session)
+        return session.start([str(JOIN), *args])
+
+    yield start
+    for session in sessions:
+        session.kill()
+
+
+def test_help_documents_every_flag() -> None:
+    out = subprocess.run([str(JOIN), "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0
+    flags = ["--host", "--port", "--nick", "--channel", "--password", "--tls", "--tls-insecure"]
+    flags += ["--no-color", "--listen", "--max-retries"]
+    for flag in flags:
+        assert flag in out.stdout
+    assert "127.0.0.1:8546" in out.stdout and "#lobby" in out.stdout
+    for command in ("/join", "/msg", "/me", "/quit", "/raw"):
+        assert command in out.stdout
+
+
+def test_two_clients_chat(server, join_tmux) -> None:
+    port = str(server.port)
+    alice = join_tmux("--port", port, "--nick", "alice")
+    bob = join_tmux("--port", port, "--nick", "bob")
+    with alice.screen_on_failure(), bob.screen_on_failure():
+        alice.wait_ready()
+        bob.wait_ready()
+        # Both started at once: bob is in the NAMES alice got, or joined after it.
+        alice.wait_screen(r"#lobby --> bob joined|users on #lobby: .*\bbob\b")
+        alice.type("hello bob")
+        bob.wait_screen(r"^\d\d:\d\d #lobby <alice> hello bob$")
+        bob.type("hi alice")
+        alice.wait_screen(r"^\d\d:\d\d #lobby <bob> hi alice$")
+        # Shown once: the server's echo, not also the typed line or a local copy.
+        assert alice.screen().count("hello bob") == 1
+
+
+def test_message_arriving_keeps_the_half_typed_line(server, connect, join_tmux) -> None:
+    raw: IrcClient = connect("rawirc").join("#lobby")
+    carol = join_tmux("--port", str(server.port), "--nick", "carol")
+    with carol.screen_on_failure():
+        carol.wait_ready()
+        raw.expect(r"^:carol!\S+ JOIN #lobby")
+        carol.write("half")
+        raw.send("PRIVMSG #lobby :interrupting you")
+        carol.wait_screen(r"#lobby <rawirc> interrupting you$")
+        assert carol.input_line().rstrip() == PROMPT + "half"
+        screen = carol.screen().rstrip().splitlines()
+        assert any("interrupting you" in line for line in screen[:-1])
+        carol.type(" done")
+        raw.expect(r"^:carol!\S+ PRIVMSG #lobby :half done$")
+
+
+def test_me_shows_as_an_action(server, connect, join_tmux) -> None:
+    raw: IrcClient = connect("rawme").join("#lobby")
+    dave = join_tmux("--port", str(server.port), "--nick", "dave")
+    with dave.screen_on_failure():
+        dave.wait_ready()
+        dave.type("/me waves")
+        raw.expect(r"^:dave!\S+ PRIVMSG #lobby :\x01ACTION waves\x01$")
+        dave.wait_screen(r"#lobby \* dave waves$")
+        raw.send("PRIVMSG #lobby :\x01ACTION waves back\x01")
+        dave.wait_screen(r"#lobby \* rawme waves back$")
+
+
+@pytest.mark.parametrize("how", ["C-d", "C-c", "/quit see you"])
+def test_ctrl_d_ctrl_c_and_quit_exit_0(server, connect, join_tmux, how: str) -> None:
+    raw: IrcClient = connect("rawquit").join("#lobby")
+    erin = join_tmux("--port", str(server.port), "--nick", "erin")
+    with erin.screen_on_failure():
+        erin.wait_ready()
+        raw.expect(r"^:erin!\S+ JOIN #lobby")
+        if how.startswith("/"):
+            erin.type(how)
+        else:
+            erin.keys(how)
+        quit_line = raw.expect(r"^:erin!\S+ QUIT :(.*)$")
+        if how.startswith("/"):
+            assert quit_line.group(1).endswith("see you")
+        assert erin.exit_status() == 0
+
+
+def test_pipe_mode_sends_every_line_and_exits_0(server, connect) -> None:
+    raw: IrcClient = connect("rawpipe").join("#lobby")
+    out = subprocess.run(
+        [str(JOIN), "--nick", "piper", "--port", str(server.port)],
+        input="one\ntwo\n",
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=child_env(),
+    )
+    assert out.returncode == 0, out.stderr
+    raw.expect(r"^:piper!\S+ PRIVMSG #lobby :one$")
+    raw.expect(r"^:piper!\S+ PRIVMSG #lobby :two$")
+    raw.expect(r"^:piper!\S+ QUIT")
+    assert out.stdout == "" and "Traceback" not in out.stderr
+
+
+class Lines:
+    """A subprocess's stdout, read line by line in the background."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self._queue: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+
+    def expect(self, pattern: str, timeout: float = DEADLINE) -> str:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+        raise AssertionError(f"no line matching {pattern!r}; got: {self.seen[-10:]}")
+
+
+def test_listen_prints_plain_lines(server, connect) -> None:
+    raw: IrcClient = connect("rawlisten").join("#lobby")
+    proc = subprocess.Popen(
+        [str(JOIN), "--nick", "ears", "--port", str(server.port), "--listen"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        lines = Lines(proc)
+        raw.expect(r"^:ears!\S+ JOIN #lobby")
+        raw.send("PRIVMSG #lobby :hello listener")
+        line = lines.expect(r"hello listener")
+        assert re.fullmatch(r"\d\d:\d\d #lobby <rawlisten> hello listener", line), line
+        proc.stdin.close()  # EOF: quit
+        assert proc.wait(DEADLINE) == 0
+        raw.expect(r"^:ears!\S+ QUIT")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+class ServeProcess:
+    """``greenchat-serve --port 0`` as a subprocess this test can stop."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(SERVE), "--port", "0", "--log-level", "WARNING"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        line = self.proc.stdout.readline()  # blocks until ready or exit
+        match = re.search(r"listening on [\d.]+:(\d+)", line)
+        if not match:
+            self.stop()
+            raise AssertionError(f"server did not start: {line!r}")
+        self.port = int(match.group(1))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def test_server_gone_reconnects_visibly_then_exits_nonzero(join_tmux) -> None:
+    serve = ServeProcess()
+    try:
+        frank = join_tmux("--port", str(serve.port), "--nick", "frank", "--max-retries", "1")
+        with frank.screen_on_failure():
+            frank.wait_ready()
+            serve.stop()
+            frank.wait_screen(r"!! disconnected: .*Server shutting down")
+            frank.wait_screen(r"reconnecting in \d+\.\d s \(attempt 1/1\)")
+            frank.wait_screen(r"!! gave up after 1 reconnect attempt")
+            assert frank.exit_status() == 2
+    finally:
+        serve.stop()
+
+
+# -- the client thread itself, driven from this (non-gevent) thread ---------------------
+
+
+@pytest.mark.parametrize("echo", [True, False], ids=["echo-message", "local-copy"])
+def test_own_messages_show_once(server, connect, echo: bool) -> None:
+    """With echo-message the server's echo is shown; without it a local copy: never both."""
+    caps = DEFAULT_CAPS if echo else tuple(c for c in DEFAULT_CAPS if c != "echo-message")
+
+    class Thread(ClientThread):
+        def _make_client(self) -> GeventClient:
+            return GeventClient("127.0.0.1", server.port, "selfie", caps=caps, max_retries=0)
+
+    shown: list[str] = []
+    raw: IrcClient = connect("rawself").join("#lobby")
+    thread = Thread(Options(color=False), lambda line: shown.append(line.text)).start()
+    try:
+        raw.expect(r"^:selfie!\S+ JOIN #lobby")
+        thread.post(Say("#lobby", "just once"))
+        raw.expect(r"^:selfie!\S+ PRIVMSG #lobby :just once$")
+        thread.post(Quit("bye"))
+        raw.expect(r"^:selfie!\S+ QUIT")
+        assert thread.join(DEADLINE)
+    finally:
+        thread.post(Quit())
+    assert thread.client is not None and ("echo-message" in thread.client.caps) is echo
+    mine = [line for line in shown if "just once" in line]
+    assert len(mine) == 1 and mine[0].endswith("#lobby <selfie> just once"), shown
+    assert thread.exit_code == 0
