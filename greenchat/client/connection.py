@@ -71,6 +71,14 @@ class JoinError(ClientError):
         self.channel, self.numeric, self.text = channel, numeric, text
 
 
+def _drain(queue: Queue) -> None:
+    while True:
+        try:
+            queue.get_nowait()
+        except Empty:
+            return
+
+
 class IrcClient:
     """One IRC connection, kept alive until :meth:`quit` or :meth:`close`."""
 
@@ -116,6 +124,8 @@ class IrcClient:
         self._closing = False
         self.registered = Event()
         self.stopped = Event()
+        self._reading = Event()
+        self._reading.set()
         self.last_error = ""
         self._cap_ls: list[str] = []
 
@@ -169,6 +179,13 @@ class IrcClient:
                 self._supervisor.join(timeout=2)
             self._supervisor.kill(block=False)  # e.g. asleep in a reconnect backoff
         self.stopped.set()
+
+    def pause_reading(self) -> None:
+        """Stop reading from the server: simulates a stuck client (load tests)."""
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
 
     # -- events --------------------------------------------------------------
 
@@ -355,6 +372,7 @@ class IrcClient:
             out.put(None)  # let the writer finish what is queued, then stop
             writer.join(timeout=1)
             writer.kill(block=False)
+            _drain(out)  # wake senders blocked on a full queue: the session is over
             with contextlib.suppress(OSError):
                 sock.close()
             self._sock = None
@@ -381,6 +399,8 @@ class IrcClient:
         framer = LineFramer(max_line=_SERVER_LINE_LIMIT, max_unterminated=_SERVER_LINE_LIMIT)
         error = ""
         while True:
+            if not self._reading.is_set():
+                self._reading.wait()  # paused: the server's lines pile up unread
             data = sock.recv(65536)
             if not data:
                 return f"server closed the connection{': ' + error if error else ''}"

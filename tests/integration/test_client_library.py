@@ -255,3 +255,27 @@ def test_close_during_backoff_is_immediate(clients):
     with gevent.Timeout(1):
         client.close()
     assert client.stopped.is_set()
+
+
+def test_paused_reader_is_dropped_for_sendq(make_server, clients):
+    server = make_server(sendq=16 * 1024)
+    stuck = clients(server.port, "stuck", reconnect=False).connect(timeout=5)
+    stuck.join("#flood")
+    talker = clients(server.port, "talker", caps=()).connect(timeout=5)  # no echoes
+    talker.join("#flood")
+    stuck.pause_reading()
+    quits: list = []
+    talker.subscribe(
+        lambda e: (
+            quits.append(e) if isinstance(e, MessageEvent) and e.message.command == "QUIT" else None
+        )
+    )
+    # Kernel buffers hold megabytes: keep talking until the server gives up on stuck.
+    for i in range(100_000):
+        talker.privmsg("#flood", f"line {i} " + "x" * 400)
+        if quits:
+            break
+    assert quits and "SendQ exceeded" in quits[0].message.params[-1]
+    stuck.resume_reading()
+    assert stuck.stopped.wait(10)
+    assert "SendQ exceeded" in stuck.last_error
