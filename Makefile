@@ -4,13 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test test-deps lint bench-fanout clean
+.PHONY: serve test test-deps lint bench-fanout loadtest clean
 
 # Create or refresh the virtualenv whenever pyproject.toml changes.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest]'
 	touch $(STAMP)
 
 serve: $(STAMP)
@@ -48,6 +48,10 @@ test: $(STAMP) test-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Load test: make loadtest ARGS="--headless -u 500 -r 100 -t 60s --host irc://127.0.0.1:8546"
+loadtest: $(STAMP)
+	$(BIN)/locust -f loadtest/locustfile.py $(ARGS)
 
 bench-fanout: $(STAMP)
 	$(BIN)/python benchmarks/fanout.py $(ARGS)

@@ -41,10 +41,10 @@ class ClientState:
         return casefold(nick) == casefold(self.nick)
 
     def apply(self, msg: Message) -> None:
-        """Update the state from one server line."""
-        handler = getattr(self, "_on_" + msg.command.lower(), None)
+        """Update the state from one server line (most lines, like PRIVMSG, change nothing)."""
+        handler = _HANDLERS.get(msg.command.upper())
         if handler is not None:
-            handler(msg, split_source(msg.source or "")[0])
+            handler(self, msg, split_source(msg.source or "")[0])
 
     def _on_005(self, msg: Message, _: str) -> None:
         for token in msg.params[1:-1]:
@@ -102,3 +102,11 @@ class ClientState:
         channel = self.channels.get(casefold(msg.params[0]))
         if channel is not None:
             channel.topic = msg.params[-1]
+
+
+# Commands that change the state, looked up once per line.
+_HANDLERS = {
+    name[4:].upper(): method
+    for name, method in vars(ClientState).items()
+    if name.startswith("_on_")
+}

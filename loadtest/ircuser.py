@@ -1,0 +1,234 @@
+"""A locust ``User`` that chats over IRC, built on greenchat's client library.
+
+Every simulated user is one :class:`greenchat.client.IrcClient`. Timings go
+to locust as request events:
+
+* ``connect``  - TCP (and TLS) connect;
+* ``register`` - from connected to the 001 welcome;
+* ``join``     - from JOIN to the end of NAMES;
+* ``deliver``  - from a sender's send to a receiver's receipt. The sender puts
+  a token in the text (``gc1 <sender> <seq> <send time ns>``); the receiver
+  reads it back. Only every k-th delivery per receiver is reported as an
+  event (``--sample-every``), so locust's own bookkeeping stays small; the
+  rest are counted (``DELIVERIES``) and summed up when the test ends.
+
+Disconnects, ``ERROR`` lines and timeouts are failures carrying the server's
+text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import time
+from collections import Counter
+from urllib.parse import urlsplit
+
+from locust import User, events
+from locust.exception import StopUser
+
+from greenchat.client import (
+    ClientError,
+    Connected,
+    Disconnected,
+    IrcClient,
+    JoinError,
+    MessageEvent,
+    Registered,
+)
+
+TOKEN = "gc1"
+# Counted deliveries of this process, sampled or not, and failures by kind.
+DELIVERIES: Counter[str] = Counter()
+_ids = itertools.count(1)
+# Nicks of this process's registered users, for the dms scenario.
+ONLINE: dict[str, None] = {}
+
+
+def parse_host(host: str | None) -> tuple[str, int, bool]:
+    """``irc://HOST:PORT`` (or ``ircs://`` for TLS, or plain ``HOST:PORT``)."""
+    host = host or "irc://127.0.0.1:8546"
+    if "://" not in host:
+        host = "irc://" + host
+    parts = urlsplit(host)
+    if parts.scheme not in ("irc", "ircs"):
+        raise ValueError(f"--host must look like irc://HOST:PORT, not {host!r}")
+    return parts.hostname or "127.0.0.1", parts.port or 8546, parts.scheme == "ircs"
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+class IrcUser(User):
+    """Connects, registers, joins :meth:`channels_to_join` and chats.
+
+    Subclasses choose channels and what one ``chat`` step does; rates and
+    sizes come from the command-line options in locustfile.py.
+    """
+
+    abstract = True
+    client: IrcClient
+
+    def __init__(self, environment) -> None:
+        super().__init__(environment)
+        self.options = environment.parsed_options
+        self.number = next(_ids)
+        self.nick = f"u{os.getpid() % 10000}x{self.number}"
+        self.seq = 0
+        self.leaving = False
+        self.stuck = False  # stopped reading on purpose (slow-reader scenario)
+        self.stuck_since = 0.0
+        self.channels: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.connect()
+        for channel in self.channels_to_join():
+            self.join(channel)
+
+    def on_stop(self) -> None:
+        self.disconnect()
+
+    def channels_to_join(self) -> list[str]:
+        return []
+
+    def connect(self) -> None:
+        host, port, tls = parse_host(self.host)
+        self.leaving = False
+        self.client = IrcClient(
+            host, port, self.nick, caps=("server-time",), tls=tls, tls_verify=False,
+            reconnect=False, connect_timeout=self.options.irc_timeout,
+        )  # fmt: skip
+        self.client.subscribe(self._on_event)
+        started = time.perf_counter()
+        marks: dict[str, float] = {}
+        unsubscribe = self.client.subscribe(lambda e: self._mark(e, marks))
+        try:
+            self.client.connect(timeout=self.options.irc_timeout)
+        except ClientError as exc:
+            unsubscribe()
+            name = "register" if "connected" in marks else "connect"
+            self._fail(name, started, exc)
+            self.client.close()
+            raise StopUser() from exc
+        unsubscribe()
+        self._fire("connect", marks["connected"] - started)
+        self._fire("register", marks["registered"] - marks["connected"])
+        ONLINE[self.client.nick] = None
+
+    def stop_reading(self) -> None:
+        """Become a slow reader: never read again, and expect to be dropped."""
+        self.stuck, self.stuck_since = True, time.perf_counter()
+        self.client.pause_reading()
+
+    def disconnect(self) -> None:
+        self.leaving = True
+        ONLINE.pop(self.client.nick, None)
+        self.client.quit("load test done", timeout=self.options.irc_timeout)
+
+    def join(self, channel: str) -> None:
+        started = time.perf_counter()
+        try:
+            self.client.join(channel, timeout=self.options.irc_timeout)
+        except ClientError as exc:
+            self._fail("join", started, exc)
+            return
+        self.channels.append(channel)
+        self._fire("join", time.perf_counter() - started)
+
+    # -- sending ---------------------------------------------------------------
+
+    def say(self, target: str) -> None:
+        """Send one token-carrying message of about ``--msg-size`` bytes."""
+        self.seq += 1
+        head = f"{TOKEN} {self.nick} {self.seq} {time.time_ns()} "
+        padding = max(0, self.options.msg_size - len(head))
+        try:
+            self.client.privmsg(target, head + "x" * padding)
+        except ClientError as exc:
+            self._fail("send", time.perf_counter(), exc)
+            raise StopUser() from exc
+        DELIVERIES["sent"] += 1
+
+    # -- receiving ---------------------------------------------------------------
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, MessageEvent):
+            message = event.message
+            if message.command == "PRIVMSG":
+                self._on_privmsg(message.params[-1])
+            elif message.command == "ERROR" and not self.leaving:
+                self._failure("error", message.params[-1] if message.params else "ERROR")
+        elif isinstance(event, Disconnected) and not self.leaving:
+            if self.stuck and "SendQ exceeded" in event.reason:
+                # A reader that stopped reading is supposed to be dropped.
+                DELIVERIES["sendq-drops"] += 1
+                self._fire("sendq-drop", time.perf_counter() - self.stuck_since)
+            else:
+                self._failure("disconnect", event.reason)
+
+    def _on_privmsg(self, text: str) -> None:
+        if not text.startswith(TOKEN):
+            return
+        DELIVERIES["delivered"] += 1
+        if DELIVERIES["delivered"] % self.options.sample_every:
+            return
+        sent_ns = int(text.split(" ", 4)[3])
+        latency = (time.time_ns() - sent_ns) / 1e9
+        self._fire("deliver", latency, request_type="IRC")
+
+    @staticmethod
+    def _mark(event, marks: dict[str, float]) -> None:
+        if isinstance(event, Connected):
+            marks["connected"] = time.perf_counter()
+        elif isinstance(event, Registered):
+            marks["registered"] = time.perf_counter()
+
+    # -- locust events -----------------------------------------------------------
+
+    def _fire(self, name: str, seconds: float, request_type: str = "IRC") -> None:
+        events.request.fire(
+            request_type=request_type, name=name, response_time=_ms(seconds),
+            response_length=0, exception=None, context={},
+        )  # fmt: skip
+
+    def _fail(self, name: str, started: float, exc: Exception) -> None:
+        detail = str(exc)
+        if isinstance(exc, JoinError):
+            detail = f"{exc.numeric} {exc.text}"
+        elif getattr(self, "client", None) is not None and self.client.last_error:
+            detail = f"{exc} ({self.client.last_error})"
+        events.request.fire(
+            request_type="IRC", name=name, response_time=_ms(time.perf_counter() - started),
+            response_length=0, exception=Exception(detail), context={},
+        )  # fmt: skip
+
+    def _failure(self, name: str, text: str) -> None:
+        DELIVERIES[f"failed:{name}"] += 1
+        events.request.fire(
+            request_type="IRC", name=name, response_time=0, response_length=0,
+            exception=Exception(text), context={},
+        )  # fmt: skip
+
+
+def zipf_room(rooms: int, exponent: float, rng: random.Random) -> int:
+    """A room index in [0, rooms) drawn with probability proportional to 1/(i+1)^s."""
+    weights = _zipf_weights(rooms, exponent)
+    return rng.choices(range(rooms), cum_weights=weights)[0]
+
+
+_WEIGHTS: dict[tuple[int, float], list[float]] = {}
+
+
+def _zipf_weights(rooms: int, exponent: float) -> list[float]:
+    key = (rooms, exponent)
+    if key not in _WEIGHTS:
+        total, cumulative = 0.0, []
+        for i in range(rooms):
+            total += 1.0 / (i + 1) ** exponent
+            cumulative.append(total)
+        _WEIGHTS[key] = cumulative
+    return _WEIGHTS[key]

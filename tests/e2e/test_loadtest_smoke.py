@@ -1,0 +1,43 @@
+"""The locust kit runs headless against a real greenchat-serve and records clean stats."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_serve_cli import ServeProcess
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).parents[2]
+LOCUST = Path(sys.executable).parent / "locust"
+
+
+def test_locust_smoke(tmp_path):
+    server = ServeProcess("--log-level", "WARNING")
+    try:
+        result = subprocess.run(
+            [
+                str(LOCUST), "-f", str(ROOT / "loadtest" / "locustfile.py"),
+                "--headless", "-u", "50", "-r", "50", "-t", "5s",
+                "--host", f"irc://127.0.0.1:{server.port}",
+                "--csv", str(tmp_path / "smoke"), "--only-summary",
+                "--msg-interval", "0.5", "--sample-every", "1",
+                "LobbyUser", "RoomsUser", "DmUser", "ChurnUser",
+            ],
+            capture_output=True, text=True, timeout=90, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        assert server.stop() == 0
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(tmp_path / "smoke_stats.csv", newline="") as f:
+        rows = {row["Name"]: row for row in csv.DictReader(f)}
+    for name in ("connect", "register", "join", "deliver"):
+        assert int(rows[name]["Request Count"]) > 0, name
+    assert int(rows["Aggregated"]["Failure Count"]) == 0, (
+        tmp_path / "smoke_failures.csv"
+    ).read_text()
+    assert "greenchat load test (this process): delivered" in result.stdout + result.stderr
