@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 __all__ = [
     "InvalidMessage",
     "Message",
+    "clip_line",
     "escape_tag_value",
     "parse",
     "parse_tags",
     "serialize",
     "split_source",
+    "truncate_utf8",
     "unescape_tag_value",
+    "valid_tag_key",
 ]
 
 
@@ -166,6 +169,28 @@ def serialize(msg: Message, force_trailing: bool = False) -> str:
             last = ":" + last
         parts.append(last)
     return " ".join(parts)
+
+
+def truncate_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
+    data = text.encode()
+    return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
+
+
+def clip_line(line: bytes, limit: int = 512) -> bytes:
+    """A wire line whose body (after any tag section) fits ``limit`` bytes with CRLF.
+
+    Servers must not send longer lines; the text is cut on a UTF-8 boundary.
+    """
+    start = line.find(b" ") + 1 if line.startswith(b"@") else 0
+    if len(line) - start <= limit:
+        return line
+    body = line[start : start + limit - 2].decode("utf-8", "ignore").encode()
+    return line[:start] + body + b"\r\n"
+
+
+def valid_tag_key(key: str) -> bool:
+    return _TAG_KEY.fullmatch(key) is not None
 
 
 def split_source(source: str) -> tuple[str, str, str]:

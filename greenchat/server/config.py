@@ -30,6 +30,8 @@ class ServerConfig:
     channellen: int = 64
     topiclen: int = 390
     kicklen: int = 390
+    max_targets: int = 4  # targets of one PRIVMSG/NOTICE/TAGMSG (TARGMAX)
+    max_channels: int = 100  # channels one user may be in (CHANLIMIT)
     awaylen: int = 390
     max_list_entries: int = 100  # +b list size per channel (MAXLIST)
     monitor_limit: int = 100  # nicks one client may MONITOR

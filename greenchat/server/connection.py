@@ -25,7 +25,7 @@ import gevent
 
 from greenchat.protocol.caps import CapNegotiation
 from greenchat.protocol.framing import FramingError, LineFramer, LineTooLong
-from greenchat.protocol.message import InvalidMessage, Message, parse
+from greenchat.protocol.message import InvalidMessage, Message, clip_line, parse
 from greenchat.protocol.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
 from greenchat.server.outgoing import Relay
 from greenchat.server.sendq import SendQueue
@@ -39,6 +39,14 @@ log = logging.getLogger("greenchat.connection")
 
 RECV_BYTES = 16 * 1024
 _COMMAND_WORD = re.compile(rb"^[A-Za-z]+$|^[0-9]{3}$")
+
+
+def display_host(address: str) -> str:
+    """The address as a hostname: IPv4-mapped IPv6 unmapped, and never starting
+    with ':' (``::1`` -> ``0::1``, as Ergo does), so it can stand as a parameter."""
+    if address.startswith("::ffff:") and "." in address:
+        return address[7:]
+    return "0" + address if address.startswith(":") else address
 
 
 def _is_word(param: str) -> bool:
@@ -90,7 +98,7 @@ class Connection:
     def __init__(self, server: ChatServer, sock: socket.socket, address: tuple) -> None:
         self.server = server
         self.sock = sock
-        self.host, self.port = address[0], address[1]
+        self.host, self.port = display_host(address[0]), address[1]
         self.sendq = SendQueue(server.config.sendq, self._sendq_overflow)
         # Bound once: the fan-out loop calls this for every recipient.
         self.enqueue = self.sendq.put
@@ -167,7 +175,7 @@ class Connection:
         except InvalidMessage:
             safe = tuple(p if _is_word(p) else "*" for p in params[:-1]) + params[-1:]
             data = Message(code, safe, self.server.config.name).to_bytes(trailing)
-        self.enqueue(data)
+        self.enqueue(clip_line(data))
 
     def _sendq_overflow(self) -> None:
         limit = self.sendq.limit

@@ -10,6 +10,7 @@ blocks; the writers send them later.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,8 @@ class Channel:
         # Users invited since the channel was created; an invite lets one
         # past +i and bans once, as on Ergo (a new channel of the same name
         # is a new object, so old invites do not carry over).
-        self.invited: set[Connection] = set()
+        # Weak: an invite must not keep a gone connection alive.
+        self.invited: weakref.WeakSet[Connection] = weakref.WeakSet()
         self.topic = ""
         self.topic_setter = ""
         self.topic_set_at = 0
@@ -86,8 +88,7 @@ class Channel:
         return any(compile_mask(mask).match(name) for mask in self.bans)
 
     def invite(self, conn: Connection) -> None:
-        """Remember an invite; invites of users who have since gone are dropped."""
-        self.invited = {c for c in self.invited if c.close_reason is None}
+        """Remember an invite (weakly: it goes with the invited connection)."""
         self.invited.add(conn)
 
     def mode_string(self, show_key: bool) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Iterable
 
-from greenchat.protocol.message import escape_tag_value
+from greenchat.protocol.message import clip_line, escape_tag_value
 
 __all__ = [
     "EXTENDED_JOIN",
@@ -141,4 +141,4 @@ class Relay:
                 tags.append(self.client_tags)
         if tags:
             line = "@" + ";".join(tags) + " " + line
-        return line.encode()
+        return clip_line(line.encode())

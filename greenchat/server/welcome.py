@@ -51,6 +51,7 @@ def isupport_tokens(server: ChatServer) -> list[str]:
     return [
         f"AWAYLEN={cfg.awaylen}",
         f"CASEMAPPING={CASEMAPPING}",
+        f"CHANLIMIT={CHANNEL_PREFIXES}:{cfg.max_channels}",
         f"CHANMODES={LIST_MODES},{KEY_MODES},{LIMIT_MODES},{CHANNEL_MODES}",
         f"CHANNELLEN={cfg.channellen}",
         f"CHANTYPES={CHANNEL_PREFIXES}",
@@ -63,6 +64,7 @@ def isupport_tokens(server: ChatServer) -> list[str]:
         f"NETWORK={cfg.network}",
         f"NICKLEN={cfg.nicklen}",
         "PREFIX=(ov)@+",
+        f"TARGMAX=PRIVMSG:{cfg.max_targets},NOTICE:{cfg.max_targets},TAGMSG:{cfg.max_targets}",
         f"TOPICLEN={cfg.topiclen}",
         "UTF8ONLY",
         "WHOX",

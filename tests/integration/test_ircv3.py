@@ -63,7 +63,7 @@ def test_message_tags_relay_client_tags_and_msgid(connect):
     line = tagged.expect(r" TAGMSG #t$").string
     assert tags_of(line)["+draft/react"] == ":)"
     plain.sync()
-    assert not any("TAGMSG" in line for line in plain.lines)
+    assert not any(" TAGMSG #t" in line for line in plain.lines)
     sender.send("@+draft/typing=active TAGMSG tagged")
     tagged.expect(r" TAGMSG tagged$")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from greenchat.protocol.message import Message
+from greenchat.protocol.message import Message, truncate_utf8
 from greenchat.protocol.numerics import (
     ERR_CHANOPRIVSNEEDED,
     ERR_NEEDMOREPARAMS,
@@ -47,7 +47,7 @@ def kick(server: ChatServer, conn: Connection, msg: Message) -> None:
         conn.numeric(ERR_NEEDMOREPARAMS, "KICK", "Not enough parameters")
         return
     reason = msg.params[2] if len(msg.params) > 2 and msg.params[2] else conn.nick
-    reason = reason[: server.config.kicklen]
+    reason = truncate_utf8(reason, server.config.kicklen)
     for name, nick in pairs:
         if name and nick:
             kick_one(server, conn, name, nick, reason)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from greenchat.protocol.casemap import casefold, is_channel_name, valid_channel
 from greenchat.protocol.masks import normalize_mask
-from greenchat.protocol.message import Message
+from greenchat.protocol.message import Message, truncate_utf8
 from greenchat.protocol.numerics import (
     ERR_BADCHANNELKEY,
     ERR_BANLISTFULL,
@@ -28,6 +28,7 @@ from greenchat.protocol.numerics import (
     ERR_NOSUCHCHANNEL,
     ERR_NOSUCHNICK,
     ERR_NOTONCHANNEL,
+    ERR_TOOMANYCHANNELS,
     ERR_UNKNOWNMODE,
     ERR_USERNOTINCHANNEL,
     RPL_BANLIST,
@@ -77,6 +78,10 @@ def join(server: ChatServer, conn: Connection, msg: Message) -> None:
             conn.numeric(ERR_NOSUCHCHANNEL, name, "No such channel")
             continue
         existing = server.hub.get_channel(name)
+        joining = existing is None or conn not in existing.members
+        if joining and len(conn.channels) >= server.config.max_channels:
+            conn.numeric(ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
+            continue
         if existing is not None and conn not in existing.members:
             refusal = join_refusal(conn, existing, keys[index] if index < len(keys) else "")
             if refusal is not None:
@@ -163,7 +168,11 @@ def send_names(server: ChatServer, conn: Connection, channel: Channel) -> None:
     used = 0
     multi_prefix = conn.has_cap("multi-prefix")
     userhost = conn.has_cap("userhost-in-names")
+    # Outsiders do not see invisible (+i) members, as in WHO (operators do).
+    hide_invisible = conn not in channel.members and not users.is_oper(conn)
     for member in channel.members:
+        if hide_invisible and "i" in member.modes:
+            continue
         entry = channel.prefixes(member, multi_prefix) + (
             member.prefix if userhost else member.nick
         )
@@ -193,14 +202,17 @@ def topic(server: ChatServer, conn: Connection, msg: Message) -> None:
         conn.numeric(ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
         return
     if len(msg.params) == 1:
-        send_topic(server, conn, channel)
+        if "s" in channel.modes and conn not in channel.members:  # no peeking into +s
+            conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
+        else:
+            send_topic(server, conn, channel)
         return
     if conn not in channel.members:
         conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
     elif "t" in channel.modes and not channel.is_op(conn):
         conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
     else:
-        server.hub.set_topic(conn, channel, msg.params[1][: server.config.topiclen])
+        server.hub.set_topic(conn, channel, truncate_utf8(msg.params[1], server.config.topiclen))
 
 
 @command("MODE", min_params=1)

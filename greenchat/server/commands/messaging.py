@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from greenchat.protocol.casemap import is_channel_name
-from greenchat.protocol.message import Message, escape_tag_value
+from greenchat.protocol.casemap import casefold, is_channel_name
+from greenchat.protocol.message import Message, escape_tag_value, valid_tag_key
 from greenchat.protocol.numerics import (
     ERR_CANNOTSENDTOCHAN,
     ERR_INPUTTOOLONG,
@@ -18,6 +18,7 @@ from greenchat.protocol.numerics import (
     ERR_NOSUCHCHANNEL,
     ERR_NOSUCHNICK,
     ERR_NOTEXTTOSEND,
+    ERR_TOOMANYTARGETS,
     RPL_AWAY,
 )
 from greenchat.server.commands.table import command
@@ -54,7 +55,7 @@ def client_tags_of(msg: Message) -> str | None:
     tags = [
         f"{key}={escape_tag_value(value)}" if value else key
         for key, value in msg.tags.items()
-        if key.startswith("+")
+        if key.startswith("+") and valid_tag_key(key)
     ]
     text = ";".join(tags)
     return None if len(text.encode()) > MAX_CLIENT_TAG_BYTES else text
@@ -78,9 +79,11 @@ def deliver(server: ChatServer, conn: Connection, msg: Message, verb: str, error
     if tags is None:
         conn.numeric(ERR_INPUTTOOLONG, "Input line was too long")
         return
-    for target in dict.fromkeys(params[0].split(",")):  # each target once, in order
-        if not target:
-            continue
+    targets = unique_targets(params[0])
+    if len(targets) > server.config.max_targets:
+        conn.numeric(ERR_TOOMANYTARGETS, params[0], "Too many targets")
+        return
+    for target in targets:
         if is_channel_name(target):
             channel = server.hub.get_channel(target)
             if channel is None:
@@ -106,6 +109,15 @@ def deliver(server: ChatServer, conn: Connection, msg: Message, verb: str, error
                 _echo(conn, relay)
             if verb == "PRIVMSG" and user.away:
                 conn.numeric(RPL_AWAY, user.nick, user.away)
+
+
+def unique_targets(text: str) -> list[str]:
+    """Comma-separated targets, each once (however it is capitalised), in order."""
+    seen: dict[str, str] = {}
+    for target in text.split(","):
+        if target:
+            seen.setdefault(casefold(target), target)
+    return list(seen.values())
 
 
 def may_speak(conn: Connection, channel: Channel) -> bool:

@@ -8,7 +8,7 @@ import re
 from typing import TYPE_CHECKING
 
 from greenchat.protocol.casemap import valid_nick
-from greenchat.protocol.message import Message
+from greenchat.protocol.message import Message, truncate_utf8
 from greenchat.protocol.numerics import (
     ERR_ALREADYREGISTERED,
     ERR_ERRONEUSNICKNAME,
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("greenchat.registration")
 
 USERLEN = 10
+REALNAMELEN = 150  # bytes; keeps WHO/WHOIS/extended-join lines within 512
 _USER_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -83,7 +84,7 @@ def user(server: ChatServer, conn: Connection, msg: Message) -> None:
     # No ident lookup is done, so the username gets the conventional '~'.
     name = _USER_UNSAFE.sub("", msg.params[0])[:USERLEN] or "u"
     conn.user = "~" + name
-    conn.realname = msg.params[3]
+    conn.realname = truncate_utf8(msg.params[3], REALNAMELEN) or conn.user
     try_register(server, conn)
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from greenchat.protocol.casemap import is_channel_name
 from greenchat.protocol.masks import match_mask, normalize_mask
-from greenchat.protocol.message import Message
+from greenchat.protocol.message import Message, truncate_utf8
 from greenchat.protocol.numerics import (
     ERR_NOSUCHNICK,
     ERR_UMODEUNKNOWNFLAG,
@@ -42,6 +42,7 @@ from greenchat.protocol.numerics import (
     RPL_WHOSPCRPL,
     RPL_WHOWASUSER,
 )
+from greenchat.server.commands.registration import REALNAMELEN
 from greenchat.server.commands.table import command
 from greenchat.server.outgoing import Relay
 from greenchat.server.welcome import USER_MODES
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
 
 # Longest real name SETNAME accepts, in bytes (Ergo's default realnamelen).
-REALNAMELEN = 150
 # What WHOIS and WHOWAS show as this server's description (312).
 SERVER_INFO = "greenchat IRC server"
 # Room left for the last parameter of a numeric that lists many items
@@ -82,11 +82,11 @@ def compress_modes(changes: list[str]) -> str:
 
 
 def pack(items: Iterable[str], sep: str = " ", budget: int = LIST_BUDGET) -> list[str]:
-    """Join ``items`` into as few texts as fit ``budget`` characters each."""
+    """Join ``items`` into as few texts as fit ``budget`` UTF-8 bytes each."""
     lines: list[str] = []
     current = ""
     for item in items:
-        if current and len(current) + len(sep) + len(item) > budget:
+        if current and len(current.encode()) + len(sep) + len(item.encode()) > budget:
             lines.append(current)
             current = item
         else:
@@ -94,12 +94,6 @@ def pack(items: Iterable[str], sep: str = " ", budget: int = LIST_BUDGET) -> lis
     if current:
         lines.append(current)
     return lines
-
-
-def truncate_bytes(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
-    data = text.encode()
-    return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
 
 
 # -- MODE <own nick> ------------------------------------------------------------
@@ -117,6 +111,7 @@ def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
         conn.numeric(RPL_UMODEIS, "+" + "".join(sorted(conn.modes)), trailing=False)
         return
     changes: list[str] = []
+    unknown = False
     sign = "+"
     for char in msg.params[1]:
         if char in "+-":
@@ -129,7 +124,9 @@ def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
                 changes.append(sign + char)
                 _user_mode_changed(server, conn, char, on)
         else:
-            conn.numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+            unknown = True
+    if unknown:  # one reply however many unknown letters
+        conn.numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if changes:
         conn.send_relay(Relay(conn.prefix, "MODE", (conn.nick, compress_modes(changes))))
 
@@ -151,7 +148,7 @@ def _user_mode_changed(server: ChatServer, conn: Connection, char: str, on: bool
 
 @command("AWAY")
 def away(server: ChatServer, conn: Connection, msg: Message) -> None:
-    text = truncate_bytes(msg.params[0], server.config.awaylen) if msg.params else ""
+    text = truncate_utf8(msg.params[0], server.config.awaylen) if msg.params else ""
     changed = text != conn.away
     conn.away = text
     if text:
