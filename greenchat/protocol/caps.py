@@ -41,7 +41,7 @@ class CapNegotiation:
     """
 
     def __init__(self, supported: Mapping[str, str]) -> None:
-        self.supported = dict(supported)
+        self.supported = supported  # shared by every connection: never modified
         self.enabled: set[str] = set()
         self.version = 0  # 0: never asked; 301 or 302 after CAP LS
         self.in_progress = False

@@ -1,30 +1,35 @@
 """The per-client send queue ("sendq"): bounded in bytes, drained whole.
 
 ``put`` never blocks and never does I/O, so the hub can fan a message out to
-thousands of queues in one plain loop. The connection's writer greenlet calls
-``get``, which waits for data and returns everything queued as one ``bytes``
-so it goes out in a single send (coalescing is the biggest throughput lever).
+thousands of queues in one plain loop. The first chunk put into an empty
+queue calls ``wake``: the connection then starts a writer greenlet, which
+calls :meth:`take` to get everything queued as one ``bytes`` and sends it in
+a single call (coalescing is the biggest throughput lever), and ends once
+the queue is empty. An idle connection therefore holds no writer greenlet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from gevent.event import Event
-
 __all__ = ["SendQueue"]
 
 
 class SendQueue:
-    __slots__ = ("_chunks", "_on_overflow", "_ready", "closed", "limit", "size")
+    __slots__ = ("_chunks", "_on_overflow", "_wake", "closed", "limit", "size")
 
-    def __init__(self, limit: int, on_overflow: Callable[[], None]) -> None:
+    def __init__(
+        self, limit: int, wake: Callable[[], None], on_overflow: Callable[[], None]
+    ) -> None:
         self._chunks: list[bytes] = []
-        self._ready = Event()
+        self._wake = wake
         self._on_overflow = on_overflow
         self.limit = limit
         self.size = 0
         self.closed = False
+
+    def __bool__(self) -> bool:
+        return bool(self._chunks)
 
     def put(self, data: bytes) -> None:
         """Queue ``data``; past the byte limit, drop the queue and report overflow."""
@@ -36,7 +41,7 @@ class SendQueue:
         if self.size > self.limit:
             self._on_overflow()
         elif len(chunks) == 1:
-            self._ready.set()  # only the first chunk needs to wake the writer
+            self._wake()  # only the first chunk needs a writer
 
     def close(self, final: bytes = b"", discard: bool = False) -> None:
         """Accept nothing more; ``final`` is sent after what is queued (or instead of it)."""
@@ -49,16 +54,14 @@ class SendQueue:
             self._chunks.append(final)
             self.size += len(final)
         self.closed = True
-        self._ready.set()
+        if self._chunks:
+            self._wake()
 
-    def get(self) -> bytes | None:
-        """Wait for data and take all of it; ``None`` once closed and empty."""
-        while not self._chunks:
-            if self.closed:
-                return None
-            self._ready.clear()
-            self._ready.wait()
+    def take(self) -> bytes:
+        """Everything queued, as one bytes object (b"" when empty)."""
         chunks = self._chunks
+        if not chunks:
+            return b""
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self.size = 0

@@ -36,11 +36,13 @@ def test_initial_state() -> None:
     assert caps.enabled == set()
 
 
-def test_supported_is_copied() -> None:
+def test_supported_is_shared_and_never_modified() -> None:
+    # One mapping serves every connection (memory per idle client matters).
     source = dict(SUPPORTED)
     caps = CapNegotiation(source)
-    source["extra"] = ""
-    assert "extra" not in caps.supported
+    caps.handle("LS", ["302"])
+    caps.handle("REQ", ["multi-prefix"])
+    assert caps.supported is source and source == SUPPORTED
 
 
 # --- LS -----------------------------------------------------------------------
