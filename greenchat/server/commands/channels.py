@@ -170,12 +170,12 @@ def send_names(server: ChatServer, conn: Connection, channel: Channel) -> None:
     userhost = conn.has_cap("userhost-in-names")
     # Outsiders do not see invisible (+i) members, as in WHO (operators do).
     hide_invisible = conn not in channel.members and not users.is_oper(conn)
-    for member in channel.members:
+    for member, status in channel.members.items():  # O(members): keep the loop lean
         if hide_invisible and "i" in member.modes:
             continue
-        entry = channel.prefixes(member, multi_prefix) + (
-            member.prefix if userhost else member.nick
-        )
+        entry = member.prefix if userhost else member.nick
+        if status:
+            entry = channel.prefixes(member, multi_prefix) + entry
         if batch and used + len(entry) + 1 > budget:
             conn.numeric(RPL_NAMREPLY, symbol, channel.name, " ".join(batch))
             batch, used = [], 0
