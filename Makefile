@@ -4,13 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test test-deps lint bench-fanout loadtest clean
+.PHONY: serve test test-deps lint bench-fanout bench loadtest clean
 
 # Create or refresh the virtualenv whenever pyproject.toml changes.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,loadtest,bench]'
 	touch $(STAMP)
 
 serve: $(STAMP)
@@ -55,6 +55,52 @@ loadtest: $(STAMP)
 
 bench-fanout: $(STAMP)
 	$(BIN)/python benchmarks/fanout.py $(ARGS)
+
+# Every workload against every available server: make bench ARGS="--workloads fanout --quick"
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+# Peer IRC servers the benchmarks compare against (benchmarks/servers.py runs them
+# in the foreground from benchmarks/peers/ configs). Installs the missing Debian
+# packages; a daemon the package itself started is stopped (and, under systemd,
+# disabled) so nothing listens on the default port 6667. See benchmarks/peers/README.md.
+BENCH_PEERS := ngircd inspircd
+
+.PHONY: bench-peers
+bench-peers:
+	@missing=""; \
+	for pkg in $(BENCH_PEERS); do \
+		command -v "$$pkg" >/dev/null 2>&1 || [ -x "/usr/sbin/$$pkg" ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then sudo=""; \
+		elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+		else sudo="none"; fi; \
+		if [ "$$sudo" = none ] || ! command -v apt-get >/dev/null 2>&1; then \
+			echo "bench-peers: cannot install$$missing (need apt-get and root or sudo)" >&2; \
+			exit 1; \
+		fi; \
+		echo "bench-peers: installing$$missing"; \
+		$$sudo apt-get update -q && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends $$missing || exit 1; \
+		for pkg in $$missing; do \
+			if [ -d /run/systemd/system ]; then \
+				if systemctl is-active --quiet "$$pkg"; then \
+					echo "bench-peers: stopping the $$pkg service the package started"; \
+					$$sudo systemctl stop "$$pkg"; \
+				fi; \
+				$$sudo systemctl disable --quiet "$$pkg" 2>/dev/null || true; \
+			elif command -v service >/dev/null 2>&1 && \
+				$$sudo service "$$pkg" status >/dev/null 2>&1; then \
+				echo "bench-peers: stopping the $$pkg service the package started"; \
+				$$sudo service "$$pkg" stop; \
+			fi; \
+		done; \
+	fi; \
+	PATH="$$PATH:/usr/sbin"; \
+	echo "bench-peers: $$(ngircd --version | head -n 1)"; \
+	echo "bench-peers: $$(inspircd --version)"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

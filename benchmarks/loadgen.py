@@ -1,0 +1,750 @@
+"""The load generator shared by greenchat's benchmarks (fanout.py, bench.py).
+
+Raw gevent sockets, no IRC library: a benchmark client must cost the
+generator far less than it costs the server, or the generator is what gets
+measured. The pieces:
+
+* :class:`Client`: one registered connection, with readers for every need:
+  ``lines_until`` (line by line, for the few lines of registration),
+  ``drain_until`` (big reads, no per-line work, for backlogs such as a JOIN
+  storm), ``receive`` (counts PRIVMSG lines), ``receive_timed`` (also parses
+  the send time carried in each line and records its latency) and
+  ``count_available`` (non-blocking, for receivers that are polled).
+* :func:`connect_all` registers clients with bounded concurrency (so the
+  server's listen backlog never overflows), spread over several loopback
+  source addresses when asked (``127.0.0.1``, ``127.0.0.2`` ...), and
+  :func:`join_storm` / :func:`finish_sync` make them all join one channel.
+* :class:`Fleet` spreads clients over this process and ``procs - 1`` worker
+  processes (copies of this module in ``--worker`` mode, one JSON object per
+  line on stdin/stdout). ``Fleet.call(func, **params)`` runs the same
+  function on every process's share of clients at once; functions may leave
+  greenlets running between calls (workers read their commands
+  cooperatively). Times are ``CLOCK_MONOTONIC``, shared by all processes.
+* Measuring: server CPU from ``/proc/PID/task/*/schedstat`` (nanoseconds, all
+  threads), server memory from ``/proc/PID/status``, the generator's own CPU
+  from ``getrusage``; machine description, medians and percentiles.
+
+Clients are named ``b0``, ``b1`` ... by index; indexes are global over the
+fleet and the main process always holds the lowest ones (the senders).
+"""
+
+if __name__ == "__main__":  # a worker process: the only place this module patches
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import contextlib
+import datetime
+import importlib
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+import psutil
+from gevent.event import Event
+from gevent.fileobject import FileObjectPosix
+from gevent.lock import BoundedSemaphore
+
+PATTERN = b" PRIVMSG #"
+STAMP = b" :T"  # a timed message's text starts with T<send time in ns>
+RECV_BYTES = 256 * 1024
+FD_CAP = 20_000
+IP_BIND_ADDRESS_NO_PORT = 24  # Linux: pick the source port at connect(), not bind()
+# Numerics in the 4xx/5xx range that are normal during registration.
+HARMLESS_ERRORS = {b"422"}  # ERR_NOMOTD
+
+# One receive buffer per process: a greenlet reads into it and is done with
+# the data before it can yield, so greenlets never see each other's bytes.
+_BUFFER = bytearray(RECV_BYTES)
+_VIEW = memoryview(_BUFFER)
+
+
+# -- limits and measurements ---------------------------------------------------------
+
+
+def raise_fd_limit(needed: int = 0) -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; fail if ``needed`` won't fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else FD_CAP
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if needed > target:
+        raise RuntimeError(f"need about {needed} file descriptors per process, limit {target}")
+    return target
+
+
+def cpu_seconds(pid: int | None) -> tuple[float, float, float] | None:
+    """(user, system, total) CPU seconds used so far by process ``pid``.
+
+    user and system come from psutil in clock ticks (10 ms); total is the sum
+    of the scheduler's nanosecond run times of all threads when Linux has
+    them, so short runs are still measured precisely.
+    """
+    if pid is None:
+        return None
+    times = psutil.Process(pid).cpu_times()
+    total = times.user + times.system
+    with contextlib.suppress(OSError, ValueError):
+        tasks = Path(f"/proc/{pid}/task").glob("*/schedstat")
+        total = sum(int(t.read_text().split()[0]) for t in tasks) / 1e9
+    return times.user, times.system, total
+
+
+def cpu_delta(
+    before: tuple[float, float, float] | None, after: tuple[float, float, float] | None
+) -> tuple[float, float, float] | None:
+    """(user, system, total) seconds between two :func:`cpu_seconds` readings."""
+    if before is None or after is None:
+        return None
+    user, system, total = (a - b for a, b in zip(after, before, strict=True))
+    return user, system, total
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def memory_kb(pid: int, field: str = "VmRSS") -> int:
+    """A ``/proc/PID/status`` memory field (VmRSS, VmHWM ...) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(f"{field} not in /proc/{pid}/status")
+
+
+class RssSampler:
+    """Samples a process's VmRSS every ``interval`` seconds in a greenlet; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak_kb = memory_kb(pid)
+        self._job = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, KeyError):
+                self.peak_kb = max(self.peak_kb, memory_kb(self.pid))
+            gevent.sleep(self.interval)
+
+    def stop(self) -> int:
+        """Stop sampling (one last sample) and return the peak in KiB."""
+        self._job.kill()
+        with contextlib.suppress(OSError, KeyError):
+            self.peak_kb = max(self.peak_kb, memory_kb(self.pid))
+        return self.peak_kb
+
+
+# -- one client ---------------------------------------------------------------------------
+
+
+class Client:
+    """A raw, registered IRC connection that counts the PRIVMSG lines it receives."""
+
+    __slots__ = ("count", "nick", "sock", "tail")
+
+    def __init__(self, sock: socket.socket, nick: str) -> None:
+        self.sock = sock
+        self.nick = nick
+        self.tail = b""  # bytes read but not consumed yet (a partial line, or more)
+        self.count = 0
+
+    def read_chunk(self, context: bytes = b"") -> bytes:
+        """One big read; ``ConnectionError`` (naming the last line seen) at end of stream."""
+        n = self.sock.recv_into(_VIEW)
+        if not n:
+            said = context.rstrip().rpartition(b"\n")[2][-300:].decode(errors="replace")
+            raise ConnectionError(f"{self.nick}: server closed the connection; last {said!r}")
+        return bytes(_VIEW[:n])
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def lines_until(self, done: Callable[[bytes], bool]) -> int:
+        """Read lines until ``done(line)``; keep what follows; return PRIVMSGs skipped.
+
+        Every line is checked for ERROR and error numerics: use it where few
+        lines are expected (registration), :meth:`drain_until` elsewhere.
+        """
+        skipped = 0
+        data = self.tail
+        while True:
+            *lines, rest = data.split(b"\n")
+            for i, line in enumerate(lines):
+                check_line(line, self.nick)
+                if done(line):
+                    self.tail = b"\n".join([*lines[i + 1 :], rest])
+                    return skipped
+                skipped += PATTERN in line
+            data = rest + self.read_chunk(data)
+
+    def drain_until(self, token: bytes) -> int:
+        """Read until a complete line contains ``token``; return the PRIVMSG lines before it.
+
+        Big reads and no per-line Python work, so a long backlog (a JOIN
+        storm, a burst) costs little. What follows that line is kept.
+        """
+        data, strays = self.tail, 0
+        while True:
+            at = data.find(token)
+            if at >= 0 and (end := data.find(b"\n", at)) >= 0:
+                self.tail = data[end + 1 :]
+                return strays + data.count(PATTERN, 0, at)
+            cut = data.rfind(b"\n", 0, at if at >= 0 else len(data)) + 1
+            strays += data.count(PATTERN, 0, cut)
+            data = data[cut:] + self.read_chunk(data)
+
+    def receive(self, target: int) -> None:
+        """Count complete PRIVMSG lines until ``target`` have arrived (in ``self.count``)."""
+        recv_into, buf, view = self.sock.recv_into, _BUFFER, _VIEW
+        count, tail, recent = self.count, self.tail, b""
+        while count < target:
+            n = recv_into(view)
+            if not n:
+                said = recent.rstrip().rpartition(b"\n")[2].decode(errors="replace")
+                raise ConnectionError(
+                    f"{self.nick}: connection closed after {count} deliveries; last line {said!r}"
+                )
+            last = buf.rfind(b"\n", 0, n) + 1
+            if not last:
+                tail += bytes(view[:n])
+                continue
+            start = 0
+            if tail:
+                start = buf.find(b"\n", 0, n) + 1
+                count += (tail + view[:start]).count(PATTERN)
+            count += buf.count(PATTERN, start, last)
+            tail = bytes(view[last:n])
+            recent = bytes(view[max(0, last - 512) : last])  # for the error message
+            self.count = count
+        self.tail = tail
+
+    def receive_timed(self, target: int, latencies_us: list[int]) -> None:
+        """Like :meth:`receive`, and record each line's latency from its ``T<ns>`` stamp.
+
+        A chunk's lines all get the time of the read that brought them.
+        """
+        count, tail = self.count, self.tail
+        while count < target:
+            chunk = self.read_chunk(tail)
+            now = time.monotonic_ns()
+            data = tail + chunk
+            cut = data.rfind(b"\n") + 1
+            for line in data[:cut].split(b"\n"):
+                at = line.find(PATTERN)
+                if at < 0:
+                    continue
+                count += 1
+                stamp = line.find(STAMP, at)
+                if stamp >= 0:
+                    end = line.find(b" ", stamp + 3)
+                    latencies_us.append((now - int(line[stamp + 3 : end])) // 1000)
+            tail = data[cut:]
+            self.count = count
+        self.tail = tail
+
+    def count_available(self) -> bool:
+        """Count the complete PRIVMSG lines that can be read without waiting.
+
+        The socket must have a timeout of 0 (see :func:`nonblocking`). Returns
+        False once the server has closed the connection.
+        """
+        while True:
+            try:
+                chunk = self.read_chunk(self.tail)
+            except BlockingIOError:
+                return True
+            except ConnectionError:
+                return False
+            data = self.tail + chunk
+            cut = data.rfind(b"\n") + 1
+            self.count += data.count(PATTERN, 0, cut)
+            self.tail = data[cut:]
+
+
+def check_line(line: bytes, nick: str) -> None:
+    """Fail loudly on ERROR or an error numeric (other than the harmless ones)."""
+    words = line.split(b" ", 2)
+    code = words[1] if len(words) > 1 else b""
+    numeric_error = code.isdigit() and code[:1] in b"45" and code not in HARMLESS_ERRORS
+    if line.startswith(b"ERROR") or numeric_error:
+        raise RuntimeError(f"{nick}: server said {line.decode(errors='replace')!r}")
+
+
+def last_word(line: bytes) -> bytes:
+    return line.rstrip(b"\r").rsplit(b" ", 1)[-1].removeprefix(b":")
+
+
+def nonblocking(clients: Iterable[Client], on: bool = True) -> None:
+    """Switch sockets to non-blocking (timeout 0) for polling, or back."""
+    for client in clients:
+        client.sock.settimeout(0.0 if on else None)
+
+
+def timed_text(size: int) -> bytes:
+    """A message text ``T<now in ns> xxx...`` of about ``size`` bytes."""
+    head = f"T{time.monotonic_ns()} "
+    return (head + "x" * max(1, size - len(head))).encode()
+
+
+# -- connecting ------------------------------------------------------------------------------
+
+
+def source_address(index: int, sources: int) -> str | None:
+    """The loopback source address of client ``index``: 127.0.0.1 .. 127.0.0.<sources>."""
+    if sources <= 1:
+        return None
+    return f"127.0.0.{1 + index % sources}"
+
+
+def open_socket(host: str, port: int, source: str | None, rcvbuf: int | None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source, 0))
+        sock.settimeout(60)
+        sock.connect((host, port))
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def connect(
+    host: str,
+    port: int,
+    index: int,
+    caps: str = "",
+    source: str | None = None,
+    rcvbuf: int | None = None,
+) -> Client:
+    """Connect and register as ``b<index>`` (requesting ``caps``); return after 001."""
+    nick = f"b{index}"
+    client = Client(open_socket(host, port, source, rcvbuf), nick)
+    if caps:
+        client.send(f"CAP REQ :{caps}\r\n".encode())
+    client.send(f"NICK {nick}\r\nUSER {nick} 0 * :bench\r\n".encode())
+    if caps:
+        client.lines_until(lambda line: b" CAP " in line and b" ACK " in line)
+        client.send(b"CAP END\r\n")
+    welcome = f" 001 {nick} ".encode()
+    client.lines_until(lambda line: welcome in line)
+    return client
+
+
+def connect_all(
+    host: str,
+    port: int,
+    indexes: range,
+    concurrency: int = 100,
+    caps: str = "",
+    sources: int = 1,
+    rcvbuf: Callable[[int], int | None] | None = None,
+) -> list[Client]:
+    """Register clients ``indexes`` with at most ``concurrency`` registrations in flight."""
+    gate = BoundedSemaphore(concurrency)
+
+    def one(index: int) -> Client:
+        with gate:
+            size = rcvbuf(index) if rcvbuf else None
+            return connect(host, port, index, caps, source_address(index, sources), size)
+
+    jobs = [gevent.spawn(one, i) for i in indexes]
+    try:
+        gevent.joinall(jobs, raise_error=True)
+    except BaseException:
+        gevent.killall(jobs)
+        close_all([job.value for job in jobs if job.value is not None])
+        raise
+    return [job.value for job in jobs]
+
+
+def sync_token(tag: str) -> bytes:
+    """What a sync PINGs with and waits for: no nick, channel or server text contains it."""
+    return f"sync.{tag}.end".encode()
+
+
+# Greenlets left running by join_storm, keyed by sync tag, until finish_sync.
+_BACKGROUND: dict[str, list[gevent.Greenlet]] = {}
+
+
+def join_storm(
+    clients: list[Client],
+    first: int,
+    channel: str,
+    tag: str,
+    skip: Sequence[int] = (),
+    deadline: float = 300.0,
+) -> dict[str, Any]:
+    """Every client sends JOIN at once; return when each has its 366 (end of NAMES).
+
+    The clients then keep draining (JOIN lines of later joiners) in the
+    background until :func:`finish_sync` with the same ``tag``. Clients at
+    global indexes in ``skip`` read up to their 366 and then stop reading.
+    Returns ``last_366`` (monotonic time) and ``sent`` (when the JOINs were out).
+    """
+    stopped = set(skip)
+    got: list[float] = []
+    done = Event()
+
+    def member(client: Client, index: int) -> int:
+        client.drain_until(f" 366 {client.nick} ".encode())
+        got.append(time.monotonic())
+        if len(got) == len(clients):
+            done.set()
+        return 0 if index in stopped else client.drain_until(sync_token(tag))
+
+    jobs = [gevent.spawn(member, c, first + i) for i, c in enumerate(clients)]
+    for job in jobs:
+        job.link_exception(lambda _job: done.set())
+    line = f"JOIN {channel}\r\n".encode()
+    for client in clients:
+        client.send(line)
+    sent = time.monotonic()
+    done.wait(timeout=deadline)
+    failed = next((job for job in jobs if job.exception), None)
+    if failed or len(got) < len(clients):
+        gevent.killall(jobs, block=False)
+        why = failed.exception if failed else f"no 366 within {deadline:g} s"
+        raise RuntimeError(f"JOIN {channel}: {why}")
+    _BACKGROUND[tag] = jobs
+    return {"last_366": max(got, default=sent), "sent": sent}
+
+
+def finish_sync(
+    clients: list[Client],
+    first: int,
+    tag: str,
+    skip: Sequence[int] = (),
+    deadline: float = 300.0,
+) -> dict[str, Any]:
+    """PING with ``tag`` and wait until every client (not in ``skip``) has read its PONG.
+
+    Clients already draining in the background (after :func:`join_storm`)
+    finish there; the others read up to the PONG now. Returns the PRIVMSG
+    lines that arrived before the PONG (``strays``) and the time it ended.
+    """
+    stopped = set(skip)
+    ping = b"PING :" + sync_token(tag) + b"\r\n"
+    waiting = [c for i, c in enumerate(clients) if first + i not in stopped]
+    background = _BACKGROUND.pop(tag, None)
+    for client in waiting:
+        client.send(ping)
+    if background is None:
+        jobs = [gevent.spawn(c.drain_until, sync_token(tag)) for c in waiting]
+    else:
+        jobs = [j for i, j in enumerate(background) if first + i not in stopped]
+    with gevent.Timeout(deadline, RuntimeError(f"no PONG :{tag} within {deadline:g} s")):
+        gevent.joinall(jobs, raise_error=True)
+    strays = sum(job.value or 0 for job in jobs)
+    return {"strays": strays, "done": time.monotonic()}
+
+
+def sync_all(clients: list[Client], tag: str) -> int:
+    """PING every client and drain up to its PONG; return stray PRIVMSGs seen."""
+    return finish_sync(clients, 0, tag)["strays"]
+
+
+def close_all(clients: list[Client]) -> None:
+    for client in clients:
+        with contextlib.suppress(OSError):
+            client.sock.setblocking(False)
+            client.sock.send(b"QUIT :done\r\n")
+        client.sock.close()
+
+
+# -- several processes ------------------------------------------------------------------------
+
+
+def split(n: int, parts: int) -> list[range]:
+    """Split range(n) into ``parts`` consecutive, nearly equal ranges."""
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+
+def func_ref(func: Callable[..., Any]) -> str:
+    """``module:name`` of a module-level function, importable from benchmarks/."""
+    module = func.__module__
+    if module == "__main__":
+        module = Path(sys.modules["__main__"].__file__ or "").stem
+    return f"{module}:{func.__qualname__}"
+
+
+def resolve(ref: str) -> Callable[..., Any]:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass
+class FleetSpec:
+    """How to build a fleet of registered clients."""
+
+    host: str
+    port: int
+    clients: int
+    procs: int = 1
+    concurrency: int = 100
+    caps: str = ""
+    sources: int = 1
+    slow_from: int | None = None  # clients from this index on get SO_RCVBUF slow_rcvbuf
+    slow_rcvbuf: int = 4096
+
+    def rcvbuf(self, index: int) -> int | None:
+        if self.slow_from is not None and index >= self.slow_from:
+            return self.slow_rcvbuf
+        return None
+
+
+def connect_share(spec: FleetSpec, share: range) -> list[Client]:
+    raise_fd_limit(len(share) + 64)
+    return connect_all(
+        spec.host, spec.port, share, spec.concurrency, spec.caps, spec.sources, spec.rcvbuf
+    )
+
+
+class WorkerProcess:
+    """The main process's handle on one ``loadgen.py --worker`` process."""
+
+    def __init__(self, spec: FleetSpec, share: range) -> None:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.share = share
+        self.send({"op": "connect", "spec": asdict(spec), "first": share.start, "stop": share.stop})
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+
+    def reply(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"generator worker {self.proc.pid} exited")
+        message = json.loads(line)
+        if "error" in message:
+            raise RuntimeError(f"generator worker {self.proc.pid}: {message['error']}")
+        return message
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.send({"op": "quit"})
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Fleet:
+    """``spec.clients`` registered clients over this process and ``procs - 1`` workers.
+
+    Use as a context manager: leaving it closes every client and worker.
+    """
+
+    def __init__(self, spec: FleetSpec) -> None:
+        self.spec = spec
+        self.shares = split(spec.clients, spec.procs)
+        self.local: list[Client] = []
+        self.workers = [WorkerProcess(spec, share) for share in self.shares[1:]]
+        try:
+            self.local = connect_share(spec, self.shares[0])
+            for worker in self.workers:
+                worker.reply()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "Fleet":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, func: Callable[..., dict[str, Any]], **params: Any) -> list[dict[str, Any]]:
+        """Run ``func(clients, first, **params)`` in every process at once; local result first.
+
+        Each result gains ``cpu`` (the CPU the call used in that process) and
+        ``cpu_total`` (that process's CPU so far).
+        """
+        ref = func_ref(func)
+        for worker in self.workers:
+            worker.send({"op": "call", "func": ref, "params": params})
+        results = [run_call(func, self.local, self.shares[0].start, params)]
+        results += [worker.reply() for worker in self.workers]
+        return results
+
+    def cpu_totals(self) -> list[float]:
+        """Every generator process's CPU seconds so far (this process first)."""
+        return [r["cpu_total"] for r in self.call(noop)]
+
+    def join(
+        self, channel: str, tag: str = "joined", skip: Sequence[int] = (), deadline: float = 300.0
+    ) -> None:
+        """Make every client join ``channel`` (a JOIN storm), then sync all of them.
+
+        Clients at the global indexes in ``skip`` stop reading after their 366.
+        """
+        self.call(join_storm, channel=channel, tag=tag, skip=list(skip), deadline=deadline)
+        self.call(finish_sync, tag=tag, skip=list(skip), deadline=deadline)
+
+    def sync(self, tag: str, skip: Sequence[int] = (), deadline: float = 120.0) -> int:
+        """PING every client (not in ``skip``) and wait for its PONG; return stray PRIVMSGs."""
+        results = self.call(finish_sync, tag=tag, skip=list(skip), deadline=deadline)
+        return sum(r["strays"] for r in results)
+
+    def close(self) -> None:
+        close_all(self.local)
+        self.local = []
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
+
+
+def noop(clients: list[Client], first: int) -> dict[str, Any]:
+    return {}
+
+
+def run_call(
+    func: Callable[..., dict[str, Any]], clients: list[Client], first: int, params: dict[str, Any]
+) -> dict[str, Any]:
+    before = own_cpu_seconds()
+    result = func(clients, first, **params)
+    after = own_cpu_seconds()
+    return {**result, "cpu": after - before, "cpu_total": after}
+
+
+def worker_main() -> int:
+    """``--worker``: serve the main process's commands, one JSON line each way.
+
+    stdin is read cooperatively, so greenlets a call leaves behind keep
+    running while the worker waits for the next command.
+    """
+    raise_fd_limit()
+    stdin = FileObjectPosix(sys.stdin.fileno(), "r", close=False)
+    clients: list[Client] = []
+    first = 0
+
+    def reply(message: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    try:
+        for line in stdin:
+            msg = json.loads(line)
+            if msg["op"] == "connect":
+                first = msg["first"]
+                clients = connect_share(FleetSpec(**msg["spec"]), range(first, msg["stop"]))
+                reply({"clients": len(clients)})
+            elif msg["op"] == "call":
+                reply(run_call(resolve(msg["func"]), clients, first, msg["params"]))
+            elif msg["op"] == "quit":
+                break
+    except Exception as exc:
+        traceback.print_exc()
+        reply({"error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    finally:
+        close_all(clients)
+    return 0
+
+
+# -- numbers and reporting --------------------------------------------------------------------
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Median of every float field over the runs (fields absent from a run are skipped)."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, float)]
+    return {
+        k: statistics.median(r[k] for r in runs if isinstance(r.get(k), float | int)) for k in keys
+    }
+
+
+def percentiles(values: Sequence[float], points: Sequence[float] = (50, 90, 99)) -> dict[str, Any]:
+    """``p50``, ``p90`` ... (nearest rank) and ``max`` of ``values``; empty dict if none."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    out: dict[str, Any] = {}
+    for p in points:
+        rank = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
+        out[f"p{p:g}"] = ordered[rank]
+    out["max"] = ordered[-1]
+    return out
+
+
+def cdf_points(values: Sequence[float], points: int = 200) -> list[list[float]]:
+    """[value, fraction] pairs tracing the empirical CDF of ``values`` (for plots)."""
+    if not values:
+        return []
+    ordered = sorted(values)
+    n = len(ordered)
+    step = max(1, n // points)
+    idx = sorted({*range(0, n, step), n - 1})
+    return [[ordered[i], (i + 1) / n] for i in idx]
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, OS, Python, gevent and greenchat versions, git commit, date."""
+    import greenchat
+
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "gevent": gevent.__version__,
+        "greenchat": greenchat.__version__,
+        "git_commit": git_describe(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def git_describe() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--worker"]:
+        sys.exit("usage: loadgen.py --worker (started by Fleet; not a command of its own)")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import loadgen  # the module proper, so that workloads share its state
+
+    sys.exit(loadgen.worker_main())

@@ -1,0 +1,411 @@
+"""Start and stop the IRC servers that greenchat's benchmarks compare.
+
+Four servers can be measured side by side:
+
+``greenchat``
+    ``greenchat-serve`` from the same virtualenv as this Python, on port 0,
+    with a 4 MiB sendq (bursts are buffered rather than cut off).
+``threaded``
+    ``benchmarks/baselines/threaded_server.py``: the seed's thread-per-client
+    design speaking just enough IRC (a baseline, not a product).
+``ngircd`` / ``inspircd``
+    The Debian packages (``make bench-peers`` installs them), each run in the
+    foreground as a child process with a config rendered from the templates in
+    ``benchmarks/peers/`` into the caller's temporary directory: loopback only,
+    flood limits relaxed, no DNS or ident lookups (see ``peers/README.md``).
+
+Every server listens on 127.0.0.1 only. ``start`` returns once a probe client
+has registered (``NICK``/``USER`` answered with ``001``), so the server is
+really serving; ``stop`` ends exactly the process that ``start`` started.
+
+The module works with and without gevent's monkey-patching: it only uses
+``socket``, ``subprocess`` and ``time``, and every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import itertools
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PEERS = HERE / "peers"
+THREADED = HERE / "baselines" / "threaded_server.py"
+NAMES = ("greenchat", "threaded", "ngircd", "inspircd")
+HOST = "127.0.0.1"
+GREENCHAT_SENDQ = 4 * 1024 * 1024
+START_DEADLINE = 30.0
+STOP_DEADLINE = 10.0
+FD_FALLBACK = 1 << 20  # soft RLIMIT_NOFILE when the hard limit is "unlimited"
+LOG_CAP = 64 * 1024 * 1024  # ngIRCd's log stops growing here (see _raise_fd_limit_cap_log)
+LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
+# Where Debian puts the daemons; a non-root PATH often lacks the sbin folders.
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+_probe_ids = itertools.count()
+_running: dict[int, RunningServer] = {}  # started and not yet stopped, by PID
+
+
+@dataclass
+class RunningServer:
+    """A server started by :func:`start`; hand it to :func:`stop` when done."""
+
+    name: str
+    host: str
+    port: int
+    pid: int
+    proc: subprocess.Popen
+    log: Path | None = field(default=None, repr=False)  # its stdout + stderr
+
+
+class ServerStartError(RuntimeError):
+    """The server did not come up (the message ends with the tail of its log)."""
+
+
+# -- what can run here ----------------------------------------------------------------
+
+
+def _which(program: str) -> str | None:
+    path = os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS])
+    return shutil.which(program, path=path)
+
+
+def _greenchat_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "greenchat-serve"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys, greenchat.cli; sys.exit(greenchat.cli.serve_main())"]
+
+
+def available() -> list[str]:
+    """The servers of ``NAMES`` that can run on this machine, in that order."""
+    greenchat = (Path(sys.executable).parent / "greenchat-serve").exists() or bool(
+        importlib.util.find_spec("greenchat")
+    )
+    found = ["greenchat"] if greenchat else []
+    found.append("threaded")
+    found += [name for name in ("ngircd", "inspircd") if _which(name)]
+    return found
+
+
+# -- starting ---------------------------------------------------------------------------
+
+
+def _raise_fd_limit() -> None:
+    """preexec_fn: lift the child's soft RLIMIT_NOFILE to the hard limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = FD_FALLBACK if hard == resource.RLIM_INFINITY else hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _raise_fd_limit_cap_log() -> None:
+    """preexec_fn for ngIRCd: as above, and files it writes stop growing at LOG_CAP bytes.
+
+    ngIRCd logs every failed write, and when thousands of benchmark clients
+    hang up at the end it logs one line per QUIT per departed member: the log
+    grows quadratically (115 MB for 2,000 clients). With SIGXFSZ ignored,
+    writes past RLIMIT_FSIZE just fail (EFBIG) and ngIRCd carries on.
+    """
+    _raise_fd_limit()
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (LOG_CAP, LOG_CAP))
+
+
+def free_port(host: str = HOST) -> int:
+    """A port that was free a moment ago (bind port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def render(template: Path, target: Path, **values: object) -> Path:
+    """Fill ``$name`` placeholders of ``template`` and write the result to ``target``."""
+    text = string.Template(template.read_text()).substitute({k: str(v) for k, v in values.items()})
+    target.write_text(text)
+    return target
+
+
+def _command(name: str, rundir: Path, port: int, max_clients: int) -> list[str]:
+    if name == "greenchat":
+        return [
+            *_greenchat_cmd(),
+            "--host", HOST,
+            "--port", "0",
+            "--log-level", "WARNING",
+            "--max-clients", str(max_clients),
+            "--sendq", str(GREENCHAT_SENDQ),
+        ]  # fmt: skip
+    if name == "threaded":
+        return [sys.executable, str(THREADED), "--host", HOST, "--port", "0"]
+    values = {"port": port, "rundir": rundir, "max_clients": max_clients}
+    binary = _which(name)
+    if binary is None:
+        raise ServerStartError(f"{name} is not installed (run `make bench-peers`)")
+    if name == "ngircd":
+        conf = render(PEERS / "ngircd" / "ngircd.conf.template", rundir / "ngircd.conf", **values)
+        return [binary, "--nodaemon", "--passive", "--config", str(conf)]
+    if name == "inspircd":
+        conf = render(
+            PEERS / "inspircd" / "inspircd.conf.template", rundir / "inspircd.conf", **values
+        )
+        # --runasroot only permits running as root; it does nothing for other users.
+        return [binary, "--nofork", "--runasroot", "--config", str(conf)]
+    raise ValueError(f"unknown server {name!r}; expected one of {', '.join(NAMES)}")
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    with contextlib.suppress(OSError):
+        text = path.read_text(errors="replace").strip()
+        if text:
+            return "\n" + "\n".join(text.splitlines()[-lines:])
+    return ""
+
+
+def _wait_listening_line(proc: subprocess.Popen, log: Path, deadline: float) -> tuple[str, int]:
+    """Poll the log for the 'listening on HOST:PORT' line the server prints."""
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if match := LISTEN_RE.search(log.read_text(errors="replace")):
+                return match[1], int(match[2])
+        if proc.poll() is not None:
+            raise ServerStartError(f"exited with status {proc.returncode}")
+        time.sleep(0.01)
+    raise ServerStartError("printed no 'listening on HOST:PORT' line in time")
+
+
+def probe_registration(host: str, port: int, timeout: float = 5.0) -> bool:
+    """Connect, register as a throwaway nick, return True once ``001`` arrives."""
+    nick = f"probe{os.getpid() % 10000}x{next(_probe_ids)}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(f"NICK {nick}\r\nUSER probe 0 * :startup probe\r\n".encode())
+            tail = b""
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                sock.settimeout(max(0.01, end - time.monotonic()))
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return False
+                *lines, tail = (tail + chunk).split(b"\n")
+                for line in lines:
+                    words = line.split()
+                    if words[:1] == [b"PING"] and len(words) > 1:  # some servers ping first
+                        sock.sendall(b"PONG " + words[1] + b"\r\n")
+                    if len(words) > 1 and words[1] == b"001":
+                        with contextlib.suppress(OSError):
+                            sock.sendall(b"QUIT :probe done\r\n")
+                        return True
+    except OSError:
+        return False
+    return False
+
+
+def _listener(pid: int, port: int) -> str:
+    """Who listens on TCP ``port``: "ours" (process ``pid``), "other", "none" or "unknown".
+
+    Read from /proc (Linux): the LISTEN sockets on that port in /proc/net/tcp*
+    against the socket inodes among the process's file descriptors.
+    """
+    inodes: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError):
+                for row in Path(table).read_text().splitlines()[1:]:
+                    fields = row.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        if not inodes:
+            return "none"
+        mine = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+    except (OSError, ValueError, IndexError):
+        return "unknown"
+    return "ours" if any(f"socket:[{inode}]" in mine for inode in inodes) else "other"
+
+
+def _wait_registration(proc: subprocess.Popen, host: str, port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerStartError(f"exited with status {proc.returncode}")
+        owner = _listener(proc.pid, port)
+        if owner == "other":  # InspIRCd keeps running when its <bind> fails
+            raise ServerStartError(f"port {port} is taken by another process")
+        left = deadline - time.monotonic()
+        if owner != "none" and probe_registration(host, port, timeout=min(3.0, max(0.1, left))):
+            return
+        time.sleep(0.02)
+    raise ServerStartError(f"did not register a client on {host}:{port} in time")
+
+
+def _start_once(name: str, rundir: Path, max_clients: int, deadline: float) -> RunningServer:
+    port = free_port() if name in ("ngircd", "inspircd") else 0
+    cmd = _command(name, rundir, port, max_clients)
+    log = rundir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=rundir,
+            # Only setrlimit/signal calls: safe between fork and exec.
+            preexec_fn=_raise_fd_limit_cap_log if name == "ngircd" else _raise_fd_limit,
+            start_new_session=True,  # a Ctrl-C in the harness's terminal doesn't reach it
+        )
+    server = RunningServer(name, HOST, port, proc.pid, proc, log)
+    _running[proc.pid] = server
+    try:
+        if port == 0:
+            server.host, server.port = _wait_listening_line(proc, log, deadline)
+        _wait_registration(proc, server.host, server.port, deadline)
+    except BaseException:
+        stop(server)
+        raise
+    return server
+
+
+def start(name: str, tmpdir: Path, max_clients: int = 20000) -> RunningServer:
+    """Start server ``name`` on a free loopback port; return once it registers a client.
+
+    ``tmpdir/NAME/`` receives ``NAME.log`` (the server's stdout and stderr)
+    and, for the peers, the rendered config (and InspIRCd's pid file and log).
+    Servers that cannot listen on port 0 get a port picked just before the
+    start; if another process takes it first, the start is retried on a new
+    port (three tries in all).
+    """
+    if name not in NAMES:
+        raise ValueError(f"unknown server {name!r}; expected one of {', '.join(NAMES)}")
+    rundir = Path(tmpdir) / name
+    rundir.mkdir(parents=True, exist_ok=True)
+    tries = 3 if name in ("ngircd", "inspircd") else 1
+    for attempt in range(1, tries + 1):
+        deadline = time.monotonic() + START_DEADLINE
+        try:
+            return _start_once(name, rundir, max_clients, deadline)
+        except ServerStartError as exc:
+            log = rundir / f"{name}.log"
+            if attempt == tries:
+                raise ServerStartError(f"{name}: {exc}{_log_tail(log)}") from None
+            with contextlib.suppress(OSError):
+                log.rename(rundir / f"{name}.try{attempt}.log")
+    raise AssertionError("unreachable")
+
+
+# -- stopping ---------------------------------------------------------------------------
+
+
+def stop(server: RunningServer, deadline: float = STOP_DEADLINE) -> None:
+    """SIGTERM the server's own PID, wait up to ``deadline`` s, then SIGKILL it."""
+    _running.pop(server.pid, None)
+    proc = server.proc
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(timeout=deadline)
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Stop servers a crashed harness left running (they have their own session,
+    so a Ctrl-C in the terminal does not reach them)."""
+    for server in list(_running.values()):
+        stop(server)
+
+
+# -- describing ---------------------------------------------------------------------------
+
+
+def _first_line(cmd: list[str]) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else None
+
+
+def _debian_version(package: str) -> str | None:
+    if not shutil.which("dpkg-query"):
+        return None
+    out = _first_line(["dpkg-query", "-W", "-f=${Version}\n", package])
+    return out or None
+
+
+# Facts about each server that explain its numbers, measured or read from its source.
+# "listen_backlog" is what `ss -ltn` shows; more connects in flight than that
+# overflow the accept queue and the kernel's SYN retransmissions add whole seconds.
+FACTS: dict[str, dict[str, Any]] = {
+    "greenchat": {
+        "kind": "gevent, one greenlet per connection (this project)",
+        "listen_backlog": 128,
+        "notes": [f"--sendq {GREENCHAT_SENDQ} (4 MiB) and --log-level WARNING for benchmarks"],
+    },
+    "threaded": {
+        "kind": "one OS thread per client; broadcast = blocking sendall to each member under "
+        "one global lock, from the sender's thread (the seed's design)",
+        "listen_backlog": 4096,
+        "notes": ["a baseline, not a product: benchmarks/baselines/threaded_server.py"],
+    },
+    "ngircd": {
+        "kind": "C, single-threaded event loop (epoll)",
+        "listen_backlog": 10,
+        "notes": [
+            "listen backlog 10 is compiled in: keep connects in flight at about 10",
+            "per-client write buffer is compiled in at 32 KiB; a client whose buffer "
+            "cannot be flushed below that is disconnected (Write buffer space exhausted)",
+            "handles at most 3 commands per client per loop turn; MaxPenaltyTime = 0 "
+            "removes the added delays",
+            "started as root it runs as the user nobody",
+            f"its log is capped at {LOG_CAP // 2**20} MiB (it logs every failed write "
+            "while clients hang up)",
+        ],
+    },
+    "inspircd": {
+        "kind": "C++, single-threaded event loop (epoll)",
+        "listen_backlog": 4096,
+        "notes": [
+            "registrations complete on a once-a-second timer: 001 arrives up to 1 s "
+            "after NICK/USER, so connect many clients at once",
+            "exits with status 10 on SIGTERM (its normal SIGTERM exit code)",
+        ],
+    },
+}
+
+
+def describe(name: str) -> dict[str, Any]:
+    """What the results JSON records about server ``name``: version, kind, config, notes."""
+    if name not in NAMES:
+        raise ValueError(f"unknown server {name!r}; expected one of {', '.join(NAMES)}")
+    info: dict[str, Any] = {"name": name}
+    if name == "greenchat":
+        import greenchat
+
+        info["version"] = greenchat.__version__
+    elif name == "threaded":
+        info["version"] = f"baseline (Python {sys.version.split()[0]})"
+        info["source"] = str(THREADED.relative_to(HERE.parent))
+    else:
+        binary = _which(name)
+        info["version"] = _first_line([binary, "--version"]) if binary else None
+        info["debian_package"] = _debian_version(name)
+        info["config"] = str((PEERS / name / f"{name}.conf.template").relative_to(HERE.parent))
+        info["installed"] = binary is not None
+    return info | FACTS[name]

@@ -1,0 +1,130 @@
+"""fanout and bigroom: one channel, senders writing unthrottled bursts (fanout.py's benchmark).
+
+Both run ``fanout.benchmark``: N members join one channel, S senders each
+write M lines in one ``sendall``, every other member must receive every
+line. ``fanout`` is the classic N=1000, 10 x 200; ``bigroom`` asks whether
+rooms of 5,000 and 10,000 still get every line to every member (``dropped``
+must be 0) and what a delivery costs there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fanout
+from loadgen import medians
+
+from workloads import (
+    CPU_PER_DELIVERY,
+    DELIVERIES,
+    GENERATOR_UTIL,
+    SERVER_UTIL,
+    Case,
+    Metric,
+    Options,
+    Server,
+    Workload,
+)
+
+THREADED = "threaded"
+# Servers whose 10,000-member setup would take minutes of the run: joining is
+# N(N+1)/2 relayed JOIN lines, 50 million for N=10,000.
+SLOW_JOINS = {
+    THREADED: "thread per client: 50M JOIN lines, one blocking sendall each under a global"
+    " lock (N=5000 already takes 1-2 min)",
+    "ngircd": "ngIRCd relays JOIN lines at ~5 µs each: 50M for N=10,000 is over 4 min"
+    " (see its N=5000 join s)",
+}
+
+
+def fanout_cases(server: str, opts: Options) -> list[Case]:
+    if opts.quick:
+        return [Case("N=20", {"clients": 20, "senders": 2, "messages": 20, "repeat": 1})]
+    # The thread-per-client baseline manages ~150k deliveries/s: 50 lines per
+    # sender (0.5M deliveries a repetition) instead of 200 keeps it to seconds.
+    messages = 50 if server == THREADED else 200
+    return [Case("N=1000", {"clients": 1000, "senders": 10, "messages": messages, "repeat": 3})]
+
+
+def bigroom_cases(server: str, opts: Options) -> list[Case]:
+    if opts.quick:
+        return [Case("N=50", {"clients": 50, "senders": 2, "messages": 5, "repeat": 1})]
+    cases = []
+    for n in (5_000, 10_000):
+        repeat = 1 if server == THREADED else 3  # its 5,000-member join alone takes a minute
+        params = {"clients": n, "senders": 5, "messages": 20, "repeat": repeat, "deadline": 300.0}
+        skip = SLOW_JOINS.get(server) if n > 5_000 else None
+        cases.append(Case(f"N={n}", params, skip))
+    return cases
+
+
+def run(server: Server, params: dict[str, Any], opts: Options) -> dict[str, Any]:
+    """fanout.py's benchmark with these parameters; medians of the repetitions."""
+    argv = [
+        "--clients", params["clients"],
+        "--senders", params["senders"],
+        "--messages", params["messages"],
+        "--repeat", params["repeat"],
+        "--deadline", params.get("deadline", 120.0),
+        "--procs", opts.procs,
+        "--sources", opts.sources,
+        "--connect-concurrency", opts.concurrency,
+    ]  # fmt: skip
+    args = fanout.parse_args([str(a) for a in argv])
+    runs, join_s = fanout.benchmark(args, server, strict=False)
+    result: dict[str, Any] = medians([r for r in runs if r["complete"]] or runs)
+    expected = sum(r["expected"] for r in runs)
+    delivered = sum(r["delivered"] for r in runs)
+    result |= {
+        "members": params["clients"],
+        "complete": all(r["complete"] for r in runs),
+        "expected": expected,
+        "delivered": delivered,
+        "dropped": expected - delivered,
+        "extra_deliveries": sum(r.get("extra_deliveries", 0) for r in runs),
+        "join_s": join_s,
+        "generator_core_util": result.get("generator_max_core_util"),
+        "runs": runs,
+    }
+    if errors := [e for r in runs for e in r.get("errors", [])]:
+        result["errors"] = errors[:5]
+    return result
+
+
+COMMON = (
+    DELIVERIES,
+    CPU_PER_DELIVERY,
+    SERVER_UTIL,
+    Metric("wall_s", "burst s", "{:.2f}"),
+    GENERATOR_UTIL,
+    Metric("generator_cpu_s", "generator CPU s", "{:.2f}"),
+)
+
+FANOUT = Workload(
+    name="fanout",
+    title="Fan-out: 1,000 members, 10 senders x 200 lines, unthrottled",
+    description=(
+        "N members in one channel; S senders each write M PRIVMSG lines in one sendall; "
+        "every other member must receive every line. Medians of R repetitions."
+    ),
+    metrics=COMMON,
+    cases=fanout_cases,
+    run=run,
+)
+
+BIGROOM = Workload(
+    name="bigroom",
+    title="Big rooms: 5,000 and 10,000 members, 5 senders x 20 lines",
+    description=(
+        "Like fanout with bigger rooms and fewer lines; `dropped` counts deliveries that "
+        "never arrived (must be 0). `join s` is the registration and JOIN of all members."
+    ),
+    metrics=(
+        *COMMON[:2],
+        Metric("dropped", "dropped"),
+        Metric("join_s", "join s", "{:.1f}"),
+        *COMMON[2:],
+    ),
+    cases=bigroom_cases,
+    run=run,
+)

@@ -1,0 +1,101 @@
+"""bench.py runs every workload end to end against greenchat and the threaded baseline.
+
+Tiny sizes (``--quick``); the real numbers live in benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+ROOT = Path(__file__).parents[2]
+WORKLOADS = ("fanout", "bigroom", "latency", "idle", "slow", "joinstorm")
+SERVERS = ("greenchat", "threaded")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "bench.py"),
+        "--quick", "--servers", ",".join(SERVERS), "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=80)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def load(out: Path, workload: str) -> dict:
+    return json.loads((out / f"{workload}.json").read_text())
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_every_case_has_a_result(results: Path, workload: str) -> None:
+    data = load(results, workload)
+    assert set(data["servers"]) == set(SERVERS)
+    for name, server in data["servers"].items():
+        for label, entry in server["cases"].items():
+            assert "result" in entry, f"{workload}/{name}/{label}: {entry}"
+    assert data["machine"]["cores"] >= 1
+    assert set(data["ratios"]) == {"threaded"}
+
+
+def test_deliveries_complete_and_measured(results: Path) -> None:
+    for workload in ("fanout", "bigroom"):
+        for server in load(results, workload)["servers"].values():
+            for entry in server["cases"].values():
+                result = entry["result"]
+                assert result["complete"] and result["dropped"] == 0
+                assert result["delivered"] == result["expected"] > 0
+                assert result["server_us_per_delivery"] > 0
+                assert result["generator_cpu_s"] > 0
+
+
+def test_workload_specific_numbers(results: Path) -> None:
+    latency = load(results, "latency")["servers"]["greenchat"]["cases"]
+    lat = next(iter(latency.values()))["result"]
+    assert lat["complete"] and lat["samples"] > 0 and 0 < lat["p50_ms"] <= lat["max_ms"]
+    idle = next(iter(load(results, "idle")["servers"]["greenchat"]["cases"].values()))
+    assert idle["result"]["rss_after_kb"] > 0
+    slow = load(results, "slow")["servers"]["greenchat"]["cases"]
+    assert slow["10% slow"]["result"]["vs_control"] > 0
+    storm = next(iter(load(results, "joinstorm")["servers"]["greenchat"]["cases"].values()))
+    assert storm["result"]["wall_s"] > 0 and storm["result"]["server_cpu_total_s"] > 0
+
+
+def test_summary_and_plots(results: Path) -> None:
+    summary = (results / "summary.md").read_text()
+    assert "## Targets (greenchat)" in summary
+    for workload in WORKLOADS:
+        assert f"{workload}.json" not in summary  # tables, not file names
+    assert summary.count("| threaded |") >= len(WORKLOADS)
+    pytest.importorskip("matplotlib")  # the optional "bench" extra draws the plots
+    for png in ("rooms.png", "latency_cdf.png"):
+        assert (results / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_several_generator_processes_and_source_addresses(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "bench.py"),
+        "--quick", "--servers", "greenchat", "--workloads", "fanout,latency,slow",
+        "--procs", "2", "--sources", "3", "--no-plots", "--out", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    fanout = next(iter(load(tmp_path, "fanout")["servers"]["greenchat"]["cases"].values()))
+    run = fanout["result"]["runs"][0]
+    assert run["complete"] and len(run["generator_cpu_s_per_proc"]) == 2
+    latency = next(iter(load(tmp_path, "latency")["servers"]["greenchat"]["cases"].values()))
+    assert latency["result"]["complete"]
+    slow = load(tmp_path, "slow")["servers"]["greenchat"]["cases"]["10% slow"]["result"]
+    assert slow["complete"] and slow["stalled"] > 0
+    assert load(tmp_path, "fanout")["generator"] == {
+        "procs": 2, "sources": 3, "concurrency": 100,
+        "concurrency_per_server": {"ngircd": 10, "inspircd": 2000},
+    }  # fmt: skip
