@@ -123,6 +123,7 @@ def run_workload(workload: Workload, names: list[str], opts: Options, tmp: Path)
     print(f"\n== {workload.name}: {workload.title}", flush=True)
     results: dict[str, Any] = {}
     load = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews numbers
+    machine = machine_info()  # before the run: the git commit the servers start from
     t0 = time.monotonic()
     for name in names:
         cases: dict[str, Any] = {}
@@ -147,7 +148,7 @@ def run_workload(workload: Workload, names: list[str], opts: Options, tmp: Path)
         },
         "elapsed_s": round(time.monotonic() - t0, 1),
         "load_average_before": load,
-        "machine": machine_info(),
+        "machine": machine,
         "servers": results,
         "ratios": ratios(workload, results),
     }
