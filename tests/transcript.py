@@ -79,6 +79,19 @@ class ServerThread:
         self._thread.join(timeout)
 
 
+def wait_for(read, pattern: str, what: str, timeout: float = 10.0) -> str:
+    """Poll ``read()`` until ``pattern`` matches (re.M); fail with the last text seen."""
+    regex = re.compile(pattern, re.M)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = read()
+        if regex.search(text):
+            return text
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: no match for {pattern!r} within {timeout}s:\n{text}")
+        time.sleep(0.05)
+
+
 class IrcClient:
     """A raw-socket IRC client for tests: send lines, expect lines by regex."""
 

@@ -204,6 +204,13 @@ class Hub:
         self.fanout(channel.members, Relay(conn.prefix, "PART", params, trailing=bool(reason)))
         self._drop_member(channel, conn)
 
+    def kick(self, conn: Connection, channel: Channel, target: Connection, reason: str) -> None:
+        """Remove ``target`` from ``channel``; every member, the kicked one too, sees it."""
+        self.fanout(
+            channel.members, Relay(conn.prefix, "KICK", (channel.name, target.nick, reason))
+        )
+        self._drop_member(channel, target)
+
     def set_topic(self, conn: Connection, channel: Channel, topic: str) -> None:
         channel.topic = topic
         channel.topic_setter = conn.prefix

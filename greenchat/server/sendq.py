@@ -28,9 +28,6 @@ class SendQueue:
         self.size = 0
         self.closed = False
 
-    def __bool__(self) -> bool:
-        return bool(self._chunks)
-
     def put(self, data: bytes) -> None:
         """Queue ``data``; past the byte limit, drop the queue and report overflow."""
         if self.closed:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from transcript import IrcClient
+from transcript import IrcClient, wait_for
 
 from greenchat.client import DEFAULT_CAPS
 from greenchat.client import IrcClient as GeventClient
@@ -40,19 +40,6 @@ JOIN = BIN / "greenchat-join"
 SERVE = BIN / "greenchat-serve"
 DEADLINE = 10.0
 PROMPT = "#lobby> "
-
-
-def wait_for(read: Callable[[], str], pattern: str, what: str, timeout: float = DEADLINE) -> str:
-    """Poll ``read()`` until ``pattern`` matches (re.M); fail with the last text seen."""
-    regex = re.compile(pattern, re.M)
-    deadline = time.monotonic() + timeout
-    while True:
-        text = read()
-        if regex.search(text):
-            return text
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: no match for {pattern!r} within {timeout}s:\n{text}")
-        time.sleep(0.05)
 
 
 def child_env(**extra: str) -> dict[str, str]:

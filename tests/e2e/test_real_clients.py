@@ -15,12 +15,11 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from transcript import IrcClient
+from transcript import IrcClient, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 
@@ -33,19 +32,6 @@ def require(binary: str) -> str:
     if path is None:
         pytest.skip(f"{binary} is not installed (`make test-deps` installs it)")
     return path
-
-
-def wait_for(read: Callable[[], str], pattern: str, what: str, timeout: float = DEADLINE) -> str:
-    """Poll ``read()`` until ``pattern`` matches (re.M); fail with the last text seen."""
-    regex = re.compile(pattern, re.M)
-    deadline = time.monotonic() + timeout
-    while True:
-        text = read()
-        if regex.search(text):
-            return text
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: no match for {pattern!r} within {timeout}s:\n{text}")
-        time.sleep(0.05)
 
 
 def clean_env(home: Path) -> dict[str, str]:

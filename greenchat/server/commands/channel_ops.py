@@ -66,10 +66,7 @@ def kick_one(server: ChatServer, conn: Connection, name: str, nick: str, reason:
     elif target not in channel.members:
         conn.numeric(ERR_USERNOTINCHANNEL, target.nick, channel.name, "They aren't on that channel")
     else:
-        relay = Relay(conn.prefix, "KICK", (channel.name, target.nick, reason))
-        server.hub.fanout(channel.members, relay)  # the kicked user sees it too
-        # The hub has no kick of its own yet; dropping is what PART does after its fan-out.
-        server.hub._drop_member(channel, target)
+        server.hub.kick(conn, channel, target, reason)
 
 
 # -- INVITE -------------------------------------------------------------------
