@@ -117,7 +117,8 @@ class IrcClient:
         self.state = ClientState(nick)
         # Channels to be in: joined on every (re)connect.
         self.wanted_channels: dict[str, str] = {casefold(c): c for c in channels}
-        self._listeners: list[Callable[[ClientEvent], None]] = []
+        # A tuple, replaced on (un)subscribe: emitting (once per server line) needs no copy.
+        self._listeners: tuple[Callable[[ClientEvent], None], ...] = ()
         self._out: Queue | None = None  # the current session's outbound queue
         self._sock: socket.socket | None = None
         self._supervisor: gevent.Greenlet | None = None
@@ -194,8 +195,12 @@ class IrcClient:
 
         Returns a function that unsubscribes it.
         """
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        self._listeners += (listener,)
+
+        def unsubscribe() -> None:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return unsubscribe
 
     def events(self, timeout: float | None = None) -> Iterator[ClientEvent]:
         """Iterate over events as they come; ends after ``GaveUp`` or on ``timeout``."""
@@ -214,7 +219,7 @@ class IrcClient:
             unsubscribe()
 
     def _emit(self, event: ClientEvent) -> None:
-        for listener in list(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(event)
             except Exception:
