@@ -5,7 +5,7 @@ into lines and dispatches each through the command table; it yields after
 every chunk so writers drain before one sender's burst fills other queues.
 The writer takes everything in the send queue and sends it in one call; it
 is started when the queue stops being empty and ends when it is drained, so
-an idle connection costs one greenlet, not two (about 12 KB of RSS each).
+an idle connection costs one greenlet, not two (about 14 KB of RSS in all).
 
 Closing is cooperative: :meth:`Connection.disconnect` only sets a reason,
 queues a final ``ERROR`` and shuts the socket's read side, so it is safe to
