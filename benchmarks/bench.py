@@ -2,7 +2,8 @@
 
 Workloads (``benchmarks/workloads/``): ``fanout``, ``bigroom``, ``latency``,
 ``idle``, ``slow``, ``joinstorm``. Servers (``benchmarks/servers.py``):
-``greenchat``, the thread-per-client baseline ``threaded``, and ``ngircd`` /
+``greenchat`` (and ``greenchat-nodelay``, with ``--tcp-nodelay``, in the
+workloads that list it), the thread-per-client baseline ``threaded``, and ``ngircd`` /
 ``inspircd`` when installed (``make bench-peers``). Every case runs against a
 freshly started server on 127.0.0.1; the load generator is ``loadgen.py``.
 
@@ -126,6 +127,8 @@ def run_workload(workload: Workload, names: list[str], opts: Options, tmp: Path)
     machine = machine_info()  # before the run: the git commit the servers start from
     t0 = time.monotonic()
     for name in names:
+        if name in servers.VARIANTS and name not in workload.variants:
+            continue
         cases: dict[str, Any] = {}
         for case in workload.cases(name, opts):
             print(f"-- {workload.name} / {name} / {case.label}", flush=True)

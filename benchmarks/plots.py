@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "results"
-COLORS = {"greenchat": "tab:green", "threaded": "tab:red", "ngircd": "tab:blue",
+COLORS = {"greenchat": "tab:green", "greenchat-nodelay": "tab:olive", "threaded": "tab:red", "ngircd": "tab:blue",
           "inspircd": "tab:purple"}  # fmt: skip
 
 

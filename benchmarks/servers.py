@@ -1,10 +1,13 @@
 """Start and stop the IRC servers that greenchat's benchmarks compare.
 
-Four servers can be measured side by side:
+Five servers can be measured side by side:
 
 ``greenchat``
     ``greenchat-serve`` from the same virtualenv as this Python, on port 0,
     with a 4 MiB sendq (bursts are buffered rather than cut off).
+``greenchat-nodelay``
+    The same with ``--tcp-nodelay`` (Nagle's algorithm off), to show what the
+    default costs or saves; only the workloads that list it run it.
 ``threaded``
     ``benchmarks/baselines/threaded_server.py``: the seed's thread-per-client
     design speaking just enough IRC (a baseline, not a product).
@@ -45,7 +48,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
 THREADED = HERE / "baselines" / "threaded_server.py"
-NAMES = ("greenchat", "threaded", "ngircd", "inspircd")
+NAMES = ("greenchat", "greenchat-nodelay", "threaded", "ngircd", "inspircd")
+# greenchat run with other flags: name -> the extra flags.
+VARIANTS = {"greenchat-nodelay": ("--tcp-nodelay",)}
 HOST = "127.0.0.1"
 GREENCHAT_SENDQ = 4 * 1024 * 1024
 START_DEADLINE = 30.0
@@ -95,7 +100,7 @@ def available() -> list[str]:
     greenchat = (Path(sys.executable).parent / "greenchat-serve").exists() or bool(
         importlib.util.find_spec("greenchat")
     )
-    found = ["greenchat"] if greenchat else []
+    found = ["greenchat", *VARIANTS] if greenchat else []
     found.append("threaded")
     found += [name for name in ("ngircd", "inspircd") if _which(name)]
     return found
@@ -139,7 +144,7 @@ def render(template: Path, target: Path, **values: object) -> Path:
 
 
 def _command(name: str, rundir: Path, port: int, max_clients: int) -> list[str]:
-    if name == "greenchat":
+    if name == "greenchat" or name in VARIANTS:
         return [
             *_greenchat_cmd(),
             "--host", HOST,
@@ -147,6 +152,7 @@ def _command(name: str, rundir: Path, port: int, max_clients: int) -> list[str]:
             "--log-level", "WARNING",
             "--max-clients", str(max_clients),
             "--sendq", str(GREENCHAT_SENDQ),
+            *VARIANTS.get(name, ()),
         ]  # fmt: skip
     if name == "threaded":
         return [sys.executable, str(THREADED), "--host", HOST, "--port", "0"]
@@ -358,6 +364,11 @@ FACTS: dict[str, dict[str, Any]] = {
         "listen_backlog": 128,
         "notes": [f"--sendq {GREENCHAT_SENDQ} (4 MiB) and --log-level WARNING for benchmarks"],
     },
+    "greenchat-nodelay": {
+        "kind": "greenchat with --tcp-nodelay: every flush is sent at once (no Nagle)",
+        "listen_backlog": 128,
+        "notes": [f"--sendq {GREENCHAT_SENDQ} (4 MiB) and --log-level WARNING for benchmarks"],
+    },
     "threaded": {
         "kind": "one OS thread per client; broadcast = blocking sendall to each member under "
         "one global lock, from the sender's thread (the seed's design)",
@@ -395,7 +406,7 @@ def describe(name: str) -> dict[str, Any]:
     if name not in NAMES:
         raise ValueError(f"unknown server {name!r}; expected one of {', '.join(NAMES)}")
     info: dict[str, Any] = {"name": name}
-    if name == "greenchat":
+    if name == "greenchat" or name in VARIANTS:
         import greenchat
 
         info["version"] = greenchat.__version__

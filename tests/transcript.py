@@ -95,8 +95,21 @@ def wait_for(read, pattern: str, what: str, timeout: float = 10.0) -> str:
 class IrcClient:
     """A raw-socket IRC client for tests: send lines, expect lines by regex."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        timeout: float = DEFAULT_TIMEOUT,
+        rcvbuf: int | None = None,
+    ):
+        """``rcvbuf`` shrinks the kernel receive buffer (set before connecting)."""
+        if rcvbuf is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
         self.timeout = timeout
         self._buffer = b""
         self._ready: deque[bytes] = deque()  # complete lines not yet read
@@ -111,8 +124,9 @@ class IrcClient:
     def send_in_background(self, data: bytes) -> threading.Thread:
         """Send a large payload from a thread, so the test can read meanwhile.
 
-        The server paces a sender to its readers, so a test that sends
-        megabytes and only then reads would wait on itself.
+        Relayed lines come back to this test's readers while it sends; a
+        test that sends megabytes and only then reads would wait on itself
+        once the kernel buffers in between are full.
         """
         thread = threading.Thread(target=self.sock.sendall, args=(data,), daemon=True)
         thread.start()

@@ -70,6 +70,8 @@ class Workload:
     run: Callable[[Server, dict[str, Any], Options], dict[str, Any]]
     # Adds values that compare one server's cases ({label: result}), in place.
     derive: Callable[[dict[str, dict[str, Any]]], None] | None = None
+    # greenchat variants (servers.VARIANTS) this workload also runs; the others skip them.
+    variants: tuple[str, ...] = ()
 
 
 def registry() -> dict[str, Workload]:

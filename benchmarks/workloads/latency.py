@@ -199,4 +199,5 @@ LATENCY = Workload(
     ),
     cases=cases,
     run=run,
+    variants=("greenchat-nodelay",),
 )

@@ -110,6 +110,7 @@ FANOUT = Workload(
     metrics=COMMON,
     cases=fanout_cases,
     run=run,
+    variants=("greenchat-nodelay",),
 )
 
 BIGROOM = Workload(

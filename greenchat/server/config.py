@@ -26,6 +26,11 @@ class ServerConfig:
     registration_timeout: float = 60.0
     # How long a closing connection may take to flush its last lines.
     close_grace: float = 2.0
+    # Nagle's algorithm stays on by default, as in InspIRCd and ngIRCd: at a
+    # steady message rate the kernel then merges a client's small writes that
+    # follow unacknowledged data into one segment, which halves server CPU per
+    # delivery (benchmarks/README.md). TCP_NODELAY sends every flush at once.
+    tcp_nodelay: bool = False
     nicklen: int = 30
     channellen: int = 64
     topiclen: int = 390

@@ -1,17 +1,19 @@
-"""One client connection: a reader loop, a writer greenlet and the user's state.
+"""One client connection: a reader loop, output flushing and the user's state.
 
 The reader (the greenlet the StreamServer spawned) reads chunks, frames them
 into lines and dispatches each through the command table; it yields after
-every chunk so writers drain before one sender's burst fills other queues.
-The writer takes everything in the send queue and sends it in one call; it
-is started when the queue stops being empty and ends when it is drained, so
-an idle connection costs one greenlet, not two (about 14 KB of RSS in all).
+every chunk so output is flushed before one sender's burst fills other
+queues. Output is sent by the server's flusher (flusher.py) once per loop
+turn with one non-blocking send of everything queued; only when the socket
+cannot take it all does a writer greenlet start, wait for the socket and
+end once the queue is drained. So an idle connection costs one greenlet.
 
 Closing is cooperative: :meth:`Connection.disconnect` only sets a reason,
 queues a final ``ERROR`` and shuts the socket's read side, so it is safe to
 call from anywhere, even in the middle of a fan-out loop. The reader then
-sees end-of-stream and cleans up: the hub forgets the user, the writer gets a
-short grace period to flush, the socket closes.
+sees end-of-stream and cleans up: the hub forgets the user, the last output
+is flushed (with a short grace period if a writer has to wait), the socket
+closes.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ class Connection:
         self.server = server
         self.sock = sock
         self.host, self.port = display_host(address[0]), address[1]
-        self.sendq = SendQueue(server.config.sendq, self._start_writer, self._sendq_overflow)
+        self.sendq = SendQueue(server.config.sendq, self._output_ready, self._sendq_overflow)
         # Bound once: the fan-out loop calls this for every recipient.
         self.enqueue = self.sendq.put
         self.writer: gevent.Greenlet | None = None
@@ -258,28 +260,50 @@ class Connection:
             return
         self.server.dispatch(self, msg)
 
-    def _start_writer(self) -> None:
-        """Called when the send queue stops being empty: make sure a writer runs."""
-        if self.writer is None:
+    def _output_ready(self) -> None:
+        """Called when the send queue stops being empty."""
+        if self.writer is None:  # a running writer sends it anyway
+            self.server.flusher.mark(self)
+
+    def flush_now(self) -> None:
+        """Send what is queued without blocking; a writer greenlet finishes the rest."""
+        if self.writer is not None:
+            return
+        data = self.sendq.take()
+        if not data:
+            return
+        try:
+            sent = self.sock.send(data, 0, 0.0)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._write_failed(exc)
+            return
+        if sent < len(data):
+            self.sendq.unshift(data[sent:])
             self.writer = gevent.spawn(self._write_loop)
 
     def _write_loop(self) -> None:
-        """Send everything queued, one call per batch; end when the queue is empty."""
+        """Wait for the socket and send everything queued; end when the queue is empty."""
         take, sendall = self.sendq.take, self.sock.sendall
         try:
             while data := take():
                 sendall(data)
         except OSError as exc:
-            self.sendq.take()  # nothing more can be sent
-            self.disconnect(f"Write error: {exc.strerror or exc}")
+            self._write_failed(exc)
         finally:
             self.writer = None
+
+    def _write_failed(self, exc: OSError) -> None:
+        self.sendq.take()  # nothing more can be sent
+        self.disconnect(f"Write error: {exc.strerror or exc}")
 
     def _finish(self, reason: str) -> None:
         server = self.server
         server.hub.remove_connection(self, reason)
         self.close_reason = self.close_reason or reason
         self.sendq.close(f"ERROR :Closing Link: {self.host} ({reason})\r\n".encode())
+        self.flush_now()
         writer = self.writer
         if writer is not None:  # give the last lines (the ERROR) a moment to go out
             writer.join(timeout=server.config.close_grace)

@@ -4,7 +4,7 @@ Every method here is a plain Python call that does no I/O and never yields,
 so with gevent's cooperative scheduling no locks are needed: a change of
 state and the fan-out it causes happen as one step that no other greenlet can
 interleave with. Delivering means putting bytes into send queues, which never
-blocks; the writers send them later.
+blocks; the flusher sends them at the end of the loop turn.
 """
 
 from __future__ import annotations

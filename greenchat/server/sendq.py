@@ -2,10 +2,11 @@
 
 ``put`` never blocks and never does I/O, so the hub can fan a message out to
 thousands of queues in one plain loop. The first chunk put into an empty
-queue calls ``wake``: the connection then starts a writer greenlet, which
-calls :meth:`take` to get everything queued as one ``bytes`` and sends it in
-a single call (coalescing is the biggest throughput lever), and ends once
-the queue is empty. An idle connection therefore holds no writer greenlet.
+queue calls ``wake``: the connection then has the flusher send it at the end
+of the loop turn, which calls :meth:`take` to get everything queued as one
+``bytes`` and sends it in a single call (coalescing is the biggest
+throughput lever). What the socket does not take goes back to the front with
+:meth:`unshift` for a writer greenlet to finish.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ class SendQueue:
         self.closed = True
         if self._chunks:
             self._wake()
+
+    def unshift(self, data: bytes) -> None:
+        """Put unsent ``data`` back in front of anything queued since :meth:`take`."""
+        self._chunks.insert(0, data)
+        self.size += len(data)
 
     def take(self) -> bytes:
         """Everything queued, as one bytes object (b"" when empty)."""

@@ -22,6 +22,7 @@ from greenchat.protocol.numerics import ERR_UNKNOWNERROR
 from greenchat.server.commands import dispatch
 from greenchat.server.config import ServerConfig
 from greenchat.server.connection import Connection
+from greenchat.server.flusher import Flusher
 from greenchat.server.hub import Hub
 from greenchat.server.labeled import send_labeled
 
@@ -56,6 +57,7 @@ class ChatServer:
         self.config = config or ServerConfig()
         self.config.load_motd()
         self.hub = Hub()
+        self.flusher = Flusher()
         self.supported_caps = dict(SUPPORTED_CAPS)
         self.created_text = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         self.pool = Pool(self.config.max_clients)
@@ -103,7 +105,8 @@ class ChatServer:
     # -- per connection ------------------------------------------------------
 
     def _handle(self, sock: socket.socket, address: tuple) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.config.tcp_nodelay:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Connection(self, sock, address)
         self.hub.add_connection(conn)
         log.info("connect from %s:%s", address[0], address[1])

@@ -6,7 +6,7 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from transcript import IrcClient
+from transcript import IrcClient, wait_for
 
 
 def test_overlong_line_gets_417_and_connection_stays(connect):
@@ -165,3 +165,43 @@ def test_shutdown_tells_every_client(make_server):
         assert "ERROR :Server shutting down" in lines
         client.close()
     assert time.monotonic() - started < 5
+
+
+def test_output_the_socket_cannot_take_is_finished_by_a_writer(make_server):
+    """A paused reader's backlog goes out whole and in order once it reads again.
+
+    The flusher's non-blocking send takes only what fits in the kernel buffers;
+    the rest goes back to the front of the queue for a writer greenlet.
+    """
+    server = make_server(sendq=16 * 1024 * 1024)
+    reader = IrcClient(server.port, timeout=30, rcvbuf=4096)
+    reader.register("paused").join("#lobby")
+    sender = IrcClient(server.port).register("sender").join("#lobby")
+    reader.expect(r"^:sender!\S+ JOIN #lobby$")
+    # 6.6 MB: more than the kernel buffers on both sides hold (tcp_wmem max is 4 MiB).
+    count = 20_000
+    payload = "".join(f"PRIVMSG #lobby :line {i} " + "p" * 300 + "\r\n" for i in range(count))
+    sender.send_in_background(payload.encode())
+
+    def paused_writer() -> str:
+        conns = [c for c in server.server.hub.connections if c.nick == "paused"]
+        return "writer" if conns and conns[0].writer is not None else "none"
+
+    wait_for(lambda: server.call(paused_writer), "^writer$", "a writer for the paused reader")
+    assert _read_numbered_lines(reader, count) == count
+    wait_for(lambda: server.call(paused_writer), "^none$", "the writer ends once drained")
+    reader.sync()
+    reader.close()
+    sender.close()
+
+
+def test_tcp_nodelay_is_off_by_default_and_a_flag(make_server):
+    def nodelay(server) -> list[int]:
+        conns = server.server.hub.connections
+        return [c.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for c in conns]
+
+    for flag in (False, True):
+        server = make_server(tcp_nodelay=flag)
+        client = IrcClient(server.port).register("n")
+        assert server.call(nodelay, server) == [1 if flag else 0]
+        client.close()
