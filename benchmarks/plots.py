@@ -23,8 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "results"
-COLORS = {"greenchat": "tab:green", "greenchat-nodelay": "tab:olive", "threaded": "tab:red", "ngircd": "tab:blue",
-          "inspircd": "tab:purple"}  # fmt: skip
+COLORS = {"greenchat": "tab:green", "greenchat-nodelay": "tab:olive", "threaded": "tab:red",
+          "ngircd": "tab:blue", "inspircd": "tab:purple"}  # fmt: skip
 
 
 def load(folder: Path, workload: str) -> dict[str, Any] | None:

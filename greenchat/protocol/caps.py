@@ -32,6 +32,9 @@ def _ls_version(args: list[str]) -> int:
     return 301
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class CapNegotiation:
     """Capability state of one connection.
 
@@ -40,9 +43,13 @@ class CapNegotiation:
     or ``CAP REQ`` and its ``CAP END``: registration waits for it.
     """
 
+    # One per connection, most of them idle: no instance dict, and the enabled
+    # set is an immutable one (a shared empty one until the client asks).
+    __slots__ = ("enabled", "in_progress", "supported", "version")
+
     def __init__(self, supported: Mapping[str, str]) -> None:
         self.supported = supported  # shared by every connection: never modified
-        self.enabled: set[str] = set()
+        self.enabled: frozenset[str] = _NONE
         self.version = 0  # 0: never asked; 301 or 302 after CAP LS
         self.in_progress = False
 
@@ -60,7 +67,7 @@ class CapNegotiation:
         if self.version >= 302:
             # CAP LS 302 implicitly enables cap-notify.
             if "cap-notify" in self.supported:
-                self.enabled.add("cap-notify")
+                self.enabled |= {"cap-notify"}
             words = [f"{n}={v}" if v else n for n, v in sorted(self.supported.items())]
         else:
             words = sorted(self.supported)

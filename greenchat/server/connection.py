@@ -42,6 +42,7 @@ __all__ = ["Connection"]
 log = logging.getLogger("greenchat.connection")
 
 RECV_BYTES = 16 * 1024
+_NO_MODES: frozenset[str] = frozenset()
 _COMMAND_WORD = re.compile(rb"^[A-Za-z]+$|^[0-9]{3}$")
 
 
@@ -113,7 +114,7 @@ class Connection:
         self.prefix = ""
         self.password: str | None = None
         self.registered = False
-        self.modes: set[str] = set()
+        self.modes: frozenset[str] = _NO_MODES  # replaced, never mutated: most have none
         self.caps = CapNegotiation(server.supported_caps)
         # Bit set of the enabled capabilities that change how relayed lines
         # look (see outgoing.py); kept in step with caps by the CAP command.
@@ -230,7 +231,9 @@ class Connection:
                 if self.close_reason is not None:
                     break
                 self._handle_line(item)
-            # Let writers (and other readers) run before taking more input.
+            # An idle connection waits in recv below: keep nothing of this chunk alive.
+            data = items = item = None
+            # Let output flush (and other readers run) before taking more input.
             gevent.sleep(0)
         return self.close_reason
 

@@ -84,7 +84,7 @@ def _password_matches(password: str, stored: str) -> bool:
 
 def grant_oper(server: ChatServer, conn: Connection, name: str) -> None:
     conn.oper_name = name
-    conn.modes.add("o")
+    conn.modes |= {"o"}
     server.hub.presence.opers.add(conn)
     log.info("%s opered up as %s", conn.prefix, name)
     conn.numeric(RPL_YOUREOPER, "You are now an IRC operator")

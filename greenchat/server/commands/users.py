@@ -120,7 +120,7 @@ def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
             on = sign == "+"
             # +o comes only with OPER; asking for it is ignored, as on Ergo.
             if on != (char in conn.modes) and not (on and char == "o"):
-                (conn.modes.add if on else conn.modes.discard)(char)
+                conn.modes = conn.modes | {char} if on else conn.modes - {char}
                 changes.append(sign + char)
                 _user_mode_changed(server, conn, char, on)
         else:
