@@ -146,7 +146,9 @@ def default_server_cmd(clients: int) -> list[str]:
     script = Path(sys.executable).parent / "greenchat-serve"
     base = [str(script)] if script.exists() else [sys.executable, "-m", "greenchat.cli"]
     max_clients = str(max(10_000, 2 * clients))
-    return [*base, "--port", "0", "--log-level", "WARNING", "--max-clients", max_clients]
+    # Flood control off: the senders' bursts are the measurement, not abuse.
+    return [*base, "--port", "0", "--log-level", "WARNING", "--max-clients", max_clients,
+            "--flood-rate", "0"]  # fmt: skip
 
 
 def start_server(cmd: list[str], timeout: float = 30.0) -> ServerHandle:

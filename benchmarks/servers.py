@@ -152,6 +152,7 @@ def _command(name: str, rundir: Path, port: int, max_clients: int) -> list[str]:
             "--log-level", "WARNING",
             "--max-clients", str(max_clients),
             "--sendq", str(GREENCHAT_SENDQ),
+            "--flood-rate", "0",
             *VARIANTS.get(name, ()),
         ]  # fmt: skip
     if name == "threaded":
@@ -362,12 +363,18 @@ FACTS: dict[str, dict[str, Any]] = {
     "greenchat": {
         "kind": "gevent, one greenlet per connection (this project)",
         "listen_backlog": 128,
-        "notes": [f"--sendq {GREENCHAT_SENDQ} (4 MiB) and --log-level WARNING for benchmarks"],
+        "notes": [
+            f"--sendq {GREENCHAT_SENDQ} (4 MiB), --flood-rate 0 (flood control off, as "
+            "the peers' configs relax theirs) and --log-level WARNING for benchmarks"
+        ],
     },
     "greenchat-nodelay": {
         "kind": "greenchat with --tcp-nodelay: every flush is sent at once (no Nagle)",
         "listen_backlog": 128,
-        "notes": [f"--sendq {GREENCHAT_SENDQ} (4 MiB) and --log-level WARNING for benchmarks"],
+        "notes": [
+            f"--sendq {GREENCHAT_SENDQ} (4 MiB), --flood-rate 0 (flood control off, as "
+            "the peers' configs relax theirs) and --log-level WARNING for benchmarks"
+        ],
     },
     "threaded": {
         "kind": "one OS thread per client; broadcast = blocking sendall to each member under "

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from greenchat import __version__
-from greenchat.server.config import DEFAULT_PORT, DEFAULT_SENDQ, ServerConfig
+from greenchat.server.config import (
+    DEFAULT_PORT,
+    OPTIONS,
+    ConfigError,
+    Option,
+    ServerConfig,
+    build_config,
+    check_option,
+    load_file,
+)
 from greenchat.server.oper import parse_oper_spec
 
 if TYPE_CHECKING:
@@ -26,73 +35,70 @@ def build_serve_parser() -> argparse.ArgumentParser:
         description=(
             "Run the greenchat IRC server. With no flags it listens on "
             f"127.0.0.1:{DEFAULT_PORT}; connect any IRC client (irssi, weechat, "
-            "hexchat) or a raw socket and join #lobby."
+            "hexchat) or a raw socket and join #lobby. Every flag is also a key of "
+            "the --config file (docs/operations.md); flags override the file."
         ),
     )
     parser.add_argument(
-        "--host",
-        default=defaults.host,
-        help="address to listen on (default: %(default)s; 0.0.0.0 listens on every interface)",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=DEFAULT_PORT,
-        help="TCP port to listen on; 0 picks a free one (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--name",
-        default=defaults.name,
-        help="server name shown in message prefixes and numerics (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--motd",
+        "--config",
         type=Path,
         metavar="FILE",
-        help="text file sent as the message of the day (default: none, clients get 422)",
+        help="TOML file with any of the settings below (flag names without the dashes); "
+        "SIGHUP re-reads it and the MOTD without dropping anyone",
     )
-    parser.add_argument(
-        "--password", help="connection password clients must send with PASS (default: none)"
-    )
-    parser.add_argument(
-        "--max-clients",
-        type=int,
-        default=defaults.max_clients,
-        help="most simultaneous connections; more wait to be accepted (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--sendq",
-        type=int,
-        default=DEFAULT_SENDQ,
-        metavar="BYTES",
-        help="per-client send queue limit in bytes; a client whose queue overflows is "
-        "disconnected with 'SendQ exceeded' (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--tcp-nodelay",
-        action="store_true",
-        help="send each flush at once (TCP_NODELAY) instead of letting the kernel merge "
-        "small writes while earlier data is unacknowledged (Nagle, the default): lower "
-        "latency on slow links, about twice the CPU per delivery at steady rates",
-    )
-    parser.add_argument(
-        "--oper",
-        action="append",
-        default=[],
-        type=_oper_spec,
-        metavar="NAME:PASSWORD",
-        help="add a server operator who logs in with /OPER NAME PASSWORD; repeatable. "
-        "Only a salted scrypt hash of the password is kept (note that command-line "
-        "arguments are visible to other local users)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging verbosity on stderr (default: %(default)s)",
-    )
+    for option in OPTIONS:
+        if option.kind == "opers":
+            parser.add_argument(
+                "--oper",
+                action="append",
+                dest="opers",
+                type=_oper_spec,
+                metavar="NAME:PASSWORD",
+                help="add a server operator who logs in with /OPER NAME PASSWORD; "
+                "repeatable. Only a salted scrypt hash of the password is kept (note that "
+                "command-line arguments are visible to other local users)",
+            )
+            continue
+        default = getattr(defaults, option.attr)
+        shown = ",".join(default) if isinstance(default, list) else default
+        text = f"{option.help} (default: {'none' if shown is None else shown})"
+        kwargs: dict = {"dest": option.attr, "default": None, "help": text.replace("%", "%%")}
+        if option.kind == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _flag_type(option)
+            kwargs["metavar"] = option.metavar or _METAVARS.get(option.kind, "TEXT")
+        parser.add_argument(option.flag, **kwargs)
     parser.add_argument("--version", action="version", version=f"greenchat {__version__}")
     return parser
+
+
+_METAVARS = {"int": "N", "float": "N", "choice": "LEVEL"}
+
+
+def _flag_type(option: Option):
+    """argparse type for ``option``: the same checks as the config file."""
+
+    def convert(text: str):
+        value: object = text
+        if option.kind == "int":
+            value = _number(text, int)
+        elif option.kind == "float":
+            value = _number(text, float)
+        try:
+            return check_option(option, value, option.flag)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(option.flag + ": ")) from None
+
+    convert.__name__ = option.kind  # argparse names it in "invalid <kind> value"
+    return convert
+
+
+def _number(text: str, kind: type) -> object:
+    try:
+        return kind(text)
+    except ValueError:
+        return text  # check_option reports it
 
 
 def _oper_spec(text: str) -> tuple[str, str]:
@@ -103,23 +109,29 @@ def _oper_spec(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def flag_values(args: argparse.Namespace) -> dict:
+    """The settings given on the command line, by attribute name."""
+    values = {o.attr: getattr(args, o.attr) for o in OPTIONS if o.kind != "opers"}
+    values = {k: v for k, v in values.items() if v is not None}
+    if args.opers:
+        values["opers"] = dict(args.opers)
+    return values
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    return ServerConfig(
-        host=args.host,
-        port=args.port,
-        name=args.name,
-        motd_path=args.motd,
-        password=args.password,
-        max_clients=args.max_clients,
-        sendq=args.sendq,
-        tcp_nodelay=args.tcp_nodelay,
-        opers=dict(args.oper),
-    )
+    """Defaults, then ``--config`` (if given), then the flags. Raises ConfigError."""
+    file_values = load_file(args.config) if args.config else {}
+    return build_config(file_values, flag_values(args))
 
 
 def serve_main(argv: list[str] | None = None) -> int:
-    """``greenchat-serve``: run the server until SIGTERM or SIGINT."""
+    """``greenchat-serve``: run the server until SIGTERM or SIGINT; SIGHUP reloads."""
     args = build_serve_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"greenchat-serve: {exc}", file=sys.stderr)
+        return 2
     from gevent import monkey
 
     monkey.patch_all()
@@ -128,25 +140,37 @@ def serve_main(argv: list[str] | None = None) -> int:
     from greenchat.server.server import ChatServer
 
     logging.basicConfig(
-        level=args.log_level,
+        level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    config = config_from_args(args)
     try:
         server = ChatServer(config)
         server.start()
-    except OSError as exc:
+    except (OSError, ConfigError) as exc:
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         logging.getLogger("greenchat").error(
-            "cannot start: %s (%s:%s)", exc.strerror or exc, config.host, config.port
+            "cannot start: %s (%s:%s)", text, config.host, config.port
         )
         return 1
     # Printed for scripts and tests that start the server on port 0.
     print(f"greenchat listening on {server.address[0]}:{server.address[1]}", flush=True)
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, gevent.spawn, server.stop)
+    gevent.signal_handler(signal.SIGHUP, gevent.spawn, _reload, server, args)
     server.wait_stopped()
     return 0
+
+
+def _reload(server, args: argparse.Namespace) -> None:
+    """SIGHUP: re-read the config file and the MOTD; a bad file changes nothing."""
+    log = logging.getLogger("greenchat")
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        log.error("reload refused, the running configuration stays: %s", exc)
+        return
+    server.reload(config)
 
 
 def build_join_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -101,8 +102,10 @@ class IrcClient:
         host: str = "127.0.0.1",
         timeout: float = DEFAULT_TIMEOUT,
         rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ):
-        """``rcvbuf`` shrinks the kernel receive buffer (set before connecting)."""
+        """``rcvbuf`` shrinks the kernel receive buffer (set before connecting);
+        with ``tls`` the connection is wrapped (handshake included) before use."""
         if rcvbuf is None:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         else:
@@ -110,6 +113,8 @@ class IrcClient:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             self.sock.settimeout(timeout)
             self.sock.connect((host, port))
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=host)
         self.timeout = timeout
         self._buffer = b""
         self._ready: deque[bytes] = deque()  # complete lines not yet read

@@ -1,12 +1,38 @@
-"""Server configuration: one dataclass, filled from command-line flags."""
+"""Server configuration: one dataclass, from defaults, a TOML file and flags.
+
+Every setting is an :class:`Option` in :data:`OPTIONS`: its name is both the
+command-line flag (``--flood-burst``) and the key in the ``--config`` file
+(``flood-burst = 80``), so the two can never drift apart. Flags override the
+file, the file overrides the defaults. :func:`load_file` checks a file
+completely (unknown keys, wrong types, out-of-range values) and raises
+:class:`ConfigError` with a message naming the key, so a bad file is refused
+before anything is applied, at start and on SIGHUP alike.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
+
+from greenchat.server.oper import hash_password
+
+__all__ = [
+    "DEFAULT_PORT",
+    "OPTIONS",
+    "ConfigError",
+    "Option",
+    "ServerConfig",
+    "build_config",
+    "check_option",
+    "load_file",
+]
 
 DEFAULT_PORT = 8546
 DEFAULT_SENDQ = 1024 * 1024
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
 @dataclass
@@ -15,10 +41,21 @@ class ServerConfig:
     port: int = DEFAULT_PORT
     name: str = "greenchat.local"
     network: str = "greenchat"
-    motd_path: Path | None = None
+    motd: Path | None = None
     password: str | None = None
+    log_level: str = "INFO"
     max_clients: int = 10_000
+    # Connections from one address; addresses in max_per_ip_exempt (loopback by
+    # default, as Ergo does for localhost) are not counted.
+    max_per_ip: int = 32
+    max_per_ip_exempt: list[str] = field(default_factory=lambda: list(LOOPBACK))
     sendq: int = DEFAULT_SENDQ
+    # Flood control (flood.py): lines a client may send at once, then per second
+    # (0: off); the bytes of held lines past which it is dropped (Excess Flood).
+    # The burst lets a client register and join 50 channels without waiting.
+    flood_burst: int = 80
+    flood_rate: float = 4.0
+    recvq: int = 32 * 1024
     # Keepalive: PING a client silent for ping_interval seconds; drop it when
     # nothing arrives for ping_timeout more (Ergo and InspIRCd use about 2 min).
     ping_interval: float = 90.0
@@ -31,13 +68,17 @@ class ServerConfig:
     # follow unacknowledged data into one segment, which halves server CPU per
     # delivery (benchmarks/README.md). TCP_NODELAY sends every flush at once.
     tcp_nodelay: bool = False
+    tls_port: int | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_handshake_timeout: float = 10.0
     nicklen: int = 30
     channellen: int = 64
     topiclen: int = 390
     kicklen: int = 390
+    awaylen: int = 390
     max_targets: int = 4  # targets of one PRIVMSG/NOTICE/TAGMSG (TARGMAX)
     max_channels: int = 100  # channels one user may be in (CHANLIMIT)
-    awaylen: int = 390
     max_list_entries: int = 100  # +b list size per channel (MAXLIST)
     monitor_limit: int = 100  # nicks one client may MONITOR
     whowas_size: int = 1000  # nick history entries kept for WHOWAS
@@ -52,8 +93,187 @@ class ServerConfig:
 
     def load_motd(self) -> None:
         """Read the MOTD file (if any) into ``motd_lines``."""
-        if self.motd_path is None:
+        if self.motd is None:
             self.motd_lines = []
             return
-        text = Path(self.motd_path).read_text(encoding="utf-8", errors="replace")
+        text = Path(self.motd).read_text(encoding="utf-8", errors="replace")
         self.motd_lines = text.splitlines() or [""]
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names the key and what is expected."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: ``--NAME`` on the command line, ``NAME = ...`` in the file."""
+
+    name: str  # flag without the dashes and file key, e.g. "flood-burst"
+    kind: str  # int, float, str, path, bool, choice, networks, opers
+    help: str
+    metavar: str | None = None
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+    restart: bool = False  # read only at start: a reload logs that a restart is needed
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "str", "address to listen on; 0.0.0.0 listens on every interface",
+           restart=True),
+    Option("port", "int", "TCP port to listen on; 0 picks a free one", minimum=0, restart=True),
+    Option("name", "str", "server name shown in message prefixes and numerics", restart=True),
+    Option("network", "str", "network name (ISUPPORT NETWORK)"),
+    Option("motd", "path", "text file sent as the message of the day (without one clients get "
+           "422); re-read on SIGHUP", metavar="FILE"),
+    Option("password", "str", "connection password clients must send with PASS"),
+    Option("log-level", "choice", "logging verbosity on stderr",
+           choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    Option("max-clients", "int", "most simultaneous connections; beyond it a new one gets "
+           "'ERROR :Server full'", minimum=1),
+    Option("max-per-ip", "int", "most simultaneous connections from one address (0: no "
+           "limit); beyond it 'ERROR :Too many connections from your address'", minimum=0),
+    Option("max-per-ip-exempt", "networks", "comma-separated addresses or networks not "
+           "counted by --max-per-ip ('' for none)", metavar="CIDRS"),
+    Option("sendq", "int", "per-client send queue limit in bytes; overflow disconnects that "
+           "client with 'SendQ exceeded'", metavar="BYTES", minimum=1024),
+    Option("flood-burst", "int", "lines a client may send at once before flood control "
+           "delays the rest", metavar="LINES", minimum=1),
+    Option("flood-rate", "float", "lines per second a client may keep sending; 0 turns "
+           "flood control off (operators are always exempt)", metavar="LINES", minimum=0),
+    Option("recvq", "int", "bytes of delayed input a flooding client may have waiting; "
+           "beyond it 'ERROR :Excess Flood'", metavar="BYTES", minimum=512),
+    Option("ping-interval", "float", "seconds of silence before the server sends PING",
+           metavar="SECONDS", minimum=1),
+    Option("ping-timeout", "float", "seconds after that PING before 'Ping timeout'",
+           metavar="SECONDS", minimum=1),
+    Option("registration-timeout", "float", "seconds a connection may take to register "
+           "(NICK/USER/CAP END)", metavar="SECONDS", minimum=1),
+    Option("tcp-nodelay", "bool", "send each flush at once (TCP_NODELAY) instead of letting "
+           "the kernel merge small writes behind unacknowledged data (Nagle): lower latency "
+           "on slow links, about twice the CPU per delivery at steady rates"),
+    Option("tls-port", "int", "also listen for TLS on this port (needs --tls-cert and "
+           "--tls-key)", minimum=0, restart=True),
+    Option("tls-cert", "path", "PEM certificate chain for TLS; re-read on SIGHUP",
+           metavar="FILE"),
+    Option("tls-key", "path", "PEM private key for TLS; re-read on SIGHUP", metavar="FILE"),
+    Option("tls-handshake-timeout", "float", "seconds a TLS handshake may take",
+           metavar="SECONDS", minimum=0.1),
+    Option("nicklen", "int", "longest nick (NICKLEN)", minimum=1),
+    Option("channellen", "int", "longest channel name (CHANNELLEN)", minimum=2),
+    Option("topiclen", "int", "longest topic in bytes (TOPICLEN)", minimum=1),
+    Option("kicklen", "int", "longest kick reason in bytes (KICKLEN)", minimum=1),
+    Option("awaylen", "int", "longest away message in bytes (AWAYLEN)", minimum=1),
+    Option("max-targets", "int", "targets of one PRIVMSG/NOTICE/TAGMSG (TARGMAX)", minimum=1),
+    Option("max-channels", "int", "channels one user may be in (CHANLIMIT)", minimum=1),
+    Option("max-list-entries", "int", "bans per channel (MAXLIST)", minimum=1),
+    Option("monitor-limit", "int", "nicks one client may MONITOR", minimum=0),
+    Option("whowas-size", "int", "nick history entries kept for WHOWAS", minimum=0,
+           restart=True),
+    Option("opers", "opers", "IRC operators: in the file a table of name = password (or "
+           "a scrypt$ hash); on the command line --oper NAME:PASSWORD, repeatable"),
+)  # fmt: skip
+BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def check_option(option: Option, value: Any, where: str) -> Any:
+    """``value`` converted for ``option``; ConfigError naming ``where`` when it is wrong."""
+    kind = option.kind
+    if kind in ("int", "float"):
+        ok = isinstance(value, int | float) if kind == "float" else isinstance(value, int)
+        if not ok or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected {'a number' if kind == 'float' else 'an integer'}"
+                              f", got {value!r}")  # fmt: skip
+        if option.minimum is not None and value < option.minimum:
+            raise ConfigError(f"{where}: must be at least {option.minimum:g}, got {value!r}")
+        return float(value) if kind == "float" else value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if not isinstance(value, str) and kind not in ("networks", "opers"):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if kind == "path":
+        return Path(value) if value else None
+    if kind == "choice":
+        if value.upper() not in option.choices:
+            raise ConfigError(f"{where}: expected one of {', '.join(option.choices)}")
+        return value.upper()
+    if kind == "networks":
+        return _networks(value, where)
+    if kind == "opers":
+        return _opers(value, where)
+    return value
+
+
+def _networks(value: Any, where: str) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"{where}: expected a list of addresses or networks")
+    out = []
+    for item in (item.strip() for item in items):
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{where}: {item!r} is not an address or network") from None
+    return out
+
+
+def _opers(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table of name = password")
+    opers = {}
+    for name, secret in value.items():
+        if not isinstance(secret, str) or not secret:
+            raise ConfigError(f"{where}.{name}: expected a password or a scrypt$ hash")
+        if any(ch.isspace() for ch in name) or not name.isprintable():
+            raise ConfigError(f"{where}.{name}: an operator name may not contain spaces")
+        opers[name] = secret if secret.startswith("scrypt$") else hash_password(secret)
+    return opers
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """The settings in TOML file ``path``, checked, as ``{attribute: value}``."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    values = {}
+    for key, value in data.items():
+        option = BY_NAME.get(key) or BY_NAME.get(key.replace("_", "-"))
+        if option is None:
+            raise ConfigError(f"{path}: unknown key {key!r} (see docs/operations.md)")
+        values[option.attr] = check_option(option, value, f"{path}: {key}")
+    return values
+
+
+def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> ServerConfig:
+    """Defaults, then the file, then the flags; checks what only makes sense together."""
+    config = replace(ServerConfig(), **file_values)
+    config = replace(config, **flag_values)
+    if config.tls_port is not None and (config.tls_cert is None or config.tls_key is None):
+        raise ConfigError("tls-port needs tls-cert and tls-key")
+    if config.motd is not None:
+        try:
+            config.load_motd()
+        except OSError as exc:
+            raise ConfigError(f"motd: cannot read {config.motd}: {exc.strerror or exc}") from None
+    return config
+
+
+def option_values(config: ServerConfig) -> dict[str, Any]:
+    """Every option's value in ``config``, by attribute name."""
+    names = {f.name for f in fields(config)}
+    return {o.attr: getattr(config, o.attr) for o in OPTIONS if o.attr in names}

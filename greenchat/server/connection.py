@@ -26,11 +26,13 @@ import time
 from typing import TYPE_CHECKING
 
 import gevent
+from gevent import ssl as gssl
 
 from greenchat.protocol.caps import CapNegotiation
 from greenchat.protocol.framing import FramingError, LineFramer, LineTooLong
 from greenchat.protocol.message import InvalidMessage, Message, clip_line, parse
 from greenchat.protocol.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
+from greenchat.server.flood import TokenBucket
 from greenchat.server.outgoing import Relay
 from greenchat.server.sendq import SendQueue
 
@@ -52,6 +54,10 @@ def display_host(address: str) -> str:
     if address.startswith("::ffff:") and "." in address:
         return address[7:]
     return "0" + address if address.startswith(":") else address
+
+
+def _line_bytes(item: bytes | LineTooLong) -> int:
+    return item.length if isinstance(item, LineTooLong) else len(item)
 
 
 def _is_word(param: str) -> bool:
@@ -77,6 +83,7 @@ class Connection:
         "close_reason",
         "connected_at",
         "enqueue",
+        "flood",
         "host",
         "ip",
         "last_active",
@@ -95,6 +102,7 @@ class Connection:
         "server",
         "signon",
         "sock",
+        "tls",
         "user",
         "variant",
         "writer",
@@ -103,11 +111,14 @@ class Connection:
     def __init__(self, server: ChatServer, sock: socket.socket, address: tuple) -> None:
         self.server = server
         self.sock = sock
+        self.tls = isinstance(sock, gssl.SSLSocket)
         self.host, self.port = display_host(address[0]), address[1]
         self.sendq = SendQueue(server.config.sendq, self._output_ready, self._sendq_overflow)
         # Bound once: the fan-out loop calls this for every recipient.
         self.enqueue = self.sendq.put
         self.writer: gevent.Greenlet | None = None
+        cfg = server.config
+        self.flood = TokenBucket(cfg.flood_burst, cfg.flood_rate, time.monotonic())
         self.nick = ""
         self.user = ""
         self.realname = ""
@@ -197,9 +208,12 @@ class Connection:
         self.close_reason = reason
         text = error or f"Closing Link: {self.host} ({reason})"
         self.sendq.close(f"ERROR :{text}\r\n".encode(), discard=discard)
-        # The reader's pending recv wakes up with end-of-stream.
+        # The reader's pending recv wakes up with end-of-stream. For TLS the
+        # descriptor is shut directly: SSLSocket.shutdown would drop the TLS
+        # layer and the ERROR line would go out unencrypted.
+        raw = self.sock._sock if self.tls else self.sock
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RD)
+            raw.shutdown(socket.SHUT_RD)
 
     # -- the greenlets -------------------------------------------------------
 
@@ -216,26 +230,63 @@ class Connection:
     def _read_loop(self) -> str:
         framer = LineFramer()
         recv = self.sock.recv
+        recvq = self.server.config.recvq
+        backlog: list = []  # lines read but not handled yet: flood control holds them
+        wait = 0.0
         while self.close_reason is None:
-            data = recv(RECV_BYTES)
-            if not data:
-                return "Connection closed"
-            self.last_active = time.monotonic()
-            self.ping_sent = False
-            try:
-                items = framer.feed(data)
-            except FramingError:
-                self.disconnect("Input line too long (no newline)")
-                return "Input line too long"
-            for item in items:
-                if self.close_reason is not None:
-                    break
-                self._handle_line(item)
-            # An idle connection waits in recv below: keep nothing of this chunk alive.
-            data = items = item = None
+            data = self._recv_within(wait) if backlog else recv(RECV_BYTES)
+            if data is not None:
+                if not data:
+                    return "Connection closed"
+                self.last_active = time.monotonic()
+                self.ping_sent = False
+                try:
+                    items = framer.feed(data)
+                except FramingError:
+                    self.disconnect("Input line too long (no newline)")
+                    return "Input line too long"
+                if not backlog:
+                    backlog = items
+                else:  # lagged, and still sending: only the receive queue limits it
+                    backlog += items
+                    if sum(map(_line_bytes, backlog)) > recvq:
+                        self.disconnect("Excess Flood", error="Excess Flood")
+                        return "Excess Flood"
+            wait = self._handle_due(backlog)
+            # An idle connection waits in recv: keep nothing of this chunk alive.
+            data = items = None
             # Let output flush (and other readers run) before taking more input.
             gevent.sleep(0)
         return self.close_reason
+
+    def _recv_within(self, seconds: float) -> bytes | None:
+        """The next chunk, or ``None`` when nothing arrived within ``seconds``."""
+        with gevent.Timeout(seconds, False):
+            return self.sock.recv(RECV_BYTES)
+        return None
+
+    def _handle_due(self, backlog: list) -> float:
+        """Handle the lines flood control allows now and drop them from ``backlog``.
+
+        Returns the seconds until the next held line may run (0.0 when none
+        is held). Operators are exempt.
+        """
+        exempt = "o" in self.modes
+        bucket = self.flood
+        allowed = len(backlog) if exempt else bucket.allowance(time.monotonic())
+        handled = 0
+        for item in backlog:
+            if handled >= allowed or self.close_reason is not None:
+                break
+            handled += 1
+            self._handle_line(item)
+        if not exempt:
+            bucket.spend(handled)
+        if handled == len(backlog) or self.close_reason is not None:
+            backlog.clear()
+            return 0.0
+        del backlog[:handled]
+        return bucket.wait()
 
     def _handle_line(self, item: bytes | LineTooLong) -> None:
         if isinstance(item, LineTooLong):
@@ -265,18 +316,24 @@ class Connection:
 
     def _output_ready(self) -> None:
         """Called when the send queue stops being empty."""
-        if self.writer is None:  # a running writer sends it anyway
+        if self.writer is not None:
+            return  # a running writer sends it anyway
+        if self.tls:  # a TLS write may need to wait even when the socket is writable
+            self.writer = gevent.spawn(self._write_loop)
+        else:
             self.server.flusher.mark(self)
 
     def flush_now(self) -> None:
         """Send what is queued without blocking; a writer greenlet finishes the rest."""
-        if self.writer is not None:
+        if self.writer is not None or self.tls:
             return
         data = self.sendq.take()
         if not data:
             return
         try:
-            sent = self.sock.send(data, 0, 0.0)
+            # The OS socket itself (non-blocking under gevent): gevent's wrapper
+            # would only add a Python frame per recipient per message here.
+            sent = self.sock._sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError as exc:

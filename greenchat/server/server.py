@@ -1,30 +1,42 @@
 """The chat server: accepts connections and ties connections, hub and commands together.
 
-One gevent ``StreamServer`` with a ``Pool`` sized by ``max_clients`` runs one
-:class:`Connection` reader per client. A keepalive greenlet sweeps all
-connections periodically: it PINGs quiet clients, drops those that never
-answer and those that never finish registering.
+A gevent ``StreamServer`` (``listener.Listener``; a second one for TLS) runs
+one :class:`Connection` reader per client in a ``Pool``. Admission is checked
+first: past ``max_clients`` a new connection gets ``ERROR :Server full``, past
+``max_per_ip`` from one address ``ERROR :Too many connections from your
+address``. A keepalive greenlet sweeps all connections periodically: it PINGs
+quiet clients, drops those that never answer and those that never finish
+registering. :meth:`ChatServer.reload` applies a new configuration (SIGHUP).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import socket
 import time
+from collections import Counter
+from dataclasses import fields
 
 import gevent
 from gevent.event import Event
 from gevent.pool import Pool
-from gevent.server import StreamServer
 
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import ERR_UNKNOWNERROR
 from greenchat.server.commands import dispatch
-from greenchat.server.config import ServerConfig
+from greenchat.server.config import OPTIONS, ConfigError, ServerConfig
 from greenchat.server.connection import Connection
 from greenchat.server.flusher import Flusher
 from greenchat.server.hub import Hub
 from greenchat.server.labeled import send_labeled
+from greenchat.server.listener import (
+    Listener,
+    TlsHandshakeError,
+    make_tls_context,
+    tls_handshake,
+)
 
 __all__ = ["ChatServer"]
 
@@ -60,10 +72,17 @@ class ChatServer:
         self.flusher = Flusher()
         self.supported_caps = dict(SUPPORTED_CAPS)
         self.created_text = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        self.pool = Pool(self.config.max_clients)
-        self._stream = StreamServer(
-            (self.config.host, self.config.port), self._handle, spawn=self.pool
-        )
+        self.pool = Pool()  # admission is counted in _admit, not by the pool
+        self.per_ip: Counter[str] = Counter()
+        self._exempt = _networks(self.config.max_per_ip_exempt)
+        self._stream = Listener((self.config.host, self.config.port), self._handle, spawn=self.pool)
+        self._tls_stream: Listener | None = None
+        self.tls_context = None
+        if self.config.tls_port is not None:
+            self.tls_context = _tls_context(self.config)
+            self._tls_stream = Listener(
+                (self.config.host, self.config.tls_port), self._handle_tls, spawn=self.pool
+            )
         self._keepalive: gevent.Greenlet | None = None
         self.stopping = False
         self._stopped = Event()
@@ -75,11 +94,57 @@ class ChatServer:
         """The bound (host, port): with port 0 this is the port the OS chose."""
         return self._stream.address[0], self._stream.server_port
 
+    @property
+    def tls_address(self) -> tuple[str, int] | None:
+        if self._tls_stream is None:
+            return None
+        return self._tls_stream.address[0], self._tls_stream.server_port
+
     def start(self) -> None:
         self._stream.start()
+        if self._tls_stream is not None:
+            try:
+                self._tls_stream.start()
+            except BaseException:
+                self._stream.close()
+                raise
+            log.info("greenchat listening for TLS on %s:%s", *self.tls_address)
         self._keepalive = gevent.spawn(self._keepalive_loop)
         host, port = self.address
         log.info("greenchat listening on %s:%s as %s", host, port, self.config.name)
+
+    def reload(self, new: ServerConfig) -> None:
+        """Apply ``new`` (already checked) to the running server; nobody is dropped.
+
+        Settings read only at start (addresses, ports, server name, WHOWAS
+        size) keep their running values, with a warning. The MOTD and the TLS
+        certificate are read again; a TLS file that does not load keeps the
+        old certificate.
+        """
+        old = self.config
+        if new.tls_port is not None and self._tls_stream is not None:
+            try:
+                self.tls_context = _tls_context(new)
+            except ConfigError as exc:
+                log.error("reload: keeping the old TLS certificate: %s", exc)
+                new.tls_cert, new.tls_key = old.tls_cert, old.tls_key
+        changed = []
+        for option in OPTIONS:
+            attr = option.attr
+            if getattr(new, attr) == getattr(old, attr):
+                continue
+            if option.restart:
+                log.warning("reload: %s changed; it takes effect after a restart", option.name)
+                continue
+            changed.append(option.name)
+        for f in fields(old):
+            if not any(o.attr == f.name and o.restart for o in OPTIONS):
+                setattr(old, f.name, getattr(new, f.name))
+        self._exempt = _networks(old.max_per_ip_exempt)
+        logging.getLogger().setLevel(old.log_level)
+        for conn in self.hub.connections:
+            conn.flood.burst, conn.flood.rate = old.flood_burst, old.flood_rate
+        log.info("configuration reloaded; changed: %s", ", ".join(changed) or "nothing")
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Block this greenlet until :meth:`stop` has finished."""
@@ -92,6 +157,8 @@ class ChatServer:
         self.stopping = True
         log.info("shutting down: %d connections", len(self.hub.connections))
         self._stream.close()
+        if self._tls_stream is not None:
+            self._tls_stream.close()
         if self._keepalive is not None:
             self._keepalive.kill(block=False)
         for conn in list(self.hub.connections):
@@ -99,6 +166,8 @@ class ChatServer:
         self.pool.join(timeout=timeout)
         self.pool.kill(block=True, timeout=1)
         self._stream.stop(timeout=0)
+        if self._tls_stream is not None:
+            self._tls_stream.stop(timeout=0)
         self._stopped.set()
         log.info("stopped")
 
@@ -107,6 +176,57 @@ class ChatServer:
     def _handle(self, sock: socket.socket, address: tuple) -> None:
         if self.config.tcp_nodelay:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        refusal = self._admit(address[0])
+        if refusal is not None:
+            self._refuse(sock, address, refusal)
+            return
+        self.per_ip[address[0]] += 1
+        try:
+            self._serve(sock, address)
+        finally:
+            self._release(address[0])
+
+    def _handle_tls(self, sock: socket.socket, address: tuple) -> None:
+        """A TLS connection: handshake (bounded in time), then as any other."""
+        try:
+            tls = tls_handshake(self.tls_context, sock, self.config.tls_handshake_timeout)
+        except TlsHandshakeError as exc:
+            log.info("TLS from %s:%s: %s", address[0], address[1], exc)
+            return
+        try:
+            self._handle(tls, address)
+        finally:
+            tls.close()
+
+    def _admit(self, ip: str) -> str | None:
+        """Why a new connection from ``ip`` is refused, or None to accept it."""
+        cfg = self.config
+        if len(self.hub.connections) >= cfg.max_clients:
+            return "Server full"
+        if cfg.max_per_ip and self.per_ip[ip] >= cfg.max_per_ip and not self._exempted(ip):
+            return "Too many connections from your address"
+        return None
+
+    def _exempted(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip.removeprefix("::ffff:"))
+        except ValueError:
+            return False
+        return any(address in network for network in self._exempt)
+
+    def _refuse(self, sock: socket.socket, address: tuple, reason: str) -> None:
+        log.info("refused %s:%s: %s", address[0], address[1], reason)
+        with contextlib.suppress(OSError), gevent.Timeout(1, False):
+            sock.sendall(f"ERROR :{reason}\r\n".encode())
+
+    def _release(self, ip: str) -> None:
+        left = self.per_ip[ip] - 1
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            del self.per_ip[ip]
+
+    def _serve(self, sock: socket.socket, address: tuple) -> None:
         conn = Connection(self, sock, address)
         self.hub.add_connection(conn)
         log.info("connect from %s:%s", address[0], address[1])
@@ -159,3 +279,14 @@ class ChatServer:
             elif quiet > cfg.ping_interval and not conn.ping_sent:
                 conn.ping_sent = True
                 conn.enqueue(ping)
+
+
+def _networks(cidrs: list[str]) -> list:
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs]
+
+
+def _tls_context(config: ServerConfig):
+    try:
+        return make_tls_context(config.tls_cert, config.tls_key)
+    except OSError as exc:  # SSLError included
+        raise ConfigError(f"tls-cert/tls-key: cannot load: {exc}") from None

@@ -7,62 +7,17 @@ import re
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+from serve_process import SERVE, ServeProcess
 from transcript import IrcClient
 
+from greenchat.server.config import OPTIONS
+
 pytestmark = pytest.mark.e2e
-
-SERVE = Path(sys.executable).parent / "greenchat-serve"
-
-
-class ServeProcess:
-    """``greenchat-serve --port 0 ...`` with its stderr collected in the background."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [str(SERVE), "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.stderr: list[str] = []
-        self._reader = threading.Thread(target=self._collect, daemon=True)
-        self._reader.start()
-        line = self.proc.stdout.readline()  # blocks until ready or exit
-        match = re.search(r"listening on ([\d.]+):(\d+)", line)
-        if not match:
-            self.proc.kill()
-            raise AssertionError(f"server did not start: {line!r} {self.stderr}")
-        self.port = int(match.group(2))
-
-    def _collect(self) -> None:
-        for line in self.proc.stderr:
-            self.stderr.append(line.rstrip("\n"))
-
-    def wait_log(self, pattern: str, timeout: float = 5.0) -> str:
-        deadline = time.monotonic() + timeout
-        regex = re.compile(pattern)
-        while time.monotonic() < deadline:
-            for line in list(self.stderr):
-                if regex.search(line):
-                    return line
-            time.sleep(0.02)
-        raise AssertionError(f"no log line matching {pattern!r}: {self.stderr[-10:]}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(10)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
 
 
 @pytest.fixture
@@ -82,17 +37,9 @@ def serve():
 def test_help_documents_every_flag():
     out = subprocess.run([str(SERVE), "--help"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
-    for flag in (
-        "--host",
-        "--port",
-        "--name",
-        "--motd",
-        "--password",
-        "--max-clients",
-        "--sendq",
-        "--log-level",
-    ):
-        assert flag in out.stdout
+    for option in OPTIONS:
+        assert (option.flag if option.kind != "opers" else "--oper") in out.stdout
+    assert "--config FILE" in out.stdout
     assert "127.0.0.1" in out.stdout and "8546" in out.stdout
 
 
@@ -145,7 +92,7 @@ def test_port_in_use_is_a_clear_error():
 
 def test_stalled_member_memory_stays_bounded(serve):
     """A member that never reads cannot make the server hold more than its sendq."""
-    server = serve("--sendq", "65536", "--log-level", "WARNING")
+    server = serve("--sendq", "65536", "--log-level", "WARNING", "--flood-rate", "0")
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(("127.0.0.1", server.port))

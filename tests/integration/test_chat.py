@@ -60,7 +60,7 @@ def test_motd_file(make_server, tmp_path):
     motd.write_text("Welcome to greenchat\nBe nice\n")
     from transcript import IrcClient
 
-    client = IrcClient(make_server(motd_path=motd).port)
+    client = IrcClient(make_server(motd=motd).port)
     try:
         client.send("NICK m", "USER m 0 * :m")
         client.expect(r" 375 m :- greenchat\.local Message of the day - ")

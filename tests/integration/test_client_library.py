@@ -258,7 +258,7 @@ def test_close_during_backoff_is_immediate(clients):
 
 
 def test_paused_reader_is_dropped_for_sendq(make_server, clients):
-    server = make_server(sendq=16 * 1024)
+    server = make_server(sendq=16 * 1024, flood_rate=0)  # a flood of PRIVMSG is the point
     stuck = clients(server.port, "stuck", reconnect=False).connect(timeout=5)
     stuck.join("#flood")
     talker = clients(server.port, "talker", caps=()).connect(timeout=5)  # no echoes

@@ -109,7 +109,7 @@ def test_unregistered_client_times_out(make_server):
 
 def test_stalled_reader_is_dropped_and_others_get_every_line(make_server):
     """One member never reads while another pushes 20,000 lines at once."""
-    server = make_server(sendq=64 * 1024)
+    server = make_server(sendq=64 * 1024, flood_rate=0)
     port = server.port
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -173,7 +173,7 @@ def test_output_the_socket_cannot_take_is_finished_by_a_writer(make_server):
     The flusher's non-blocking send takes only what fits in the kernel buffers;
     the rest goes back to the front of the queue for a writer greenlet.
     """
-    server = make_server(sendq=16 * 1024 * 1024)
+    server = make_server(sendq=16 * 1024 * 1024, flood_rate=0)
     reader = IrcClient(server.port, timeout=30, rcvbuf=4096)
     reader.register("paused").join("#lobby")
     sender = IrcClient(server.port).register("sender").join("#lobby")

@@ -1,0 +1,107 @@
+"""Listening sockets: accept that survives running out of descriptors, and TLS.
+
+gevent's ``StreamServer`` already pauses accepting after an error, but it
+prints a traceback for every failed ``accept``. When the process runs out of
+file descriptors (EMFILE) every pending connection fails the same way, so
+:class:`Listener` logs the condition once, stops accepting, retries on a
+doubling timer (10 ms up to 1 s, never a busy loop) and logs again once an
+``accept`` succeeds.
+
+TLS sockets are wrapped by the connection handler, not here, so that the
+handshake runs under its own timeout in the connection's greenlet
+(:func:`tls_handshake`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from pathlib import Path
+
+import gevent
+from gevent import ssl as gssl
+from gevent.server import StreamServer
+
+__all__ = ["Listener", "TlsHandshakeError", "make_tls_context", "tls_handshake"]
+
+log = logging.getLogger("greenchat.listener")
+
+# accept() errors that mean "no resources right now", not "this client failed".
+RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+MIN_PAUSE = 0.01
+MAX_PAUSE = 1.0
+
+
+class Listener(StreamServer):
+    """A StreamServer that pauses (and says so once) while descriptors run out."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.exhausted = False
+        self._pause = MIN_PAUSE
+        self._resume_later: gevent.Greenlet | None = None
+
+    def do_read(self):
+        try:
+            accepted = super().do_read()
+        except OSError as exc:
+            if exc.errno not in RESOURCE_ERRORS:
+                raise
+            self._out_of_resources(exc)
+            return None
+        if accepted and self.exhausted:
+            self.exhausted = False
+            self._pause = MIN_PAUSE
+            log.warning("accepting connections again")
+        return accepted
+
+    def _out_of_resources(self, exc: OSError) -> None:
+        if not self.exhausted:
+            self.exhausted = True
+            log.error(
+                "cannot accept connections: %s; retrying quietly until descriptors free up",
+                exc.strerror or exc,
+            )
+        self.stop_accepting()
+        self._resume_later = gevent.spawn_later(self._pause, self._resume)
+        self._pause = min(MAX_PAUSE, self._pause * 2)
+
+    def _resume(self) -> None:
+        self._resume_later = None
+        if self.started:
+            self.start_accepting()
+
+    def stop(self, timeout=None) -> None:
+        if self._resume_later is not None:
+            self._resume_later.kill(block=False)
+        super().stop(timeout)
+
+
+class TlsHandshakeError(Exception):
+    """The TLS handshake failed or did not finish in time."""
+
+
+def make_tls_context(cert: Path, key: Path) -> gssl.SSLContext:
+    """A server-side context for ``cert`` and ``key``; OSError/SSLError when unusable."""
+    # gevent's SSLContext (not ssl.create_default_context, which returns the
+    # blocking standard-library class) so wrapped sockets cooperate.
+    context = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = gssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def tls_handshake(context: gssl.SSLContext, sock: socket.socket, timeout: float):
+    """Wrap ``sock`` and complete the handshake within ``timeout`` seconds."""
+    tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    try:
+        with gevent.Timeout(timeout, TlsHandshakeError("TLS handshake timed out")):
+            tls.do_handshake()
+    except OSError as exc:  # SSLError is an OSError
+        tls.close()
+        raise TlsHandshakeError(f"TLS handshake failed: {exc}") from None
+    except BaseException:
+        tls.close()
+        raise
+    return tls

@@ -1,0 +1,76 @@
+"""The installed ``greenchat-serve`` console script as a subprocess, for e2e and fault tests."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+SERVE = Path(sys.executable).parent / "greenchat-serve"
+
+
+class ServeProcess:
+    """``greenchat-serve --port 0 ...`` with its stderr collected in the background."""
+
+    def __init__(self, *args: str, preexec_fn: Callable[[], None] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [str(SERVE), "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=preexec_fn,  # e.g. a lower descriptor limit for the EMFILE test
+        )
+        self.stderr: list[str] = []
+        self._reader = threading.Thread(target=self._collect, daemon=True)
+        self._reader.start()
+        line = self.proc.stdout.readline()  # blocks until ready or exit
+        match = re.search(r"listening on ([\d.]+):(\d+)", line)
+        if not match:
+            self.proc.kill()
+            raise AssertionError(f"server did not start: {line!r} {self.stderr}")
+        self.port = int(match.group(2))
+
+    def _collect(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr.append(line.rstrip("\n"))
+
+    def wait_log(self, pattern: str, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            for line in list(self.stderr):
+                if regex.search(line):
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no log line matching {pattern!r}: {self.stderr[-10:]}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(10)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+    def logs(self, pattern: str) -> list[str]:
+        """Every log line so far that matches ``pattern``."""
+        regex = re.compile(pattern)
+        return [line for line in list(self.stderr) if regex.search(line)]
+
+    @property
+    def ps(self) -> psutil.Process:
+        return psutil.Process(self.proc.pid)
+
+    def open_descriptors(self) -> int:
+        return self.ps.num_fds()
+
+    def rss(self) -> int:
+        return self.ps.memory_info().rss

@@ -1,0 +1,103 @@
+"""Configuration: every option is a flag and a file key; files are checked whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from greenchat.cli import build_serve_parser, config_from_args
+from greenchat.server.config import (
+    OPTIONS,
+    ConfigError,
+    ServerConfig,
+    build_config,
+    load_file,
+)
+from greenchat.server.oper import verify_password
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "greenchat.toml"
+    path.write_text(text)
+    return path
+
+
+def test_every_option_is_a_config_field_and_a_flag():
+    config = ServerConfig()
+    flags = {a.dest for a in build_serve_parser()._actions}
+    for option in OPTIONS:
+        assert hasattr(config, option.attr), option.name
+        assert option.attr in flags, option.name
+
+
+def test_file_values_are_read_and_checked(tmp_path):
+    path = write(
+        tmp_path,
+        'name = "irc.example"\nflood-burst = 20\nflood_rate = 2\ntcp-nodelay = true\n'
+        'max-per-ip-exempt = ["10.0.0.0/8"]\nlog-level = "debug"\n',
+    )
+    values = load_file(path)
+    assert values == {
+        "name": "irc.example",
+        "flood_burst": 20,
+        "flood_rate": 2.0,
+        "tcp_nodelay": True,
+        "max_per_ip_exempt": ["10.0.0.0/8"],
+        "log_level": "DEBUG",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nope = 1", "unknown key 'nope'"),
+        ('flood-burst = "many"', "flood-burst: expected an integer"),
+        ("flood-burst = 0", "flood-burst: must be at least 1"),
+        ("flood-rate = true", "flood-rate: expected a number"),
+        ("tcp-nodelay = 1", "tcp-nodelay: expected true or false"),
+        ('log-level = "LOUD"', "log-level: expected one of"),
+        ('max-per-ip-exempt = ["not an address"]', "is not an address or network"),
+        ("opers = 5", "opers: expected a table"),
+        ("port = [", "not valid TOML"),
+    ],
+)
+def test_bad_files_are_refused_with_the_key_named(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_file(write(tmp_path, text))
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_file(tmp_path / "absent.toml")
+
+
+def test_opers_in_the_file_are_hashed(tmp_path):
+    values = load_file(write(tmp_path, '[opers]\nalice = "s3cret"\nbob = "scrypt$00$00"\n'))
+    assert verify_password("s3cret", values["opers"]["alice"])
+    assert "s3cret" not in values["opers"]["alice"]
+    assert values["opers"]["bob"] == "scrypt$00$00"  # already a hash: kept
+
+
+def test_flags_override_the_file_which_overrides_defaults(tmp_path):
+    path = write(tmp_path, 'name = "from.file"\nflood-burst = 20\n')
+    args = build_serve_parser().parse_args(["--config", str(path), "--flood-burst", "7"])
+    config = config_from_args(args)
+    assert (config.name, config.flood_burst) == ("from.file", 7)
+    assert config.flood_rate == ServerConfig().flood_rate
+
+
+def test_bad_flag_values_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        build_serve_parser().parse_args(["--flood-burst", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_tls_port_needs_a_certificate():
+    with pytest.raises(ConfigError, match="tls-port needs tls-cert and tls-key"):
+        build_config({"tls_port": 6697}, {})
+
+
+def test_missing_motd_file_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="motd: cannot read"):
+        build_config({"motd": tmp_path / "nope.txt"}, {})
