@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from transcript import IrcClient, wait_for
 
 from greenchat.client import DEFAULT_CAPS
@@ -224,16 +225,21 @@ def test_ctrl_d_ctrl_c_and_quit_exit_0(server, connect, join_tmux, how: str) -> 
         assert erin.exit_status() == 0
 
 
-def test_pipe_mode_sends_every_line_and_exits_0(server, connect) -> None:
-    raw: IrcClient = connect("rawpipe").join("#lobby")
-    out = subprocess.run(
-        [str(JOIN), "--nick", "piper", "--port", str(server.port)],
-        input="one\ntwo\n",
+def run_piped(args: list[str], stdin: str) -> subprocess.CompletedProcess:
+    """greenchat-join in pipe mode with ``stdin`` as its input; waits for it to exit."""
+    return subprocess.run(
+        [str(JOIN), *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=DEADLINE,
         env=child_env(),
     )
+
+
+def test_pipe_mode_sends_every_line_and_exits_0(server, connect) -> None:
+    raw: IrcClient = connect("rawpipe").join("#lobby")
+    out = run_piped(["--nick", "piper", "--port", str(server.port)], "one\ntwo\n")
     assert out.returncode == 0, out.stderr
     raw.expect(r"^:piper!\S+ PRIVMSG #lobby :one$")
     raw.expect(r"^:piper!\S+ PRIVMSG #lobby :two$")
@@ -361,3 +367,22 @@ def test_own_messages_show_once(server, connect, echo: bool) -> None:
     mine = [line for line in shown if "just once" in line]
     assert len(mine) == 1 and mine[0].endswith("#lobby <selfie> just once"), shown
     assert thread.exit_code == 0
+
+
+def test_pipe_mode_over_tls_to_a_self_signed_server(make_server, tmp_path) -> None:
+    """greenchat-join --tls-insecure talks to greenchat-serve's own TLS port."""
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    server = make_server(tls_port=0, tls_cert=cert_file, tls_key=key_file)
+    raw = IrcClient(server.port).register("rawtls").join("#lobby")
+    tls_port = server.server.tls_address[1]
+    command = ["--nick", "secure", "--port", str(tls_port)]
+    # Without --tls-insecure the self-signed certificate is refused.
+    refused = run_piped([*command, "--tls", "--max-retries", "0"], "never\n")
+    assert refused.returncode != 0 and "certificate" in refused.stderr.lower()
+    out = run_piped([*command, "--tls-insecure"], "over tls\n")
+    assert out.returncode == 0, out.stderr
+    raw.expect(r"^:secure!\S+ PRIVMSG #lobby :over tls$")
+    assert not any("never" in line for line in raw.lines)
