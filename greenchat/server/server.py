@@ -64,6 +64,10 @@ SUPPORTED_CAPS = {
 }
 
 
+# Commands whose parameters are passwords: never written to the log.
+SECRET_COMMANDS = frozenset({"PASS", "OPER"})
+
+
 class ChatServer:
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
@@ -251,7 +255,8 @@ class ChatServer:
         try:
             dispatch(self, conn, msg)
         except Exception:
-            log.exception("error handling %r from %r", msg, conn)
+            shown = msg.command if msg.command.upper() in SECRET_COMMANDS else repr(msg)
+            log.exception("error handling %s from %r", shown, conn)
             conn.numeric(ERR_UNKNOWNERROR, msg.command.upper()[:20] or "*", "Internal error")
 
     # -- keepalive -----------------------------------------------------------

@@ -171,3 +171,24 @@ def test_stalled_tls_handshake_is_dropped_and_holds_no_slot(make_server, tls_ser
     assert stalled.recv(100) == b""  # closed by the server's handshake timeout
     assert time.monotonic() - started < 3
     stalled.close()
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+
+def test_a_failing_password_command_never_logs_the_password(server, monkeypatch, caplog):
+    """Even when a handler breaks, the log names PASS/OPER but not their parameters."""
+    from dataclasses import replace
+
+    from greenchat.server.commands.table import COMMANDS
+
+    def broken(server, conn, msg):
+        raise RuntimeError("simulated handler bug")
+
+    # The only stand-in in this file: no real input makes the OPER handler raise.
+    monkeypatch.setitem(COMMANDS, "OPER", replace(COMMANDS["OPER"], handler=broken))
+    client = IrcClient(server.port).register("leaky")
+    client.send("OPER admin hunter2-secret")
+    client.expect(r" 400 leaky OPER :Internal error$")
+    assert "error handling OPER from" in caplog.text
+    assert "hunter2-secret" not in caplog.text
