@@ -33,6 +33,7 @@ def _ls_version(args: list[str]) -> int:
 
 
 _NONE: frozenset[str] = frozenset()
+MAX_REQ_BYTES = 400
 
 
 class CapNegotiation:
@@ -79,6 +80,10 @@ class CapNegotiation:
     def _req(self, args: list[str]) -> list[CapReply]:
         self.in_progress = True
         text = args[0] if args else ""
+        if len(text.encode()) > MAX_REQ_BYTES:
+            # The ACK echoes the request: it must fit a 512-byte line. Every
+            # capability there is fits in half of that; longer means repeats.
+            return [("NAK", text)]
         wanted = text.split()
         adds, removes = set(), set()
         for word in wanted:

@@ -162,7 +162,8 @@ class Connection:
     # -- output --------------------------------------------------------------
 
     def send(self, msg: Message) -> None:
-        self.enqueue(msg.to_bytes())
+        # Clipped like numerics: PONG, CAP NAK and the like echo what the client sent.
+        self.enqueue(clip_line(msg.to_bytes()))
 
     def send_relay(self, relay: Relay) -> None:
         """Queue a relayed event in the form this client's capabilities ask for."""
@@ -207,7 +208,7 @@ class Connection:
             return
         self.close_reason = reason
         text = error or f"Closing Link: {self.host} ({reason})"
-        self.sendq.close(f"ERROR :{text}\r\n".encode(), discard=discard)
+        self.sendq.close(clip_line(f"ERROR :{text}\r\n".encode()), discard=discard)
         # The reader's pending recv wakes up with end-of-stream. For TLS the
         # descriptor is shut directly: SSLSocket.shutdown would drop the TLS
         # layer and the ERROR line would go out unencrypted.
@@ -362,7 +363,7 @@ class Connection:
         server = self.server
         server.hub.remove_connection(self, reason)
         self.close_reason = self.close_reason or reason
-        self.sendq.close(f"ERROR :Closing Link: {self.host} ({reason})\r\n".encode())
+        self.sendq.close(clip_line(f"ERROR :Closing Link: {self.host} ({reason})\r\n".encode()))
         self.flush_now()
         writer = self.writer
         if writer is not None:  # give the last lines (the ERROR) a moment to go out

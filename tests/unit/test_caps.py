@@ -144,7 +144,9 @@ def test_list_302_chunks_too() -> None:
     supported = many_caps(60)
     caps = negotiation(supported)
     caps.handle("LS", ["302"])
-    caps.handle("REQ", [" ".join(supported)])
+    names = list(supported)
+    for start in range(0, len(names), 10):  # each REQ must fit one line
+        assert caps.handle("REQ", [" ".join(names[start : start + 10])])[0][0] == "ACK"
     replies = caps.handle("LIST", [])
     assert len(replies) > 1
     assert all(reply[:2] == ("LIST", "*") for reply in replies[:-1])
@@ -152,6 +154,13 @@ def test_list_302_chunks_too() -> None:
 
 
 # --- REQ ----------------------------------------------------------------------
+
+
+def test_req_too_long_to_echo_is_naked() -> None:
+    caps = negotiation()
+    text = " ".join(["batch"] * 83)  # 497 bytes: its ACK would not fit a 512-byte line
+    assert caps.handle("REQ", [text]) == [("NAK", text)]
+    assert not caps.enabled
 
 
 def test_req_acks_and_enables() -> None:
