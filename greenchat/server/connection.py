@@ -19,9 +19,13 @@ closes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import re
 import socket
+import struct
+import sys
+import termios
 import time
 from typing import TYPE_CHECKING
 
@@ -44,6 +48,9 @@ __all__ = ["Connection"]
 log = logging.getLogger("greenchat.connection")
 
 RECV_BYTES = 16 * 1024
+# Linux's SIOCOUTQ (= TIOCOUTQ): unacknowledged bytes in a TCP socket's send queue.
+_OUTQ = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" else None
+_SENDING_STATES = (1, 8)  # TCP_ESTABLISHED, TCP_CLOSE_WAIT (tcpi_state of TCP_INFO)
 _NO_MODES: frozenset[str] = frozenset()
 _COMMAND_WORD = re.compile(rb"^[A-Za-z]+$|^[0-9]{3}$")
 
@@ -54,6 +61,19 @@ def display_host(address: str) -> str:
     if address.startswith("::ffff:") and "." in address:
         return address[7:]
     return "0" + address if address.startswith(":") else address
+
+
+def _unacknowledged(sock: socket.socket) -> int:
+    """Bytes sent on ``sock`` that the peer may still acknowledge (0 if unknown).
+
+    0 as well once the connection is no longer open both ways for our data
+    (reset by the peer, say): nothing more will be acknowledged then.
+    """
+    if _OUTQ is None:
+        return 0
+    if sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] not in _SENDING_STATES:
+        return 0
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
 
 
 def _line_bytes(item: bytes | LineTooLong) -> int:
@@ -355,6 +375,25 @@ class Connection:
         finally:
             self.writer = None
 
+    def _linger(self, deadline: float) -> None:
+        """Until ``deadline``, wait for the peer to acknowledge what was sent; then
+        discard unread input.
+
+        Closing a socket with unread input makes the kernel reset the
+        connection and throw away output not yet sent, so a client that is
+        still sending (a flooder, say) would never see its ERROR line. Once
+        the peer's kernel has it, a reset no longer loses it.
+        """
+        raw = self.sock._sock
+        try:
+            while _unacknowledged(raw) and time.monotonic() < deadline:
+                gevent.sleep(0.01)
+            raw.setblocking(False)
+            while raw.recv(RECV_BYTES):  # the read side is shut: b"" once drained
+                pass
+        except OSError:  # BlockingIOError included: nothing (more) to discard
+            pass
+
     def _write_failed(self, exc: OSError) -> None:
         self.sendq.take()  # nothing more can be sent
         self.disconnect(f"Write error: {exc.strerror or exc}")
@@ -364,11 +403,15 @@ class Connection:
         server.hub.remove_connection(self, reason)
         self.close_reason = self.close_reason or reason
         self.sendq.close(clip_line(f"ERROR :Closing Link: {self.host} ({reason})\r\n".encode()))
+        with contextlib.suppress(OSError):  # the last lines need not wait for ACKs (Nagle)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.flush_now()
+        deadline = time.monotonic() + server.config.close_grace
         writer = self.writer
         if writer is not None:  # give the last lines (the ERROR) a moment to go out
             writer.join(timeout=server.config.close_grace)
             writer.kill(block=False)
+        self._linger(deadline)
         with contextlib.suppress(OSError):
             self.sock.close()
         log.info("disconnect %s from %s:%s: %s", self.nick or "*", self.host, self.port, reason)

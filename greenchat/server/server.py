@@ -37,6 +37,7 @@ from greenchat.server.listener import (
     make_tls_context,
     tls_handshake,
 )
+from greenchat.server.memory import Trimmer
 
 __all__ = ["ChatServer"]
 
@@ -78,6 +79,7 @@ class ChatServer:
         self.created_text = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         self.pool = Pool()  # admission is counted in _admit, not by the pool
         self.per_ip: Counter[str] = Counter()
+        self.trimmer = Trimmer()
         self._exempt = _networks(self.config.max_per_ip_exempt)
         self._stream = Listener((self.config.host, self.config.port), self._handle, spawn=self.pool)
         self._tls_stream: Listener | None = None
@@ -165,6 +167,7 @@ class ChatServer:
             self._tls_stream.close()
         if self._keepalive is not None:
             self._keepalive.kill(block=False)
+        self.trimmer.cancel()
         for conn in list(self.hub.connections):
             conn.disconnect("Server shutting down", error="Server shutting down")
         self.pool.join(timeout=timeout)
@@ -189,6 +192,7 @@ class ChatServer:
             self._serve(sock, address)
         finally:
             self._release(address[0])
+            self.trimmer.disconnected(len(self.hub.connections))
 
     def _handle_tls(self, sock: socket.socket, address: tuple) -> None:
         """A TLS connection: handshake (bounded in time), then as any other."""
@@ -233,6 +237,7 @@ class ChatServer:
     def _serve(self, sock: socket.socket, address: tuple) -> None:
         conn = Connection(self, sock, address)
         self.hub.add_connection(conn)
+        self.trimmer.connected(len(self.hub.connections))
         log.info("connect from %s:%s", address[0], address[1])
         if self.stopping:
             conn.disconnect("Server shutting down", error="Server shutting down")
