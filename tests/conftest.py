@@ -1,10 +1,12 @@
-"""Shared fixtures: a real server on port 0 and raw IRC clients that clean up."""
+"""Shared fixtures: a real server on port 0 (in-process or the installed script) and raw
+IRC clients, all cleaned up."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
+from serve_process import ServeProcess
 from transcript import IrcClient, ServerThread
 
 from greenchat.server.config import ServerConfig
@@ -45,3 +47,18 @@ def connect(server):
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def serve():
+    """Factory: the installed ``greenchat-serve --port 0 ARGS...``; stopped afterwards."""
+    started: list[ServeProcess] = []
+
+    def start(*args: str, **kwargs) -> ServeProcess:
+        process = ServeProcess(*args, **kwargs)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -10,14 +10,9 @@ screen when it ends. Servers are the in-process one on port 0, or a
 
 from __future__ import annotations
 
-import contextlib
-import os
 import queue
 import re
-import secrets
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import trustme
+from serve_process import ServeProcess
+from tmux_session import DEADLINE, TmuxSession, clean_env
 from transcript import IrcClient, wait_for
 
 from greenchat.client import DEFAULT_CAPS
@@ -36,27 +33,15 @@ from greenchat.client.terminal import ClientThread, Options
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 
-BIN = Path(sys.executable).parent
-JOIN = BIN / "greenchat-join"
-SERVE = BIN / "greenchat-serve"
-DEADLINE = 10.0
+JOIN = Path(sys.executable).parent / "greenchat-join"
 PROMPT = "#lobby> "
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """This environment outside any enclosing tmux, with a UTF-8 locale."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE", "NO_COLOR")}
-    return env | {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"} | extra
-
-
-class Tmux:
-    """One command in a detached 120x30 session of a private tmux server."""
+class Tmux(TmuxSession):
+    """greenchat-join in a private tmux, 120x30."""
 
     def __init__(self) -> None:
-        self.socket = f"greenchat-join-{os.getpid()}-{secrets.token_hex(4)}"
-        self.env = child_env(TERM="xterm-256color")
-        tmpdir = Path(self.env.get("TMUX_TMPDIR") or "/tmp")
-        self.socket_path = tmpdir / f"tmux-{os.getuid()}" / self.socket
+        super().__init__(clean_env(TERM="xterm-256color"), "greenchat-join screen")
 
     def start(self, command: list[str]) -> Tmux:
         """Run ``command`` under a shell that prints its exit status and stays.
@@ -66,46 +51,22 @@ class Tmux:
         as a zombie, never reaped).
         """
         script = '"$0" "$@"; echo "[exit status $?]"; exec sleep 600'
-        self.tmux(
-            "-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "30",
-            shlex.join(["sh", "-c", script, *command]),
-        )  # fmt: skip
+        super().start(["sh", "-c", script, *command])
         return self
-
-    def tmux(self, *args: str) -> str:
-        out = subprocess.run(
-            ["tmux", "-L", self.socket, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return out.stdout
-
-    def keys(self, *keys: str) -> None:
-        """Press keys by name (Enter, C-d...)."""
-        self.tmux("send-keys", "-t", "t", *keys)
 
     def write(self, text: str) -> None:
         """Type ``text`` literally and wait until the input line shows it."""
-        self.tmux("send-keys", "-t", "t", "-l", text)
+        self.send_text(text)
         self.wait_input(".*" + re.escape(text))
 
     def type(self, text: str) -> None:
         self.write(text)
         self.keys("Enter")
 
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-J", "-t", "t")
-
     def input_line(self) -> str:
         """The last non-empty line on screen: where the prompt is."""
         lines = self.screen().rstrip().splitlines()
         return lines[-1] if lines else ""
-
-    def wait_screen(self, pattern: str, timeout: float = DEADLINE) -> str:
-        return wait_for(self.screen, pattern, "greenchat-join screen", timeout)
 
     def wait_input(self, pattern: str, timeout: float = DEADLINE) -> str:
         prompt = re.escape(PROMPT.rstrip())
@@ -120,18 +81,6 @@ class Tmux:
         """Wait for the program to exit; its exit status, as the wrapping shell printed it."""
         text = self.wait_screen(r"^\[exit status \d+\]", timeout)
         return int(re.search(r"^\[exit status (\d+)\]", text, re.M).group(1))
-
-    @contextlib.contextmanager
-    def screen_on_failure(self) -> Iterator[None]:
-        try:
-            yield
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- screen ---\n{self.screen()}") from exc
-
-    def kill(self) -> None:
-        with contextlib.suppress(subprocess.SubprocessError):
-            self.tmux("kill-server")
-        self.socket_path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -233,7 +182,7 @@ def run_piped(args: list[str], stdin: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=DEADLINE,
-        env=child_env(),
+        env=clean_env(),
     )
 
 
@@ -280,7 +229,7 @@ def test_listen_prints_plain_lines(server, connect) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=child_env(),
+        env=clean_env(),
     )
     try:
         lines = Lines(proc)
@@ -297,35 +246,8 @@ def test_listen_prints_plain_lines(server, connect) -> None:
             proc.wait(5)
 
 
-class ServeProcess:
-    """``greenchat-serve --port 0`` as a subprocess this test can stop."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [str(SERVE), "--port", "0", "--log-level", "WARNING"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        line = self.proc.stdout.readline()  # blocks until ready or exit
-        match = re.search(r"listening on [\d.]+:(\d+)", line)
-        if not match:
-            self.stop()
-            raise AssertionError(f"server did not start: {line!r}")
-        self.port = int(match.group(1))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
 def test_server_gone_reconnects_visibly_then_exits_nonzero(join_tmux) -> None:
-    serve = ServeProcess()
+    serve = ServeProcess("--log-level", "WARNING")
     try:
         frank = join_tmux("--port", str(serve.port), "--nick", "frank", "--max-retries", "1")
         with frank.screen_on_failure():

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_serve_cli import ServeProcess
+from serve_process import ServeProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -7,11 +7,7 @@ installs the clients (``make test-deps``); without them these tests skip.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import secrets
-import shlex
 import shutil
 import signal
 import subprocess
@@ -19,11 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tmux_session import DEADLINE, TmuxSession, clean_env
 from transcript import IrcClient, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
-
-DEADLINE = 10.0
 
 
 def require(binary: str) -> str:
@@ -34,42 +29,14 @@ def require(binary: str) -> str:
     return path
 
 
-def clean_env(home: Path) -> dict[str, str]:
-    """The test's environment with a throwaway HOME and outside any enclosing tmux."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
-    env |= {"HOME": str(home), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    return env
-
-
 # --- irssi, inside a private tmux server -----------------------------------
 
 
-class Tmux:
-    """A tmux server on its own socket (``tmux -L``) running one command in one pane."""
+class Irssi(TmuxSession):
+    """irssi in a private tmux, 160x50."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.socket = f"greenchat-test-{os.getpid()}-{secrets.token_hex(4)}"
-        self.env = env
-        tmpdir = Path(env.get("TMUX_TMPDIR") or "/tmp")
-        self.socket_path = tmpdir / f"tmux-{os.getuid()}" / self.socket
-
-    def start(self, command: list[str]) -> None:
-        """Start the server with ``command`` in a detached 160x50 session."""
-        self.tmux(
-            "-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "160", "-y", "50",
-            shlex.join(command),
-        )  # fmt: skip
-
-    def tmux(self, *args: str) -> str:
-        out = subprocess.run(
-            ["tmux", "-L", self.socket, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return out.stdout
+    def __init__(self, home: Path) -> None:
+        super().__init__(clean_env(HOME=str(home)), "irssi screen")
 
     def type(self, text: str) -> None:
         """Type ``text``, wait until the input line shows it, then press Enter.
@@ -77,30 +44,9 @@ class Tmux:
         Waiting keeps the text and the Enter apart, so irssi's paste
         detection never sees them as one burst.
         """
-        self.tmux("send-keys", "-t", "t", "-l", text)
+        self.send_text(text)
         self.wait_screen(re.escape(text) + r"\s*\Z")
-        self.tmux("send-keys", "-t", "t", "Enter")
-
-    def screen(self) -> str:
-        """The visible pane, wrapped lines joined."""
-        return self.tmux("capture-pane", "-p", "-J", "-t", "t")
-
-    def wait_screen(self, pattern: str, timeout: float = DEADLINE) -> str:
-        return wait_for(self.screen, pattern, "irssi screen", timeout)
-
-    @contextlib.contextmanager
-    def screen_on_failure(self) -> Iterator[None]:
-        """Add the current screen to any assertion failing inside the block."""
-        try:
-            yield
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- irssi screen ---\n{self.screen()}") from exc
-
-    def kill(self) -> None:
-        """Stop this tmux server (and irssi with it) and remove its socket."""
-        with contextlib.suppress(subprocess.SubprocessError):
-            self.tmux("kill-server")
-        self.socket_path.unlink(missing_ok=True)
+        self.keys("Enter")
 
 
 IRSSI_CONFIG = """\
@@ -118,7 +64,7 @@ settings = {
 
 
 @pytest.fixture
-def irssi(server, tmp_path) -> Iterator[Tmux]:
+def irssi(server, tmp_path) -> Iterator[Irssi]:
     """irssi (in tmux, temp home, no flood delay) connected to ``server`` as irbot."""
     binary = require("irssi")
     require("tmux")
@@ -127,15 +73,15 @@ def irssi(server, tmp_path) -> Iterator[Tmux]:
     (home / ".irssi" / "config").write_text(IRSSI_CONFIG)
     command = [binary, f"--home={home / '.irssi'}", "-n", "irbot"]
     command += ["-c", "127.0.0.1", "-p", str(server.port)]
-    session = Tmux(clean_env(home))
+    session = Irssi(home)
     try:
-        session.start(command)
+        session.start(command, width=160, height=50)
         yield session
     finally:
         session.kill()
 
 
-def test_irssi_chats_with_a_raw_client(irssi: Tmux, connect) -> None:
+def test_irssi_chats_with_a_raw_client(irssi: Irssi, connect) -> None:
     with irssi.screen_on_failure():
         raw = connect("rawirc").join("#lobby")
         irssi.wait_screen(r"Welcome to the greenchat IRC Network irbot")
@@ -187,7 +133,7 @@ class Weechat:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=clean_env(home),
+                env=clean_env(HOME=str(home)),
             )
 
     def channel_log(self) -> str:

@@ -12,26 +12,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from serve_process import SERVE, ServeProcess
+from serve_process import SERVE
 from transcript import IrcClient
 
 from greenchat.server.config import OPTIONS
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def serve():
-    started: list[ServeProcess] = []
-
-    def start(*args: str) -> ServeProcess:
-        process = ServeProcess(*args)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 def test_help_documents_every_flag():

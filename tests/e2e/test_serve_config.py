@@ -9,24 +9,10 @@ import subprocess
 import time
 
 import pytest
-from serve_process import SERVE, ServeProcess
+from serve_process import SERVE
 from transcript import IrcClient, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def serve():
-    started: list[ServeProcess] = []
-
-    def start(*args: str, **kwargs) -> ServeProcess:
-        process = ServeProcess(*args, **kwargs)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 def motd_of(port: int, nick: str) -> list[str]:
