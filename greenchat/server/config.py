@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -271,9 +271,3 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Se
         except OSError as exc:
             raise ConfigError(f"motd: cannot read {config.motd}: {exc.strerror or exc}") from None
     return config
-
-
-def option_values(config: ServerConfig) -> dict[str, Any]:
-    """Every option's value in ``config``, by attribute name."""
-    names = {f.name for f in fields(config)}
-    return {o.attr: getattr(config, o.attr) for o in OPTIONS if o.attr in names}

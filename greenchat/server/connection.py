@@ -292,8 +292,8 @@ class Connection:
         Returns the seconds until the next held line may run (0.0 when none
         is held). Operators are exempt.
         """
-        exempt = "o" in self.modes
         bucket = self.flood
+        exempt = not bucket.enabled or "o" in self.modes
         allowed = len(backlog) if exempt else bucket.allowance(time.monotonic())
         handled = 0
         for item in backlog:
@@ -401,8 +401,7 @@ class Connection:
     def _finish(self, reason: str) -> None:
         server = self.server
         server.hub.remove_connection(self, reason)
-        self.close_reason = self.close_reason or reason
-        self.sendq.close(clip_line(f"ERROR :Closing Link: {self.host} ({reason})\r\n".encode()))
+        self.disconnect(reason)  # no-op when already closing; else queues the ERROR line
         with contextlib.suppress(OSError):  # the last lines need not wait for ACKs (Nagle)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.flush_now()

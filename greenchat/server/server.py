@@ -65,6 +65,9 @@ SUPPORTED_CAPS = {
 }
 
 
+# Settings ChatServer reads only at start (their Option says restart=True).
+RESTART_ONLY = frozenset(option.attr for option in OPTIONS if option.restart)
+
 # Commands whose parameters are passwords: never written to the log.
 SECRET_COMMANDS = frozenset({"PASS", "OPER"})
 
@@ -134,18 +137,18 @@ class ChatServer:
             except ConfigError as exc:
                 log.error("reload: keeping the old TLS certificate: %s", exc)
                 new.tls_cert, new.tls_key = old.tls_cert, old.tls_key
+        names = {option.attr: option.name for option in OPTIONS}
         changed = []
-        for option in OPTIONS:
-            attr = option.attr
-            if getattr(new, attr) == getattr(old, attr):
-                continue
-            if option.restart:
-                log.warning("reload: %s changed; it takes effect after a restart", option.name)
-                continue
-            changed.append(option.name)
         for f in fields(old):
-            if not any(o.attr == f.name and o.restart for o in OPTIONS):
-                setattr(old, f.name, getattr(new, f.name))
+            value = getattr(new, f.name)
+            if value == getattr(old, f.name):
+                continue
+            if f.name in RESTART_ONLY:
+                log.warning("reload: %s changed; it takes effect after a restart", names[f.name])
+                continue
+            setattr(old, f.name, value)
+            if f.name in names:  # not the derived motd_lines
+                changed.append(names[f.name])
         self._exempt = _networks(old.max_per_ip_exempt)
         logging.getLogger().setLevel(old.log_level)
         for conn in self.hub.connections:

@@ -161,7 +161,7 @@ def test_tls_quit_gets_its_error_line_encrypted(tls_server):
     assert any(line.startswith("ERROR :") for line in client.expect_closed())
 
 
-def test_stalled_tls_handshake_is_dropped_and_holds_no_slot(make_server, tls_server):
+def test_stalled_tls_handshake_is_dropped_and_holds_no_slot(tls_server):
     tls_server.server.config.max_clients = 1
     stalled = socket.create_connection(("127.0.0.1", tls_server.server.tls_address[1]))
     stalled.settimeout(5)
