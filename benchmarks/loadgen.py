@@ -702,6 +702,34 @@ def cdf_points(values: Sequence[float], points: int = 200) -> list[list[float]]:
     return [[ordered[i], (i + 1) / n] for i in idx]
 
 
+def stream_totals(
+    rounds: list[dict[str, Any]], t0: float, cpu: tuple[float, float, float] | None
+) -> tuple[dict[str, Any], list[float]]:
+    """What a streamed workload's rounds add up to: deliveries, wall, percentiles,
+    generator and server CPU; and the sampled latencies in ms (for more figures)."""
+    wall = max(r["last"] for r in rounds) - t0
+    delivered = sum(r["delivered"] for r in rounds)
+    expected = sum(r["expected"] for r in rounds)
+    latencies_ms = [us / 1000 for r in rounds for us in r["latencies_us"]]
+    gen_cpu = [r["cpu"] for r in rounds]
+    totals: dict[str, Any] = {
+        "complete": delivered == expected,
+        "expected": expected,
+        "delivered": delivered,
+        "wall_s": wall,
+        "deliveries_per_s": delivered / wall,
+        **{f"{k}_ms": v for k, v in percentiles(latencies_ms).items()},
+        "generator_cpu_s": sum(gen_cpu),
+        "generator_core_util": max(gen_cpu) / wall,
+    }
+    if cpu:
+        totals["server_cpu_s"] = cpu[2]
+        totals["server_us_per_delivery"] = cpu[2] * 1e6 / max(delivered, 1)
+    if errors := [e for r in rounds for e in r["errors"]]:
+        totals["errors"] = errors[:5]
+    return totals, latencies_ms
+
+
 def machine_info() -> dict[str, Any]:
     """CPU, cores, OS, Python, gevent and greenchat versions, git commit, date."""
     import greenchat

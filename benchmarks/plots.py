@@ -70,11 +70,15 @@ def plot_rooms(folder: Path) -> Path | None:
     bottom.set_ylabel("server CPU µs / delivery")
     bottom.set_yscale("log")
     bottom.set_xlabel("members in the channel")
-    for ax in (top, bottom):
+    return _finish(fig, (top, bottom), folder / "rooms.png")
+
+
+def _finish(fig, axes, path: Path) -> Path:
+    """Grid and legend on every axis; write the PNG; free the figure."""
+    for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    path = folder / "rooms.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -97,13 +101,7 @@ def plot_latency(folder: Path) -> Path | None:
     ax.set_ylabel("fraction of deliveries")
     ax.set_title("Latency CDF: 2,000 members, 50 lines/s (~100k deliveries/s)")
     ax.axvline(100, color="grey", linestyle=":", linewidth=1)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = folder / "latency_cdf.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, (ax,), folder / "latency_cdf.png")
 
 
 def make_plots(folder: Path) -> list[Path]:

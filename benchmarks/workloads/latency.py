@@ -22,7 +22,7 @@ from loadgen import (
     cpu_delta,
     cpu_seconds,
     nonblocking,
-    percentiles,
+    stream_totals,
     timed_text,
 )
 
@@ -149,32 +149,12 @@ def summarize(
     params: dict[str, Any],
 ) -> dict[str, Any]:
     """Latency percentiles (ms), deliveries/s and CPU per delivery over the whole stream."""
-    wall = max(r["last"] for r in rounds) - t0
-    delivered = sum(r["delivered"] for r in rounds)
-    expected = sum(r["expected"] for r in rounds)
-    latencies_ms = [us / 1000 for r in rounds for us in r["latencies_us"]]
-    gen_cpu = [r["cpu"] for r in rounds]
-    result: dict[str, Any] = {
-        "members": params["clients"],
-        "complete": delivered == expected,
-        "expected": expected,
-        "delivered": delivered,
-        "wall_s": wall,
-        "deliveries_per_s": delivered / wall,
-        "samples": len(latencies_ms),
-        **{f"{k}_ms": v for k, v in percentiles(latencies_ms).items()},
-        "generator_cpu_s": sum(gen_cpu),
-        "generator_core_util": max(gen_cpu) / wall,
-        "cdf_ms": cdf_points(latencies_ms),
-    }
+    totals, latencies_ms = stream_totals(rounds, t0, cpu)
+    result = {"members": params["clients"], **totals}
+    result["samples"] = len(latencies_ms)
+    result["cdf_ms"] = cdf_points(latencies_ms)
     if cpu:
-        result |= {
-            "server_cpu_s": cpu[2],
-            "server_core_util": cpu[2] / wall,
-            "server_us_per_delivery": cpu[2] * 1e6 / max(delivered, 1),
-        }
-    if errors := [e for r in rounds for e in r["errors"]]:
-        result["errors"] = errors[:5]
+        result["server_core_util"] = cpu[2] / totals["wall_s"]
     return result
 
 

@@ -31,7 +31,7 @@ from loadgen import (
     cpu_delta,
     cpu_seconds,
     memory_kb,
-    percentiles,
+    stream_totals,
     timed_text,
 )
 
@@ -182,31 +182,9 @@ def summarize(
     params: dict[str, Any],
     healthy: int,
 ) -> dict[str, Any]:
-    wall = max(r["last"] for r in rounds) - t0
-    delivered = sum(r["delivered"] for r in rounds)
-    expected = sum(r["expected"] for r in rounds)
-    latencies_ms = [us / 1000 for r in rounds for us in r["latencies_us"]]
-    gen_cpu = [r["cpu"] for r in rounds]
-    result: dict[str, Any] = {
-        "members": params["clients"],
-        "healthy": healthy,
-        "complete": delivered == expected,
-        "expected": expected,
-        "delivered": delivered,
-        "delivered_fraction": delivered / max(expected, 1),
-        "wall_s": wall,
-        "deliveries_per_s": delivered / wall,
-        **{f"{k}_ms": v for k, v in percentiles(latencies_ms).items()},
-        "generator_cpu_s": sum(gen_cpu),
-        "generator_core_util": max(gen_cpu) / wall,
-    }
-    if cpu:
-        result |= {
-            "server_cpu_s": cpu[2],
-            "server_us_per_delivery": cpu[2] * 1e6 / max(delivered, 1),
-        }
-    if errors := [e for r in rounds for e in r["errors"]]:
-        result["errors"] = errors[:5]
+    totals, _ = stream_totals(rounds, t0, cpu)
+    result = {"members": params["clients"], "healthy": healthy, **totals}
+    result["delivered_fraction"] = totals["delivered"] / max(totals["expected"], 1)
     return result
 
 
