@@ -186,7 +186,11 @@ def test_join_part_names_topic(connect):
     alice.expect(r"^:alice!\S+ JOIN #two$")
     alice.expect(r" 366 alice #two ")
     alice.send("JOIN bad")
-    alice.expect(r" 403 alice bad :No such channel$")
+    alice.expect(r" 403 alice bad :No such channel \(channel names start with #\)$")
+    alice.send("JOIN #" + "x" * 64)  # one over CHANNELLEN
+    alice.expect(r" 479 alice #x{64} :Illegal channel name \(longer than 64\)$")
+    alice.send("JOIN #a\x07b")
+    alice.expect(r" 479 alice #a\x07b :Illegal channel name$")
     alice.send("TOPIC #one")
     alice.expect(r" 331 alice #one :No topic is set$")
     alice.send("TOPIC #one :Welcome, friends")

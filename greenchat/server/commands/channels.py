@@ -18,6 +18,7 @@ from greenchat.protocol.casemap import casefold, is_channel_name, valid_channel
 from greenchat.protocol.masks import normalize_mask
 from greenchat.protocol.message import Message, truncate_utf8
 from greenchat.protocol.numerics import (
+    ERR_BADCHANNAME,
     ERR_BADCHANNELKEY,
     ERR_BANLISTFULL,
     ERR_BANNEDFROMCHAN,
@@ -75,7 +76,7 @@ def join(server: ChatServer, conn: Connection, msg: Message) -> None:
         if not name:
             continue
         if not valid_channel(name, server.config.channellen):
-            conn.numeric(ERR_NOSUCHCHANNEL, name, "No such channel")
+            _refuse_name(server, conn, name)
             continue
         existing = server.hub.get_channel(name)
         joining = existing is None or conn not in existing.members
@@ -93,6 +94,18 @@ def join(server: ChatServer, conn: Connection, msg: Message) -> None:
         if channel.topic:
             send_topic(server, conn, channel)
         send_names(server, conn, channel)
+
+
+def _refuse_name(server: ChatServer, conn: Connection, name: str) -> None:
+    """Why ``name`` cannot be a channel: 403 without ``#``, else 479 (as Ergo, InspIRCd)."""
+    if not is_channel_name(name):
+        conn.numeric(ERR_NOSUCHCHANNEL, name, "No such channel (channel names start with #)")
+    elif len(name) > server.config.channellen:
+        conn.numeric(
+            ERR_BADCHANNAME, name, f"Illegal channel name (longer than {server.config.channellen})"
+        )
+    else:
+        conn.numeric(ERR_BADCHANNAME, name, "Illegal channel name")
 
 
 _MODE_OF = {
