@@ -9,9 +9,10 @@ import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from greenchat import __version__
+from greenchat.protocol.casemap import is_channel_name, valid_channel, valid_nick
 from greenchat.server.config import (
     DEFAULT_PORT,
     OPTIONS,
@@ -21,17 +22,34 @@ from greenchat.server.config import (
     build_config,
     check_option,
     load_file,
+    plain,
 )
 from greenchat.server.oper import parse_oper_spec
 
 if TYPE_CHECKING:
     from greenchat.client.terminal import Options
 
+# What greenchat-join accepts before it connects; the server may still refuse
+# (432 makes the client pick a guest nick, 479 names a channel's limit).
+NICK_LIMIT = 200
+CHANNEL_LIMIT = 200
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a mistake in one line and points at ``--help``, instead of printing the
+    whole usage block; exit status 2, as for a bad config file."""
+
+    def error(self, message: str) -> NoReturn:
+        message = message.removeprefix("argument ")
+        self.exit(2, f"{self.prog}: {message}\nTry '{self.prog} --help' for more information.\n")
+
 
 def build_serve_parser() -> argparse.ArgumentParser:
     defaults = ServerConfig()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="greenchat-serve",
+        epilog="Exit status: 0 after SIGTERM or SIGINT, 1 when it cannot start (e.g. cannot "
+        "listen), 2 for a bad flag, value or config file.",
         description=(
             "Run the greenchat IRC server. With no flags it listens on "
             f"127.0.0.1:{DEFAULT_PORT}; connect any IRC client (irssi, weechat, "
@@ -61,7 +79,7 @@ def build_serve_parser() -> argparse.ArgumentParser:
             continue
         default = getattr(defaults, option.attr)
         shown = ",".join(default) if isinstance(default, list) else default
-        text = f"{option.help} (default: {'none' if shown is None else shown})"
+        text = f"{option.help} (default: {'none' if shown is None else shown}{_range(option)})"
         kwargs: dict = {"dest": option.attr, "default": None, "help": text.replace("%", "%%")}
         if option.kind == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -73,7 +91,14 @@ def build_serve_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_METAVARS = {"int": "N", "float": "N", "choice": "LEVEL"}
+_METAVARS = {"int": "N", "float": "N", "choice": "LEVEL", "word": "NAME"}
+
+
+def _range(option: Option) -> str:
+    """``; 0 to 65535`` for a numeric option with both bounds, else nothing."""
+    if option.minimum is None or option.maximum is None:
+        return ""
+    return f"; {plain(option.minimum)} to {plain(option.maximum)}"
 
 
 def _flag_type(option: Option):
@@ -90,7 +115,6 @@ def _flag_type(option: Option):
         except ConfigError as exc:
             raise argparse.ArgumentTypeError(str(exc).removeprefix(option.flag + ": ")) from None
 
-    convert.__name__ = option.kind  # argparse names it in "invalid <kind> value"
     return convert
 
 
@@ -137,6 +161,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     monkey.patch_all()
     import gevent
 
+    from greenchat.server.listener import ListenError
     from greenchat.server.server import ChatServer
 
     logging.basicConfig(
@@ -147,19 +172,49 @@ def serve_main(argv: list[str] | None = None) -> int:
     try:
         server = ChatServer(config)
         server.start()
-    except (OSError, ConfigError) as exc:
-        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        logging.getLogger("greenchat").error(
-            "cannot start: %s (%s:%s)", text, config.host, config.port
-        )
+    except ConfigError as exc:  # e.g. a TLS certificate that does not load
+        print(f"greenchat-serve: {exc}", file=sys.stderr)
+        return 2
+    except ListenError as exc:
+        print(f"greenchat-serve: {exc}", file=sys.stderr)
         return 1
-    # Printed for scripts and tests that start the server on port 0.
-    print(f"greenchat listening on {server.address[0]}:{server.address[1]}", flush=True)
+    # The first line is for scripts and tests that start the server on port 0.
+    print(welcome_text(server.address, server.tls_address, os.environ), flush=True)
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, gevent.spawn, server.stop)
     gevent.signal_handler(signal.SIGHUP, gevent.spawn, _reload, server, args)
     server.wait_stopped()
     return 0
+
+
+def welcome_text(
+    address: tuple[str, int], tls_address: tuple[str, int] | None, environ: Mapping[str, str]
+) -> str:
+    """Where the server listens and how to connect to it, for the person who started it."""
+    from greenchat.server.listener import show_address  # after serve_main monkey-patched
+
+    host, port = address
+    lines = [f"greenchat listening on {show_address(host, port)}"]
+    if tls_address is not None:
+        lines.append(f"  TLS on {show_address(*tls_address)}")
+    near = _reachable(host)
+    flags = [f"--host {near}"] if near != "127.0.0.1" else []
+    flags += [f"--port {port}"] if port != DEFAULT_PORT else []
+    if environ.get("MAKELEVEL"):  # started by `make serve`: the newcomer's path
+        join = "make join" + (f' ARGS="{" ".join(flags)}"' if flags else "")
+    else:
+        join = " ".join(["greenchat-join", *flags])
+    lines += [
+        f"  to chat, in another terminal:  {join}",
+        f"  or with any IRC client:        irssi -c {near} -p {port}",
+        "  Ctrl-C stops the server.",
+    ]
+    return "\n".join(lines)
+
+
+def _reachable(host: str) -> str:
+    """An address a local client can connect to when the server listens on ``host``."""
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
 def _reload(server, args: argparse.Namespace) -> None:
@@ -176,10 +231,11 @@ def _reload(server, args: argparse.Namespace) -> None:
 def build_join_parser() -> argparse.ArgumentParser:
     from greenchat.client.commands import help_text  # lazy: see join_main
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="greenchat-join",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=help_text() + "\n\nCtrl-C, Ctrl-D and /quit leave the server and exit 0.",
+        epilog=help_text() + "\n\nCtrl-C, Ctrl-D and /quit leave the server and exit 0. "
+        "Exit status 1: a line could not be delivered; 2: a bad flag, or gave up reconnecting.",
         description=(
             f"Chat on a greenchat (or any IRC) server. With no flags it connects to "
             f"127.0.0.1:{DEFAULT_PORT} with your login name as nick and joins #lobby. "
@@ -189,14 +245,21 @@ def build_join_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default: %(default)s)")
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="server port (default: %(default)s)"
+        "--port",
+        type=_flag_type(JOIN_PORT),
+        default=DEFAULT_PORT,
+        metavar="N",
+        help="server port (default: %(default)s)",
     )
     parser.add_argument(
-        "--nick", help="nick to use (default: $USER made a valid nick, else guestNNNN)"
+        "--nick",
+        type=_nick,
+        help="nick to use (default: $USER made a valid nick, else guestNNNN)",
     )
     parser.add_argument(
         "--channel",
         action="append",
+        type=_channel,
         metavar="#CHANNEL",
         help="channel to join; repeatable, the first is where typed or piped lines go "
         "(default: #lobby)",
@@ -221,23 +284,57 @@ def build_join_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-retries",
-        type=int,
-        default=5,
+        type=_flag_type(MAX_RETRIES),
         metavar="N",
-        help="reconnect attempts after the server goes away before exiting with "
-        "status 2 (default: %(default)s; 0: never reconnect)",
+        help="reconnect attempts after the server goes away before exiting with status 2 "
+        "(default: at a prompt, keep trying until you quit; piped or --listen, "
+        f"{LINE_MODE_RETRIES}; 0: never reconnect)",
     )
     parser.add_argument("--version", action="version", version=f"greenchat {__version__}")
     return parser
 
 
-def join_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Options:
-    """The UI's options from the parsed flags and the environment ($USER, NO_COLOR)."""
+# greenchat-join's numeric flags, checked and worded like greenchat-serve's.
+JOIN_PORT = Option("port", "int", "server port", minimum=1, maximum=65535)
+MAX_RETRIES = Option("max-retries", "int", "reconnect attempts", minimum=0, maximum=1_000_000)
+# Without a prompt nobody is there to wait: scripts fail after a few attempts.
+LINE_MODE_RETRIES = 5
+
+
+def _nick(text: str) -> str:
+    if not valid_nick(text, NICK_LIMIT):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid nick (letters, digits and []\\`_^{{|}}-, "
+            f"not starting with a digit or -, at most {NICK_LIMIT} characters)"
+        )
+    return text
+
+
+def _channel(text: str) -> str:
+    name = text if is_channel_name(text) else "#" + text
+    if not valid_channel(name, CHANNEL_LIMIT):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid channel name (no spaces, commas, colons or control "
+            f"characters, at most {CHANNEL_LIMIT} characters)"
+        )
+    return name
+
+
+def join_options(
+    args: argparse.Namespace, environ: Mapping[str, str], interactive: bool
+) -> Options:
+    """The UI's options from the parsed flags and the environment ($USER, NO_COLOR).
+
+    ``interactive``: whether a prompt is possible (a terminal on both sides).
+    """
     from greenchat.client.commands import default_nick
     from greenchat.client.format import use_color
     from greenchat.client.terminal import Options
 
-    channels = [c if c.startswith("#") else "#" + c for c in args.channel or ["#lobby"]]
+    channels = args.channel or ["#lobby"]
+    retries = args.max_retries
+    if retries is None and (args.listen or not interactive):
+        retries = LINE_MODE_RETRIES
     return Options(
         host=args.host,
         port=args.port,
@@ -248,7 +345,7 @@ def join_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Option
         tls_verify=not args.tls_insecure,
         color=use_color(args.no_color, environ),
         listen=args.listen,
-        max_retries=max(0, args.max_retries),
+        max_retries=retries,
     )
 
 
@@ -265,9 +362,9 @@ def join_main(argv: list[str] | None = None) -> int:
     # patch_stdout proxy while the prompt runs).
     # Imported here, not at the top: serve_main must monkey-patch before anything
     # imports gevent, ssl or threading.
-    from greenchat.client.terminal import run
+    from greenchat.client.terminal import interactive_possible, run
 
-    return run(join_options(args, os.environ))
+    return run(join_options(args, os.environ, interactive_possible()))
 
 
 if __name__ == "__main__":

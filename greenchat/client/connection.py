@@ -310,21 +310,21 @@ class IrcClient:
         attempt = 0
         try:
             while not self._closing:
-                reason, registered = self._one_session()
+                reason, connected, registered = self._one_session()
                 if registered:
                     attempt = 0
                 self.last_error = reason
                 if self._closing:
-                    self._emit(Disconnected(reason, will_retry=False))
+                    self._emit(Disconnected(reason, False, connected))
                     return
                 retries_left = self.max_retries is None or attempt < self.max_retries
                 if not (self.reconnect and retries_left):
-                    self._emit(Disconnected(reason, will_retry=False))
+                    self._emit(Disconnected(reason, False, connected))
                     self._emit(GaveUp(attempt, reason))
                     return
                 attempt += 1
                 delay = self._backoff(attempt)
-                self._emit(Disconnected(reason, will_retry=True))
+                self._emit(Disconnected(reason, True, connected))
                 self._emit(Reconnecting(attempt, delay, self.max_retries))
                 gevent.sleep(delay)
         finally:
@@ -355,14 +355,15 @@ class IrcClient:
             context.load_default_certs()
         return context
 
-    def _one_session(self) -> tuple[str, bool]:
-        """Connect, register, read until the connection ends: (reason, registered)."""
+    def _one_session(self) -> tuple[str, bool, bool]:
+        """Connect, register, read until the connection ends: (reason, connected, registered)."""
         self.registered.clear()
         self.state.reset(self.wanted_nick)
         try:
             sock = self._open()
         except (OSError, ssl.SSLError) as exc:
-            return f"cannot connect to {self.host}:{self.port}: {exc}", False
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            return f"cannot connect to {self.host}:{self.port}: {why}", False, False
         self._sock = sock
         self._out = Queue(self.outbound_limit)
         writer = gevent.spawn(self._write_loop, sock, self._out)
@@ -382,7 +383,7 @@ class IrcClient:
                 sock.close()
             self._sock = None
             self.state.channels.clear()  # rejoined (from wanted_channels) on reconnect
-        return reason, self.registered.is_set()
+        return reason, True, self.registered.is_set()
 
     def _write_loop(self, sock: socket.socket, out: Queue) -> None:
         """Send what is queued, several lines per send."""

@@ -52,8 +52,11 @@ class Registered(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class Disconnected(ClientEvent):
+    """A connection ended, or (``connected`` false) the attempt to open one failed."""
+
     reason: str
     will_retry: bool
+    connected: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,16 +160,20 @@ class Formatter:
         if isinstance(event, Registered):
             return self.status(f"registered as {event.nick}", now=event.time)
         if isinstance(event, Disconnected):
-            return self.status(f"disconnected: {clean(event.reason)}", "alert", event.time)
+            # A failed attempt says "cannot connect to ..." itself: never "disconnected".
+            text = f"disconnected: {event.reason}" if event.connected else event.reason
+            return self.status(clean(text), "alert", event.time)
         if isinstance(event, Reconnecting):
             of = f"/{event.max_retries}" if event.max_retries is not None else ""
             text = f"reconnecting in {event.delay:.1f} s (attempt {event.attempt}{of})"
             return self.status(text, "alert", event.time)
-        if isinstance(event, GaveUp):
+        if isinstance(event, GaveUp):  # the line before it gave the reason
+            if not event.attempts:
+                return None  # no retries wanted: nothing was given up
             tries = "attempt" if event.attempts == 1 else "attempts"
-            after = f" after {event.attempts} reconnect {tries}" if event.attempts else ""
-            text = f"gave up{after}: {clean(event.reason)}"
-            return self.status(text, "alert", event.time)
+            return self.status(
+                f"gave up after {event.attempts} reconnect {tries}", "alert", event.time
+            )
         return None
 
     # -- server lines --------------------------------------------------------------

@@ -63,18 +63,28 @@ from greenchat.client.commands import (
     split_text,
 )
 from greenchat.client.connection import ClientError, IrcClient, JoinError
-from greenchat.client.events import ClientEvent, Disconnected, GaveUp, MessageEvent
+from greenchat.client.events import (
+    ClientEvent,
+    Connected,
+    Disconnected,
+    GaveUp,
+    MessageEvent,
+    Registered,
+)
 from greenchat.client.format import Formatter, Kind, Line
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.message import Message, split_source
 
-__all__ = ["EXIT_GAVE_UP", "ClientThread", "Options", "run"]
+__all__ = ["EXIT_GAVE_UP", "ClientThread", "Options", "ReconnectQuieter", "run"]
 
 log = logging.getLogger("greenchat.join")
 
 EXIT_OK, EXIT_FAILED, EXIT_GAVE_UP = 0, 1, 2
 READY_TIMEOUT = 10.0  # how long an interactive line waits for a (re)connection
 QUIT_TIMEOUT = 8.0  # how long we wait for the server to close after QUIT
+# Reconnect delays double from 1 s up to about a minute (jittered: half to all of it),
+# so a chat window left open reconnects within a minute of the server's return.
+BACKOFF_MAX = 60.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ class Options:
     tls_verify: bool = True
     color: bool = True
     listen: bool = False
-    max_retries: int = 5
+    max_retries: int | None = None  # None: keep trying until the user quits
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +136,7 @@ class ClientThread:
         self._inbox: Queue | None = None
         self._quitting = False  # QUIT sent: the goodbye that follows is no alarm
         self._quit_wanted: gevent.event.Event | None = None  # set from the hub callback
+        self._quieter = ReconnectQuieter(self._say_reconnected)
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="greenchat-client", daemon=True)
 
@@ -201,6 +212,7 @@ class ClientThread:
             tls_verify=o.tls_verify,
             reconnect=True,
             max_retries=o.max_retries,
+            backoff_max=BACKOFF_MAX,
         )
 
     def _say(self, text: str, kind: Kind = "info") -> None:
@@ -215,9 +227,17 @@ class ClientThread:
             self.exit_code = EXIT_GAVE_UP
         if isinstance(event, MessageEvent):
             self._track_target(event.message)
+        if not self._quieter.shows(event):
+            return
         line = self.formatter.event(event, self.client.nick)
         if line is not None:
             self.show(line)
+
+    def _say_reconnected(self) -> None:
+        assert self.client is not None
+        o, channels = self.options, ", ".join(self.client.wanted_channels.values())
+        rejoin = f"; rejoining {channels}" if channels else ""
+        self._say(f"reconnected to {o.host}:{o.port} as {self.client.nick}{rejoin}")
 
     def _track_target(self, msg: Message) -> None:
         """Our part or kick from the current target: move to another joined channel."""
@@ -342,6 +362,40 @@ class ClientThread:
         assert self.client is not None
         self._quitting = True
         self.client.quit(reason, timeout=QUIT_TIMEOUT - 2)
+
+
+class ReconnectQuieter:
+    """Shows the welcome burst once: after a reconnect it is one summary line.
+
+    On the first connection every line shows. On a reconnect the ``connected``
+    and ``registered`` lines and the burst's numerics (001 through the end of
+    the MOTD, 376 or 422) are hidden, and ``summarize`` is called once at its
+    end; a JOIN or PRIVMSG ends the burst too, for servers without a MOTD reply.
+    """
+
+    END = frozenset({"376", "422", "JOIN", "PRIVMSG"})
+
+    def __init__(self, summarize: Callable[[], None]) -> None:
+        self.summarize = summarize
+        self.welcomed = False  # registered at least once
+        self.hiding = False
+
+    def shows(self, event: ClientEvent) -> bool:
+        """Whether ``event`` is worth a line; calls ``summarize`` when a quiet burst ends."""
+        if isinstance(event, Connected):
+            return not self.welcomed
+        if isinstance(event, Registered):
+            self.hiding, self.welcomed = self.welcomed, True
+            return not self.hiding
+        if not self.hiding or not isinstance(event, MessageEvent):
+            if isinstance(event, Disconnected):
+                self.hiding = False  # lost during the burst: the next one starts over
+            return True
+        command = event.message.command.upper()
+        if command in self.END:
+            self.hiding = False
+            self.summarize()
+        return not command.isdigit()
 
 
 def _farewell(event: ClientEvent) -> bool:

@@ -12,6 +12,7 @@ before anything is applied, at start and on SIGHUP alike.
 from __future__ import annotations
 
 import ipaddress
+import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,11 +29,15 @@ __all__ = [
     "build_config",
     "check_option",
     "load_file",
+    "plain",
 ]
 
 DEFAULT_PORT = 8546
 DEFAULT_SENDQ = 1024 * 1024
 LOOPBACK = ("127.0.0.0/8", "::1/128")
+# Longest topic, kick reason or away text: what still fits a 512-byte line
+# after the prefix, command, nick and channel (RFC 2812's 390-ish in practice).
+MAX_TEXT = 390
 
 
 @dataclass
@@ -109,10 +114,11 @@ class Option:
     """One setting: ``--NAME`` on the command line, ``NAME = ...`` in the file."""
 
     name: str  # flag without the dashes and file key, e.g. "flood-burst"
-    kind: str  # int, float, str, path, bool, choice, networks, opers
+    kind: str  # int, float, str, word (no spaces), path, bool, choice, networks, opers
     help: str
     metavar: str | None = None
     minimum: float | None = None
+    maximum: float | None = None
     choices: tuple[str, ...] = ()
     restart: bool = False  # read only at start: a reload logs that a restart is needed
 
@@ -128,54 +134,66 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("host", "str", "address to listen on; 0.0.0.0 listens on every interface",
            restart=True),
-    Option("port", "int", "TCP port to listen on; 0 picks a free one", minimum=0, restart=True),
-    Option("name", "str", "server name shown in message prefixes and numerics", restart=True),
-    Option("network", "str", "network name (ISUPPORT NETWORK)"),
+    Option("port", "int", "TCP port to listen on; 0 picks a free one", minimum=0,
+           maximum=65535, restart=True),
+    Option("name", "word", "server name shown in message prefixes and numerics", restart=True),
+    Option("network", "word", "network name (ISUPPORT NETWORK)"),
     Option("motd", "path", "text file sent as the message of the day (without one clients get "
            "422); re-read on SIGHUP", metavar="FILE"),
     Option("password", "str", "connection password clients must send with PASS"),
     Option("log-level", "choice", "logging verbosity on stderr",
            choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     Option("max-clients", "int", "most simultaneous connections; beyond it a new one gets "
-           "'ERROR :Server full'", minimum=1),
+           "'ERROR :Server full'", minimum=1, maximum=1_000_000),
     Option("max-per-ip", "int", "most simultaneous connections from one address (0: no "
-           "limit); beyond it 'ERROR :Too many connections from your address'", minimum=0),
+           "limit); beyond it 'ERROR :Too many connections from your address'", minimum=0,
+           maximum=1_000_000),
     Option("max-per-ip-exempt", "networks", "comma-separated addresses or networks not "
            "counted by --max-per-ip ('' for none)", metavar="CIDRS"),
     Option("sendq", "int", "per-client send queue limit in bytes; overflow disconnects that "
-           "client with 'SendQ exceeded'", metavar="BYTES", minimum=1024),
+           "client with 'SendQ exceeded'", metavar="BYTES", minimum=1024, maximum=1 << 30),
     Option("flood-burst", "int", "lines a client may send at once before flood control "
-           "delays the rest", metavar="LINES", minimum=1),
+           "delays the rest", metavar="LINES", minimum=1,
+           maximum=100_000),
     Option("flood-rate", "float", "lines per second a client may keep sending; 0 turns "
-           "flood control off (operators are always exempt)", metavar="LINES", minimum=0),
+           "flood control off (operators are always exempt)", metavar="LINES", minimum=0,
+           maximum=100_000),
     Option("recvq", "int", "bytes of delayed input a flooding client may have waiting; "
-           "beyond it 'ERROR :Excess Flood'", metavar="BYTES", minimum=512),
+           "beyond it 'ERROR :Excess Flood'", metavar="BYTES", minimum=512,
+           maximum=64 << 20),
     Option("ping-interval", "float", "seconds of silence before the server sends PING",
-           metavar="SECONDS", minimum=1),
+           metavar="SECONDS", minimum=1, maximum=86_400),
     Option("ping-timeout", "float", "seconds after that PING before 'Ping timeout'",
-           metavar="SECONDS", minimum=1),
+           metavar="SECONDS", minimum=1, maximum=86_400),
     Option("registration-timeout", "float", "seconds a connection may take to register "
-           "(NICK/USER/CAP END)", metavar="SECONDS", minimum=1),
+           "(NICK/USER/CAP END)", metavar="SECONDS", minimum=1, maximum=86_400),
     Option("tcp-nodelay", "bool", "send each flush at once (TCP_NODELAY) instead of letting "
            "the kernel merge small writes behind unacknowledged data (Nagle): lower latency "
            "on slow links, about twice the CPU per delivery at steady rates"),
     Option("tls-port", "int", "also listen for TLS on this port (needs --tls-cert and "
-           "--tls-key)", minimum=0, restart=True),
+           "--tls-key)", minimum=0, maximum=65535, restart=True),
     Option("tls-cert", "path", "PEM certificate chain for TLS; re-read on SIGHUP",
            metavar="FILE"),
     Option("tls-key", "path", "PEM private key for TLS; re-read on SIGHUP", metavar="FILE"),
     Option("tls-handshake-timeout", "float", "seconds a TLS handshake may take",
-           metavar="SECONDS", minimum=0.1),
-    Option("nicklen", "int", "longest nick (NICKLEN)", minimum=1),
-    Option("channellen", "int", "longest channel name (CHANNELLEN)", minimum=2),
-    Option("topiclen", "int", "longest topic in bytes (TOPICLEN)", minimum=1),
-    Option("kicklen", "int", "longest kick reason in bytes (KICKLEN)", minimum=1),
-    Option("awaylen", "int", "longest away message in bytes (AWAYLEN)", minimum=1),
-    Option("max-targets", "int", "targets of one PRIVMSG/NOTICE/TAGMSG (TARGMAX)", minimum=1),
-    Option("max-channels", "int", "channels one user may be in (CHANLIMIT)", minimum=1),
-    Option("max-list-entries", "int", "bans per channel (MAXLIST)", minimum=1),
-    Option("monitor-limit", "int", "nicks one client may MONITOR", minimum=0),
+           metavar="SECONDS", minimum=0.1, maximum=3600),
+    Option("nicklen", "int", "longest nick (NICKLEN)", minimum=1, maximum=200),
+    Option("channellen", "int", "longest channel name (CHANNELLEN)", minimum=2,
+           maximum=200),
+    Option("topiclen", "int", "longest topic in bytes (TOPICLEN)", minimum=1,
+           maximum=MAX_TEXT),
+    Option("kicklen", "int", "longest kick reason in bytes (KICKLEN)", minimum=1,
+           maximum=MAX_TEXT),
+    Option("awaylen", "int", "longest away message in bytes (AWAYLEN)", minimum=1,
+           maximum=MAX_TEXT),
+    Option("max-targets", "int", "targets of one PRIVMSG/NOTICE/TAGMSG (TARGMAX)", minimum=1,
+           maximum=100),
+    Option("max-channels", "int", "channels one user may be in (CHANLIMIT)", minimum=1,
+           maximum=10_000),
+    Option("max-list-entries", "int", "bans per channel (MAXLIST)", minimum=1, maximum=10_000),
+    Option("monitor-limit", "int", "nicks one client may MONITOR", minimum=0, maximum=10_000),
     Option("whowas-size", "int", "nick history entries kept for WHOWAS", minimum=0,
+           maximum=1_000_000,
            restart=True),
     Option("opers", "opers", "IRC operators: in the file a table of name = password (or "
            "a scrypt$ hash); on the command line --oper NAME:PASSWORD, repeatable"),
@@ -191,8 +209,12 @@ def check_option(option: Option, value: Any, where: str) -> Any:
         if not ok or isinstance(value, bool):
             raise ConfigError(f"{where}: expected {'a number' if kind == 'float' else 'an integer'}"
                               f", got {value!r}")  # fmt: skip
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         if option.minimum is not None and value < option.minimum:
-            raise ConfigError(f"{where}: must be at least {option.minimum:g}, got {value!r}")
+            raise ConfigError(f"{where}: must be at least {plain(option.minimum)}, got {value!r}")
+        if option.maximum is not None and value > option.maximum:
+            raise ConfigError(f"{where}: must be at most {plain(option.maximum)}, got {value!r}")
         return float(value) if kind == "float" else value
     if kind == "bool":
         if not isinstance(value, bool):
@@ -200,6 +222,8 @@ def check_option(option: Option, value: Any, where: str) -> Any:
         return value
     if not isinstance(value, str) and kind not in ("networks", "opers"):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if kind == "word" and (not value or not value.isprintable() or " " in value):
+        raise ConfigError(f"{where}: expected a name without spaces, got {value!r}")
     if kind == "path":
         return Path(value) if value else None
     if kind == "choice":
@@ -211,6 +235,11 @@ def check_option(option: Option, value: Any, where: str) -> Any:
     if kind == "opers":
         return _opers(value, where)
     return value
+
+
+def plain(number: float) -> str:
+    """``65535`` rather than ``65535.0``; ``0.1`` stays ``0.1``."""
+    return str(int(number)) if float(number).is_integer() else str(number)
 
 
 def _networks(value: Any, where: str) -> list[str]:

@@ -23,7 +23,14 @@ import gevent
 from gevent import ssl as gssl
 from gevent.server import StreamServer
 
-__all__ = ["Listener", "TlsHandshakeError", "make_tls_context", "tls_handshake"]
+__all__ = [
+    "ListenError",
+    "Listener",
+    "TlsHandshakeError",
+    "make_tls_context",
+    "show_address",
+    "tls_handshake",
+]
 
 log = logging.getLogger("greenchat.listener")
 
@@ -31,6 +38,15 @@ log = logging.getLogger("greenchat.listener")
 RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 MIN_PAUSE = 0.01
 MAX_PAUSE = 1.0
+
+
+class ListenError(Exception):
+    """A listening socket could not be opened; the message says where and why, in one line."""
+
+
+def show_address(host: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Listener(StreamServer):
@@ -41,6 +57,15 @@ class Listener(StreamServer):
         self.exhausted = False
         self._pause = MIN_PAUSE
         self._resume_later: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        """Bind and listen; :class:`ListenError` (not a traceback) if that fails."""
+        try:
+            super().start()
+        except OSError as exc:  # unknown host (gaierror), address in use, no permission
+            why = (exc.strerror or str(exc)).removesuffix(f": {self.address!r}")  # gevent adds it
+            where = show_address(*self.address[:2])
+            raise ListenError(f"cannot listen on {where}: {why}") from None
 
     def do_read(self):
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import socket
 import time
 from collections import Counter
@@ -35,6 +36,7 @@ from greenchat.server.listener import (
     Listener,
     TlsHandshakeError,
     make_tls_context,
+    show_address,
     tls_handshake,
 )
 from greenchat.server.memory import Trimmer
@@ -117,10 +119,17 @@ class ChatServer:
             except BaseException:
                 self._stream.close()
                 raise
-            log.info("greenchat listening for TLS on %s:%s", *self.tls_address)
         self._keepalive = gevent.spawn(self._keepalive_loop)
-        host, port = self.address
-        log.info("greenchat listening on %s:%s as %s", host, port, self.config.name)
+        # Worded unlike the "listening on" line cli.py prints on stdout: in a
+        # terminal the two streams interleave.
+        tls = f", TLS on {show_address(*self.tls_address)}" if self.tls_address else ""
+        log.info(
+            "started %s (pid %d): IRC on %s%s",
+            self.config.name,
+            os.getpid(),
+            show_address(*self.address),
+            tls,
+        )
 
     def reload(self, new: ServerConfig) -> None:
         """Apply ``new`` (already checked) to the running server; nobody is dropped.

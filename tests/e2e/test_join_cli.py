@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -259,6 +260,69 @@ def test_server_gone_reconnects_visibly_then_exits_nonzero(join_tmux) -> None:
             assert frank.exit_status() == 2
     finally:
         serve.stop()
+
+
+def test_a_chat_window_keeps_trying_until_the_server_is_back(join_tmux) -> None:
+    """No --max-retries: attempts go on and show, and the return is one summary line."""
+    serve = ServeProcess("--log-level", "WARNING")
+    port = serve.port
+    try:
+        gina = join_tmux("--port", str(port), "--nick", "gina")
+        with gina.screen_on_failure():
+            gina.wait_ready()
+            serve.stop()
+            gina.wait_screen(r"!! disconnected: .*Server shutting down")
+            gina.wait_screen(rf"!! cannot connect to 127\.0\.0\.1:{port}: Connection refused")
+            gina.wait_screen(r"reconnecting in \d+\.\d s \(attempt 2\)$")  # no "/N": no limit
+            serve = ServeProcess("--port", str(port), "--log-level", "WARNING")
+            screen = gina.wait_screen(
+                rf"-- reconnected to 127\.0\.0\.1:{port} as gina; rejoining #lobby", timeout=15
+            )
+            after = screen.split("-- reconnected to", 1)[1]
+            assert "Welcome" not in after and "connected to" not in after  # no second burst
+            assert "!! disconnected: cannot connect" not in screen
+            gina.wait_screen(r"#lobby --> gina joined[\s\S]*#lobby --> gina joined")
+            gina.type("back again")
+            raw = IrcClient(serve.port).register("rawback").join("#lobby")
+            gina.type("still here")
+            raw.expect(r"^:gina!\S+ PRIVMSG #lobby :still here$")
+    finally:
+        serve.stop()
+
+
+def test_pipe_mode_says_cannot_connect_and_fails_fast() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    out = run_piped(["--port", str(port), "--max-retries", "0"], "lost\n")
+    assert out.returncode == 2
+    stamp = r"\d\d:\d\d !!"
+    assert re.fullmatch(
+        rf"{stamp} cannot connect to 127\.0\.0\.1:{port}: Connection refused\n"
+        rf"{stamp} not connected: not sent\n",
+        out.stderr,
+    ), out.stderr
+    assert time.monotonic() - started < 10
+
+
+def test_make_join_runs_the_client_with_args(server, connect) -> None:
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    raw: IrcClient = connect("rawmake").join("#lobby")
+    root = Path(__file__).parents[2]
+    # -o: treat the venv as up to date; the suite runs in it already.
+    out = subprocess.run(
+        ["make", "-s", "-o", ".venv/.installed", "join", f"ARGS=--nick maker --port {server.port}"],
+        input="made it\n",
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        cwd=root,
+        env=clean_env(),
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    raw.expect(r"^:maker!\S+ PRIVMSG #lobby :made it$")
 
 
 # -- the client thread itself, driven from this (non-gevent) thread ---------------------

@@ -73,7 +73,47 @@ def test_port_in_use_is_a_clear_error():
             [str(SERVE), "--port", str(port)], capture_output=True, text=True, timeout=30
         )
     assert out.returncode == 1
-    assert "cannot start" in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr == (
+        f"greenchat-serve: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
+
+
+def test_unknown_host_is_one_plain_line():
+    out = subprocess.run(
+        [str(SERVE), "--host", "256.0.0.1"], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 1
+    assert out.stderr.startswith("greenchat-serve: cannot listen on 256.0.0.1:8546: ")
+    assert len(out.stderr.splitlines()) == 1 and out.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "99999"], "greenchat-serve: --port: must be at most 65535, got 99999"),
+        (["--tls-port", "70000"], "greenchat-serve: --tls-port: must be at most 65535"),
+        (["--port", "abc"], "greenchat-serve: --port: expected an integer, got 'abc'"),
+    ],
+)
+def test_out_of_range_values_are_one_line_and_exit_2(args, message):
+    out = subprocess.run([str(SERVE), *args], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    first, *rest = out.stderr.splitlines()
+    assert first.startswith(message) and "Traceback" not in out.stderr
+    assert rest == ["Try 'greenchat-serve --help' for more information."]
+
+
+def test_start_says_once_where_it_listens_and_how_to_connect(serve):
+    server = serve()
+    banner = []
+    while len(banner) < 3:  # the rest of what it printed after the first line
+        banner.append(server.proc.stdout.readline().strip())
+    # `make join` when make started it (as `make test` does), else the script.
+    join = rf'(make join ARGS="--port {server.port}"|greenchat-join --port {server.port})'
+    assert re.fullmatch(rf"to chat, in another terminal:  {join}", banner[0]), banner
+    assert banner[1] == f"or with any IRC client:        irssi -c 127.0.0.1 -p {server.port}"
+    logs = server.wait_log(r"started greenchat\.local \(pid \d+\): IRC on 127\.0\.0\.1:")
+    assert "listening" not in logs  # stdout said that already
 
 
 def test_stalled_member_memory_stays_bounded(serve):

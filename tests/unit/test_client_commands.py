@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from greenchat.cli import build_join_parser, join_options
+from greenchat.cli import LINE_MODE_RETRIES, build_join_parser, join_options
 from greenchat.client.commands import (
     COMMANDS,
     DEFAULT_QUIT,
@@ -220,14 +220,46 @@ def test_split_text_fits_each_piece_in_a_line() -> None:
 # -- flags -----------------------------------------------------------------------------------
 
 
-def options(*argv: str, **env: str):
-    return join_options(build_join_parser().parse_args(list(argv)), env)
+def options(*argv: str, interactive: bool = True, **env: str):
+    return join_options(build_join_parser().parse_args(list(argv)), env, interactive)
 
 
 def test_zero_flags_defaults() -> None:
     o = options(USER="erin")
     assert (o.host, o.port, o.nick, o.channels) == ("127.0.0.1", 8546, "erin", ("#lobby",))
-    assert o.color and not o.tls and not o.listen and o.max_retries == 5
+    assert o.color and not o.tls and not o.listen
+
+
+def test_a_prompt_keeps_reconnecting_and_scripts_fail_fast() -> None:
+    assert options().max_retries is None  # until the user quits
+    assert options(interactive=False).max_retries == LINE_MODE_RETRIES
+    assert options("--listen").max_retries == LINE_MODE_RETRIES
+    assert options("--max-retries", "3").max_retries == 3
+    assert options("--max-retries", "0", interactive=False).max_retries == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "abc"], "--port: expected an integer, got 'abc'"),
+        (["--port", "0"], "--port: must be at least 1, got 0"),
+        (["--port", "99999"], "--port: must be at most 65535, got 99999"),
+        (["--max-retries", "-1"], "--max-retries: must be at least 0, got -1"),
+        (["--channel", "#a b"], "--channel: '#a b' is not a valid channel name"),
+        (["--channel", "bad,chan"], "--channel: 'bad,chan' is not a valid channel name"),
+        (["--channel", "#"], "--channel: '#' is not a valid channel name"),
+        (["--nick", "9lives"], "--nick: '9lives' is not a valid nick"),
+        (["--nick", "a b"], "--nick: 'a b' is not a valid nick"),
+        (["--colour"], "unrecognized arguments: --colour"),
+    ],
+)
+def test_bad_flags_get_one_line_and_exit_2(capsys, argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_join_parser().parse_args(argv)
+    assert exited.value.code == 2
+    first, *rest = capsys.readouterr().err.splitlines()
+    assert first.startswith(f"greenchat-join: {message}")
+    assert rest == ["Try 'greenchat-join --help' for more information."]
 
 
 def test_flags() -> None:

@@ -7,7 +7,15 @@ import zlib
 
 import pytest
 
-from greenchat.client.events import Disconnected, GaveUp, MessageEvent, Reconnecting
+from greenchat.client.events import (
+    ClientEvent,
+    Connected,
+    Disconnected,
+    GaveUp,
+    MessageEvent,
+    Reconnecting,
+    Registered,
+)
 from greenchat.client.format import (
     DIM,
     HIGHLIGHT,
@@ -19,6 +27,7 @@ from greenchat.client.format import (
     timestamp,
     use_color,
 )
+from greenchat.client.terminal import ReconnectQuieter
 from greenchat.protocol.message import parse
 
 NOW = 1_700_000_000.0  # a fixed "now" for lines without server-time
@@ -227,11 +236,63 @@ def test_connection_events(utc) -> None:
     reconnect = PLAIN.event(Reconnecting(1, 2.06, 5, time=NOW), "me")
     assert reconnect.text == "22:13 !! reconnecting in 2.1 s (attempt 1/5)"
     assert reconnect.kind == "alert"
+    forever = PLAIN.event(Reconnecting(7, 41.0, None, time=NOW), "me")
+    assert forever.text == "22:13 !! reconnecting in 41.0 s (attempt 7)"
     lost = PLAIN.event(Disconnected("server closed the connection", True, time=NOW), "me")
     assert lost.text == "22:13 !! disconnected: server closed the connection"
+    refused = "cannot connect to 127.0.0.1:8546: Connection refused"
+    never = PLAIN.event(Disconnected(refused, True, connected=False, time=NOW), "me")
+    assert never.text == f"22:13 !! {refused}"  # never connected: not "disconnected"
     gave_up = PLAIN.event(GaveUp(1, "connection refused", time=NOW), "me")
-    assert gave_up.text == "22:13 !! gave up after 1 reconnect attempt: connection refused"
-    no_retries = PLAIN.event(GaveUp(0, "connection refused", time=NOW), "me")
-    assert no_retries.text == "22:13 !! gave up: connection refused"
+    assert gave_up.text == "22:13 !! gave up after 1 reconnect attempt"
+    assert PLAIN.event(GaveUp(0, "connection refused", time=NOW), "me") is None
     message = PLAIN.event(MessageEvent(parse(":a!b@c PRIVMSG #x :hi"), time=NOW), "me")
     assert message.text == "22:13 #x <a> hi"
+
+
+def _burst(nick: str = "me") -> list[MessageEvent]:
+    lines = [
+        f":srv 001 {nick} :Welcome to the greenchat IRC Network {nick}",
+        f":srv 002 {nick} :Your host is srv",
+        f":srv 005 {nick} CHANTYPES=# :are supported by this server",
+        f":srv 251 {nick} :There are 2 users",
+        f":srv 375 {nick} :- srv Message of the day -",
+        f":srv 372 {nick} :- hello",
+        f":srv 376 {nick} :End of /MOTD command.",
+        f":{nick}!u@h JOIN #lobby",
+    ]
+    return [MessageEvent(parse(line)) for line in lines]
+
+
+def _session() -> list[ClientEvent]:
+    return [
+        Connected("127.0.0.1", 8546, False),
+        Registered("me", frozenset()),
+        *_burst(),
+    ]
+
+
+def test_a_reconnect_shows_one_summary_instead_of_the_welcome_burst() -> None:
+    summaries: list[str] = []
+    quieter = ReconnectQuieter(lambda: summaries.append("summary"))
+    first = [e for e in _session() if quieter.shows(e)]
+    assert len(first) == 10 and summaries == []  # the first time: everything
+    lost = Disconnected("server closed the connection", True)
+    refused = Disconnected("cannot connect", True, connected=False)
+    assert quieter.shows(lost) and quieter.shows(Reconnecting(1, 0.7, None))
+    assert quieter.shows(refused)
+    again = [e for e in _session() if quieter.shows(e)]
+    # Only our JOIN is left, after the summary the end of the MOTD triggered.
+    assert [e.message.command for e in again] == ["JOIN"] and summaries == ["summary"]
+
+
+def test_a_burst_without_motd_numerics_ends_at_the_first_join() -> None:
+    summaries: list[str] = []
+    quieter = ReconnectQuieter(lambda: summaries.append("summary"))
+    events: list[ClientEvent] = [Registered("me", frozenset()), *_burst()]
+    assert all(quieter.shows(e) for e in events)
+    burst = [e for e in _burst() if e.message.command not in ("375", "372", "376")]
+    shown = [e for e in [Registered("me", frozenset()), *burst] if quieter.shows(e)]
+    assert shown == [burst[-1]] and summaries == ["summary"]  # the same JOIN object
+    later = MessageEvent(parse(":srv 311 me bob u h * :Bob"))  # WHOIS reply: shown again
+    assert quieter.shows(later)

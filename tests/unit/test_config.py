@@ -60,11 +60,56 @@ def test_file_values_are_read_and_checked(tmp_path):
         ('max-per-ip-exempt = ["not an address"]', "is not an address or network"),
         ("opers = 5", "opers: expected a table"),
         ("port = [", "not valid TOML"),
+        ("port = 99999", "port: must be at most 65535, got 99999"),
+        ("tls-port = 65536", "tls-port: must be at most 65535"),
+        ("ping-interval = inf", "ping-interval: expected a finite number, got inf"),
+        ("flood-rate = nan", "flood-rate: expected a finite number"),
+        ("topiclen = 1000", "topiclen: must be at most 390"),
+        ('name = "my server"', "name: expected a name without spaces"),
+        ('network = ""', "network: expected a name without spaces"),
     ],
 )
 def test_bad_files_are_refused_with_the_key_named(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_file(write(tmp_path, text))
+
+
+def test_every_number_has_a_range_that_holds_its_default():
+    defaults = ServerConfig()
+    for option in OPTIONS:
+        if option.kind not in ("int", "float"):
+            continue
+        assert option.minimum is not None and option.maximum is not None, option.name
+        default = getattr(defaults, option.attr)
+        if default is not None:  # tls-port: none unless set
+            assert option.minimum <= default <= option.maximum, option.name
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "99999"], "--port: must be at most 65535, got 99999"),
+        (["--port", "abc"], "--port: expected an integer, got 'abc'"),
+        (["--tls-port", "-1"], "--tls-port: must be at least 0, got -1"),
+        (["--ping-timeout", "nan"], "--ping-timeout: expected a finite number, got nan"),
+        (["--log-level", "loud"], "--log-level: expected one of DEBUG, INFO, WARNING, ERROR"),
+        (["--nope"], "unrecognized arguments: --nope"),
+        (["--port"], "--port: expected one argument"),
+    ],
+)
+def test_a_bad_flag_is_one_line_and_a_pointer_to_help(capsys, argv, message):
+    with pytest.raises(SystemExit) as exited:
+        build_serve_parser().parse_args(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"greenchat-serve: {message}",
+        "Try 'greenchat-serve --help' for more information.",
+    ]
+
+
+def test_help_shows_each_range():
+    text = build_serve_parser().format_help()
+    assert "0 to 65535" in " ".join(text.split())
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
