@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test test-deps lint bench-fanout bench loadtest clean
+.PHONY: serve join test test-deps lint bench-fanout bench loadtest clean
 
 # Create or refresh the virtualenv whenever pyproject.toml changes.
 $(STAMP): pyproject.toml Makefile
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml Makefile
 
 serve: $(STAMP)
 	$(BIN)/greenchat-serve $(ARGS)
+
+# The terminal client, joined to #lobby on the server `make serve` started.
+join: $(STAMP)
+	$(BIN)/greenchat-join $(ARGS)
 
 # Real IRC clients driven by tests/e2e/test_real_clients.py, as "command:debian-package".
 CLIENT_DEPS := irssi:irssi weechat-headless:weechat-headless tmux:tmux
