@@ -374,6 +374,7 @@ def draw_plots(out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    servers.exit_on_sigterm()  # so run_case's finally and the atexit hook stop its servers
     args = parse_args(argv)
     raise_fd_limit()
     opts = Options(args.procs, args.sources, args.concurrency, args.quick)

@@ -40,9 +40,10 @@ Deliveries are timed with ``CLOCK_MONOTONIC``, which all processes share.
 127.0.0.K.
 
 By default the script starts ``greenchat-serve --port 0`` itself and stops it
-with SIGTERM at the end; ``--server HOST:PORT --server-pid PID`` measures an
-already running server instead. ``bench.py`` runs this same benchmark (as its
-``fanout`` and ``bigroom`` workloads) against several servers.
+with SIGTERM at the end, also when the script itself gets SIGTERM or SIGHUP;
+``--server HOST:PORT --server-pid PID`` measures an already running server
+instead. ``bench.py`` runs this same benchmark (as its ``fanout`` and
+``bigroom`` workloads) against several servers.
 
 Usage::
 
@@ -56,6 +57,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import atexit  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
@@ -83,6 +85,7 @@ from loadgen import (  # noqa: E402
     medians,
     raise_fd_limit,
 )
+from servers import exit_on_sigterm, record_pid  # noqa: E402
 
 CHANNEL = "#fanout"
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
@@ -152,15 +155,25 @@ def default_server_cmd(clients: int) -> list[str]:
 
 
 def start_server(cmd: list[str], timeout: float = 30.0) -> ServerHandle:
-    """Start the server in its own session and wait for its 'listening on' line."""
+    """Start the server in its own session and wait for its 'listening on' line.
+
+    It is stopped at exit too: its own session keeps it from signals meant for this script.
+    """
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    record_pid(proc.pid)
+    server = ServerHandle("", 0, proc.pid, proc)
+    atexit.register(stop_server, server)
     assert proc.stdout is not None
-    with gevent.Timeout(timeout, RuntimeError(f"server did not start: {shlex.join(cmd)}")):
-        for line in proc.stdout:
-            if match := LISTEN_RE.search(line):
-                return ServerHandle(match[1], int(match[2]), proc.pid, proc)
-    stop_server(ServerHandle("", 0, proc.pid, proc))
-    raise RuntimeError(f"server exited without a 'listening on' line: {shlex.join(cmd)}")
+    try:
+        with gevent.Timeout(timeout, RuntimeError(f"server did not start: {shlex.join(cmd)}")):
+            for line in proc.stdout:
+                if match := LISTEN_RE.search(line):
+                    server.host, server.port = match[1], int(match[2])
+                    return server
+        raise RuntimeError(f"server exited without a 'listening on' line: {shlex.join(cmd)}")
+    except BaseException:
+        stop_server(server)
+        raise
 
 
 def attach_server(address: str, pid: int | None) -> ServerHandle:
@@ -422,6 +435,7 @@ def benchmark(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    exit_on_sigterm()  # so the finally below and the atexit hook stop the server
     args = parse_args(argv)
     raise_fd_limit(args.clients // args.procs + 64)
     if args.server:
@@ -433,11 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd = shlex.split(args.server_cmd) if args.server_cmd else default_server_cmd(args.clients)
         args.server_cmd_used = shlex.join(cmd)
         server = start_server(cmd)
-    print(
-        f"fanout: N={args.clients} S={args.senders} M={args.messages} size={args.size}"
-        f" R={args.repeat} P={args.procs} server {server.host}:{server.port} pid {server.pid}"
-    )
     try:
+        print(
+            f"fanout: N={args.clients} S={args.senders} M={args.messages} size={args.size}"
+            f" R={args.repeat} P={args.procs} server {server.host}:{server.port} pid {server.pid}"
+        )
         runs, _ = benchmark(args, server)
     except (RuntimeError, OSError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)

@@ -21,6 +21,12 @@ Every server listens on 127.0.0.1 only. ``start`` returns once a probe client
 has registered (``NICK``/``USER`` answered with ``001``), so the server is
 really serving; ``stop`` ends exactly the process that ``start`` started.
 
+Servers run in their own session, so no signal meant for the harness reaches
+them: a harness calls :func:`exit_on_sigterm`, and an atexit hook stops what
+is still running. Every PID started is also appended to the file named by
+``$GREENCHAT_PID_LOG`` when set (``tests/process_guard.py`` sets it and ends
+whatever outlived the test run).
+
 The module works with and without gevent's monkey-patching: it only uses
 ``socket``, ``subprocess`` and ``time``, and every wait polls with a deadline.
 """
@@ -60,6 +66,7 @@ LOG_CAP = 64 * 1024 * 1024  # ngIRCd's log stops growing here (see _raise_fd_lim
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
 # Where Debian puts the daemons; a non-root PATH often lacks the sbin folders.
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+PID_LOG_ENV = "GREENCHAT_PID_LOG"
 _probe_ids = itertools.count()
 _running: dict[int, RunningServer] = {}  # started and not yet stopped, by PID
 
@@ -104,6 +111,39 @@ def available() -> list[str]:
     found.append("threaded")
     found += [name for name in ("ngircd", "inspircd") if _which(name)]
     return found
+
+
+# -- process hygiene ---------------------------------------------------------------------
+
+
+def record_pid(pid: int) -> None:
+    """Append ``pid`` to ``$GREENCHAT_PID_LOG`` (if set), for the test run's process guard."""
+    if path := os.environ.get(PID_LOG_ENV):
+        with contextlib.suppress(OSError), open(path, "a") as log:
+            log.write(f"{pid}\n")
+
+
+def _ignore(signum: int, frame: object) -> None:
+    pass
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM and SIGHUP into ``SystemExit`` in this process.
+
+    Servers run in their own session and never see the signal that ends their
+    harness; as SystemExit it unwinds the harness's ``finally`` blocks and
+    atexit hooks, which stop them.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        # A second signal must not cut the cleanup short. A Python no-op, not
+        # SIG_IGN: an ignored signal would be inherited by what the cleanup starts.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _ignore)
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
 
 
 # -- starting ---------------------------------------------------------------------------
@@ -271,6 +311,7 @@ def _start_once(name: str, rundir: Path, max_clients: int, deadline: float) -> R
             preexec_fn=_raise_fd_limit_cap_log if name == "ngircd" else _raise_fd_limit,
             start_new_session=True,  # a Ctrl-C in the harness's terminal doesn't reach it
         )
+    record_pid(proc.pid)
     server = RunningServer(name, HOST, port, proc.pid, proc, log)
     _running[proc.pid] = server
     try:
@@ -315,18 +356,18 @@ def start(name: str, tmpdir: Path, max_clients: int = 20000) -> RunningServer:
 
 def stop(server: RunningServer, deadline: float = STOP_DEADLINE) -> None:
     """SIGTERM the server's own PID, wait up to ``deadline`` s, then SIGKILL it."""
-    _running.pop(server.pid, None)
     proc = server.proc
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=deadline)
-    except subprocess.TimeoutExpired:
+    if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(timeout=deadline)
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=deadline)
+    # Only once it is gone: a stop cut short (SystemExit) leaves it to the atexit hook.
+    _running.pop(server.pid, None)
 
 
 @atexit.register

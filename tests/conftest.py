@@ -11,6 +11,9 @@ from transcript import IrcClient, ServerThread
 
 from greenchat.server.config import ServerConfig
 
+# Fails the run if a process the tests started outlives it (tests/process_guard.py).
+pytest_plugins = ["process_guard"]
+
 
 @pytest.fixture
 def make_server():

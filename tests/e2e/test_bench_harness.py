@@ -6,11 +6,12 @@ Tiny sizes (``--quick``); the real numbers live in benchmarks/results/.
 from __future__ import annotations
 
 import json
-import subprocess
+import signal
 import sys
 from pathlib import Path
 
 import pytest
+from process_guard import run_bounded, terminate_once_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -28,7 +29,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         sys.executable, str(ROOT / "benchmarks" / "bench.py"),
         "--quick", "--servers", ",".join(SERVERS), "--out", str(out),
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=80)
+    # 60 s + run_bounded's 10 s grace stay within the 90 s test timeout.
+    done = run_bounded(cmd, timeout=60)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out
 
@@ -89,7 +91,7 @@ def test_several_generator_processes_and_source_addresses(tmp_path: Path) -> Non
         "--quick", "--servers", "greenchat", "--workloads", "fanout,latency,slow",
         "--procs", "2", "--sources", "3", "--no-plots", "--out", str(tmp_path),
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    done = run_bounded(cmd, timeout=60)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     fanout = next(iter(load(tmp_path, "fanout")["servers"]["greenchat"]["cases"].values()))
     run = fanout["result"]["runs"][0]
@@ -102,3 +104,15 @@ def test_several_generator_processes_and_source_addresses(tmp_path: Path) -> Non
         "procs": 2, "sources": 3, "concurrency": 100,
         "concurrency_per_server": {"ngircd": 10, "inspircd": 2000},
     }  # fmt: skip
+
+
+def test_sigterm_stops_the_servers_it_started(tmp_path: Path) -> None:
+    """bench.py stops its servers (in their own session) itself when it is terminated."""
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "bench.py"),
+        "--quick", "--servers", "greenchat", "--workloads", "fanout", "--no-plots",
+        "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    status, pids, survivors = terminate_once_serving(cmd, tmp_path / "pids", tmp_path / "log")
+    assert status == 128 + signal.SIGTERM, (tmp_path / "log").read_text()
+    assert pids and survivors == []
