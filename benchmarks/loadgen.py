@@ -372,7 +372,8 @@ def connect_all(
         gevent.joinall(jobs, raise_error=True)
     except BaseException:
         gevent.killall(jobs)
-        close_all([job.value for job in jobs if job.value is not None])
+        # A killed job's value is its GreenletExit: close only the clients made.
+        close_all([job.value for job in jobs if isinstance(job.value, Client)])
         raise
     return [job.value for job in jobs]
 
