@@ -27,6 +27,7 @@ import struct
 import sys
 import termios
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import gevent
@@ -197,6 +198,16 @@ class Connection:
 
     def release_output(self) -> None:
         self.enqueue = self.sendq.put
+
+    @contextlib.contextmanager
+    def uncaptured(self) -> Iterator[None]:
+        """Send output straight to the queue for a while, e.g. while a labeled
+        command waits and other greenlets fan out to this client."""
+        capture, self.enqueue = self.enqueue, self.sendq.put
+        try:
+            yield
+        finally:
+            self.enqueue = capture
 
     def numeric(self, code: str, *params: str, trailing: bool = True) -> None:
         """Queue a numeric reply from the server to this client.

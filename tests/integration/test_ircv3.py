@@ -140,3 +140,36 @@ def test_cap_req_after_registration_changes_output(connect):
     late.expect(r" CAP late ACK :?-server-time$")
     sender.send("PRIVMSG #c :and without")
     assert late.expect(r"and without$").string.startswith(":sender!")
+
+
+def test_a_waiting_labeled_command_labels_only_its_own_replies(make_server, connect, monkeypatch):
+    """OPER waits for scrypt in the thread pool; what others say meanwhile is not its reply."""
+    import threading
+
+    from greenchat.server.commands import oper as oper_commands
+    from greenchat.server.oper import hash_password
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_verify(password: str, stored: str) -> bool:  # runs in a pool thread
+        started.set()
+        release.wait(10)
+        return True
+
+    monkeypatch.setattr(oper_commands, "verify_password", slow_verify)
+    server = make_server(opers={"admin": hash_password("pw")})
+    admin = connect(port=server.port).register_with_caps("admin", "labeled-response batch")
+    admin.join("#w")
+    talker = connect("talker", port=server.port).join("#w")
+    admin.send("@label=op OPER admin pw")
+    assert started.wait(10)
+    talker.send("PRIVMSG #w :said while admin waits")
+    said = admin.expect(r" PRIVMSG #w :said while admin waits$")
+    assert "label" not in said.string and "batch" not in said.string  # went out at once
+    release.set()
+    start = admin.expect(r" BATCH \+(\S+) labeled-response$")
+    assert tags_of(start.string) == {"label": "op"}
+    ref = start.group(1)
+    assert tags_of(admin.expect(r" 381 admin ").string) == {"batch": ref}
+    assert tags_of(admin.expect(r" MODE admin :?\+o$").string) == {"batch": ref}
+    admin.expect(rf"^:greenchat\.local BATCH -{ref}$")

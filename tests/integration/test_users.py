@@ -497,3 +497,14 @@ def test_new_caps_are_advertised(connect):
     listed = client.expect(r" CAP \* LS :(.*)$").group(1).split()
     for cap in ("away-notify", "chghost", "extended-monitor", "setname"):
         assert cap in listed
+
+
+def test_every_operator_command_refuses_others_with_481(connect):
+    from greenchat.server.commands import COMMANDS
+
+    operator_only = sorted(spec.name for spec in COMMANDS.values() if spec.oper)
+    assert operator_only == ["CHGHOST", "KILL", "WALLOPS"]
+    plain = connect("plain")
+    for name in operator_only:
+        plain.send(" ".join([name, *["x"] * COMMANDS[name].min_params]))
+        plain.expect(r" 481 plain :Permission Denied - You're not an IRC operator$")

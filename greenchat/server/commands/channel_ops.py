@@ -9,8 +9,6 @@ from greenchat.protocol.message import Message, truncate_utf8
 from greenchat.protocol.numerics import (
     ERR_CHANOPRIVSNEEDED,
     ERR_NEEDMOREPARAMS,
-    ERR_NOSUCHCHANNEL,
-    ERR_NOSUCHNICK,
     ERR_NOTONCHANNEL,
     ERR_USERNOTINCHANNEL,
     ERR_USERONCHANNEL,
@@ -20,6 +18,7 @@ from greenchat.protocol.numerics import (
     RPL_LISTSTART,
 )
 from greenchat.server.commands.channels import visible_to
+from greenchat.server.commands.lookup import channel_or_403, user_or_401
 from greenchat.server.commands.table import command
 from greenchat.server.outgoing import Relay
 
@@ -54,15 +53,15 @@ def kick(server: ChatServer, conn: Connection, msg: Message) -> None:
 
 
 def kick_one(server: ChatServer, conn: Connection, name: str, nick: str, reason: str) -> None:
-    channel = server.hub.get_channel(name)
+    channel = channel_or_403(server, conn, name)
     if channel is None:
-        conn.numeric(ERR_NOSUCHCHANNEL, name, "No such channel")
-    elif conn not in channel.members:
+        return
+    if conn not in channel.members:
         conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
     elif not channel.is_op(conn):
         conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
-    elif (target := server.hub.nick_owner(nick)) is None or not target.registered:
-        conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
+    elif (target := user_or_401(server, conn, nick)) is None:
+        return
     elif target not in channel.members:
         conn.numeric(ERR_USERNOTINCHANNEL, target.nick, channel.name, "They aren't on that channel")
     else:
@@ -76,14 +75,10 @@ def kick_one(server: ChatServer, conn: Connection, name: str, nick: str, reason:
 def invite(server: ChatServer, conn: Connection, msg: Message) -> None:
     """``INVITE nick #chan``: members may invite; on a +i channel only ops."""
     nick, name = msg.params[0], msg.params[1]
-    target = server.hub.nick_owner(nick)
-    if target is None or not target.registered:
-        conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
+    target = user_or_401(server, conn, nick)
+    if target is None or (channel := channel_or_403(server, conn, name)) is None:
         return
-    channel = server.hub.get_channel(name)
-    if channel is None:
-        conn.numeric(ERR_NOSUCHCHANNEL, name, "No such channel")
-    elif conn not in channel.members:
+    if conn not in channel.members:
         conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
     elif "i" in channel.modes and not channel.is_op(conn):
         conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")

@@ -27,7 +27,6 @@ from greenchat.protocol.numerics import (
     ERR_INVALIDMODEPARAM,
     ERR_INVITEONLYCHAN,
     ERR_NOSUCHCHANNEL,
-    ERR_NOSUCHNICK,
     ERR_NOTONCHANNEL,
     ERR_TOOMANYCHANNELS,
     ERR_UNKNOWNMODE,
@@ -43,6 +42,7 @@ from greenchat.protocol.numerics import (
     RPL_TOPICWHOTIME,
 )
 from greenchat.server.commands import users
+from greenchat.server.commands.lookup import channel_or_403, user_or_401
 from greenchat.server.commands.table import command
 from greenchat.server.outgoing import Relay
 from greenchat.server.welcome import (
@@ -138,10 +138,10 @@ def join_refusal(conn: Connection, channel: Channel, key: str) -> str | None:
 def part(server: ChatServer, conn: Connection, msg: Message) -> None:
     reason = msg.params[1] if len(msg.params) > 1 else ""
     for name in msg.params[0].split(","):
-        channel = server.hub.get_channel(name)
+        channel = channel_or_403(server, conn, name)
         if channel is None:
-            conn.numeric(ERR_NOSUCHCHANNEL, name, "No such channel")
-        elif conn not in channel.members:
+            continue
+        if conn not in channel.members:
             conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
         else:
             server.hub.part(conn, channel, reason)
@@ -210,9 +210,8 @@ def send_topic(server: ChatServer, conn: Connection, channel: Channel) -> None:
 
 @command("TOPIC", min_params=1)
 def topic(server: ChatServer, conn: Connection, msg: Message) -> None:
-    channel = server.hub.get_channel(msg.params[0])
+    channel = channel_or_403(server, conn, msg.params[0])
     if channel is None:
-        conn.numeric(ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
         return
     if len(msg.params) == 1:
         if "s" in channel.modes and conn not in channel.members:  # no peeking into +s
@@ -250,9 +249,8 @@ class ModeChange:
 
 
 def channel_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
-    channel = server.hub.get_channel(msg.params[0])
+    channel = channel_or_403(server, conn, msg.params[0])
     if channel is None:
-        conn.numeric(ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
         return
     if len(msg.params) == 1:
         send_channel_modes(conn, channel)
@@ -429,10 +427,8 @@ def _apply_ban(
 def _apply_prefix(
     server: ChatServer, conn: Connection, channel: Channel, change: ModeChange
 ) -> ModeChange | None:
-    nick = change.arg or ""
-    target = server.hub.nick_owner(nick)
-    if target is None or not target.registered:
-        conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
+    target = user_or_401(server, conn, change.arg or "")
+    if target is None:
         return None
     modes = channel.members.get(target)
     if modes is None:

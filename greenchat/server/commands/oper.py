@@ -12,21 +12,19 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
-import gevent
-
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import (
     ERR_CANTKILLSERVER,
     ERR_NOOPERHOST,
-    ERR_NOPRIVILEGES,
     ERR_NOSUCHNICK,
     ERR_PASSWDMISMATCH,
     ERR_UNKNOWNERROR,
     RPL_YOUREOPER,
 )
+from greenchat.server.commands.lookup import user_or_401
 from greenchat.server.commands.registration import USERLEN
-from greenchat.server.commands.table import command
+from greenchat.server.commands.table import command, wait_for
 from greenchat.server.commands.users import is_oper
 from greenchat.server.hub import PREFIXES
 from greenchat.server.oper import verify_password
@@ -43,18 +41,10 @@ _VALID_USER = re.compile(rf"~?[A-Za-z0-9_.\-]{{1,{USERLEN}}}")
 _VALID_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:\-/]{0,62}")
 
 
-def require_oper(conn: Connection) -> bool:
-    """True for operators; everyone else gets 481."""
-    if is_oper(conn):
-        return True
-    conn.numeric(ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
-    return False
-
-
 # -- OPER -------------------------------------------------------------------------
 
 
-@command("OPER", min_params=2)
+@command("OPER", min_params=2, yields=True)
 def oper(server: ChatServer, conn: Connection, msg: Message) -> None:
     name, password = msg.params[0], msg.params[1]
     if is_oper(conn):
@@ -64,22 +54,13 @@ def oper(server: ChatServer, conn: Connection, msg: Message) -> None:
     if stored is None:
         conn.numeric(ERR_NOOPERHOST, "No O-lines for your host")
         return
-    if not _password_matches(password, stored):
+    if not wait_for(conn, verify_password, password, stored):
         log.warning("failed OPER as %s by %s", name, conn.prefix)
         conn.numeric(ERR_PASSWDMISMATCH, "Password incorrect")
         conn.disconnect("Password incorrect")
         return
     if conn.close_reason is None:  # it may have gone while the hash was checked
         grant_oper(server, conn, name)
-
-
-def _password_matches(password: str, stored: str) -> bool:
-    """Check in gevent's thread pool: the ~30 ms scrypt would stall every client.
-
-    Only this client's reader waits. (Lines fanned out to it meanwhile are
-    queued as usual; with labeled-response they land in this command's batch.)
-    """
-    return bool(gevent.get_hub().threadpool.apply(verify_password, (password, stored)))
 
 
 def grant_oper(server: ChatServer, conn: Connection, name: str) -> None:
@@ -94,10 +75,8 @@ def grant_oper(server: ChatServer, conn: Connection, name: str) -> None:
 # -- KILL, WALLOPS ----------------------------------------------------------------
 
 
-@command("KILL", min_params=1)
+@command("KILL", min_params=1, oper=True)
 def kill(server: ChatServer, conn: Connection, msg: Message) -> None:
-    if not require_oper(conn):
-        return
     nick = msg.params[0]
     comment = msg.params[1] if len(msg.params) > 1 and msg.params[1] else "<no reason supplied>"
     victim = server.hub.nick_owner(nick)
@@ -113,10 +92,8 @@ def kill(server: ChatServer, conn: Connection, msg: Message) -> None:
     victim.disconnect(reason)
 
 
-@command("WALLOPS", min_params=1)
+@command("WALLOPS", min_params=1, oper=True)
 def wallops(server: ChatServer, conn: Connection, msg: Message) -> None:
-    if not require_oper(conn):
-        return
     presence = server.hub.presence
     relay = Relay(conn.prefix, "WALLOPS", (msg.params[0],))
     server.hub.fanout(presence.opers | presence.wallops, relay)
@@ -125,14 +102,11 @@ def wallops(server: ChatServer, conn: Connection, msg: Message) -> None:
 # -- CHGHOST ----------------------------------------------------------------------
 
 
-@command("CHGHOST", min_params=3)
+@command("CHGHOST", min_params=3, oper=True)
 def chghost(server: ChatServer, conn: Connection, msg: Message) -> None:
-    if not require_oper(conn):
-        return
     nick, user, host = msg.params[0], msg.params[1], msg.params[2]
-    target = server.hub.nick_owner(nick)
-    if target is None or not target.registered:
-        conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
+    target = user_or_401(server, conn, nick)
+    if target is None:
         return
     if not _VALID_USER.fullmatch(user) or not _VALID_HOST.fullmatch(host):
         text = "Invalid username or hostname"

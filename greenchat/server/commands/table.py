@@ -1,20 +1,30 @@
 """The command table: each command registered once, checked in one place.
 
-A handler is registered with the minimum number of parameters it needs and
-whether it may run before registration completes. :func:`dispatch` applies
-those checks (``421`` unknown command, ``451`` not registered, ``461`` not
-enough parameters) so handlers only deal with their own logic.
+A handler is registered with the minimum number of parameters it needs,
+whether it may run before registration completes and whether only operators
+may use it. :func:`dispatch` applies those checks (``421`` unknown command,
+``451`` not registered, ``461`` not enough parameters, ``481`` not an
+operator) so handlers only deal with their own logic.
+
+A handler that waits (for the thread pool, later for a database) is
+registered with ``yields=True`` and waits only through :func:`wait_for`:
+while it waits other greenlets run and fan out to its client, and those lines
+must not be taken for its replies (labeled-response), so the capture of its
+replies pauses around the wait.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import gevent
 
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import (
     ERR_NEEDMOREPARAMS,
+    ERR_NOPRIVILEGES,
     ERR_NOTREGISTERED,
     ERR_UNKNOWNCOMMAND,
 )
@@ -23,9 +33,10 @@ if TYPE_CHECKING:
     from greenchat.server.connection import Connection
     from greenchat.server.server import ChatServer
 
-__all__ = ["COMMANDS", "CommandSpec", "command", "dispatch"]
+__all__ = ["COMMANDS", "CommandSpec", "command", "dispatch", "wait_for"]
 
 Handler = Callable[["ChatServer", "Connection", Message], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,20 +45,28 @@ class CommandSpec:
     handler: Handler
     min_params: int
     before_registration: bool
+    oper: bool  # operators only: 481 for anyone else
+    yields: bool  # waits (through wait_for): other greenlets run meanwhile
 
 
 COMMANDS: dict[str, CommandSpec] = {}
 
 
 def command(
-    name: str, *, min_params: int = 0, before_registration: bool = False
+    name: str,
+    *,
+    min_params: int = 0,
+    before_registration: bool = False,
+    oper: bool = False,
+    yields: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of ``name``."""
 
     def register(handler: Handler) -> Handler:
         if name in COMMANDS:
             raise ValueError(f"command {name} registered twice")
-        COMMANDS[name] = CommandSpec(name, handler, min_params, before_registration)
+        spec = CommandSpec(name, handler, min_params, before_registration, oper, yields)
+        COMMANDS[name] = spec
         return handler
 
     return register
@@ -62,5 +81,17 @@ def dispatch(server: ChatServer, conn: Connection, msg: Message) -> None:
         conn.numeric(ERR_NOTREGISTERED, "You have not registered")
     elif len(msg.params) < spec.min_params:
         conn.numeric(ERR_NEEDMOREPARAMS, name, "Not enough parameters")
+    elif spec.oper and "o" not in conn.modes:
+        conn.numeric(ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
     else:
         spec.handler(server, conn, msg)
+
+
+def wait_for(conn: Connection, function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in gevent's thread pool, for a ``yields=True`` handler.
+
+    Only this client's reader waits. Lines other greenlets fan out to the
+    client meanwhile go out as they come, not into a labeled reply.
+    """
+    with conn.uncaptured():
+        return gevent.get_hub().threadpool.apply(function, args)

@@ -42,6 +42,7 @@ from greenchat.protocol.numerics import (
     RPL_WHOSPCRPL,
     RPL_WHOWASUSER,
 )
+from greenchat.server.commands.lookup import user_or_401
 from greenchat.server.commands.registration import REALNAMELEN
 from greenchat.server.commands.table import command
 from greenchat.server.outgoing import Relay
@@ -337,10 +338,8 @@ def whois(server: ChatServer, conn: Connection, msg: Message) -> None:
     nicks = [n for n in masks.split(",") if n]
     # Like Ergo: operators may ask about several nicks at once, others one.
     for nick in nicks if is_oper(conn) else nicks[:1]:
-        user = _online(server, nick)
-        if user is None:
-            conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
-        else:
+        user = user_or_401(server, conn, nick)
+        if user is not None:
             send_whois(server, conn, user)
     conn.numeric(RPL_ENDOFWHOIS, masks, "End of /WHOIS list")
 
