@@ -142,9 +142,14 @@ def flag_values(args: argparse.Namespace) -> dict:
     return values
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    """Defaults, then ``--config`` (if given), then the flags. Raises ConfigError."""
-    file_values = load_file(args.config) if args.config else {}
+def config_from_args(
+    args: argparse.Namespace, known_opers: dict[str, str] | None = None
+) -> ServerConfig:
+    """Defaults, then ``--config`` (if given), then the flags. Raises ConfigError.
+
+    ``known_opers``: the running operators' hashes, reused for unchanged passwords.
+    """
+    file_values = load_file(args.config, known_opers) if args.config else {}
     return build_config(file_values, flag_values(args))
 
 
@@ -178,11 +183,12 @@ def serve_main(argv: list[str] | None = None) -> int:
     except ListenError as exc:
         print(f"greenchat-serve: {exc}", file=sys.stderr)
         return 1
-    # The first line is for scripts and tests that start the server on port 0.
-    print(welcome_text(server.address, server.tls_address, os.environ), flush=True)
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, gevent.spawn, server.stop)
     gevent.signal_handler(signal.SIGHUP, gevent.spawn, _reload, server, args)
+    # Only now, with the signals handled: whoever waits for this line may send them.
+    # The first line is for scripts and tests that start the server on port 0.
+    print(welcome_text(server.address, server.tls_address, os.environ), flush=True)
     server.wait_stopped()
     return 0
 
@@ -218,10 +224,17 @@ def _reachable(host: str) -> str:
 
 
 def _reload(server, args: argparse.Namespace) -> None:
-    """SIGHUP: re-read the config file and the MOTD; a bad file changes nothing."""
+    """SIGHUP: re-read the config file and the MOTD; a bad file changes nothing.
+
+    Read in the thread pool: files, and scrypt for plain-text operator
+    passwords, would stall every client on the event loop.
+    """
+    import gevent
+
     log = logging.getLogger("greenchat")
     try:
-        config = config_from_args(args)
+        pool = gevent.get_hub().threadpool
+        config = pool.apply(config_from_args, (args, dict(server.config.opers)))
     except ConfigError as exc:
         log.error("reload refused, the running configuration stays: %s", exc)
         return

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from greenchat.server.oper import hash_password
+from greenchat.server.oper import hash_password, verify_password
 
 __all__ = [
     "DEFAULT_PORT",
@@ -201,8 +201,13 @@ OPTIONS: tuple[Option, ...] = (
 BY_NAME = {option.name: option for option in OPTIONS}
 
 
-def check_option(option: Option, value: Any, where: str) -> Any:
-    """``value`` converted for ``option``; ConfigError naming ``where`` when it is wrong."""
+def check_option(
+    option: Option, value: Any, where: str, known_opers: dict[str, str] | None = None
+) -> Any:
+    """``value`` converted for ``option``; ConfigError naming ``where`` when it is wrong.
+
+    ``known_opers``: the running operators' hashes, kept for unchanged passwords.
+    """
     kind = option.kind
     if kind in ("int", "float"):
         ok = isinstance(value, int | float) if kind == "float" else isinstance(value, int)
@@ -233,7 +238,7 @@ def check_option(option: Option, value: Any, where: str) -> Any:
     if kind == "networks":
         return _networks(value, where)
     if kind == "opers":
-        return _opers(value, where)
+        return _opers(value, where, known_opers or {})
     return value
 
 
@@ -257,7 +262,7 @@ def _networks(value: Any, where: str) -> list[str]:
     return out
 
 
-def _opers(value: Any, where: str) -> dict[str, str]:
+def _opers(value: Any, where: str, known: dict[str, str]) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected a table of name = password")
     opers = {}
@@ -266,12 +271,24 @@ def _opers(value: Any, where: str) -> dict[str, str]:
             raise ConfigError(f"{where}.{name}: expected a password or a scrypt$ hash")
         if any(ch.isspace() for ch in name) or not name.isprintable():
             raise ConfigError(f"{where}.{name}: an operator name may not contain spaces")
-        opers[name] = secret if secret.startswith("scrypt$") else hash_password(secret)
+        opers[name] = secret if secret.startswith("scrypt$") else _hashed(secret, known.get(name))
     return opers
 
 
-def load_file(path: Path) -> dict[str, Any]:
-    """The settings in TOML file ``path``, checked, as ``{attribute: value}``."""
+def _hashed(password: str, running: str | None) -> str:
+    """A salted hash of ``password``: the running one if it still matches, so a
+    reload does not count an unchanged password as a change (a new salt would)."""
+    if running is not None and verify_password(password, running):
+        return running
+    return hash_password(password)
+
+
+def load_file(path: Path, known_opers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The settings in TOML file ``path``, checked, as ``{attribute: value}``.
+
+    Slow when it has plain-text operator passwords (scrypt): a running server
+    calls it in the thread pool, with its operators' hashes as ``known_opers``.
+    """
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -284,7 +301,7 @@ def load_file(path: Path) -> dict[str, Any]:
         option = BY_NAME.get(key) or BY_NAME.get(key.replace("_", "-"))
         if option is None:
             raise ConfigError(f"{path}: unknown key {key!r} (see docs/operations.md)")
-        values[option.attr] = check_option(option, value, f"{path}: {key}")
+        values[option.attr] = check_option(option, value, f"{path}: {key}", known_opers)
     return values
 
 

@@ -87,6 +87,17 @@ def test_sighup_reloads_the_file_and_motd_without_dropping_anyone(serve, tmp_pat
     assert not any(line.startswith("ERROR") for line in stays.lines)
 
 
+def test_sighup_with_unchanged_operator_passwords_changes_nothing(serve, tmp_path):
+    conf = tmp_path / "greenchat.toml"
+    conf.write_text('[opers]\nadmin = "plain text"\n')
+    server = serve("--config", str(conf))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log(r"configuration reloaded; changed: nothing$")
+    admin = IrcClient(server.port).register("admin")
+    admin.send("OPER admin :plain text")
+    admin.expect(r" 381 admin ")
+
+
 def _low_descriptor_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 

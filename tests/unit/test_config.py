@@ -124,6 +124,17 @@ def test_opers_in_the_file_are_hashed(tmp_path):
     assert values["opers"]["bob"] == "scrypt$00$00"  # already a hash: kept
 
 
+def test_a_reload_keeps_the_hash_of_an_unchanged_password(tmp_path):
+    path = write(tmp_path, '[opers]\nalice = "s3cret"\nbob = "other"\n')
+    running = load_file(path)["opers"]
+    again = load_file(path, known_opers=running)["opers"]
+    assert again == running  # same salt: the reload sees no change
+    path.write_text('[opers]\nalice = "changed"\nbob = "other"\n')
+    changed = load_file(path, known_opers=running)["opers"]
+    assert changed["bob"] == running["bob"] and changed["alice"] != running["alice"]
+    assert verify_password("changed", changed["alice"])
+
+
 def test_flags_override_the_file_which_overrides_defaults(tmp_path):
     path = write(tmp_path, 'name = "from.file"\nflood-burst = 20\n')
     args = build_serve_parser().parse_args(["--config", str(path), "--flood-burst", "7"])
