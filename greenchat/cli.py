@@ -169,11 +169,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     from greenchat.server.listener import ListenError
     from greenchat.server.server import ChatServer
 
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _log_to_stderr(config.log_level)
     try:
         server = ChatServer(config)
         server.start()
@@ -191,6 +187,16 @@ def serve_main(argv: list[str] | None = None) -> int:
     print(welcome_text(server.address, server.tls_address, os.environ), flush=True)
     server.wait_stopped()
     return 0
+
+
+def _log_to_stderr(level: str) -> None:
+    """Logs on stderr through a queue: an unread stderr must not stop the chat."""
+    from greenchat.server.logqueue import QueueingHandler
+
+    sys.stderr.flush()
+    handler = QueueingHandler(sys.stderr.fileno())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def welcome_text(

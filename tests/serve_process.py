@@ -19,7 +19,13 @@ SERVE = Path(sys.executable).parent / "greenchat-serve"
 class ServeProcess:
     """``greenchat-serve --port 0 ...`` with its stderr collected in the background."""
 
-    def __init__(self, *args: str, preexec_fn: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        preexec_fn: Callable[[], None] | None = None,
+        read_stderr: bool = True,
+    ) -> None:
+        """``read_stderr=False``: nobody reads the server's stderr pipe (it fills up)."""
         self.proc = subprocess.Popen(
             [str(SERVE), "--port", "0", *args],
             stdout=subprocess.PIPE,
@@ -28,8 +34,8 @@ class ServeProcess:
             preexec_fn=preexec_fn,  # e.g. a lower descriptor limit for the EMFILE test
         )
         self.stderr: list[str] = []
-        self._reader = threading.Thread(target=self._collect, daemon=True)
-        self._reader.start()
+        if read_stderr:
+            threading.Thread(target=self._collect, daemon=True).start()
         line = self.proc.stdout.readline()  # blocks until ready or exit
         match = re.search(r"listening on ([\d.]+):(\d+)", line)
         if not match:

@@ -116,6 +116,19 @@ def test_start_says_once_where_it_listens_and_how_to_connect(serve):
     assert "listening" not in logs  # stdout said that already
 
 
+def test_an_unread_stderr_does_not_stop_the_chat(serve):
+    """Logging goes through a queue: a full log pipe must not block the event loop."""
+    server = serve("--log-level", "DEBUG", read_stderr=False)
+    # Two log lines (connect, disconnect) per short visit: far more than a pipe holds.
+    for _ in range(600):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5):
+            pass
+    alice = IrcClient(server.port).register("alice").join("#still")
+    bob = IrcClient(server.port).register("bob").join("#still")
+    alice.send("PRIVMSG #still :the log pipe is full")
+    bob.expect(r"^:alice!\S+ PRIVMSG #still :the log pipe is full$")
+
+
 def test_stalled_member_memory_stays_bounded(serve):
     """A member that never reads cannot make the server hold more than its sendq."""
     server = serve("--sendq", "65536", "--log-level", "WARNING", "--flood-rate", "0")
