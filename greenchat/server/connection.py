@@ -190,13 +190,8 @@ class Connection:
         """Queue a relayed event in the form this client's capabilities ask for."""
         self.enqueue(relay.bytes_for(self.variant))
 
-    def capture_output(self) -> list[bytes]:
-        """Collect what is queued to this client instead of sending it (labeled-response)."""
-        captured: list[bytes] = []
-        self.enqueue = captured.append
-        return captured
-
     def release_output(self) -> None:
+        """Queue output for sending again, after a capture (labeled.py)."""
         self.enqueue = self.sendq.put
 
     @contextlib.contextmanager

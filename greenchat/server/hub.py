@@ -76,7 +76,7 @@ class Channel:
 
     def prefixes(self, conn: Connection, multi_prefix: bool = False) -> str:
         """The member's prefix symbols, highest first: '@', '+', '@+' (multi-prefix) or ''."""
-        modes = self.members[conn]
+        modes = self.members.get(conn, ())  # () for one who left during a paged reply
         symbols = "".join(symbol for mode, symbol in PREFIXES if mode in modes)
         return symbols if multi_prefix else symbols[:1]
 

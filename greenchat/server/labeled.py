@@ -4,7 +4,8 @@ The server captures what a labeled command queues for its sender, then
 sends it with the label: nothing becomes an ``ACK``, one line gets a
 ``label`` tag, several lines are wrapped in a ``labeled-response`` batch (or
 each carries the label when the client did not enable ``batch``).
-See https://ircv3.net/specs/extensions/labeled-response.
+A paged reply (paging.py) is sent as it grows, a page at a time, inside
+one batch. See https://ircv3.net/specs/extensions/labeled-response.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import TYPE_CHECKING
 
 from greenchat.protocol.message import escape_tag_value
 from greenchat.server.outgoing import add_tags
+from greenchat.server.paging import page_bytes
 
 if TYPE_CHECKING:
     from greenchat.server.connection import Connection
     from greenchat.server.server import ChatServer
 
-__all__ = ["new_batch_id", "send_labeled"]
+__all__ = ["LabeledReply", "new_batch_id", "send_labeled"]
 
 _batch_ids = itertools.count(1)
 
@@ -29,7 +31,7 @@ def new_batch_id() -> str:
 
 
 def send_labeled(server: ChatServer, conn: Connection, label: str, lines: list[bytes]) -> None:
-    tag = b"label=" + escape_tag_value(label).encode()
+    tag = _label_tag(label)
     name = server.config.name
     if not lines:
         conn.enqueue(b"@" + tag + f" :{name} ACK\r\n".encode())
@@ -40,8 +42,75 @@ def send_labeled(server: ChatServer, conn: Connection, label: str, lines: list[b
             conn.enqueue(add_tags(line, tag))
     else:
         ref = new_batch_id()
-        conn.enqueue(b"@" + tag + f" :{name} BATCH +{ref} labeled-response\r\n".encode())
+        conn.enqueue(_batch_start(name, tag, ref))
         batch_tag = f"batch={ref}".encode()
         for line in lines:
             conn.enqueue(add_tags(line, batch_tag))
         conn.enqueue(f":{name} BATCH -{ref}\r\n".encode())
+
+
+def _label_tag(label: str) -> bytes:
+    return b"label=" + escape_tag_value(label).encode()
+
+
+def _batch_start(name: str, tag: bytes, ref: str) -> bytes:
+    return b"@" + tag + f" :{name} BATCH +{ref} labeled-response\r\n".encode()
+
+
+class LabeledReply:
+    """The reply to one labeled command: captured while the handler runs, then sent.
+
+    :meth:`capture` swaps the connection's ``enqueue`` for a list, so
+    everything queued to the client while the handler runs is its reply
+    (handlers do not yield; one that waits pauses the capture, see
+    ``table.wait_for``). :meth:`finish` sends it labeled. A paged handler
+    asks :meth:`waiting` between entries; once a page has gathered it goes
+    out, opening the batch (without ``batch``, every line is labeled).
+    """
+
+    __slots__ = ("_batch", "_conn", "_counted", "_label", "_server", "_size", "lines")
+
+    def __init__(self, server: ChatServer, conn: Connection, label: str) -> None:
+        self._server, self._conn, self._label = server, conn, label
+        self.lines: list[bytes] = []  # queued by the handler, not sent yet
+        self._counted = 0  # how many of ``lines`` are in ``_size``
+        self._size = 0
+        self._batch: bytes | None = None  # the tag of every line once a page went out
+
+    def capture(self) -> None:
+        self._conn.enqueue = self.lines.append
+
+    def release(self) -> None:
+        self._conn.release_output()
+
+    def waiting(self) -> int:
+        """Bytes of the reply the client has not taken yet; a full page is sent first."""
+        self._size += sum(map(len, self.lines[self._counted :]))
+        self._counted = len(self.lines)
+        if self._size >= page_bytes(self._conn):
+            self._send_page()
+        return self._conn.sendq.size
+
+    def _send_page(self) -> None:
+        conn, put = self._conn, self._conn.sendq.put
+        if self._batch is None:
+            if conn.has_cap("batch"):
+                ref = new_batch_id()
+                put(_batch_start(self._server.config.name, _label_tag(self._label), ref))
+                self._batch = f"batch={ref}".encode()
+            else:
+                self._batch = _label_tag(self._label)
+        for line in self.lines:
+            put(add_tags(line, self._batch))
+        self.lines.clear()
+        self._counted = self._size = 0
+
+    def finish(self) -> None:
+        """Send what the handler queued (the rest of it, for a paged reply)."""
+        if self._batch is None:
+            send_labeled(self._server, self._conn, self._label, self.lines)
+            return
+        self._send_page()
+        if self._batch.startswith(b"batch="):
+            ref = self._batch.removeprefix(b"batch=").decode()
+            self._conn.sendq.put(f":{self._server.config.name} BATCH -{ref}\r\n".encode())

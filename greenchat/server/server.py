@@ -18,6 +18,7 @@ import os
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import fields
 
 import gevent
@@ -31,7 +32,7 @@ from greenchat.server.config import OPTIONS, ConfigError, ServerConfig
 from greenchat.server.connection import Connection
 from greenchat.server.flusher import Flusher
 from greenchat.server.hub import Hub
-from greenchat.server.labeled import send_labeled
+from greenchat.server.labeled import LabeledReply
 from greenchat.server.listener import (
     Listener,
     TlsHandshakeError,
@@ -40,6 +41,7 @@ from greenchat.server.listener import (
     tls_handshake,
 )
 from greenchat.server.memory import Trimmer
+from greenchat.server.paging import pace
 
 __all__ = ["ChatServer"]
 
@@ -259,18 +261,23 @@ class ChatServer:
         """Run one command; a bug in a handler costs that command, not the server."""
         label = msg.tags.get("label") if msg.tags else None
         if label and conn.has_cap("labeled-response"):
-            captured = conn.capture_output()
+            reply = LabeledReply(self, conn, label)
+            reply.capture()
             try:
-                self._run(conn, msg)
+                self._run(conn, msg, reply.waiting)
             finally:
-                conn.release_output()
-            send_labeled(self, conn, label, captured)
+                reply.release()
+            reply.finish()
         else:
             self._run(conn, msg)
 
-    def _run(self, conn: Connection, msg: Message) -> None:
+    def _run(
+        self, conn: Connection, msg: Message, waiting: Callable[[], int] | None = None
+    ) -> None:
         try:
-            dispatch(self, conn, msg)
+            pages = dispatch(self, conn, msg)
+            if pages is not None:
+                pace(conn, pages, waiting or (lambda: conn.sendq.size))
         except Exception:
             shown = msg.command if msg.command.upper() in SECRET_COMMANDS else repr(msg)
             log.exception("error handling %s from %r", shown, conn)

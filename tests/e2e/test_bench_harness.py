@@ -6,12 +6,15 @@ Tiny sizes (``--quick``); the real numbers live in benchmarks/results/.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
-from process_guard import run_bounded, terminate_once_serving
+from process_guard import PID_LOG_ENV, end_processes, run_bounded, terminate_once_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -116,3 +119,84 @@ def test_sigterm_stops_the_servers_it_started(tmp_path: Path) -> None:
     status, pids, survivors = terminate_once_serving(cmd, tmp_path / "pids", tmp_path / "log")
     assert status == 128 + signal.SIGTERM, (tmp_path / "log").read_text()
     assert pids and survivors == []
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+
+
+def test_baseline_revision_measured_in_the_same_run(tmp_path: Path) -> None:
+    """--baseline HEAD: greenchat@<short> runs next to greenchat, with current/baseline ratios;
+    no worktree, exported tree or process is left afterwards."""
+    worktrees = git("worktree", "list", "--porcelain")
+    temp, out, pid_log = tmp_path / "tmp", tmp_path / "out", tmp_path / "pids"
+    temp.mkdir()
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "bench.py"),
+        "--quick", "--servers", "greenchat", "--workloads", "fanout", "--baseline", "HEAD",
+        "--no-plots", "--out", str(out),
+    ]  # fmt: skip
+    env = os.environ | {"TMPDIR": str(temp), PID_LOG_ENV: str(pid_log)}
+    try:
+        done = run_bounded(cmd, timeout=40, env=env)
+        pids = _logged(pid_log)
+        survivors = [p for pid in pids if (p := _ours(pid, pid_log))]
+    finally:  # this test's own PID log, which the session's guard does not read
+        end_processes(p for pid in _logged(pid_log) if (p := _ours(pid, pid_log)))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    name = f"greenchat@{git('rev-parse', '--short', 'HEAD')}"
+    data = load(out, "fanout")
+    assert list(data["servers"]) == ["greenchat", name]
+    (label, entry), *_ = data["servers"][name]["cases"].items()
+    result = entry["result"]
+    assert result["complete"] and result["delivered"] == result["expected"] > 0
+    assert result["server_us_per_delivery"] > 0
+    info = data["servers"][name]["server"]
+    assert info["commit"] == git("rev-parse", "HEAD") and info["revision"] == "HEAD"
+    assert "flags_left_out" not in info  # HEAD knows every flag the harness passes
+    against = data["vs_baseline"]
+    assert against["baseline"] == name and against["target"]["max_ratio"] == 1.1
+    assert against["cases"][label]["server_us_per_delivery"] > 0
+    assert data["ratios"][name][label]["server_us_per_delivery"] > 0
+    summary = (out / "summary.md").read_text()
+    assert f"| fanout: CPU/delivery within 10% of {name} |" in summary
+    assert f"## Current vs baseline: greenchat / {name}" in summary
+    assert f"| fanout | {label} | server µs/delivery |" in summary
+    assert len(pids) == 2 and survivors == []  # one greenchat and one baseline server
+    assert git("worktree", "list", "--porcelain") == worktrees
+    assert list(temp.iterdir()) == []  # the run's temporary folder, exported tree and all
+
+
+def test_sigterm_removes_the_baseline_tree(tmp_path: Path, monkeypatch) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # terminate_once_serving passes os.environ on
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "bench.py"),
+        "--quick", "--servers", "greenchat", "--workloads", "fanout", "--baseline", "HEAD",
+        "--no-plots", "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    status, pids, survivors = terminate_once_serving(cmd, tmp_path / "pids", tmp_path / "log")
+    assert status == 128 + signal.SIGTERM, (tmp_path / "log").read_text()
+    assert pids and survivors == []
+    assert list(temp.iterdir()) == []
+
+
+def _logged(path: Path) -> list[int]:
+    try:
+        return [int(word) for word in path.read_text().split() if word.isdigit()]
+    except OSError:
+        return []
+
+
+def _ours(pid: int, log: Path) -> psutil.Process | None:
+    """The process ``pid`` if it still runs (not a zombie) with ``log`` as its PID log."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(PID_LOG_ENV) == str(log):
+            return proc
+    except psutil.Error:
+        pass
+    return None

@@ -26,12 +26,12 @@ CHANNEL = "#bench"
 DEADLINE = 5.0
 
 
-def _load_servers():
-    """Import benchmarks/servers.py (benchmarks/ is a folder of scripts, not a package)."""
-    name = "greenchat_bench_servers"
+def _load(script: str):
+    """Import benchmarks/SCRIPT.py (benchmarks/ is a folder of scripts, not a package)."""
+    name = f"greenchat_bench_{script}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "servers.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{script}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while building
@@ -39,7 +39,8 @@ def _load_servers():
     return module
 
 
-servers = _load_servers()
+servers = _load("servers")
+baseline = _load("baseline")
 
 
 class RawClient:
@@ -102,7 +103,30 @@ class RawClient:
 def test_server_relays_channel_messages(name: str, tmp_path: Path) -> None:
     if name not in servers.available():
         pytest.skip(f"{name} is not installed (make bench-peers)")
-    server = servers.start(name, tmp_path, max_clients=100)
+    assert_relays(servers.start(name, tmp_path, max_clients=100))
+
+
+@pytest.mark.timeout(30)
+def test_baseline_revision_relays_channel_messages(tmp_path: Path) -> None:
+    """greenchat at a git revision (here HEAD), exported and run from its own tree."""
+    with baseline.prepared("HEAD", tmp_path) as base:
+        tree = base.tree
+        assert (tree / "greenchat" / "cli.py").is_file() and tree.is_relative_to(tmp_path)
+        short = base.name.removeprefix("greenchat@")
+        assert base.commit and short != base.name and base.commit.startswith(short)
+        servers.BASELINES[base.name] = base
+        try:
+            server = servers.start(base.name, tmp_path, max_clients=100)
+            assert_relays(server)
+            assert str(tree) in " ".join(server.proc.args)
+            assert servers.describe(base.name)["commit"] == base.commit
+        finally:
+            servers.BASELINES.pop(base.name)
+    assert not tree.exists()  # the exported tree goes with the block
+
+
+def assert_relays(server) -> None:
+    """Three raw clients join #bench and each line reaches the two others; stops the server."""
     clients: list[RawClient] = []
     try:
         assert server.pid == server.proc.pid and server.proc.poll() is None
@@ -132,6 +156,67 @@ def test_server_relays_channel_messages(name: str, tmp_path: Path) -> None:
             client.close()
         servers.stop(server)
     assert server.proc.poll() is not None
+
+
+FAKE_CLI = """\
+import argparse
+
+
+def serve_main():
+    parser = argparse.ArgumentParser(prog="greenchat-serve")
+    for flag in ("--host", "--port", "--log-level", "--max-clients"):
+        parser.add_argument(flag)
+    parser.parse_args()
+    return 0
+"""
+
+
+def fake_checkout(root: Path, dependency: str = "gevent>=1") -> Path:
+    """An old greenchat that knows only four flags (its --help is all that runs here)."""
+    (root / "greenchat").mkdir(parents=True)
+    (root / "greenchat" / "__init__.py").write_text('__version__ = "0.0.1-old"\n')
+    (root / "greenchat" / "cli.py").write_text(FAKE_CLI)
+    project = f'[project]\nname = "greenchat"\ndependencies = ["{dependency}"]\n'
+    (root / "pyproject.toml").write_text(project)
+    return root
+
+
+def test_baseline_gets_only_the_flags_it_knows(tmp_path: Path) -> None:
+    tree = fake_checkout(tmp_path / "old")
+    with baseline.prepared(str(tree), tmp_path) as base:  # a path: used in place
+        assert base.name == "greenchat@old" and base.version == "0.0.1-old"
+        assert base.tree == tree.resolve() and base.commit is None
+        assert {"--host", "--port", "--max-clients"} <= base.flags
+        assert "--sendq" not in base.flags
+        servers.BASELINES[base.name] = base
+        try:
+            cmd = servers._command(base.name, tmp_path, 0, 100)
+            assert cmd[:2] == [sys.executable, "-c"] and str(base.tree) in cmd[2]
+            assert cmd[3:] == ["--host", servers.HOST, "--port", "0", "--log-level", "WARNING",
+                               "--max-clients", "100"]  # fmt: skip
+            info = servers.describe(base.name)
+            assert info["flags_left_out"] == ["--flood-rate", "--sendq"]
+            assert info["version"] == "0.0.1-old" and info["dependencies"]["gevent"]
+            assert any("left out: --flood-rate, --sendq" in note for note in info["notes"])
+        finally:
+            servers.BASELINES.pop(base.name)
+    assert (tree / "greenchat" / "cli.py").exists()  # a checkout is never removed
+
+
+def test_baseline_errors(tmp_path: Path) -> None:
+    with (
+        pytest.raises(baseline.BaselineError, match="not a revision"),
+        baseline.prepared("no-such-revision-xyz", tmp_path),
+    ):
+        pass
+    missing = fake_checkout(tmp_path / "needs", "no-such-package-xyz>=1")
+    with (
+        pytest.raises(baseline.BaselineError, match="no-such-package-xyz"),
+        baseline.prepared(str(missing), tmp_path),
+    ):
+        pass
+    with pytest.raises(ValueError, match="unknown server"):
+        servers.describe("greenchat@nope")
 
 
 def test_describe_names_every_server() -> None:

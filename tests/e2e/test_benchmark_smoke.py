@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -43,3 +44,20 @@ def test_sigterm_stops_the_server_it_started(tmp_path: Path) -> None:
     status, pids, survivors = terminate_once_serving(cmd, tmp_path / "pids", tmp_path / "log")
     assert status == 128 + signal.SIGTERM, (tmp_path / "log").read_text()
     assert pids and survivors == []
+
+
+def test_fanout_benchmark_against_a_baseline_revision(tmp_path: Path) -> None:
+    """--baseline HEAD: the old tree's server is measured, and the tree is gone afterwards."""
+    out, temp = tmp_path / "fanout.json", tmp_path / "tmp"
+    temp.mkdir()
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "fanout.py"), "--clients", "20",
+           "--senders", "2", "--messages", "20", "--repeat", "1", "--baseline", "HEAD",
+           "--json", str(out)]  # fmt: skip
+    result = run_bounded(cmd, timeout=40, env=os.environ | {"TMPDIR": str(temp)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(out.read_text())
+    assert data["runs"][0]["complete"] and data["runs"][0]["server_us_per_delivery"] > 0
+    base = data["server"]["baseline"]
+    assert base["revision"] == "HEAD" and base["name"].startswith("greenchat@")
+    assert str(temp) in data["server"]["command"]  # it ran from the exported tree
+    assert list(temp.iterdir()) == []

@@ -23,7 +23,7 @@ from greenchat.server.commands.table import command
 from greenchat.server.outgoing import Relay
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from greenchat.server.connection import Connection
     from greenchat.server.hub import Channel
@@ -111,8 +111,8 @@ def notify_invite(
 # -- LIST ---------------------------------------------------------------------
 
 
-@command("LIST")
-def list_(server: ChatServer, conn: Connection, msg: Message) -> None:
+@command("LIST", paged=True)
+def list_(server: ChatServer, conn: Connection, msg: Message) -> Iterator[None]:
     """``LIST``, ``LIST #a,#b``, ``LIST >3,<10`` (ELIST=U: filters on member count)."""
     names: list[str] = []
     filters: list[Callable[[int], bool]] = []
@@ -131,6 +131,7 @@ def list_(server: ChatServer, conn: Connection, msg: Message) -> None:
         count = len(channel.members)
         if visible_to(conn, channel) and all(keep(count) for keep in filters):
             conn.numeric(RPL_LIST, channel.name, str(count), channel.topic)
+            yield  # a page at a time (paging.py)
     conn.numeric(RPL_LISTEND, "End of /LIST")
 
 

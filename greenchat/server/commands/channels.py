@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -147,8 +148,8 @@ def part(server: ChatServer, conn: Connection, msg: Message) -> None:
             server.hub.part(conn, channel, reason)
 
 
-@command("NAMES")
-def names(server: ChatServer, conn: Connection, msg: Message) -> None:
+@command("NAMES", paged=True)
+def names(server: ChatServer, conn: Connection, msg: Message) -> Iterator[None]:
     if not msg.params:
         conn.numeric(RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
@@ -157,7 +158,7 @@ def names(server: ChatServer, conn: Connection, msg: Message) -> None:
         if channel is None or not visible_to(conn, channel):
             conn.numeric(RPL_ENDOFNAMES, name, "End of /NAMES list")
         else:
-            send_names(server, conn, channel)
+            yield from names_lines(server, conn, channel)
 
 
 def visible_to(conn: Connection, channel: Channel) -> bool:
@@ -173,7 +174,13 @@ def channel_symbol(channel: Channel) -> str:
 
 
 def send_names(server: ChatServer, conn: Connection, channel: Channel) -> None:
-    """353 lines packed up to the line limit, then 366."""
+    """The whole NAMES reply at once (after a JOIN: the reply to NAMES is paged)."""
+    for _ in names_lines(server, conn, channel):
+        pass
+
+
+def names_lines(server: ChatServer, conn: Connection, channel: Channel) -> Iterator[None]:
+    """353 lines packed up to the line limit, then 366; yields after each 353."""
     symbol = channel_symbol(channel)
     head = f":{server.config.name} {RPL_NAMREPLY} {conn.target} {symbol} {channel.name} :"
     budget = _NAMES_LINE_BUDGET - len(head.encode())
@@ -183,7 +190,8 @@ def send_names(server: ChatServer, conn: Connection, channel: Channel) -> None:
     userhost = conn.has_cap("userhost-in-names")
     # Outsiders do not see invisible (+i) members, as in WHO (operators do).
     hide_invisible = conn not in channel.members and not users.is_oper(conn)
-    for member, status in channel.members.items():  # O(members): keep the loop lean
+    # A copy: the reply may be paced over several loop turns while members come and go.
+    for member, status in list(channel.members.items()):  # O(members): keep the loop lean
         if hide_invisible and "i" in member.modes:
             continue
         entry = member.prefix if userhost else member.nick
@@ -192,6 +200,7 @@ def send_names(server: ChatServer, conn: Connection, channel: Channel) -> None:
         if batch and used + len(entry) + 1 > budget:
             conn.numeric(RPL_NAMREPLY, symbol, channel.name, " ".join(batch))
             batch, used = [], 0
+            yield
         batch.append(entry)
         used += len(entry) + 1
     if batch:

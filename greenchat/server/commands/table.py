@@ -7,7 +7,9 @@ may use it. :func:`dispatch` applies those checks (``421`` unknown command,
 operator) so handlers only deal with their own logic.
 
 A handler that waits (for the thread pool, later for a database) is
-registered with ``yields=True`` and waits only through :func:`wait_for`:
+registered with ``yields=True`` and waits only through :func:`wait_for`
+(and one with a reply too big to build at once with ``paged=True``, see
+``paging.py``):
 while it waits other greenlets run and fan out to its client, and those lines
 must not be taken for its replies (labeled-response), so the capture of its
 replies pauses around the wait.
@@ -15,7 +17,7 @@ replies pauses around the wait.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["COMMANDS", "CommandSpec", "command", "dispatch", "wait_for"]
 
-Handler = Callable[["ChatServer", "Connection", Message], None]
+# A paged handler returns an iterator (it is a generator); the others None.
+Handler = Callable[["ChatServer", "Connection", Message], Iterator[None] | None]
 T = TypeVar("T")
 
 
@@ -47,6 +50,7 @@ class CommandSpec:
     before_registration: bool
     oper: bool  # operators only: 481 for anyone else
     yields: bool  # waits (through wait_for): other greenlets run meanwhile
+    paged: bool  # a generator: its reply goes out page by page (paging.py)
 
 
 COMMANDS: dict[str, CommandSpec] = {}
@@ -59,20 +63,22 @@ def command(
     before_registration: bool = False,
     oper: bool = False,
     yields: bool = False,
+    paged: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of ``name``."""
 
     def register(handler: Handler) -> Handler:
         if name in COMMANDS:
             raise ValueError(f"command {name} registered twice")
-        spec = CommandSpec(name, handler, min_params, before_registration, oper, yields)
+        spec = CommandSpec(name, handler, min_params, before_registration, oper, yields, paged)
         COMMANDS[name] = spec
         return handler
 
     return register
 
 
-def dispatch(server: ChatServer, conn: Connection, msg: Message) -> None:
+def dispatch(server: ChatServer, conn: Connection, msg: Message) -> Iterator[None] | None:
+    """Check and run one command; a paged handler's pages are returned to be paced."""
     name = msg.command.upper()
     spec = COMMANDS.get(name)
     if spec is None:
@@ -84,7 +90,8 @@ def dispatch(server: ChatServer, conn: Connection, msg: Message) -> None:
     elif spec.oper and "o" not in conn.modes:
         conn.numeric(ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
     else:
-        spec.handler(server, conn, msg)
+        return spec.handler(server, conn, msg)
+    return None
 
 
 def wait_for(conn: Connection, function: Callable[..., T], *args: Any) -> T:

@@ -261,8 +261,8 @@ def _parse_who_options(option: str) -> tuple[str, str | None, str]:
     return letters, fields.lower(), token or "0"
 
 
-@command("WHO", min_params=1)
-def who(server: ChatServer, conn: Connection, msg: Message) -> None:
+@command("WHO", min_params=1, paged=True)
+def who(server: ChatServer, conn: Connection, msg: Message) -> Iterator[None]:
     mask = msg.params[0]
     letters, fields, token = _parse_who_options(msg.params[1] if len(msg.params) > 1 else "")
     channel = server.hub.get_channel(mask) if is_channel_name(mask) else None
@@ -279,6 +279,7 @@ def who(server: ChatServer, conn: Connection, msg: Message) -> None:
             _who_reply(server, conn, channel, target)
         else:
             _whox_reply(server, conn, channel, target, fields, token)
+        yield  # a page at a time (paging.py)
     conn.numeric(RPL_ENDOFWHO, mask, "End of WHO list")
 
 
