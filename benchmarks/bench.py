@@ -7,6 +7,14 @@ workloads that list it), the thread-per-client baseline ``threaded``, and ``ngir
 ``inspircd`` when installed (``make bench-peers``). Every case runs against a
 freshly started server on 127.0.0.1; the load generator is ``loadgen.py``.
 
+``--baseline REV`` adds ``greenchat@<short hash>``: greenchat at git revision
+REV (or the checkout at a path containing ``/``), exported into the run's
+temporary directory and run on this interpreter (``baseline.py``), measured
+right after ``greenchat`` in every workload; the JSON gets ``vs_baseline``
+(greenchat / baseline per case and metric) and ``summary.md`` a section with
+those ratios and the target for CPU per delivery in ``fanout`` and
+``latency``: within 10% of the baseline.
+
 Outputs, in ``--out`` (default ``benchmarks/results``):
 
 * ``<workload>.json``: parameters, each server's description and results
@@ -20,7 +28,7 @@ Outputs, in ``--out`` (default ``benchmarks/results``):
 Usage::
 
     python benchmarks/bench.py [--workloads fanout,latency,...] [--servers greenchat,threaded]
-        [--quick] [--procs 1] [--sources 1] [--out DIR] [--no-plots]
+        [--baseline REV|PATH] [--quick] [--procs 1] [--sources 1] [--out DIR] [--no-plots]
 
 ``--quick`` uses tiny sizes (seconds; the smoke test). A full run of every
 workload against greenchat and the threaded baseline takes about ten minutes
@@ -47,9 +55,10 @@ from typing import Any  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import baseline  # noqa: E402
 import servers  # noqa: E402
 from loadgen import machine_info, raise_fd_limit  # noqa: E402
-from workloads import Case, Options, Workload, registry  # noqa: E402
+from workloads import Case, Metric, Options, Workload, registry  # noqa: E402
 
 BASE = "greenchat"
 # Registrations in flight, per server, where the default (--concurrency) is wrong:
@@ -62,6 +71,17 @@ RATIO_NOTE = (
     " deliveries/s means slower than greenchat; above 1 for µs, ms, KB or seconds means costlier."
 )
 DEFAULT_OUT = HERE / "results"
+# The change-over-change target: greenchat's CPU per delivery in these workloads
+# stays within this fraction of the baseline's (--baseline), measured in the same run.
+BASELINE_TOLERANCE = 0.10
+BASELINE_TARGETS = ("fanout", "latency")
+BASELINE_NOTE = (
+    "current/baseline is greenchat's value / the baseline's for the same case in the same run"
+    " (below 1 for µs, ms, KB or s: cheaper now; above 1 for deliveries/s: faster now)."
+    f" Target: CPU per delivery in {' and '.join(BASELINE_TARGETS)} within"
+    f" {BASELINE_TOLERANCE:.0%} of the baseline (current/baseline <= {1 + BASELINE_TOLERANCE:.2f};"
+    f" below {1 - BASELINE_TOLERANCE:.2f} is cheaper than the baseline)."
+)
 
 
 # -- command line -----------------------------------------------------------------------
@@ -72,6 +92,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workloads", default=",".join(workloads), help="comma-separated")
     p.add_argument("--servers", help="comma-separated (default: every available one)")
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure greenchat at this git revision (or the checkout at this path,"
+        " written with a /) as greenchat@<rev>, right after greenchat in every workload",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     p.add_argument("--procs", type=int, default=1, help="generator processes")
     p.add_argument("--sources", type=int, default=1, help="loopback source addresses")
@@ -86,6 +112,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.servers = [s.strip() for s in args.servers.split(",")] if args.servers else found
     if missing := [s for s in args.servers if s not in found]:
         p.error(f"server(s) not available here: {', '.join(missing)} (have {', '.join(found)})")
+    if args.baseline is not None and BASE not in args.servers:
+        p.error(f"--baseline is compared with {BASE}: include it in --servers")
     if args.procs < 1 or not 1 <= args.sources <= 254:
         p.error("--procs must be >= 1 and --sources between 1 and 254")
     return args
@@ -154,7 +182,7 @@ def run_workload(workload: Workload, names: list[str], opts: Options, tmp: Path)
         "machine": machine,
         "servers": results,
         "ratios": ratios(workload, results),
-    }
+    } | vs_baseline(workload, results)
 
 
 def describe(name: str) -> dict[str, Any]:
@@ -181,22 +209,40 @@ def ratios(workload: Workload, results: dict[str, Any]) -> dict[str, Any]:
     send fewer lines, which leaves per-delivery numbers comparable).
     """
     base = results.get(BASE, {}).get("cases", {})
+    return {
+        name: found
+        for name, server in results.items()
+        if name != BASE and (found := case_ratios(workload, server["cases"], base))
+    }
+
+
+def case_ratios(workload: Workload, cases: dict[str, Any], base: dict[str, Any]) -> dict:
+    """{label: {metric: value / base value}} for the cases both ran with the same clients."""
     out: dict[str, Any] = {}
-    for name, server in results.items():
-        if name == BASE:
+    for label, entry in cases.items():
+        other = base.get(label, {})
+        mine, theirs = entry.get("result"), other.get("result")
+        same_size = entry["params"].get("clients") == other.get("params", {}).get("clients")
+        if not mine or not theirs or not same_size:
             continue
-        for label, entry in server["cases"].items():
-            other = base.get(label, {})
-            mine, theirs = entry.get("result"), other.get("result")
-            same_size = entry["params"].get("clients") == other.get("params", {}).get("clients")
-            if not mine or not theirs or not same_size:
-                continue
-            out.setdefault(name, {})[label] = {
-                m.key: ratio(mine.get(m.key), theirs.get(m.key))
-                for m in workload.metrics
-                if m.ratio
-            }
+        out[label] = {
+            m.key: ratio(mine.get(m.key), theirs.get(m.key)) for m in workload.metrics if m.ratio
+        }
     return out
+
+
+def vs_baseline(workload: Workload, results: dict[str, Any]) -> dict[str, Any]:
+    """``{"vs_baseline": ...}``: greenchat / the baseline (--baseline) per case, or nothing."""
+    name = next((n for n in results if n in servers.BASELINES), None)
+    if name is None or BASE not in results:
+        return {}
+    cases = case_ratios(workload, results[BASE]["cases"], results[name]["cases"])
+    target = {
+        "metric": "server_us_per_delivery",
+        "max_ratio": 1 + BASELINE_TOLERANCE,
+        "workloads": list(BASELINE_TARGETS),
+    }
+    return {"vs_baseline": {"baseline": name, "target": target, "cases": cases}}
 
 
 def ratio(value: Any, base: Any) -> float | None:
@@ -272,6 +318,7 @@ def write_summary(out: Path) -> Path:
         lines += [machine_line(machine), ""]
         lines += [RATIO_NOTE, ""]
         lines += targets_section(docs)
+        lines += baseline_section(docs)
     for name, data in docs.items():
         workload = workloads[name]
         quick = " (quick sizes)" if data.get("quick") else ""
@@ -349,7 +396,73 @@ def check_targets(docs: dict) -> list[tuple[str, bool | None, str]]:
             v("joinstorm", "server_cpu_total_s"), v("joinstorm", "clients"),
             lambda a, b: a <= 10, "{mine:.2f} s for N={other:,}")),
     ]  # fmt: skip
+    return rows + baseline_targets(docs)
+
+
+def baseline_targets(docs: dict) -> list[tuple[str, bool | None, str]]:
+    """CPU per delivery within BASELINE_TOLERANCE of the baseline, where one was measured."""
+    cpu = "server_us_per_delivery"
+    rows = []
+    for workload in BASELINE_TARGETS:
+        data = docs.get(workload, {})
+        if not (against := data.get("vs_baseline")):
+            continue
+        name = against["baseline"]
+        target = f"{workload}: CPU/delivery within {BASELINE_TOLERANCE:.0%} of {name}"
+        label = next((lb for lb, r in against["cases"].items() if r.get(cpu) is not None), None)
+        if label is None:
+            rows.append((target, None, "not measured"))
+            continue
+        got = against["cases"][label][cpu]
+        mine = data["servers"][BASE]["cases"][label]["result"][cpu]
+        theirs = data["servers"][name]["cases"][label]["result"][cpu]
+        text = f"current/baseline {got:.3f} ({mine:.3f} vs {theirs:.3f} µs, {label})"
+        if got < 1 - BASELINE_TOLERANCE:
+            text += f"; {1 - got:.0%} cheaper"
+        rows.append((target, got <= 1 + BASELINE_TOLERANCE, text))
     return rows
+
+
+def baseline_section(docs: dict) -> list[str]:
+    """Every ratio metric, greenchat / the baseline, for the workloads that ran one."""
+    found = {w: d for w, d in docs.items() if d.get("vs_baseline")}
+    if not found:
+        return []
+    names = list(dict.fromkeys(d["vs_baseline"]["baseline"] for d in found.values()))
+    lines = ["", f"## Current vs baseline: {BASE} / {', '.join(names)}", "", BASELINE_NOTE, ""]
+    for name in names:
+        info = next(d["servers"][name]["server"] for d in found.values()
+                    if d["vs_baseline"]["baseline"] == name)  # fmt: skip
+        left_out = info.get("flags_left_out")
+        lines.append(
+            f"{name}: {info.get('source')}, greenchat {info.get('version')}"
+            + (f"; flags it does not know, left out: {', '.join(left_out)}" if left_out else "")
+            + "."
+        )
+    column = names[0] if len(names) == 1 else "baseline"
+    head = ["workload", "case", "metric", BASE, column, "current/baseline"]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    workloads = registry()
+    for wname, data in found.items():
+        name = data["vs_baseline"]["baseline"]
+        for label, got in data["vs_baseline"]["cases"].items():
+            mine = data["servers"][BASE]["cases"][label]["result"]
+            theirs = data["servers"][name]["cases"][label]["result"]
+            for m in (m for m in workloads[wname].metrics if m.ratio):
+                value = got.get(m.key)
+                shown = "-" if value is None else f"{value:.3f}"
+                cells = [wname, label, m.header, spread(m, mine), spread(m, theirs), shown]
+                lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def spread(metric: Metric, result: dict[str, Any]) -> str:
+    """The value, and the range over the repetitions where there were several."""
+    text = metric.format(result.get(metric.key))
+    runs = [r[metric.key] for r in result.get("runs", []) if r.get(metric.key) is not None]
+    if len(runs) > 1:
+        text += f" ({metric.format(min(runs))}-{metric.format(max(runs))})"
+    return text
 
 
 def targets_section(docs: dict) -> list[str]:
@@ -380,11 +493,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = Options(args.procs, args.sources, args.concurrency, args.quick)
     workloads = registry()
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"servers: {', '.join(args.servers)}; workloads: {', '.join(args.workloads)}")
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="greenchat-bench-") as tmp:
+    # Closed in reverse: the baseline's tree goes first, then the temporary folder.
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="greenchat-bench-")))
+        names = list(args.servers)
+        if args.baseline is not None:
+            try:
+                base = stack.enter_context(baseline.prepared(args.baseline, tmp))
+            except baseline.BaselineError as exc:
+                print(f"bench.py: --baseline {args.baseline}: {exc}", file=sys.stderr)
+                return 2
+            servers.BASELINES[base.name] = base
+            stack.callback(servers.BASELINES.pop, base.name, None)
+            names.insert(names.index(BASE) + 1, base.name)
+            print(f"baseline {base.name}: {base.source} (greenchat {base.version})")
+        print(f"servers: {', '.join(names)}; workloads: {', '.join(args.workloads)}")
         for name in args.workloads:
-            data = run_workload(workloads[name], args.servers, opts, Path(tmp))
+            data = run_workload(workloads[name], names, opts, tmp)
             path = args.out / f"{name}.json"
             path.write_text(json.dumps(data, indent=1) + "\n")
             print(f"wrote {path}", flush=True)

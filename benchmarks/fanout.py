@@ -42,14 +42,21 @@ Deliveries are timed with ``CLOCK_MONOTONIC``, which all processes share.
 By default the script starts ``greenchat-serve --port 0`` itself and stops it
 with SIGTERM at the end, also when the script itself gets SIGTERM or SIGHUP;
 ``--server HOST:PORT --server-pid PID`` measures an already running server
-instead. ``bench.py`` runs this same benchmark (as its ``fanout`` and
-``bigroom`` workloads) against several servers.
+instead. ``--baseline REV`` measures greenchat at git revision REV (or the
+checkout at a path containing ``/``) instead of the working tree, on this same
+interpreter, with the flags it knows (``baseline.py``); run the script with
+and without it to compare, or use ``bench.py --baseline REV``, which measures
+both in one run and reports current/baseline. ``--server-cmd`` starts any
+other command that prints ``listening on HOST:PORT``, e.g. another
+virtualenv's ``greenchat-serve --port 0 --flood-rate 0``. ``bench.py`` runs
+this same benchmark (as its ``fanout`` and ``bigroom`` workloads) against
+several servers.
 
 Usage::
 
     python benchmarks/fanout.py [--clients 1000] [--senders 10] [--messages 200]
         [--size 64] [--repeat 3] [--procs 1] [--sources 1] [--server-cmd "..."]
-        [--server HOST:PORT --server-pid PID] [--json PATH]
+        [--baseline REV|PATH] [--server HOST:PORT --server-pid PID] [--json PATH]
 """
 
 from gevent import monkey
@@ -58,12 +65,14 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import atexit  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -75,6 +84,7 @@ from gevent.event import Event  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import baseline  # noqa: E402
 from loadgen import (  # noqa: E402
     Client,
     Fleet,
@@ -106,6 +116,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--deadline", type=float, default=120.0, help="seconds allowed per run")
     p.add_argument("--connect-concurrency", type=int, default=100, help="connects in flight")
     p.add_argument("--server-cmd", help="command that starts the server (prints HOST:PORT)")
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="measure greenchat at this git revision (or the checkout at this path, written"
+        " with a /) instead of the working tree",
+    )
     p.add_argument("--server", metavar="HOST:PORT", help="measure a running server")
     p.add_argument("--server-pid", type=int, help="PID of the --server process, for its CPU")
     p.add_argument(
@@ -123,6 +139,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--sources must be between 1 and 254")
     if args.server_pid and not args.server:
         p.error("--server-pid needs --server")
+    if sum(x is not None for x in (args.server, args.server_cmd, args.baseline)) > 1:
+        p.error("choose one of --server, --server-cmd and --baseline")
     return args
 
 
@@ -145,13 +163,17 @@ class ServerHandle:
     proc: subprocess.Popen | None = None
 
 
+def default_server_flags(clients: int) -> list[str]:
+    max_clients = str(max(10_000, 2 * clients))
+    # Flood control off: the senders' bursts are the measurement, not abuse.
+    return ["--port", "0", "--log-level", "WARNING", "--max-clients", max_clients,
+            "--flood-rate", "0"]  # fmt: skip
+
+
 def default_server_cmd(clients: int) -> list[str]:
     script = Path(sys.executable).parent / "greenchat-serve"
     base = [str(script)] if script.exists() else [sys.executable, "-m", "greenchat.cli"]
-    max_clients = str(max(10_000, 2 * clients))
-    # Flood control off: the senders' bursts are the measurement, not abuse.
-    return [*base, "--port", "0", "--log-level", "WARNING", "--max-clients", max_clients,
-            "--flood-rate", "0"]  # fmt: skip
+    return [*base, *default_server_flags(clients)]
 
 
 def start_server(cmd: list[str], timeout: float = 30.0) -> ServerHandle:
@@ -372,7 +394,8 @@ def write_json(
             "command": args.server_cmd_used,
             "address": f"{server.host}:{server.port}",
             "started_by_benchmark": server.proc is not None,
-        },
+        }
+        | ({"baseline": args.baseline_info} if args.baseline_info else {}),
         "machine": machine_info(),
         "runs": runs,
         "median": summary,
@@ -435,16 +458,42 @@ def benchmark(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    exit_on_sigterm()  # so the finally below and the atexit hook stop the server
+    exit_on_sigterm()  # so the finally blocks and the atexit hook stop the server
     args = parse_args(argv)
     raise_fd_limit(args.clients // args.procs + 64)
+    # The baseline's exported tree (in a temporary folder) goes once the server has stopped.
+    with contextlib.ExitStack() as stack:
+        args.baseline_info = None
+        if args.baseline is not None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="greenchat-fanout-")))
+            try:
+                base = stack.enter_context(baseline.prepared(args.baseline, tmp))
+            except baseline.BaselineError as exc:
+                print(f"fanout.py: --baseline {args.baseline}: {exc}", file=sys.stderr)
+                return 2
+            cmd = [*base.command(), *base.args(default_server_flags(args.clients))]
+            args.baseline_info = base.describe() | {"name": base.name}
+            print(f"baseline {base.name}: {base.source} (greenchat {base.version})")
+            for note in args.baseline_info["notes"]:
+                print(f"  {note}")
+            return run_server(args, cmd)
+        return run_server(args, None)
+
+
+def run_server(args: argparse.Namespace, cmd: list[str] | None) -> int:
+    """Start (or attach to) the server, run the benchmark, stop the server; the exit status."""
     if args.server:
         server = attach_server(args.server, args.server_pid)
         args.server_cmd_used = None
         if server.pid is None:
             print("no --server-pid: server CPU is not measured", file=sys.stderr)
     else:
-        cmd = shlex.split(args.server_cmd) if args.server_cmd else default_server_cmd(args.clients)
+        if cmd is None:
+            cmd = (
+                shlex.split(args.server_cmd)
+                if args.server_cmd
+                else default_server_cmd(args.clients)
+            )
         args.server_cmd_used = shlex.join(cmd)
         server = start_server(cmd)
     try:

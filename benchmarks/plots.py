@@ -25,6 +25,11 @@ import matplotlib.pyplot as plt
 DEFAULT_DIR = Path(__file__).resolve().parent / "results"
 COLORS = {"greenchat": "tab:green", "greenchat-nodelay": "tab:olive", "threaded": "tab:red",
           "ngircd": "tab:blue", "inspircd": "tab:purple"}  # fmt: skip
+BASELINE_COLOR = "tab:gray"  # greenchat@REV (bench.py --baseline)
+
+
+def color(name: str) -> str | None:
+    return COLORS.get(name) or (BASELINE_COLOR if name.startswith("greenchat@") else None)
 
 
 def load(folder: Path, workload: str) -> dict[str, Any] | None:
@@ -61,7 +66,7 @@ def plot_rooms(folder: Path) -> Path | None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
     for name, rows in points.items():
         sizes = [r[0] for r in rows]
-        style = {"marker": "o", "label": name, "color": COLORS.get(name)}
+        style = {"marker": "o", "label": name, "color": color(name)}
         top.plot(sizes, [r[1] for r in rows], **style)
         bottom.plot(sizes, [r[2] for r in rows], **style)
     top.set_ylabel("deliveries / s")
@@ -95,7 +100,7 @@ def plot_latency(folder: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, cdf in curves.items():
         xs = [max(x, 1e-3) for x, _ in cdf]
-        ax.plot(xs, [y for _, y in cdf], label=name, color=COLORS.get(name))
+        ax.plot(xs, [y for _, y in cdf], label=name, color=color(name))
     ax.set_xscale("log")
     ax.set_xlabel("latency, send to arrival (ms)")
     ax.set_ylabel("fraction of deliveries")

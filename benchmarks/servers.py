@@ -1,6 +1,6 @@
 """Start and stop the IRC servers that greenchat's benchmarks compare.
 
-Five servers can be measured side by side:
+These servers can be measured side by side:
 
 ``greenchat``
     ``greenchat-serve`` from the same virtualenv as this Python, on port 0,
@@ -8,6 +8,11 @@ Five servers can be measured side by side:
 ``greenchat-nodelay``
     The same with ``--tcp-nodelay`` (Nagle's algorithm off), to show what the
     default costs or saves; only the workloads that list it run it.
+``greenchat@REV``
+    An older greenchat (``bench.py --baseline REV``): ``benchmarks/baseline.py``
+    prepares its tree and registers it in :data:`BASELINES`; it runs on this
+    same interpreter with greenchat's benchmark flags, less those its
+    ``--help`` does not list (named in its description).
 ``threaded``
     ``benchmarks/baselines/threaded_server.py``: the seed's thread-per-client
     design speaking just enough IRC (a baseline, not a product).
@@ -57,6 +62,9 @@ THREADED = HERE / "baselines" / "threaded_server.py"
 NAMES = ("greenchat", "greenchat-nodelay", "threaded", "ngircd", "inspircd")
 # greenchat run with other flags: name -> the extra flags.
 VARIANTS = {"greenchat-nodelay": ("--tcp-nodelay",)}
+# Older greenchat trees (baseline.Baseline, registered by bench.py --baseline), by name:
+# each has .command() (its greenchat-serve), .args(flags) (the ones it knows), .describe().
+BASELINES: dict[str, Any] = {}
 HOST = "127.0.0.1"
 GREENCHAT_SENDQ = 4 * 1024 * 1024
 START_DEADLINE = 30.0
@@ -183,10 +191,20 @@ def render(template: Path, target: Path, **values: object) -> Path:
     return target
 
 
+def known(name: str) -> bool:
+    """A server :func:`start` can run: one of ``NAMES`` or a registered baseline."""
+    return name in NAMES or name in BASELINES
+
+
+def _check_known(name: str) -> None:
+    if not known(name):
+        names = ", ".join([*NAMES, *BASELINES])
+        raise ValueError(f"unknown server {name!r}; expected one of {names}")
+
+
 def _command(name: str, rundir: Path, port: int, max_clients: int) -> list[str]:
-    if name == "greenchat" or name in VARIANTS:
-        return [
-            *_greenchat_cmd(),
+    if name == "greenchat" or name in VARIANTS or name in BASELINES:
+        flags = [
             "--host", HOST,
             "--port", "0",
             "--log-level", "WARNING",
@@ -195,6 +213,9 @@ def _command(name: str, rundir: Path, port: int, max_clients: int) -> list[str]:
             "--flood-rate", "0",
             *VARIANTS.get(name, ()),
         ]  # fmt: skip
+        if base := BASELINES.get(name):
+            return [*base.command(), *base.args(flags)]
+        return [*_greenchat_cmd(), *flags]
     if name == "threaded":
         return [sys.executable, str(THREADED), "--host", HOST, "--port", "0"]
     values = {"port": port, "rundir": rundir, "max_clients": max_clients}
@@ -333,8 +354,7 @@ def start(name: str, tmpdir: Path, max_clients: int = 20000) -> RunningServer:
     start; if another process takes it first, the start is retried on a new
     port (three tries in all).
     """
-    if name not in NAMES:
-        raise ValueError(f"unknown server {name!r}; expected one of {', '.join(NAMES)}")
+    _check_known(name)
     rundir = Path(tmpdir) / name
     rundir.mkdir(parents=True, exist_ok=True)
     tries = 3 if name in ("ngircd", "inspircd") else 1
@@ -451,9 +471,13 @@ FACTS: dict[str, dict[str, Any]] = {
 
 def describe(name: str) -> dict[str, Any]:
     """What the results JSON records about server ``name``: version, kind, config, notes."""
-    if name not in NAMES:
-        raise ValueError(f"unknown server {name!r}; expected one of {', '.join(NAMES)}")
+    _check_known(name)
     info: dict[str, Any] = {"name": name}
+    if base := BASELINES.get(name):
+        own = base.describe()
+        kind = "greenchat at an older revision (the baseline), on this interpreter and gevent"
+        facts = FACTS["greenchat"] | {"kind": kind}
+        return info | facts | own | {"notes": [*facts["notes"], *own.get("notes", [])]}
     if name == "greenchat" or name in VARIANTS:
         import greenchat
 

@@ -128,14 +128,15 @@ def git(*args: str) -> str:
 
 
 def test_baseline_revision_measured_in_the_same_run(tmp_path: Path) -> None:
-    """--baseline HEAD: greenchat@<short> runs next to greenchat, with current/baseline ratios;
-    no worktree, exported tree or process is left afterwards."""
+    """--baseline <HEAD's hash>: greenchat@<short> runs next to greenchat, with
+    current/baseline ratios; no worktree, exported tree or process is left afterwards."""
     worktrees = git("worktree", "list", "--porcelain")
+    head = git("rev-parse", "HEAD")  # resolved first: others may commit meanwhile
     temp, out, pid_log = tmp_path / "tmp", tmp_path / "out", tmp_path / "pids"
     temp.mkdir()
     cmd = [
         sys.executable, str(ROOT / "benchmarks" / "bench.py"),
-        "--quick", "--servers", "greenchat", "--workloads", "fanout", "--baseline", "HEAD",
+        "--quick", "--servers", "greenchat", "--workloads", "fanout", "--baseline", head,
         "--no-plots", "--out", str(out),
     ]  # fmt: skip
     env = os.environ | {"TMPDIR": str(temp), PID_LOG_ENV: str(pid_log)}
@@ -146,7 +147,7 @@ def test_baseline_revision_measured_in_the_same_run(tmp_path: Path) -> None:
     finally:  # this test's own PID log, which the session's guard does not read
         end_processes(p for pid in _logged(pid_log) if (p := _ours(pid, pid_log)))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    name = f"greenchat@{git('rev-parse', '--short', 'HEAD')}"
+    name = f"greenchat@{git('rev-parse', '--short', head)}"
     data = load(out, "fanout")
     assert list(data["servers"]) == ["greenchat", name]
     (label, entry), *_ = data["servers"][name]["cases"].items()
@@ -154,7 +155,7 @@ def test_baseline_revision_measured_in_the_same_run(tmp_path: Path) -> None:
     assert result["complete"] and result["delivered"] == result["expected"] > 0
     assert result["server_us_per_delivery"] > 0
     info = data["servers"][name]["server"]
-    assert info["commit"] == git("rev-parse", "HEAD") and info["revision"] == "HEAD"
+    assert info["commit"] == info["revision"] == head
     assert "flags_left_out" not in info  # HEAD knows every flag the harness passes
     against = data["vs_baseline"]
     assert against["baseline"] == name and against["target"]["max_ratio"] == 1.1
