@@ -1,6 +1,7 @@
 """One client connection: a reader loop, output flushing and the user's state.
 
-The reader (the greenlet the StreamServer spawned) reads chunks, frames them
+The reader (the greenlet the StreamServer spawned) reads chunks from the
+transport (transport.py: TCP or TLS), frames them
 into lines and dispatches each through the command table; it yields after
 every chunk so output is flushed before one sender's burst fills other
 queues. Output is sent by the server's flusher (flusher.py) once per loop
@@ -19,19 +20,14 @@ closes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import re
 import socket
-import struct
-import sys
-import termios
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import gevent
-from gevent import ssl as gssl
 
 from greenchat.protocol.caps import CapNegotiation
 from greenchat.protocol.framing import FramingError, LineFramer, LineTooLong
@@ -40,6 +36,7 @@ from greenchat.protocol.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
 from greenchat.server.flood import TokenBucket
 from greenchat.server.outgoing import Relay
 from greenchat.server.sendq import SendQueue
+from greenchat.server.transport import Transport, transport_for
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
@@ -48,10 +45,6 @@ __all__ = ["Connection"]
 
 log = logging.getLogger("greenchat.connection")
 
-RECV_BYTES = 16 * 1024
-# Linux's SIOCOUTQ (= TIOCOUTQ): unacknowledged bytes in a TCP socket's send queue.
-_OUTQ = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" else None
-_SENDING_STATES = (1, 8)  # TCP_ESTABLISHED, TCP_CLOSE_WAIT (tcpi_state of TCP_INFO)
 _NO_MODES: frozenset[str] = frozenset()
 _COMMAND_WORD = re.compile(rb"^[A-Za-z]+$|^[0-9]{3}$")
 
@@ -62,19 +55,6 @@ def display_host(address: str) -> str:
     if address.startswith("::ffff:") and "." in address:
         return address[7:]
     return "0" + address if address.startswith(":") else address
-
-
-def _unacknowledged(sock: socket.socket) -> int:
-    """Bytes sent on ``sock`` that the peer may still acknowledge (0 if unknown).
-
-    0 as well once the connection is no longer open both ways for our data
-    (reset by the peer, say): nothing more will be acknowledged then.
-    """
-    if _OUTQ is None:
-        return 0
-    if sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] not in _SENDING_STATES:
-        return 0
-    return struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
 
 
 def _line_bytes(item: bytes | LineTooLong) -> int:
@@ -122,17 +102,15 @@ class Connection:
         "sendq",
         "server",
         "signon",
-        "sock",
-        "tls",
+        "transport",
         "user",
         "variant",
         "writer",
     )
 
-    def __init__(self, server: ChatServer, sock: socket.socket, address: tuple) -> None:
+    def __init__(self, server: ChatServer, sock: socket.socket | Transport, address: tuple) -> None:
         self.server = server
-        self.sock = sock
-        self.tls = isinstance(sock, gssl.SSLSocket)
+        self.transport = sock if isinstance(sock, Transport) else transport_for(sock)
         self.host, self.port = display_host(address[0]), address[1]
         self.sendq = SendQueue(server.config.sendq, self._output_ready, self._sendq_overflow)
         # Bound once: the fan-out loop calls this for every recipient.
@@ -235,12 +213,7 @@ class Connection:
         self.close_reason = reason
         text = error or f"Closing Link: {self.host} ({reason})"
         self.sendq.close(clip_line(f"ERROR :{text}\r\n".encode()), discard=discard)
-        # The reader's pending recv wakes up with end-of-stream. For TLS the
-        # descriptor is shut directly: SSLSocket.shutdown would drop the TLS
-        # layer and the ERROR line would go out unencrypted.
-        raw = self.sock._sock if self.tls else self.sock
-        with contextlib.suppress(OSError):
-            raw.shutdown(socket.SHUT_RD)
+        self.transport.wake_reader()  # the reader's pending recv returns end-of-stream
 
     # -- the greenlets -------------------------------------------------------
 
@@ -256,12 +229,13 @@ class Connection:
 
     def _read_loop(self) -> str:
         framer = LineFramer()
-        recv = self.sock.recv
+        transport = self.transport
+        recv = transport.recv
         recvq = self.server.config.recvq
         backlog: list = []  # lines read but not handled yet: flood control holds them
         wait = 0.0
         while self.close_reason is None:
-            data = self._recv_within(wait) if backlog else recv(RECV_BYTES)
+            data = transport.recv_within(wait) if backlog else recv()
             if data is not None:
                 if not data:
                     return "Connection closed"
@@ -285,12 +259,6 @@ class Connection:
             # Let output flush (and other readers run) before taking more input.
             gevent.sleep(0)
         return self.close_reason
-
-    def _recv_within(self, seconds: float) -> bytes | None:
-        """The next chunk, or ``None`` when nothing arrived within ``seconds``."""
-        with gevent.Timeout(seconds, False):
-            return self.sock.recv(RECV_BYTES)
-        return None
 
     def _handle_due(self, backlog: list) -> float:
         """Handle the lines flood control allows now and drop them from ``backlog``.
@@ -345,24 +313,20 @@ class Connection:
         """Called when the send queue stops being empty."""
         if self.writer is not None:
             return  # a running writer sends it anyway
-        if self.tls:  # a TLS write may need to wait even when the socket is writable
+        if self.transport.writes_wait:  # e.g. TLS: even a writable socket may wait
             self.writer = gevent.spawn(self._write_loop)
         else:
             self.server.flusher.mark(self)
 
     def flush_now(self) -> None:
         """Send what is queued without blocking; a writer greenlet finishes the rest."""
-        if self.writer is not None or self.tls:
+        if self.writer is not None or self.transport.writes_wait:
             return
         data = self.sendq.take()
         if not data:
             return
         try:
-            # The OS socket itself (non-blocking under gevent): gevent's wrapper
-            # would only add a Python frame per recipient per message here.
-            sent = self.sock._sock.send(data)
-        except BlockingIOError:
-            sent = 0
+            sent = self.transport.send_nowait(data)
         except OSError as exc:
             self._write_failed(exc)
             return
@@ -372,7 +336,7 @@ class Connection:
 
     def _write_loop(self) -> None:
         """Wait for the socket and send everything queued; end when the queue is empty."""
-        take, sendall = self.sendq.take, self.sock.sendall
+        take, sendall = self.sendq.take, self.transport.sendall
         try:
             while data := take():
                 sendall(data)
@@ -380,25 +344,6 @@ class Connection:
             self._write_failed(exc)
         finally:
             self.writer = None
-
-    def _linger(self, deadline: float) -> None:
-        """Until ``deadline``, wait for the peer to acknowledge what was sent; then
-        discard unread input.
-
-        Closing a socket with unread input makes the kernel reset the
-        connection and throw away output not yet sent, so a client that is
-        still sending (a flooder, say) would never see its ERROR line. Once
-        the peer's kernel has it, a reset no longer loses it.
-        """
-        raw = self.sock._sock
-        try:
-            while _unacknowledged(raw) and time.monotonic() < deadline:
-                gevent.sleep(0.01)
-            raw.setblocking(False)
-            while raw.recv(RECV_BYTES):  # the read side is shut: b"" once drained
-                pass
-        except OSError:  # BlockingIOError included: nothing (more) to discard
-            pass
 
     def _write_failed(self, exc: OSError) -> None:
         self.sendq.take()  # nothing more can be sent
@@ -408,15 +353,12 @@ class Connection:
         server = self.server
         server.hub.remove_connection(self, reason)
         self.disconnect(reason)  # no-op when already closing; else queues the ERROR line
-        with contextlib.suppress(OSError):  # the last lines need not wait for ACKs (Nagle)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport.set_nodelay()  # the last lines need not wait for ACKs
         self.flush_now()
         deadline = time.monotonic() + server.config.close_grace
         writer = self.writer
         if writer is not None:  # give the last lines (the ERROR) a moment to go out
             writer.join(timeout=server.config.close_grace)
             writer.kill(block=False)
-        self._linger(deadline)
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        self.transport.close(deadline)
         log.info("disconnect %s from %s:%s: %s", self.nick or "*", self.host, self.port, reason)

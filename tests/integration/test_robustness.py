@@ -198,7 +198,7 @@ def test_output_the_socket_cannot_take_is_finished_by_a_writer(make_server):
 def test_tcp_nodelay_is_off_by_default_and_a_flag(make_server):
     def nodelay(server) -> list[int]:
         conns = server.server.hub.connections
-        return [c.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for c in conns]
+        return [c.transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for c in conns]
 
     for flag in (False, True):
         server = make_server(tcp_nodelay=flag)

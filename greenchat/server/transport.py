@@ -1,0 +1,138 @@
+"""Transports: how a session's bytes move (TCP and TLS now; WebSocket next).
+
+A :class:`Session <greenchat.server.connection.Connection>` knows lines, queues and
+IRC state; everything about the socket lives here:
+
+- ``send_nowait`` sends what the socket takes at once, without blocking (the
+  flusher calls it for every dirty queue in one loop turn). A transport with
+  ``writes_wait`` set cannot promise that (gevent's SSL ``send`` may wait even on
+  a writable socket), so its session always writes from a writer greenlet with
+  ``sendall``, which waits cooperatively.
+- ``wake_reader`` makes a pending ``recv`` return end-of-stream, so a session
+  can be closed from anywhere (even in the middle of a fan-out loop) and its
+  reader cleans up.
+- ``close`` lets the last lines go: it turns off Nagle, waits (within a
+  deadline) until the peer has acknowledged what was sent, discards unread
+  input and closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import socket
+import struct
+import sys
+import termios
+import time
+
+import gevent
+from gevent import ssl as gssl
+
+__all__ = ["RECV_BYTES", "TcpTransport", "TlsTransport", "Transport", "transport_for"]
+
+RECV_BYTES = 16 * 1024
+# Linux's SIOCOUTQ (= TIOCOUTQ): unacknowledged bytes in a TCP socket's send queue.
+_OUTQ = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" else None
+_SENDING_STATES = (1, 8)  # TCP_ESTABLISHED, TCP_CLOSE_WAIT (tcpi_state of TCP_INFO)
+
+
+def _unacknowledged(sock: socket.socket) -> int:
+    """Bytes sent on ``sock`` that the peer may still acknowledge (0 if unknown).
+
+    0 as well once the connection is no longer open both ways for our data
+    (reset by the peer, say): nothing more will be acknowledged then.
+    """
+    if _OUTQ is None:
+        return 0
+    if sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] not in _SENDING_STATES:
+        return 0
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+
+
+class Transport:
+    """A gevent TCP socket. Subclasses change what differs (TLS, later WebSocket)."""
+
+    __slots__ = ("_raw", "sock")
+    writes_wait = False  # True: send only from a writer greenlet (never send_nowait)
+    name = "tcp"
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        # The OS socket under gevent's wrapper: non-blocking, and one Python frame
+        # less per send (the flusher sends to every recipient of every message).
+        self._raw: socket.socket = sock._sock  # type: ignore[attr-defined]
+
+    def recv(self, size: int = RECV_BYTES) -> bytes:
+        """The next chunk (waits cooperatively); b"" at end of stream."""
+        return self.sock.recv(size)
+
+    def recv_within(self, seconds: float, size: int = RECV_BYTES) -> bytes | None:
+        """The next chunk, or ``None`` when nothing arrived within ``seconds``."""
+        with gevent.Timeout(seconds, False):
+            return self.sock.recv(size)
+        return None
+
+    def send_nowait(self, data: bytes) -> int:
+        """Send what the socket takes now; how many bytes that was (0 if it would block)."""
+        try:
+            return self._raw.send(data)
+        except BlockingIOError:
+            return 0
+
+    def sendall(self, data: bytes) -> None:
+        """Send everything, waiting cooperatively while the socket is full."""
+        self.sock.sendall(data)
+
+    def wake_reader(self) -> None:
+        """Make a pending (or the next) ``recv`` return end-of-stream."""
+        with contextlib.suppress(OSError):
+            self._raw.shutdown(socket.SHUT_RD)
+
+    def close(self, deadline: float) -> None:
+        """Until ``deadline``, wait for the peer to acknowledge what was sent; then
+        discard unread input and close.
+
+        Closing a socket with unread input makes the kernel reset the
+        connection and throw away output not yet sent, so a client that is
+        still sending (a flooder, say) would never see its ERROR line. Once
+        the peer's kernel has it, a reset no longer loses it.
+        """
+        raw = self._raw
+        try:
+            while _unacknowledged(raw) and time.monotonic() < deadline:
+                gevent.sleep(0.01)
+            raw.setblocking(False)
+            while raw.recv(RECV_BYTES):  # the read side is shut: b"" once drained
+                pass
+        except OSError:  # BlockingIOError included: nothing (more) to discard
+            pass
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def set_nodelay(self) -> None:
+        """Send the last lines at once rather than waiting for ACKs (Nagle)."""
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+TcpTransport = Transport
+
+
+class TlsTransport(Transport):
+    """A gevent SSL socket over TCP."""
+
+    __slots__ = ()
+    writes_wait = True  # gevent's SSL send may wait even when the socket is writable
+    name = "tls"
+
+    def send_nowait(self, data: bytes) -> int:
+        raise RuntimeError("a TLS session writes from a writer greenlet")
+
+    # wake_reader and close work on the descriptor under the TLS layer:
+    # SSLSocket.shutdown would drop TLS, and the ERROR line would go out in the clear.
+
+
+def transport_for(sock: socket.socket) -> Transport:
+    """The transport for an accepted socket: TLS when the handshake wrapped it."""
+    return TlsTransport(sock) if isinstance(sock, gssl.SSLSocket) else Transport(sock)
