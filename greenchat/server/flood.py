@@ -5,7 +5,7 @@ second up to ``burst``. A client with tokens left is served at once. A client
 without is not refused: its lines wait, in order, and are handled as tokens
 come back (the server "lags" it, as InspIRCd and Ergo do), so a paste or a
 burst of JOINs arrives late rather than lost. What decides a disconnect is the
-receive queue, the bytes read but not yet handled (``Connection`` enforces
+receive queue, the bytes read but not yet handled (``Session`` enforces
 it): past that limit the client gets ``ERROR :Excess Flood``.
 
 Pure and clock-driven (the caller passes ``now``), so it is tested without

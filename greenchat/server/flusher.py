@@ -7,7 +7,7 @@ to coalesce. Instead a queue that stops being empty marks its connection
 dirty here; one callback per loop turn, run by the hub before it polls again,
 sends every dirty queue with a single non-blocking ``send``. Only a socket
 that cannot take everything gets a writer greenlet, which waits for it to
-become writable (see ``Connection.flush_now``).
+become writable (see ``Session.flush_now``).
 
 The callback runs in the hub, so it must never block or yield: it only calls
 non-blocking sends and spawns.
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import gevent
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
+    from greenchat.server.session import Session
 
 __all__ = ["Flusher"]
 
@@ -32,10 +32,10 @@ class Flusher:
     __slots__ = ("_dirty", "_scheduled")
 
     def __init__(self) -> None:
-        self._dirty: list[Connection] = []
+        self._dirty: list[Session] = []
         self._scheduled = False
 
-    def mark(self, conn: Connection) -> None:
+    def mark(self, conn: Session) -> None:
         """``conn`` has output: send it at the end of this loop turn."""
         self._dirty.append(conn)
         if not self._scheduled:

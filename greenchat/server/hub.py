@@ -20,7 +20,7 @@ from greenchat.server.outgoing import Relay
 from greenchat.server.presence import Presence
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
+    from greenchat.server.user import User
 
 __all__ = ["PREFIXES", "Channel", "Hub"]
 
@@ -55,7 +55,7 @@ class Channel:
         self.name = name
         self.key = casefold(name)
         # member -> set of prefix modes ('o', 'v'); insertion order is join order.
-        self.members: dict[Connection, set[str]] = {}
+        self.members: dict[User, set[str]] = {}
         self.modes: set[str] = {"n", "t"}
         self.join_key = ""
         self.limit = 0
@@ -65,31 +65,31 @@ class Channel:
         # past +i and bans once, as on Ergo (a new channel of the same name
         # is a new object, so old invites do not carry over).
         # Weak: an invite must not keep a gone connection alive.
-        self.invited: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self.invited: weakref.WeakSet[User] = weakref.WeakSet()
         self.topic = ""
         self.topic_setter = ""
         self.topic_set_at = 0
         self.created = int(time.time())
 
-    def is_op(self, conn: Connection) -> bool:
-        return "o" in self.members.get(conn, ())
+    def is_op(self, user: User) -> bool:
+        return "o" in self.members.get(user, ())
 
-    def prefixes(self, conn: Connection, multi_prefix: bool = False) -> str:
+    def prefixes(self, user: User, multi_prefix: bool = False) -> str:
         """The member's prefix symbols, highest first: '@', '+', '@+' (multi-prefix) or ''."""
-        modes = self.members.get(conn, ())  # () for one who left during a paged reply
+        modes = self.members.get(user, ())  # () for one who left during a paged reply
         symbols = "".join(symbol for mode, symbol in PREFIXES if mode in modes)
         return symbols if multi_prefix else symbols[:1]
 
-    def is_banned(self, conn: Connection) -> bool:
-        """Whether ``conn``'s nick!user@host matches a +b mask."""
+    def is_banned(self, user: User) -> bool:
+        """Whether ``user``'s nick!user@host matches a +b mask."""
         if not self.bans:
             return False
-        name = casefold(conn.prefix)
+        name = casefold(user.prefix)
         return any(compile_mask(mask).match(name) for mask in self.bans)
 
-    def invite(self, conn: Connection) -> None:
-        """Remember an invite (weakly: it goes with the invited connection)."""
-        self.invited.add(conn)
+    def invite(self, user: User) -> None:
+        """Remember an invite (weakly: it goes with the invited user)."""
+        self.invited.add(user)
 
     def mode_string(self, show_key: bool) -> tuple[str, ...]:
         """The modes as 324 shows them: ``('+iklnt', key, limit)``.
@@ -111,42 +111,43 @@ class Channel:
 class Hub:
     """All shared chat state of one server process."""
 
-    def __init__(self) -> None:
-        self.nicks: dict[str, Connection] = {}  # casefolded nick -> connection
+    def __init__(self, whowas_size: int = 1000) -> None:
+        self.nicks: dict[str, User] = {}  # casefolded nick -> user
         self.channels: dict[str, Channel] = {}  # casefolded name -> channel
-        self.connections: set[Connection] = set()
+        self.users: set[User] = set()  # every user the network knows
         # Counters kept up to date so LUSERS (sent on every registration)
-        # never walks all connections.
+        # never walks all users.
         self.registered_count = 0
         self.invisible_count = 0
         self.max_registered = 0
         # MONITOR watchers, WHOWAS history, opers (presence.py): told of
         # nick changes and quits at the lines marked 'hook:'.
-        self.presence = Presence()
+        self.presence = Presence(whowas_size)
 
-    # -- connections and nicks ---------------------------------------------
+    # -- users and nicks ---------------------------------------------------
 
-    def add_connection(self, conn: Connection) -> None:
-        self.connections.add(conn)
+    def add_user(self, user: User) -> None:
+        """A user the network now knows (a new local session's, before registration)."""
+        self.users.add(user)
 
-    def nick_owner(self, nick: str) -> Connection | None:
+    def nick_owner(self, nick: str) -> User | None:
         return self.nicks.get(casefold(nick))
 
-    def claim_nick(self, conn: Connection, nick: str) -> None:
-        """Give ``nick`` to ``conn`` (the caller checked it is free or its own)."""
-        if conn.nick:
-            self.nicks.pop(casefold(conn.nick), None)
-        self.nicks[casefold(nick)] = conn
+    def claim_nick(self, user: User, nick: str) -> None:
+        """Give ``nick`` to ``user`` (the caller checked it is free or its own)."""
+        if user.nick:
+            self.nicks.pop(casefold(user.nick), None)
+        self.nicks[casefold(nick)] = user
 
-    def change_nick(self, conn: Connection, nick: str) -> None:
+    def change_nick(self, user: User, nick: str) -> None:
         """Rename a registered user and tell everyone who shares a channel."""
-        relay = Relay(conn.prefix, "NICK", (nick,))
-        old_nick = conn.nick
-        self.claim_nick(conn, nick)
-        conn.set_nick(nick)
-        conn.enqueue(relay.bytes_for(conn.variant))
-        self.send_to_peers(conn, relay)
-        self.presence.nick_changed(conn, old_nick)  # hook: WHOWAS, MONITOR
+        relay = Relay(user.prefix, "NICK", (nick,))
+        old_nick = user.nick
+        self.claim_nick(user, nick)
+        user.set_nick(nick)
+        user.enqueue(relay.bytes_for(user.variant))
+        self.send_to_peers(user, relay)
+        self.presence.nick_changed(user, old_nick)  # hook: WHOWAS, MONITOR
 
     def note_registered(self) -> None:
         self.registered_count += 1
@@ -156,70 +157,70 @@ class Hub:
         """Keep the invisible count when a user sets or clears +i."""
         self.invisible_count += 1 if invisible else -1
 
-    def remove_connection(self, conn: Connection, reason: str) -> None:
-        """Forget ``conn``: free its nick, leave its channels, tell its peers."""
-        if conn not in self.connections:
+    def remove_user(self, user: User, reason: str) -> None:
+        """Forget ``user``: free its nick, leave its channels, tell its peers."""
+        if user not in self.users:
             return
-        self.connections.discard(conn)
-        if conn.registered:
+        self.users.discard(user)
+        if user.registered:
             self.registered_count -= 1
-            self.invisible_count -= "i" in conn.modes
-            self.send_to_peers(conn, Relay(conn.prefix, "QUIT", (reason,)))
-        self.presence.gone(conn)  # hook: WHOWAS, MONITOR, opers
-        for channel in list(conn.channels.values()):
-            self._drop_member(channel, conn)
-        if conn.nick and self.nicks.get(casefold(conn.nick)) is conn:
-            del self.nicks[casefold(conn.nick)]
+            self.invisible_count -= "i" in user.modes
+            self.send_to_peers(user, Relay(user.prefix, "QUIT", (reason,)))
+        self.presence.gone(user)  # hook: WHOWAS, MONITOR, opers
+        for channel in list(user.channels.values()):
+            self._drop_member(channel, user)
+        if user.nick and self.nicks.get(casefold(user.nick)) is user:
+            del self.nicks[casefold(user.nick)]
 
     # -- channels ----------------------------------------------------------
 
     def get_channel(self, name: str) -> Channel | None:
         return self.channels.get(casefold(name))
 
-    def join(self, conn: Connection, name: str) -> Channel | None:
-        """Add ``conn`` to channel ``name`` (creating it); ``None`` if already in."""
+    def join(self, user: User, name: str) -> Channel | None:
+        """Add ``user`` to channel ``name`` (creating it); ``None`` if already in."""
         key = casefold(name)
         channel = self.channels.get(key)
         if channel is None:
             channel = self.channels[key] = Channel(name)
             modes = {"o"}  # whoever creates a channel operates it
-        elif conn in channel.members:
+        elif user in channel.members:
             return None
         else:
             modes = set()
-            channel.invited.discard(conn)  # an invite is good for one join
-        channel.members[conn] = modes
-        conn.channels[key] = channel
+            channel.invited.discard(user)  # an invite is good for one join
+        channel.members[user] = modes
+        user.channels[key] = channel
         # extended-join recipients also get the account ('*': none) and real name.
-        ext = (channel.name, "*", conn.realname)
-        relay = Relay(conn.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)
+        ext = (channel.name, "*", user.realname)
+        relay = Relay(user.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)
         self.fanout(channel.members, relay)
-        if conn.away:  # hook: away-notify members learn at once that the newcomer is away
-            away = Relay(conn.prefix, "AWAY", (conn.away,))
-            self.fanout(channel.members, away, exclude=conn, require_cap="away-notify")
+        if user.away:  # hook: away-notify members learn at once that the newcomer is away
+            away = Relay(user.prefix, "AWAY", (user.away,))
+            self.fanout(channel.members, away, exclude=user, require_cap="away-notify")
         return channel
 
-    def part(self, conn: Connection, channel: Channel, reason: str) -> None:
+    def part(self, user: User, channel: Channel, reason: str) -> None:
         params = (channel.name, reason) if reason else (channel.name,)
-        self.fanout(channel.members, Relay(conn.prefix, "PART", params, trailing=bool(reason)))
-        self._drop_member(channel, conn)
+        self.fanout(channel.members, Relay(user.prefix, "PART", params, trailing=bool(reason)))
+        self._drop_member(channel, user)
 
-    def kick(self, conn: Connection, channel: Channel, target: Connection, reason: str) -> None:
+    def kick(self, user: User, channel: Channel, target: User, reason: str) -> None:
         """Remove ``target`` from ``channel``; every member, the kicked one too, sees it."""
         self.fanout(
-            channel.members, Relay(conn.prefix, "KICK", (channel.name, target.nick, reason))
+            channel.members, Relay(user.prefix, "KICK", (channel.name, target.nick, reason))
         )
         self._drop_member(channel, target)
 
-    def set_topic(self, conn: Connection, channel: Channel, topic: str) -> None:
+    def set_topic(self, user: User, channel: Channel, topic: str) -> None:
         channel.topic = topic
-        channel.topic_setter = conn.prefix
+        channel.topic_setter = user.prefix
         channel.topic_set_at = int(time.time())
-        self.fanout(channel.members, Relay(conn.prefix, "TOPIC", (channel.name, topic)))
+        self.fanout(channel.members, Relay(user.prefix, "TOPIC", (channel.name, topic)))
 
-    def _drop_member(self, channel: Channel, conn: Connection) -> None:
-        channel.members.pop(conn, None)
-        conn.channels.pop(channel.key, None)
+    def _drop_member(self, channel: Channel, user: User) -> None:
+        channel.members.pop(user, None)
+        user.channels.pop(channel.key, None)
         if not channel.members:
             del self.channels[channel.key]
 
@@ -227,9 +228,9 @@ class Hub:
 
     @staticmethod
     def fanout(
-        recipients: Iterable[Connection],
+        recipients: Iterable[User],
         relay: Relay,
-        exclude: Connection | None = None,
+        exclude: User | None = None,
         require_cap: str | None = None,
     ) -> None:
         """Queue ``relay`` to every recipient except ``exclude``.
@@ -246,17 +247,17 @@ class Hub:
             if member is not exclude:
                 member.enqueue(cache[member.variant] or render(member.variant))
 
-    def peers(self, conn: Connection) -> Iterable[Connection]:
-        """Every other user who shares a channel with ``conn``, each once."""
-        channels = list(conn.channels.values())
+    def peers(self, user: User) -> Iterable[User]:
+        """Every other user who shares a channel with ``user``, each once."""
+        channels = list(user.channels.values())
         if len(channels) == 1:
-            return (m for m in channels[0].members if m is not conn)
-        seen: dict[Connection, None] = {}
+            return (m for m in channels[0].members if m is not user)
+        seen: dict[User, None] = {}
         for channel in channels:
             seen.update(dict.fromkeys(channel.members))
-        seen.pop(conn, None)
+        seen.pop(user, None)
         return seen
 
-    def send_to_peers(self, conn: Connection, relay: Relay, require_cap: str | None = None) -> None:
-        """Queue ``relay`` once to every other user who shares a channel with ``conn``."""
-        self.fanout(self.peers(conn), relay, exclude=conn, require_cap=require_cap)
+    def send_to_peers(self, user: User, relay: Relay, require_cap: str | None = None) -> None:
+        """Queue ``relay`` once to every other user who shares a channel with ``user``."""
+        self.fanout(self.peers(user), relay, exclude=user, require_cap=require_cap)

@@ -18,8 +18,8 @@ from greenchat.server.outgoing import add_tags
 from greenchat.server.paging import page_bytes
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
 
 __all__ = ["LabeledReply", "new_batch_id", "send_labeled"]
 
@@ -30,7 +30,7 @@ def new_batch_id() -> str:
     return f"b{next(_batch_ids):x}"
 
 
-def send_labeled(server: ChatServer, conn: Connection, label: str, lines: list[bytes]) -> None:
+def send_labeled(server: ChatServer, conn: Session, label: str, lines: list[bytes]) -> None:
     tag = _label_tag(label)
     name = server.config.name
     if not lines:
@@ -70,7 +70,7 @@ class LabeledReply:
 
     __slots__ = ("_batch", "_conn", "_counted", "_label", "_server", "_size", "lines")
 
-    def __init__(self, server: ChatServer, conn: Connection, label: str) -> None:
+    def __init__(self, server: ChatServer, conn: Session, label: str) -> None:
         self._server, self._conn, self._label = server, conn, label
         self.lines: list[bytes] = []  # queued by the handler, not sent yet
         self._counted = 0  # how many of ``lines`` are in ``_size``
@@ -78,7 +78,7 @@ class LabeledReply:
         self._batch: bytes | None = None  # the tag of every line once a page went out
 
     def capture(self) -> None:
-        self._conn.enqueue = self.lines.append
+        self._conn.capture(self.lines)
 
     def release(self) -> None:
         self._conn.release_output()

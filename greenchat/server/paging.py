@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import gevent
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
+    from greenchat.server.session import Session
 
 __all__ = ["PAGE_BYTES", "pace", "page_bytes"]
 
@@ -29,7 +29,7 @@ PAGE_BYTES = 32 * 1024
 WAIT_STEP = 1.0  # seconds between checks that the client is still there while it waits
 
 
-def pace(conn: Connection, pages: Iterator[None], waiting: Callable[[], int]) -> None:
+def pace(conn: Session, pages: Iterator[None], waiting: Callable[[], int]) -> None:
     """Run the paged handler ``pages`` to the end, a page at a time.
 
     ``waiting()`` is how many bytes of the reply are queued and not yet taken
@@ -47,16 +47,16 @@ def pace(conn: Connection, pages: Iterator[None], waiting: Callable[[], int]) ->
                 return  # gone: the rest of the reply has no one to go to
     finally:
         pages.close()
-        if turned and conn.flood.enabled and "o" not in conn.modes:
+        if turned and conn.flood.enabled and "o" not in conn.user.modes:
             conn.flood.spend(turned)  # a lagged next command, not a refusal
 
 
-def page_bytes(conn: Connection) -> int:
+def page_bytes(conn: Session) -> int:
     """A page: small enough that two of them and some chat fit in the client's sendq."""
     return min(PAGE_BYTES, conn.sendq.limit // 4)
 
 
-def _until_taken(conn: Connection, waiting: Callable[[], int], page: int) -> None:
+def _until_taken(conn: Session, waiting: Callable[[], int], page: int) -> None:
     """Wait until less than a page is queued: the flusher or the writer took it."""
     while waiting() >= page and conn.close_reason is None:
         writer = conn.writer

@@ -1,7 +1,7 @@
-"""The chat server: accepts connections and ties connections, hub and commands together.
+"""The chat server: accepts connections and ties sessions, hub and commands together.
 
 A gevent ``StreamServer`` (``listener.Listener``; a second one for TLS) runs
-one :class:`Connection` reader per client in a ``Pool``. Admission is checked
+one :class:`Session` (session.py) reader per client in a ``Pool``. Admission is checked
 first: past ``max_clients`` a new connection gets ``ERROR :Server full``, past
 ``max_per_ip`` from one address ``ERROR :Too many connections from your
 address``. A keepalive greenlet sweeps all connections periodically: it PINGs
@@ -29,7 +29,6 @@ from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import ERR_UNKNOWNERROR
 from greenchat.server.commands import dispatch
 from greenchat.server.config import OPTIONS, ConfigError, ServerConfig
-from greenchat.server.connection import Connection
 from greenchat.server.flusher import Flusher
 from greenchat.server.hub import Hub
 from greenchat.server.labeled import LabeledReply
@@ -42,6 +41,7 @@ from greenchat.server.listener import (
 )
 from greenchat.server.memory import Trimmer
 from greenchat.server.paging import pace
+from greenchat.server.session import Session
 
 __all__ = ["ChatServer"]
 
@@ -80,7 +80,8 @@ class ChatServer:
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
         self.config.load_motd()
-        self.hub = Hub()
+        self.hub = Hub(self.config.whowas_size)
+        self.sessions: set[Session] = set()  # the local ones, each with its user in the hub
         self.flusher = Flusher()
         self.supported_caps = dict(SUPPORTED_CAPS)
         self.created_text = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -162,7 +163,7 @@ class ChatServer:
                 changed.append(names[f.name])
         self._exempt = _networks(old.max_per_ip_exempt)
         logging.getLogger().setLevel(old.log_level)
-        for conn in self.hub.connections:
+        for conn in self.sessions:
             conn.flood.burst, conn.flood.rate = old.flood_burst, old.flood_rate
         log.info("configuration reloaded; changed: %s", ", ".join(changed) or "nothing")
 
@@ -175,14 +176,14 @@ class ChatServer:
         if self.stopping:
             return
         self.stopping = True
-        log.info("shutting down: %d connections", len(self.hub.connections))
+        log.info("shutting down: %d connections", len(self.sessions))
         self._stream.close()
         if self._tls_stream is not None:
             self._tls_stream.close()
         if self._keepalive is not None:
             self._keepalive.kill(block=False)
         self.trimmer.cancel()
-        for conn in list(self.hub.connections):
+        for conn in list(self.sessions):
             conn.disconnect("Server shutting down", error="Server shutting down")
         self.pool.join(timeout=timeout)
         self.pool.kill(block=True, timeout=1)
@@ -206,7 +207,7 @@ class ChatServer:
             self._serve(sock, address)
         finally:
             self._release(address[0])
-            self.trimmer.disconnected(len(self.hub.connections))
+            self.trimmer.disconnected(len(self.sessions))
 
     def _handle_tls(self, sock: socket.socket, address: tuple) -> None:
         """A TLS connection: handshake (bounded in time), then as any other."""
@@ -223,7 +224,7 @@ class ChatServer:
     def _admit(self, ip: str) -> str | None:
         """Why a new connection from ``ip`` is refused, or None to accept it."""
         cfg = self.config
-        if len(self.hub.connections) >= cfg.max_clients:
+        if len(self.sessions) >= cfg.max_clients:
             return "Server full"
         if cfg.max_per_ip and self.per_ip[ip] >= cfg.max_per_ip and not self._exempted(ip):
             return "Too many connections from your address"
@@ -249,15 +250,21 @@ class ChatServer:
             del self.per_ip[ip]
 
     def _serve(self, sock: socket.socket, address: tuple) -> None:
-        conn = Connection(self, sock, address)
-        self.hub.add_connection(conn)
-        self.trimmer.connected(len(self.hub.connections))
+        conn = Session(self, sock, address)
+        self.sessions.add(conn)
+        self.hub.add_user(conn.user)
+        self.trimmer.connected(len(self.sessions))
         log.info("connect from %s:%s", address[0], address[1])
         if self.stopping:
             conn.disconnect("Server shutting down", error="Server shutting down")
         conn.serve()
 
-    def dispatch(self, conn: Connection, msg: Message) -> None:
+    def end_session(self, conn: Session, reason: str) -> None:
+        """``conn``'s reader is finishing: the network forgets its user (QUIT to peers)."""
+        self.sessions.discard(conn)
+        self.hub.remove_user(conn.user, reason)
+
+    def dispatch(self, conn: Session, msg: Message) -> None:
         """Run one command; a bug in a handler costs that command, not the server."""
         label = msg.tags.get("label") if msg.tags else None
         if label and conn.has_cap("labeled-response"):
@@ -271,9 +278,7 @@ class ChatServer:
         else:
             self._run(conn, msg)
 
-    def _run(
-        self, conn: Connection, msg: Message, waiting: Callable[[], int] | None = None
-    ) -> None:
+    def _run(self, conn: Session, msg: Message, waiting: Callable[[], int] | None = None) -> None:
         try:
             pages = dispatch(self, conn, msg)
             if pages is not None:
@@ -296,10 +301,10 @@ class ChatServer:
         """PING quiet clients; drop the silent and the never-registered."""
         cfg = self.config
         ping = f"PING :{cfg.name}\r\n".encode()
-        for conn in list(self.hub.connections):
+        for conn in list(self.sessions):
             if conn.close_reason is not None:
                 continue
-            if not conn.registered and now - conn.connected_at > cfg.registration_timeout:
+            if not conn.user.registered and now - conn.connected_at > cfg.registration_timeout:
                 conn.disconnect("Registration timed out")
                 continue
             quiet = now - conn.last_active

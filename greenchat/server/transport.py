@@ -1,6 +1,6 @@
 """Transports: how a session's bytes move (TCP and TLS now; WebSocket next).
 
-A :class:`Session <greenchat.server.connection.Connection>` knows lines, queues and
+A :class:`~greenchat.server.session.Session` knows lines, queues and
 IRC state; everything about the socket lives here:
 
 - ``send_nowait`` sends what the socket takes at once, without blocking (the

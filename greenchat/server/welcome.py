@@ -26,8 +26,8 @@ from greenchat.protocol.numerics import (
 )
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
 
 VERSION = f"greenchat-{__version__}"
 USER_MODES = "iow"  # +o only through OPER (users may drop it); +w: wallops
@@ -71,9 +71,9 @@ def isupport_tokens(server: ChatServer) -> list[str]:
     ]
 
 
-def send_welcome(server: ChatServer, conn: Connection) -> None:
+def send_welcome(server: ChatServer, conn: Session) -> None:
     cfg = server.config
-    conn.numeric(RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {conn.prefix}")
+    conn.numeric(RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {conn.user.prefix}")
     conn.numeric(RPL_YOURHOST, f"Your host is {cfg.name}, running version {VERSION}")
     conn.numeric(RPL_CREATED, f"This server was created {server.created_text}")
     all_modes = "".join(sorted(LIST_MODES + KEY_MODES + LIMIT_MODES + CHANNEL_MODES + PREFIX_MODES))
@@ -85,14 +85,14 @@ def send_welcome(server: ChatServer, conn: Connection) -> None:
         conn.numeric(RPL_ISUPPORT, *chunk, "are supported by this server")
     send_lusers(server, conn)
     send_motd(server, conn)
-    server.hub.presence.online(conn)  # MONITOR: watchers of this nick learn it is here
+    server.hub.presence.online(conn.user)  # MONITOR: watchers of this nick learn it is here
 
 
-def send_lusers(server: ChatServer, conn: Connection) -> None:
+def send_lusers(server: ChatServer, conn: Session) -> None:
     hub = server.hub
     users = hub.registered_count
     invisible = hub.invisible_count
-    unknown = len(hub.connections) - users
+    unknown = len(server.sessions) - users  # local connections not registered yet
     most = hub.max_registered
     conn.numeric(
         RPL_LUSERCLIENT,
@@ -110,7 +110,7 @@ def send_lusers(server: ChatServer, conn: Connection) -> None:
     )
 
 
-def send_motd(server: ChatServer, conn: Connection) -> None:
+def send_motd(server: ChatServer, conn: Session) -> None:
     lines = server.config.motd_lines
     if not lines:
         conn.numeric(ERR_NOMOTD, "MOTD File is missing")

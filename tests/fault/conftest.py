@@ -19,7 +19,7 @@ The fixture is parametrized over two ways of running the server, because no sing
 one can measure everything honestly:
 
 * ``thread``: in this process (``ServerThread``). Counts live greenlets on the
-  server's hub, ``Connection`` objects still alive after a collection, the hub's
+  server's hub, ``Session`` objects still alive after a collection, the hub's
   connections, nicks, channels and per-address counters, the pool, and the accepted
   sockets (psutil, local port = the server's). Its RSS would include the test's own
   memory, so it is not checked here.
@@ -46,7 +46,8 @@ import pytest
 from serve_process import ServeProcess
 from transcript import IrcClient, ServerThread
 
-from greenchat.server.connection import Connection
+from greenchat.server.session import Session
+from greenchat.server.user import User
 
 CHANNEL = "#c"  # the bystanders chat here
 FAULT_CHANNEL = "#f"  # the fault's clients join this one, the bystanders watch it
@@ -86,19 +87,23 @@ class ThreadTarget:
 
         def on_hub() -> dict[str, int]:
             hub = gevent.get_hub()
-            gc.collect()  # a Connection and its send queue form a cycle
-            greenlets = connections = 0
+            gc.collect()  # a Session and its send queue form a cycle
+            greenlets = connections = users = 0
             for obj in gc.get_objects():
                 if isinstance(obj, greenlet.greenlet):
                     # Spawned on this hub (the count includes the one running this).
                     greenlets += obj.parent is hub and not obj.dead
-                elif type(obj) is Connection:
+                elif type(obj) is Session:
                     connections += 1
+                elif type(obj) is User:
+                    users += 1
             hub_state = chat.hub
             return {
                 "greenlets": greenlets,
                 "connection objects": connections,
-                "hub connections": len(hub_state.connections),
+                "user objects": users,
+                "hub connections": len(chat.sessions),
+                "hub users": len(hub_state.users),
                 "registered": hub_state.registered_count,
                 "nicks": len(hub_state.nicks),
                 "channels": len(hub_state.channels),

@@ -77,7 +77,7 @@ def test_a_labeled_big_reply_is_one_batch(big):
 
 def test_pages_cost_flood_tokens(big):
     asker = _asker(big)
-    conn = big.call(lambda: big.server.hub.nick_owner("asker"))
+    conn = big.call(lambda: big.server.hub.nick_owner("asker").session)
     before = conn.flood.tokens
     asker.send("WHO #big")
     asker.count_lines(b" 352 asker #big ", MEMBERS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from greenchat.server.connection import display_host
+from greenchat.server.session import display_host
 
 
 def test_targets_are_unique_case_insensitively_and_limited(connect):

@@ -130,7 +130,7 @@ def test_stalled_reader_is_dropped_and_others_get_every_line(make_server):
         readers[0].expect(r"^:stalled!\S+ QUIT :SendQ exceeded", timeout=10)
     else:
         assert "QUIT :SendQ exceeded" in quit_seen[0]
-    stats = server.call(lambda: max(c.sendq.size for c in server.server.hub.connections))
+    stats = server.call(lambda: max(c.sendq.size for c in server.server.sessions))
     assert stats <= 64 * 1024
     # The stalled client gets an ERROR after whatever its kernel buffers held.
     stalled.settimeout(10)
@@ -184,7 +184,7 @@ def test_output_the_socket_cannot_take_is_finished_by_a_writer(make_server):
     sender.send_in_background(payload.encode())
 
     def paused_writer() -> str:
-        conns = [c for c in server.server.hub.connections if c.nick == "paused"]
+        conns = [c for c in server.server.sessions if c.user.nick == "paused"]
         return "writer" if conns and conns[0].writer is not None else "none"
 
     wait_for(lambda: server.call(paused_writer), "^writer$", "a writer for the paused reader")
@@ -197,7 +197,7 @@ def test_output_the_socket_cannot_take_is_finished_by_a_writer(make_server):
 
 def test_tcp_nodelay_is_off_by_default_and_a_flag(make_server):
     def nodelay(server) -> list[int]:
-        conns = server.server.hub.connections
+        conns = server.server.sessions
         return [c.transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for c in conns]
 
     for flag in (False, True):

@@ -1,8 +1,8 @@
 """Hypothesis over command dispatch: random lines from several sessions, invariants after each.
 
 A :class:`ChatServer` is built but never started: each session is a real
-:class:`Connection` over a ``socketpair``, and lines go through a real
-``LineFramer`` and ``Connection._handle_line`` (decode, parse, dispatch), as
+:class:`ServerSession` over a ``socketpair``, and lines go through a real
+``LineFramer`` and ``ServerSession._handle_line`` (decode, parse, dispatch), as
 the reader loop would hand them over. The lines come from a grammar that
 hits real state (nicks that collide under rfc1459 case mapping, channels
 that exist, modes with and without their parameters) plus some fully random
@@ -42,10 +42,10 @@ from greenchat.protocol.framing import MAX_LINE_BYTES, LineFramer
 from greenchat.protocol.message import parse
 from greenchat.server.commands import COMMANDS
 from greenchat.server.config import ServerConfig
-from greenchat.server.connection import Connection
 from greenchat.server.oper import hash_password
 from greenchat.server.outgoing import variant_of
 from greenchat.server.server import SUPPORTED_CAPS, ChatServer
+from greenchat.server.session import Session as ServerSession
 from greenchat.server.welcome import CHANNEL_MODES
 
 # Hashed once: a scrypt hash costs ~30 ms, and each correct OPER costs as much again.
@@ -265,9 +265,9 @@ actions = weighted(
 
 @dataclass(eq=False)
 class Session:
-    """One client: the server-side Connection, our end of its socket, its framer."""
+    """One client: the server-side ServerSession, our end of its socket, its framer."""
 
-    conn: Connection
+    conn: ServerSession
     peer: socket.socket
     framer: LineFramer
     pending: bytes = b""  # output received but not yet a complete line
@@ -318,7 +318,7 @@ class DispatchMachine(RuleBasedStateMachine):
         self.server = ChatServer(ServerConfig(**CONFIG))
         self.hub = self.server.hub
         self.sessions: list[Session] = []  # open and closing, not yet finished
-        self.finished: list[Connection] = []
+        self.finished: list[ServerSession] = []
         self.bad_output: list[bytes] = []
         self.ports = itertools.count(40000)
         self.guests = itertools.count(1)
@@ -334,7 +334,8 @@ class DispatchMachine(RuleBasedStateMachine):
             for session in list(self.sessions):
                 self._finish(session, "Test over")
             self.pump()
-            assert not self.hub.connections and not self.hub.nicks and not self.hub.channels
+            assert not self.hub.users and not self.hub.nicks and not self.hub.channels
+            assert not self.server.sessions
             assert self.hub.registered_count == 0 and self.hub.invisible_count == 0
             presence = self.hub.presence
             assert not presence.watchers and not presence.opers and not presence.wallops
@@ -366,7 +367,7 @@ class DispatchMachine(RuleBasedStateMachine):
                 self.bad_output.append(raw)
 
     def _finish(self, session: Session, reason: str) -> None:
-        """What the reader greenlet does when the stream ends (Connection.serve)."""
+        """What the reader greenlet does when the stream ends (ServerSession.serve)."""
         conn = session.conn
         self._check_output(session.drain())  # room for the last lines
         conn._finish(conn.close_reason or reason)
@@ -378,21 +379,22 @@ class DispatchMachine(RuleBasedStateMachine):
     def _connect(self, nick: str, caps: tuple[str, ...], register: bool) -> None:
         server_end, peer = socket.socketpair()
         peer.settimeout(0)  # drain() must never block
-        conn = Connection(self.server, server_end, ("127.0.0.1", next(self.ports)))
-        self.hub.add_connection(conn)  # as ChatServer._serve does
+        conn = ServerSession(self.server, server_end, ("127.0.0.1", next(self.ports)))
+        self.server.sessions.add(conn)  # as ChatServer._serve does
+        self.hub.add_user(conn.user)
         session = Session(conn, peer, LineFramer())
         self.sessions.append(session)
         if caps:
             session.send("CAP LS 302")
             session.send("CAP REQ :" + " ".join(caps))
         session.send(f"NICK {nick}")
-        if not conn.nick:  # taken: a nick nobody else uses
+        if not conn.user.nick:  # taken: a nick nobody else uses
             session.send(f"NICK guest{next(self.guests)}")
         if register:
             session.send("USER u 0 * :Real Name")
             if caps:
                 session.send("CAP END")
-            assert conn.registered
+            assert conn.user.registered
         self.pump()
 
     # -- the one rule: a step is one action -------------------------------------
@@ -411,7 +413,7 @@ class DispatchMachine(RuleBasedStateMachine):
                 self.sessions[-1].send(f"JOIN {channels}")
         if oper:
             self.sessions[0].send(f"OPER admin {OPER_PASSWORD}")
-            assert "o" in self.sessions[0].conn.modes
+            assert "o" in self.sessions[0].conn.user.modes
         self.pump()
 
     @rule(action=actions)
@@ -427,10 +429,10 @@ class DispatchMachine(RuleBasedStateMachine):
                 # The readers of closing connections see end-of-stream and clean up.
                 for session in list(self.sessions):
                     if session.conn.close_reason is not None:
-                        self._finish(session, "Connection closed")
+                        self._finish(session, "ServerSession closed")
             case HangUp(who) if sessions:
                 # The client closed its socket: the reader finishes, no close_reason set.
-                self._finish(sessions[who % len(sessions)], "Connection closed")
+                self._finish(sessions[who % len(sessions)], "ServerSession closed")
         self.pump()
         if not self.open_sessions:  # keep the run going: someone reconnects
             self._connect("alice", (), register=True)
@@ -447,27 +449,28 @@ class DispatchMachine(RuleBasedStateMachine):
 
     @invariant()
     def sessions_are_the_hubs_connections(self) -> None:
-        assert self.hub.connections == {s.conn for s in self.sessions}
+        assert self.server.sessions == {s.conn for s in self.sessions}
+        assert self.hub.users == {s.conn.user for s in self.sessions}
 
     @invariant()
     def nick_table_matches_connections(self) -> None:
         hub = self.hub
-        named = [c for c in hub.connections if c.nick]
+        named = [c for c in hub.users if c.nick]
         for conn in named:
             assert hub.nicks.get(casefold(conn.nick)) is conn, conn
         for key, conn in hub.nicks.items():
-            assert conn in hub.connections, (key, conn)
+            assert conn in hub.users, (key, conn)
             assert key == casefold(conn.nick), (key, conn)
         assert len(hub.nicks) == len(named)
 
     @invariant()
     def registered_users_are_consistent(self) -> None:
         hub = self.hub
-        registered = [c for c in hub.connections if c.registered]
+        registered = [c for c in hub.users if c.registered]
         for conn in registered:
-            assert conn.nick and conn.user
-            assert conn.prefix == f"{conn.nick}!{conn.user}@{conn.host}"
-        for conn in hub.connections:
+            assert conn.nick and conn.username
+            assert conn.prefix == f"{conn.nick}!{conn.username}@{conn.host}"
+        for conn in hub.users:
             assert conn.variant == variant_of(conn.caps.enabled), conn
         assert hub.registered_count == len(registered)
         assert hub.invisible_count == sum("i" in c.modes for c in registered)
@@ -479,10 +482,10 @@ class DispatchMachine(RuleBasedStateMachine):
             assert key == channel.key == casefold(channel.name)
             assert channel.members, f"empty channel {channel.name} kept"
             for member, status in channel.members.items():
-                assert member in hub.connections and member.registered, member
+                assert member in hub.users and member.registered, member
                 assert member.channels.get(key) is channel, (member, channel.name)
                 assert status <= {"o", "v"}
-        for conn in hub.connections:
+        for conn in hub.users:
             assert len(conn.channels) <= self.server.config.max_channels
             for key, channel in conn.channels.items():
                 assert hub.channels.get(key) is channel, (conn, key)
@@ -499,7 +502,7 @@ class DispatchMachine(RuleBasedStateMachine):
 
     @invariant()
     def presence_matches_user_modes(self) -> None:
-        conns = self.hub.connections
+        conns = self.hub.users
         presence = self.hub.presence
         assert presence.opers == {c for c in conns if "o" in c.modes}
         assert presence.wallops == {c for c in conns if "w" in c.modes}
@@ -509,7 +512,7 @@ class DispatchMachine(RuleBasedStateMachine):
     @invariant()
     def monitor_lists_agree_both_ways(self) -> None:
         presence = self.hub.presence
-        for conn in self.hub.connections:
+        for conn in self.hub.users:
             assert len(conn.monitoring) <= self.server.config.monitor_limit
             for key, nick in conn.monitoring.items():
                 assert key == casefold(nick)
@@ -517,7 +520,7 @@ class DispatchMachine(RuleBasedStateMachine):
         for key, watching in presence.watchers.items():
             assert watching, f"empty watcher list for {key}"
             for conn in watching:
-                assert conn in self.hub.connections and key in conn.monitoring, (conn, key)
+                assert conn in self.hub.users and key in conn.monitoring, (conn, key)
 
     @invariant()
     def finished_sessions_are_gone_everywhere(self) -> None:
@@ -525,9 +528,11 @@ class DispatchMachine(RuleBasedStateMachine):
         members = {m for channel in hub.channels.values() for m in channel.members}
         watchers = {w for watching in hub.presence.watchers.values() for w in watching}
         nick_owners = set(hub.nicks.values())
-        for conn in self.finished:
-            assert conn.close_reason is not None
-            assert conn not in hub.connections and conn not in nick_owners
+        for session in self.finished:
+            assert session.close_reason is not None
+            assert session not in self.server.sessions
+            conn = session.user
+            assert conn not in hub.users and conn not in nick_owners
             assert conn not in members and conn not in watchers
             assert not conn.channels, conn
             assert conn not in hub.presence.opers and conn not in hub.presence.wallops
@@ -572,8 +577,9 @@ def test_reply_fits_512_bytes(text: str) -> None:
     server = ChatServer(ServerConfig(port=0))
     server_end, peer = socket.socketpair()
     peer.settimeout(0)
-    conn = Connection(server, server_end, ("127.0.0.1", 40000))
-    server.hub.add_connection(conn)
+    conn = ServerSession(server, server_end, ("127.0.0.1", 40000))
+    server.sessions.add(conn)
+    server.hub.add_user(conn.user)
     session = Session(conn, peer, LineFramer())
     session.send("NICK alice")
     session.send("USER u 0 * :Real Name")

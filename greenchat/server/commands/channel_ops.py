@@ -25,16 +25,17 @@ from greenchat.server.outgoing import Relay
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from greenchat.server.connection import Connection
     from greenchat.server.hub import Channel
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
+    from greenchat.server.user import User
 
 
 # -- KICK ---------------------------------------------------------------------
 
 
 @command("KICK", min_params=2)
-def kick(server: ChatServer, conn: Connection, msg: Message) -> None:
+def kick(server: ChatServer, conn: Session, msg: Message) -> None:
     """``KICK #chan nick[,nick] [:reason]``; also ``KICK #a,#b n1,n2`` in pairs."""
     channels = msg.params[0].split(",")
     nicks = msg.params[1].split(",")
@@ -45,55 +46,55 @@ def kick(server: ChatServer, conn: Connection, msg: Message) -> None:
     else:
         conn.numeric(ERR_NEEDMOREPARAMS, "KICK", "Not enough parameters")
         return
-    reason = msg.params[2] if len(msg.params) > 2 and msg.params[2] else conn.nick
+    reason = msg.params[2] if len(msg.params) > 2 and msg.params[2] else conn.user.nick
     reason = truncate_utf8(reason, server.config.kicklen)
     for name, nick in pairs:
         if name and nick:
             kick_one(server, conn, name, nick, reason)
 
 
-def kick_one(server: ChatServer, conn: Connection, name: str, nick: str, reason: str) -> None:
+def kick_one(server: ChatServer, conn: Session, name: str, nick: str, reason: str) -> None:
     channel = channel_or_403(server, conn, name)
     if channel is None:
         return
-    if conn not in channel.members:
+    if conn.user not in channel.members:
         conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
-    elif not channel.is_op(conn):
+    elif not channel.is_op(conn.user):
         conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
     elif (target := user_or_401(server, conn, nick)) is None:
         return
     elif target not in channel.members:
         conn.numeric(ERR_USERNOTINCHANNEL, target.nick, channel.name, "They aren't on that channel")
     else:
-        server.hub.kick(conn, channel, target, reason)
+        server.hub.kick(conn.user, channel, target, reason)
 
 
 # -- INVITE -------------------------------------------------------------------
 
 
 @command("INVITE", min_params=2)
-def invite(server: ChatServer, conn: Connection, msg: Message) -> None:
+def invite(server: ChatServer, conn: Session, msg: Message) -> None:
     """``INVITE nick #chan``: members may invite; on a +i channel only ops."""
     nick, name = msg.params[0], msg.params[1]
     target = user_or_401(server, conn, nick)
     if target is None or (channel := channel_or_403(server, conn, name)) is None:
         return
-    if conn not in channel.members:
+    if conn.user not in channel.members:
         conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
-    elif "i" in channel.modes and not channel.is_op(conn):
+    elif "i" in channel.modes and not channel.is_op(conn.user):
         conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
     elif target in channel.members:
         conn.numeric(ERR_USERONCHANNEL, target.nick, channel.name, "is already on channel")
     else:
         channel.invite(target)
         conn.numeric(RPL_INVITING, target.nick, channel.name, trailing=False)
-        relay = Relay(conn.prefix, "INVITE", (target.nick, channel.name), trailing=False)
+        relay = Relay(conn.user.prefix, "INVITE", (target.nick, channel.name), trailing=False)
         target.send_relay(relay)
         notify_invite(server, conn, target, channel, relay)
 
 
 def notify_invite(
-    server: ChatServer, inviter: Connection, target: Connection, channel: Channel, relay: Relay
+    server: ChatServer, inviter: Session, target: User, channel: Channel, relay: Relay
 ) -> None:
     """IRCv3 invite-notify: members who could have sent this invite themselves see it.
 
@@ -105,14 +106,14 @@ def notify_invite(
     else:
         watchers = list(channel.members)
     watchers = [m for m in watchers if m is not target]
-    server.hub.fanout(watchers, relay, exclude=inviter, require_cap="invite-notify")
+    server.hub.fanout(watchers, relay, exclude=inviter.user, require_cap="invite-notify")
 
 
 # -- LIST ---------------------------------------------------------------------
 
 
 @command("LIST", paged=True)
-def list_(server: ChatServer, conn: Connection, msg: Message) -> Iterator[None]:
+def list_(server: ChatServer, conn: Session, msg: Message) -> Iterator[None]:
     """``LIST``, ``LIST #a,#b``, ``LIST >3,<10`` (ELIST=U: filters on member count)."""
     names: list[str] = []
     filters: list[Callable[[int], bool]] = []

@@ -57,20 +57,20 @@ from greenchat.server.welcome import (
 )
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
     from greenchat.server.hub import Channel
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
 
 # Room for ":<server> 353 <nick> = <channel> :" and the CRLF within 512 bytes.
 _NAMES_LINE_BUDGET = 510
 
 
 @command("JOIN", min_params=1)
-def join(server: ChatServer, conn: Connection, msg: Message) -> None:
+def join(server: ChatServer, conn: Session, msg: Message) -> None:
     """``JOIN #a,#b key1,key2``: keys go with channels by position."""
     if msg.params[0] == "0":
-        for channel in list(conn.channels.values()):
-            server.hub.part(conn, channel, "Left all channels")
+        for channel in list(conn.user.channels.values()):
+            server.hub.part(conn.user, channel, "Left all channels")
         return
     keys = msg.params[1].split(",") if len(msg.params) > 1 else []
     for index, name in enumerate(msg.params[0].split(",")):
@@ -80,16 +80,16 @@ def join(server: ChatServer, conn: Connection, msg: Message) -> None:
             _refuse_name(server, conn, name)
             continue
         existing = server.hub.get_channel(name)
-        joining = existing is None or conn not in existing.members
-        if joining and len(conn.channels) >= server.config.max_channels:
+        joining = existing is None or conn.user not in existing.members
+        if joining and len(conn.user.channels) >= server.config.max_channels:
             conn.numeric(ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
             continue
-        if existing is not None and conn not in existing.members:
+        if existing is not None and conn.user not in existing.members:
             refusal = join_refusal(conn, existing, keys[index] if index < len(keys) else "")
             if refusal is not None:
                 conn.numeric(refusal, existing.name, f"Cannot join channel (+{_MODE_OF[refusal]})")
                 continue
-        channel = server.hub.join(conn, name)
+        channel = server.hub.join(conn.user, name)
         if channel is None:
             continue  # already a member: nothing to do, as on other servers
         if channel.topic:
@@ -97,7 +97,7 @@ def join(server: ChatServer, conn: Connection, msg: Message) -> None:
         send_names(server, conn, channel)
 
 
-def _refuse_name(server: ChatServer, conn: Connection, name: str) -> None:
+def _refuse_name(server: ChatServer, conn: Session, name: str) -> None:
     """Why ``name`` cannot be a channel: 403 without ``#``, else 479 (as Ergo, InspIRCd)."""
     if not is_channel_name(name):
         conn.numeric(ERR_NOSUCHCHANNEL, name, "No such channel (channel names start with #)")
@@ -117,7 +117,7 @@ _MODE_OF = {
 }
 
 
-def join_refusal(conn: Connection, channel: Channel, key: str) -> str | None:
+def join_refusal(conn: Session, channel: Channel, key: str) -> str | None:
     """The numeric refusing ``conn`` entry to ``channel``, or None to let it in.
 
     Checked in Ergo's order: +l, +k, +i, then bans. An INVITE lets one past
@@ -127,29 +127,29 @@ def join_refusal(conn: Connection, channel: Channel, key: str) -> str | None:
         return ERR_CHANNELISFULL
     if channel.join_key and not hmac.compare_digest(key.encode(), channel.join_key.encode()):
         return ERR_BADCHANNELKEY
-    invited = conn in channel.invited
+    invited = conn.user in channel.invited
     if "i" in channel.modes and not invited:
         return ERR_INVITEONLYCHAN
-    if not invited and channel.is_banned(conn):
+    if not invited and channel.is_banned(conn.user):
         return ERR_BANNEDFROMCHAN
     return None
 
 
 @command("PART", min_params=1)
-def part(server: ChatServer, conn: Connection, msg: Message) -> None:
+def part(server: ChatServer, conn: Session, msg: Message) -> None:
     reason = msg.params[1] if len(msg.params) > 1 else ""
     for name in msg.params[0].split(","):
         channel = channel_or_403(server, conn, name)
         if channel is None:
             continue
-        if conn not in channel.members:
+        if conn.user not in channel.members:
             conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
         else:
-            server.hub.part(conn, channel, reason)
+            server.hub.part(conn.user, channel, reason)
 
 
 @command("NAMES", paged=True)
-def names(server: ChatServer, conn: Connection, msg: Message) -> Iterator[None]:
+def names(server: ChatServer, conn: Session, msg: Message) -> Iterator[None]:
     if not msg.params:
         conn.numeric(RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
@@ -161,9 +161,9 @@ def names(server: ChatServer, conn: Connection, msg: Message) -> Iterator[None]:
             yield from names_lines(server, conn, channel)
 
 
-def visible_to(conn: Connection, channel: Channel) -> bool:
+def visible_to(conn: Session, channel: Channel) -> bool:
     """A secret (+s) channel does not exist for non-members in NAMES and LIST."""
-    return "s" not in channel.modes or conn in channel.members
+    return "s" not in channel.modes or conn.user in channel.members
 
 
 def channel_symbol(channel: Channel) -> str:
@@ -173,13 +173,13 @@ def channel_symbol(channel: Channel) -> str:
     return "*" if "p" in channel.modes else "="
 
 
-def send_names(server: ChatServer, conn: Connection, channel: Channel) -> None:
+def send_names(server: ChatServer, conn: Session, channel: Channel) -> None:
     """The whole NAMES reply at once (after a JOIN: the reply to NAMES is paged)."""
     for _ in names_lines(server, conn, channel):
         pass
 
 
-def names_lines(server: ChatServer, conn: Connection, channel: Channel) -> Iterator[None]:
+def names_lines(server: ChatServer, conn: Session, channel: Channel) -> Iterator[None]:
     """353 lines packed up to the line limit, then 366; yields after each 353."""
     symbol = channel_symbol(channel)
     head = f":{server.config.name} {RPL_NAMREPLY} {conn.target} {symbol} {channel.name} :"
@@ -189,7 +189,7 @@ def names_lines(server: ChatServer, conn: Connection, channel: Channel) -> Itera
     multi_prefix = conn.has_cap("multi-prefix")
     userhost = conn.has_cap("userhost-in-names")
     # Outsiders do not see invisible (+i) members, as in WHO (operators do).
-    hide_invisible = conn not in channel.members and not users.is_oper(conn)
+    hide_invisible = conn.user not in channel.members and not users.is_oper(conn.user)
     # A copy: the reply may be paced over several loop turns while members come and go.
     for member, status in list(channel.members.items()):  # O(members): keep the loop lean
         if hide_invisible and "i" in member.modes:
@@ -208,7 +208,7 @@ def names_lines(server: ChatServer, conn: Connection, channel: Channel) -> Itera
     conn.numeric(RPL_ENDOFNAMES, channel.name, "End of /NAMES list")
 
 
-def send_topic(server: ChatServer, conn: Connection, channel: Channel) -> None:
+def send_topic(server: ChatServer, conn: Session, channel: Channel) -> None:
     if not channel.topic:
         conn.numeric(RPL_NOTOPIC, channel.name, "No topic is set")
         return
@@ -218,26 +218,28 @@ def send_topic(server: ChatServer, conn: Connection, channel: Channel) -> None:
 
 
 @command("TOPIC", min_params=1)
-def topic(server: ChatServer, conn: Connection, msg: Message) -> None:
+def topic(server: ChatServer, conn: Session, msg: Message) -> None:
     channel = channel_or_403(server, conn, msg.params[0])
     if channel is None:
         return
     if len(msg.params) == 1:
-        if "s" in channel.modes and conn not in channel.members:  # no peeking into +s
+        if "s" in channel.modes and conn.user not in channel.members:  # no peeking into +s
             conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
         else:
             send_topic(server, conn, channel)
         return
-    if conn not in channel.members:
+    if conn.user not in channel.members:
         conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
-    elif "t" in channel.modes and not channel.is_op(conn):
+    elif "t" in channel.modes and not channel.is_op(conn.user):
         conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
     else:
-        server.hub.set_topic(conn, channel, truncate_utf8(msg.params[1], server.config.topiclen))
+        server.hub.set_topic(
+            conn.user, channel, truncate_utf8(msg.params[1], server.config.topiclen)
+        )
 
 
 @command("MODE", min_params=1)
-def mode(server: ChatServer, conn: Connection, msg: Message) -> None:
+def mode(server: ChatServer, conn: Session, msg: Message) -> None:
     if is_channel_name(msg.params[0]):
         channel_mode(server, conn, msg)
     else:
@@ -257,7 +259,7 @@ class ModeChange:
         return self.char in LIST_MODES and self.arg is None
 
 
-def channel_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
+def channel_mode(server: ChatServer, conn: Session, msg: Message) -> None:
     channel = channel_or_403(server, conn, msg.params[0])
     if channel is None:
         return
@@ -270,31 +272,29 @@ def channel_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
     changes = [change for change in changes if not change.is_list_query]
     if not changes:
         return
-    if not channel.is_op(conn):
+    if not channel.is_op(conn.user):
         conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
     applied = [done for change in changes if (done := apply_change(server, conn, channel, change))]
     if applied:
         params = (channel.name, *render_changes(applied))
-        server.hub.fanout(channel.members, Relay(conn.prefix, "MODE", params, trailing=False))
+        server.hub.fanout(channel.members, Relay(conn.user.prefix, "MODE", params, trailing=False))
 
 
-def send_channel_modes(conn: Connection, channel: Channel) -> None:
+def send_channel_modes(conn: Session, channel: Channel) -> None:
     """324 (the key only for members, as on Ergo) and 329."""
-    modes = channel.mode_string(show_key=conn in channel.members)
+    modes = channel.mode_string(show_key=conn.user in channel.members)
     conn.numeric(RPL_CHANNELMODEIS, channel.name, *modes, trailing=False)
     conn.numeric(RPL_CREATIONTIME, channel.name, str(channel.created), trailing=False)
 
 
-def send_ban_list(conn: Connection, channel: Channel) -> None:
+def send_ban_list(conn: Session, channel: Channel) -> None:
     for mask, setter, set_at in channel.bans.values():
         conn.numeric(RPL_BANLIST, channel.name, mask, setter, str(set_at), trailing=False)
     conn.numeric(RPL_ENDOFBANLIST, channel.name, "End of channel ban list")
 
 
-def parse_mode_changes(
-    conn: Connection, modestring: str, params: tuple[str, ...]
-) -> list[ModeChange]:
+def parse_mode_changes(conn: Session, modestring: str, params: tuple[str, ...]) -> list[ModeChange]:
     """Split a modestring and its parameters into changes (472 for unknown letters).
 
     A type B mode (k) takes a parameter both ways, type C (l) only when set,
@@ -343,7 +343,7 @@ def _needs_param(sign: str, char: str) -> bool | None:
 
 
 def apply_change(
-    server: ChatServer, conn: Connection, channel: Channel, change: ModeChange
+    server: ChatServer, conn: Session, channel: Channel, change: ModeChange
 ) -> ModeChange | None:
     """Apply one change; return it as others should see it, or None if nothing changed."""
     char = change.char
@@ -366,7 +366,7 @@ def _apply_flag(channel: Channel, change: ModeChange) -> ModeChange | None:
     return change
 
 
-def _apply_key(conn: Connection, channel: Channel, change: ModeChange) -> ModeChange | None:
+def _apply_key(conn: Session, channel: Channel, change: ModeChange) -> ModeChange | None:
     if change.sign == "-":
         if not channel.join_key:
             return None
@@ -391,7 +391,7 @@ def _valid_key(key: str) -> bool:
     )
 
 
-def _apply_limit(conn: Connection, channel: Channel, change: ModeChange) -> ModeChange | None:
+def _apply_limit(conn: Session, channel: Channel, change: ModeChange) -> ModeChange | None:
     if change.sign == "-":
         if not channel.limit:
             return None
@@ -413,7 +413,7 @@ _MAX_LIMIT = 1_000_000_000
 
 
 def _apply_ban(
-    server: ChatServer, conn: Connection, channel: Channel, change: ModeChange
+    server: ChatServer, conn: Session, channel: Channel, change: ModeChange
 ) -> ModeChange | None:
     arg = change.arg or ""
     if not arg or arg.startswith(":") or any(ord(char) <= 0x20 for char in arg):
@@ -429,12 +429,12 @@ def _apply_ban(
     if len(channel.bans) >= server.config.max_list_entries:
         conn.numeric(ERR_BANLISTFULL, channel.name, change.char, "Channel ban list is full")
         return None
-    channel.bans[folded] = (mask, conn.prefix, int(time.time()))
+    channel.bans[folded] = (mask, conn.user.prefix, int(time.time()))
     return ModeChange("+", change.char, mask)
 
 
 def _apply_prefix(
-    server: ChatServer, conn: Connection, channel: Channel, change: ModeChange
+    server: ChatServer, conn: Session, channel: Channel, change: ModeChange
 ) -> ModeChange | None:
     target = user_or_401(server, conn, change.arg or "")
     if target is None:
@@ -450,7 +450,7 @@ def _apply_prefix(
     return ModeChange(change.sign, change.char, target.nick)
 
 
-def _invalid_param(conn: Connection, channel: Channel, change: ModeChange, text: str) -> None:
+def _invalid_param(conn: Session, channel: Channel, change: ModeChange, text: str) -> None:
     """696 ERR_INVALIDMODEPARAM: <target> <mode char> <parameter> :<description>."""
     conn.numeric(ERR_INVALIDMODEPARAM, channel.name, change.char, change.arg or "*", text)
 

@@ -29,8 +29,8 @@ from greenchat.server.commands.table import command
 from greenchat.server.welcome import VERSION, isupport_tokens
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
 
 _ISUPPORT_PER_LINE = 12
 INFO_LINES = (
@@ -41,7 +41,7 @@ INFO_LINES = (
 )
 
 
-def _elsewhere(server: ChatServer, conn: Connection, msg: Message) -> bool:
+def _elsewhere(server: ChatServer, conn: Session, msg: Message) -> bool:
     """True (after a 402) when the command names a server other than this one."""
     if not msg.params or not msg.params[0]:
         return False
@@ -53,7 +53,7 @@ def _elsewhere(server: ChatServer, conn: Connection, msg: Message) -> bool:
 
 
 @command("VERSION")
-def version(server: ChatServer, conn: Connection, msg: Message) -> None:
+def version(server: ChatServer, conn: Session, msg: Message) -> None:
     if _elsewhere(server, conn, msg):
         return
     conn.numeric(RPL_VERSION, VERSION, server.config.name, "greenchat IRC server")
@@ -64,7 +64,7 @@ def version(server: ChatServer, conn: Connection, msg: Message) -> None:
 
 
 @command("TIME")
-def time_(server: ChatServer, conn: Connection, msg: Message) -> None:
+def time_(server: ChatServer, conn: Session, msg: Message) -> None:
     if _elsewhere(server, conn, msg):
         return
     # RFC 1123 in UTC, as Ergo sends it: "Tue, 02 Jan 2024 15:04:05 GMT".
@@ -72,7 +72,7 @@ def time_(server: ChatServer, conn: Connection, msg: Message) -> None:
 
 
 @command("INFO")
-def info(server: ChatServer, conn: Connection, msg: Message) -> None:
+def info(server: ChatServer, conn: Session, msg: Message) -> None:
     if _elsewhere(server, conn, msg):
         return
     for line in (*INFO_LINES, f"Up since {server.created_text}"):
@@ -81,7 +81,7 @@ def info(server: ChatServer, conn: Connection, msg: Message) -> None:
 
 
 @command("ADMIN")
-def admin(server: ChatServer, conn: Connection, msg: Message) -> None:
+def admin(server: ChatServer, conn: Session, msg: Message) -> None:
     if _elsewhere(server, conn, msg):
         return
     location, organization, email = server.config.admin_info

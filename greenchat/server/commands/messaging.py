@@ -25,27 +25,27 @@ from greenchat.server.commands.table import command
 from greenchat.server.outgoing import Relay
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
     from greenchat.server.hub import Channel
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
 
 # IRCv3 message-tags: client-only tag data is limited to 4094 bytes.
 MAX_CLIENT_TAG_BYTES = 4094
 
 
 @command("PRIVMSG")
-def privmsg(server: ChatServer, conn: Connection, msg: Message) -> None:
+def privmsg(server: ChatServer, conn: Session, msg: Message) -> None:
     deliver(server, conn, msg, "PRIVMSG", errors=True)
 
 
 @command("NOTICE")
-def notice(server: ChatServer, conn: Connection, msg: Message) -> None:
+def notice(server: ChatServer, conn: Session, msg: Message) -> None:
     # Nothing automatic may answer a NOTICE, so its errors are not reported.
     deliver(server, conn, msg, "NOTICE", errors=False)
 
 
 @command("TAGMSG", min_params=1)
-def tagmsg(server: ChatServer, conn: Connection, msg: Message) -> None:
+def tagmsg(server: ChatServer, conn: Session, msg: Message) -> None:
     """A message that is only tags: delivered to clients that enabled message-tags."""
     deliver(server, conn, msg, "TAGMSG", errors=True)
 
@@ -61,8 +61,8 @@ def client_tags_of(msg: Message) -> str | None:
     return None if len(text.encode()) > MAX_CLIENT_TAG_BYTES else text
 
 
-def deliver(server: ChatServer, conn: Connection, msg: Message, verb: str, errors: bool) -> None:
-    conn.last_message = conn.last_active  # WHOIS idle time counts from here
+def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: bool) -> None:
+    conn.user.last_message = conn.last_active  # WHOIS idle time counts from here
     params = msg.params
     if not params or not params[0]:
         if errors:
@@ -94,7 +94,9 @@ def deliver(server: ChatServer, conn: Connection, msg: Message, verb: str, error
                     conn.numeric(ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
             else:
                 relay = _relay(conn, verb, channel.name, text, tags)
-                server.hub.fanout(channel.members, relay, exclude=conn, require_cap=_cap_for(verb))
+                server.hub.fanout(
+                    channel.members, relay, exclude=conn.user, require_cap=_cap_for(verb)
+                )
                 _echo(conn, relay)
         else:
             user = server.hub.nick_owner(target)
@@ -105,7 +107,7 @@ def deliver(server: ChatServer, conn: Connection, msg: Message, verb: str, error
             relay = _relay(conn, verb, user.nick, text, tags)
             if verb != "TAGMSG" or user.has_cap("message-tags"):
                 user.send_relay(relay)
-            if user is not conn:
+            if user is not conn.user:
                 _echo(conn, relay)
             if verb == "PRIVMSG" and user.away:
                 conn.numeric(RPL_AWAY, user.nick, user.away)
@@ -120,32 +122,32 @@ def unique_targets(text: str) -> list[str]:
     return list(seen.values())
 
 
-def may_speak(conn: Connection, channel: Channel) -> bool:
+def may_speak(conn: Session, channel: Channel) -> bool:
     """Whether ``conn`` may send to ``channel``.
 
     +n: members only; +m: voiced and ops only; a banned user may not speak
     unless voiced or opped (as on InspIRCd). Ordered so the common case, a
     plain member of a channel without bans, costs a few set lookups.
     """
-    status = channel.members.get(conn)
+    status = channel.members.get(conn.user)
     if status:  # +v or +o: past +m and bans
         return True
     modes = channel.modes
     if "m" in modes or (status is None and "n" in modes):
         return False
-    return not channel.is_banned(conn)
+    return not channel.is_banned(conn.user)
 
 
-def _relay(conn: Connection, verb: str, target: str, text: str | None, tags: str) -> Relay:
+def _relay(conn: Session, verb: str, target: str, text: str | None, tags: str) -> Relay:
     params = (target,) if text is None else (target, text)
-    return Relay(conn.prefix, verb, params, trailing=text is not None, client_tags=tags)
+    return Relay(conn.user.prefix, verb, params, trailing=text is not None, client_tags=tags)
 
 
 def _cap_for(verb: str) -> str | None:
     return "message-tags" if verb == "TAGMSG" else None
 
 
-def _echo(conn: Connection, relay: Relay) -> None:
+def _echo(conn: Session, relay: Relay) -> None:
     """echo-message: the sender gets its own message back, as recipients see it."""
     if conn.has_cap("echo-message") and (relay.command != "TAGMSG" or conn.has_cap("message-tags")):
         conn.send_relay(relay)

@@ -27,12 +27,12 @@ from greenchat.server.commands.table import command
 from greenchat.server.commands.users import pack
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
 
 
 @command("MONITOR", min_params=1)
-def monitor(server: ChatServer, conn: Connection, msg: Message) -> None:
+def monitor(server: ChatServer, conn: Session, msg: Message) -> None:
     sub = msg.params[0].upper()
     if sub in ("+", "-"):
         if len(msg.params) < 2:
@@ -41,38 +41,38 @@ def monitor(server: ChatServer, conn: Connection, msg: Message) -> None:
         targets = [t for t in msg.params[1].split(",") if t]
         (_add if sub == "+" else _remove)(server, conn, targets)
     elif sub == "C":
-        server.hub.presence.unwatch_all(conn)
+        server.hub.presence.unwatch_all(conn.user)
     elif sub == "L":
-        for line in pack(conn.monitoring.values(), sep=","):
+        for line in pack(conn.user.monitoring.values(), sep=","):
             conn.numeric(RPL_MONLIST, line)
         conn.numeric(RPL_ENDOFMONLIST, "End of MONITOR list")
     elif sub == "S":
-        _send_status(server, conn, list(conn.monitoring.values()))
+        _send_status(server, conn, list(conn.user.monitoring.values()))
     else:
         conn.numeric(ERR_UNKNOWNERROR, "MONITOR", "Unknown subcommand")
 
 
-def _add(server: ChatServer, conn: Connection, targets: list[str]) -> None:
+def _add(server: ChatServer, conn: Session, targets: list[str]) -> None:
     limit = server.config.monitor_limit
     added: list[str] = []
     for index, nick in enumerate(targets):
         if not valid_nick(nick, server.config.nicklen):
             continue  # no nick can ever match it: nothing to watch
-        if casefold(nick) not in conn.monitoring and len(conn.monitoring) >= limit:
+        if casefold(nick) not in conn.user.monitoring and len(conn.user.monitoring) >= limit:
             rest = ",".join(targets[index:])
             conn.numeric(ERR_MONLISTFULL, str(limit), rest, "Monitor list is full.")
             break
-        server.hub.presence.watch(conn, nick)
+        server.hub.presence.watch(conn.user, nick)
         added.append(nick)
     _send_status(server, conn, added)
 
 
-def _remove(server: ChatServer, conn: Connection, targets: list[str]) -> None:
+def _remove(server: ChatServer, conn: Session, targets: list[str]) -> None:
     for nick in targets:
-        server.hub.presence.unwatch(conn, casefold(nick))
+        server.hub.presence.unwatch(conn.user, casefold(nick))
 
 
-def _send_status(server: ChatServer, conn: Connection, nicks: list[str]) -> None:
+def _send_status(server: ChatServer, conn: Session, nicks: list[str]) -> None:
     """730 with ``nick!user@host`` for those online, 731 with the nick for the others."""
     online: list[str] = []
     offline: list[str] = []

@@ -31,8 +31,9 @@ from greenchat.server.oper import verify_password
 from greenchat.server.outgoing import Relay
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
+    from greenchat.server.user import User
 
 log = logging.getLogger("greenchat.oper")
 
@@ -45,9 +46,9 @@ _VALID_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:\-/]{0,62}")
 
 
 @command("OPER", min_params=2, yields=True)
-def oper(server: ChatServer, conn: Connection, msg: Message) -> None:
+def oper(server: ChatServer, conn: Session, msg: Message) -> None:
     name, password = msg.params[0], msg.params[1]
-    if is_oper(conn):
+    if is_oper(conn.user):
         conn.numeric(ERR_UNKNOWNERROR, "OPER", "You're already opered-up!")
         return
     stored = server.config.opers.get(name)
@@ -55,7 +56,7 @@ def oper(server: ChatServer, conn: Connection, msg: Message) -> None:
         conn.numeric(ERR_NOOPERHOST, "No O-lines for your host")
         return
     if not wait_for(conn, verify_password, password, stored):
-        log.warning("failed OPER as %s by %s", name, conn.prefix)
+        log.warning("failed OPER as %s by %s", name, conn.user.prefix)
         conn.numeric(ERR_PASSWDMISMATCH, "Password incorrect")
         conn.disconnect("Password incorrect")
         return
@@ -63,20 +64,20 @@ def oper(server: ChatServer, conn: Connection, msg: Message) -> None:
         grant_oper(server, conn, name)
 
 
-def grant_oper(server: ChatServer, conn: Connection, name: str) -> None:
-    conn.oper_name = name
-    conn.modes |= {"o"}
-    server.hub.presence.opers.add(conn)
-    log.info("%s opered up as %s", conn.prefix, name)
+def grant_oper(server: ChatServer, conn: Session, name: str) -> None:
+    conn.user.oper_name = name
+    conn.user.modes |= {"o"}
+    server.hub.presence.opers.add(conn.user)
+    log.info("%s opered up as %s", conn.user.prefix, name)
     conn.numeric(RPL_YOUREOPER, "You are now an IRC operator")
-    conn.send_relay(Relay(conn.prefix, "MODE", (conn.nick, "+o")))
+    conn.send_relay(Relay(conn.user.prefix, "MODE", (conn.user.nick, "+o")))
 
 
 # -- KILL, WALLOPS ----------------------------------------------------------------
 
 
 @command("KILL", min_params=1, oper=True)
-def kill(server: ChatServer, conn: Connection, msg: Message) -> None:
+def kill(server: ChatServer, conn: Session, msg: Message) -> None:
     nick = msg.params[0]
     comment = msg.params[1] if len(msg.params) > 1 and msg.params[1] else "<no reason supplied>"
     victim = server.hub.nick_owner(nick)
@@ -86,16 +87,16 @@ def kill(server: ChatServer, conn: Connection, msg: Message) -> None:
         else:
             conn.numeric(ERR_NOSUCHNICK, nick, "No such nick/channel")
         return
-    reason = f"Killed ({conn.nick} ({comment}))"
-    log.info("%s killed %s: %s", conn.prefix, victim.prefix, comment)
-    # Peers see the QUIT when the victim's reader finishes (hub.remove_connection).
-    victim.disconnect(reason)
+    reason = f"Killed ({conn.user.nick} ({comment}))"
+    log.info("%s killed %s: %s", conn.user.prefix, victim.prefix, comment)
+    # Peers see the QUIT when the victim's reader finishes (hub.remove_user).
+    victim.session.disconnect(reason)
 
 
 @command("WALLOPS", min_params=1, oper=True)
-def wallops(server: ChatServer, conn: Connection, msg: Message) -> None:
+def wallops(server: ChatServer, conn: Session, msg: Message) -> None:
     presence = server.hub.presence
-    relay = Relay(conn.prefix, "WALLOPS", (msg.params[0],))
+    relay = Relay(conn.user.prefix, "WALLOPS", (msg.params[0],))
     server.hub.fanout(presence.opers | presence.wallops, relay)
 
 
@@ -103,7 +104,7 @@ def wallops(server: ChatServer, conn: Connection, msg: Message) -> None:
 
 
 @command("CHGHOST", min_params=3, oper=True)
-def chghost(server: ChatServer, conn: Connection, msg: Message) -> None:
+def chghost(server: ChatServer, conn: Session, msg: Message) -> None:
     nick, user, host = msg.params[0], msg.params[1], msg.params[2]
     target = user_or_401(server, conn, nick)
     if target is None:
@@ -112,12 +113,12 @@ def chghost(server: ChatServer, conn: Connection, msg: Message) -> None:
         text = "Invalid username or hostname"
         conn.send(Message("FAIL", ("CHGHOST", "INVALID_PARAMS", text), server.config.name))
         return
-    if (user, host) != (target.user, target.host):
-        log.info("%s changed the host of %s to %s@%s", conn.prefix, target.prefix, user, host)
+    if (user, host) != (target.username, target.host):
+        log.info("%s changed the host of %s to %s@%s", conn.user.prefix, target.prefix, user, host)
         change_host(server, target, user, host)
 
 
-def change_host(server: ChatServer, target: Connection, user: str, host: str) -> None:
+def change_host(server: ChatServer, target: User, user: str, host: str) -> None:
     """Give ``target`` a new user@host and tell who can see it.
 
     Clients with ``chghost`` get one CHGHOST line; channel peers without it
@@ -126,7 +127,7 @@ def change_host(server: ChatServer, target: Connection, user: str, host: str) ->
     """
     hub = server.hub
     old_prefix = target.prefix
-    target.user, target.host = user, host
+    target.username, target.host = user, host
     target.set_nick(target.nick)
     relay = Relay(old_prefix, "CHGHOST", (user, host), trailing=False)
     hub.fanout(hub.presence.friends(hub, target, "chghost"), relay)
@@ -135,7 +136,7 @@ def change_host(server: ChatServer, target: Connection, user: str, host: str) ->
     _fake_rejoin(server, target, old_prefix)
 
 
-def _fake_rejoin(server: ChatServer, target: Connection, old_prefix: str) -> None:
+def _fake_rejoin(server: ChatServer, target: User, old_prefix: str) -> None:
     hub = server.hub
     without_cap = [peer for peer in hub.peers(target) if not peer.has_cap("chghost")]
     if not without_cap:

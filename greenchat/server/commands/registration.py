@@ -22,8 +22,8 @@ from greenchat.server.outgoing import variant_of
 from greenchat.server.welcome import send_lusers, send_motd, send_welcome
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
 
 log = logging.getLogger("greenchat.registration")
 
@@ -33,28 +33,28 @@ _USER_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
 @command("CAP", min_params=1, before_registration=True)
-def cap(server: ChatServer, conn: Connection, msg: Message) -> None:
+def cap(server: ChatServer, conn: Session, msg: Message) -> None:
     sub = msg.params[0]
     replies = conn.caps.handle(sub, list(msg.params[1:]))
     if replies is None:
         conn.numeric(ERR_INVALIDCAPCMD, sub, "Invalid CAP command")
         return
-    conn.variant = variant_of(conn.caps.enabled)
+    conn.user.variant = variant_of(conn.caps.enabled)
     for params in replies:
         conn.send(Message("CAP", (conn.target, *params), server.config.name))
     try_register(server, conn)
 
 
 @command("PASS", min_params=1, before_registration=True)
-def pass_(server: ChatServer, conn: Connection, msg: Message) -> None:
-    if conn.registered:
+def pass_(server: ChatServer, conn: Session, msg: Message) -> None:
+    if conn.user.registered:
         conn.numeric(ERR_ALREADYREGISTERED, "You may not reregister")
         return
     conn.password = msg.params[0]
 
 
 @command("NICK", before_registration=True)
-def nick(server: ChatServer, conn: Connection, msg: Message) -> None:
+def nick(server: ChatServer, conn: Session, msg: Message) -> None:
     if not msg.params or not msg.params[0]:
         conn.numeric(ERR_NONICKNAMEGIVEN, "No nickname given")
         return
@@ -62,35 +62,40 @@ def nick(server: ChatServer, conn: Connection, msg: Message) -> None:
     if not valid_nick(new, server.config.nicklen):
         conn.numeric(ERR_ERRONEUSNICKNAME, new, "Erroneous nickname")
         return
-    if new == conn.nick:
+    if new == conn.user.nick:
         return
     owner = server.hub.nick_owner(new)
-    if owner is not None and owner is not conn:
+    if owner is not None and owner is not conn.user:
         conn.numeric(ERR_NICKNAMEINUSE, new, "Nickname is already in use")
         return
-    if conn.registered:
-        server.hub.change_nick(conn, new)
+    if conn.user.registered:
+        server.hub.change_nick(conn.user, new)
         return
-    server.hub.claim_nick(conn, new)
-    conn.set_nick(new)
+    server.hub.claim_nick(conn.user, new)
+    conn.user.set_nick(new)
     try_register(server, conn)
 
 
 @command("USER", min_params=4, before_registration=True)
-def user(server: ChatServer, conn: Connection, msg: Message) -> None:
-    if conn.registered:
+def user(server: ChatServer, conn: Session, msg: Message) -> None:
+    if conn.user.registered:
         conn.numeric(ERR_ALREADYREGISTERED, "You may not reregister")
         return
     # No ident lookup is done, so the username gets the conventional '~'.
     name = _USER_UNSAFE.sub("", msg.params[0])[:USERLEN] or "u"
-    conn.user = "~" + name
-    conn.realname = truncate_utf8(msg.params[3], REALNAMELEN) or conn.user
+    conn.user.username = "~" + name
+    conn.user.realname = truncate_utf8(msg.params[3], REALNAMELEN) or conn.user.username
     try_register(server, conn)
 
 
-def try_register(server: ChatServer, conn: Connection) -> None:
+def try_register(server: ChatServer, conn: Session) -> None:
     """Complete registration once NICK, USER and any CAP negotiation are done."""
-    if conn.registered or not conn.nick or not conn.user or conn.caps.in_progress:
+    if (
+        conn.user.registered
+        or not conn.user.nick
+        or not conn.user.username
+        or conn.caps.in_progress
+    ):
         return
     wanted = server.config.password
     given = conn.password or ""
@@ -98,35 +103,35 @@ def try_register(server: ChatServer, conn: Connection) -> None:
         conn.numeric(ERR_PASSWDMISMATCH, "Password incorrect")
         conn.disconnect("Bad password")
         return
-    conn.registered = True
-    conn.set_nick(conn.nick)  # the prefix now carries the username
+    conn.user.registered = True
+    conn.user.set_nick(conn.user.nick)  # the prefix now carries the username
     server.hub.note_registered()
-    log.info("registered %s from %s:%s", conn.prefix, conn.host, conn.port)
+    log.info("registered %s from %s:%s", conn.user.prefix, conn.user.host, conn.port)
     send_welcome(server, conn)
 
 
 @command("PING", min_params=1, before_registration=True)
-def ping(server: ChatServer, conn: Connection, msg: Message) -> None:
+def ping(server: ChatServer, conn: Session, msg: Message) -> None:
     name = server.config.name
     conn.send(Message("PONG", (name, msg.params[0]), name))
 
 
 @command("PONG", before_registration=True)
-def pong(server: ChatServer, conn: Connection, msg: Message) -> None:
+def pong(server: ChatServer, conn: Session, msg: Message) -> None:
     """Any input resets the keepalive clock; PONG needs nothing more."""
 
 
 @command("QUIT", before_registration=True)
-def quit_(server: ChatServer, conn: Connection, msg: Message) -> None:
+def quit_(server: ChatServer, conn: Session, msg: Message) -> None:
     text = msg.params[0] if msg.params else ""
     conn.disconnect(f"Quit: {text}" if text else "Client Quit")
 
 
 @command("MOTD")
-def motd(server: ChatServer, conn: Connection, msg: Message) -> None:
+def motd(server: ChatServer, conn: Session, msg: Message) -> None:
     send_motd(server, conn)
 
 
 @command("LUSERS")
-def lusers(server: ChatServer, conn: Connection, msg: Message) -> None:
+def lusers(server: ChatServer, conn: Session, msg: Message) -> None:
     send_lusers(server, conn)

@@ -32,13 +32,13 @@ from greenchat.protocol.numerics import (
 )
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
 
 __all__ = ["COMMANDS", "CommandSpec", "command", "dispatch", "wait_for"]
 
 # A paged handler returns an iterator (it is a generator); the others None.
-Handler = Callable[["ChatServer", "Connection", Message], Iterator[None] | None]
+Handler = Callable[["ChatServer", "Session", Message], Iterator[None] | None]
 T = TypeVar("T")
 
 
@@ -77,24 +77,24 @@ def command(
     return register
 
 
-def dispatch(server: ChatServer, conn: Connection, msg: Message) -> Iterator[None] | None:
+def dispatch(server: ChatServer, conn: Session, msg: Message) -> Iterator[None] | None:
     """Check and run one command; a paged handler's pages are returned to be paced."""
     name = msg.command.upper()
     spec = COMMANDS.get(name)
     if spec is None:
         conn.numeric(ERR_UNKNOWNCOMMAND, name, "Unknown command")
-    elif not conn.registered and not spec.before_registration:
+    elif not conn.user.registered and not spec.before_registration:
         conn.numeric(ERR_NOTREGISTERED, "You have not registered")
     elif len(msg.params) < spec.min_params:
         conn.numeric(ERR_NEEDMOREPARAMS, name, "Not enough parameters")
-    elif spec.oper and "o" not in conn.modes:
+    elif spec.oper and "o" not in conn.user.modes:
         conn.numeric(ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
     else:
         return spec.handler(server, conn, msg)
     return None
 
 
-def wait_for(conn: Connection, function: Callable[..., T], *args: Any) -> T:
+def wait_for(conn: Session, function: Callable[..., T], *args: Any) -> T:
     """``function(*args)`` in gevent's thread pool, for a ``yields=True`` handler.
 
     Only this client's reader waits. Lines other greenlets fan out to the

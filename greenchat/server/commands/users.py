@@ -49,9 +49,10 @@ from greenchat.server.outgoing import Relay
 from greenchat.server.welcome import USER_MODES
 
 if TYPE_CHECKING:
-    from greenchat.server.connection import Connection
     from greenchat.server.hub import Channel
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
+    from greenchat.server.user import User
 
 # Longest real name SETNAME accepts, in bytes (Ergo's default realnamelen).
 # What WHOIS and WHOWAS show as this server's description (312).
@@ -66,8 +67,8 @@ WHOX_FIELDS = "tcuihsnfdlaor"
 HIDDEN_IP = "255.255.255.255"
 
 
-def is_oper(conn: Connection) -> bool:
-    return "o" in conn.modes
+def is_oper(user: User) -> bool:
+    return "o" in user.modes
 
 
 def compress_modes(changes: list[str]) -> str:
@@ -100,16 +101,16 @@ def pack(items: Iterable[str], sep: str = " ", budget: int = LIST_BUDGET) -> lis
 # -- MODE <own nick> ------------------------------------------------------------
 
 
-def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
+def user_mode(server: ChatServer, conn: Session, msg: Message) -> None:
     target = server.hub.nick_owner(msg.params[0])
     if target is None:
         conn.numeric(ERR_NOSUCHNICK, msg.params[0], "No such nick/channel")
         return
-    if target is not conn:
+    if target is not conn.user:
         conn.numeric(ERR_USERSDONTMATCH, "Can't change mode for other users")
         return
     if len(msg.params) == 1:
-        conn.numeric(RPL_UMODEIS, "+" + "".join(sorted(conn.modes)), trailing=False)
+        conn.numeric(RPL_UMODEIS, "+" + "".join(sorted(conn.user.modes)), trailing=False)
         return
     changes: list[str] = []
     unknown = False
@@ -120,8 +121,8 @@ def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
         elif char in USER_MODES:
             on = sign == "+"
             # +o comes only with OPER; asking for it is ignored, as on Ergo.
-            if on != (char in conn.modes) and not (on and char == "o"):
-                conn.modes = conn.modes | {char} if on else conn.modes - {char}
+            if on != (char in conn.user.modes) and not (on and char == "o"):
+                conn.user.modes = conn.user.modes | {char} if on else conn.user.modes - {char}
                 changes.append(sign + char)
                 _user_mode_changed(server, conn, char, on)
         else:
@@ -129,50 +130,50 @@ def user_mode(server: ChatServer, conn: Connection, msg: Message) -> None:
     if unknown:  # one reply however many unknown letters
         conn.numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if changes:
-        conn.send_relay(Relay(conn.prefix, "MODE", (conn.nick, compress_modes(changes))))
+        conn.send_relay(Relay(conn.user.prefix, "MODE", (conn.user.nick, compress_modes(changes))))
 
 
-def _user_mode_changed(server: ChatServer, conn: Connection, char: str, on: bool) -> None:
+def _user_mode_changed(server: ChatServer, conn: Session, char: str, on: bool) -> None:
     """Keep the counters and sets that mirror user modes in step."""
     presence = server.hub.presence
     if char == "i":
         server.hub.note_invisible(on)
     elif char == "w":
-        (presence.wallops.add if on else presence.wallops.discard)(conn)
+        (presence.wallops.add if on else presence.wallops.discard)(conn.user)
     elif char == "o":  # only ever dropped here
-        presence.opers.discard(conn)
-        conn.oper_name = ""
+        presence.opers.discard(conn.user)
+        conn.user.oper_name = ""
 
 
 # -- AWAY, SETNAME ----------------------------------------------------------------
 
 
 @command("AWAY")
-def away(server: ChatServer, conn: Connection, msg: Message) -> None:
+def away(server: ChatServer, conn: Session, msg: Message) -> None:
     text = truncate_utf8(msg.params[0], server.config.awaylen) if msg.params else ""
-    changed = text != conn.away
-    conn.away = text
+    changed = text != conn.user.away
+    conn.user.away = text
     if text:
         conn.numeric(RPL_NOWAWAY, "You have been marked as being away")
     else:
         conn.numeric(RPL_UNAWAY, "You are no longer marked as being away")
     if changed:
-        relay = Relay(conn.prefix, "AWAY", (text,) if text else ())
+        relay = Relay(conn.user.prefix, "AWAY", (text,) if text else ())
         hub = server.hub
-        hub.fanout(hub.presence.friends(hub, conn, "away-notify"), relay)
+        hub.fanout(hub.presence.friends(hub, conn.user, "away-notify"), relay)
 
 
 @command("SETNAME", min_params=1)
-def setname(server: ChatServer, conn: Connection, msg: Message) -> None:
+def setname(server: ChatServer, conn: Session, msg: Message) -> None:
     realname = msg.params[0]
     if not realname.strip() or len(realname.encode()) > REALNAMELEN:
         fail = ("SETNAME", "INVALID_REALNAME", "Realname is not valid")
         conn.send(Message("FAIL", fail, server.config.name))
         return
-    conn.realname = realname
-    relay = Relay(conn.prefix, "SETNAME", (realname,))
+    conn.user.realname = realname
+    relay = Relay(conn.user.prefix, "SETNAME", (realname,))
     hub = server.hub
-    hub.fanout(hub.presence.friends(hub, conn, "setname"), relay)
+    hub.fanout(hub.presence.friends(hub, conn.user, "setname"), relay)
     # The spec: a client that did not enable setname gets no reply, as before.
     if conn.has_cap("setname"):
         conn.send_relay(relay)
@@ -181,13 +182,13 @@ def setname(server: ChatServer, conn: Connection, msg: Message) -> None:
 # -- ISON, USERHOST -------------------------------------------------------------
 
 
-def _online(server: ChatServer, nick: str) -> Connection | None:
+def _online(server: ChatServer, nick: str) -> User | None:
     user = server.hub.nick_owner(nick)
     return user if user is not None and user.registered else None
 
 
 @command("ISON", min_params=1)
-def ison(server: ChatServer, conn: Connection, msg: Message) -> None:
+def ison(server: ChatServer, conn: Session, msg: Message) -> None:
     # Clients send the nicks as several parameters or as one trailing list.
     present: dict[str, None] = {}
     for nick in " ".join(msg.params).split():
@@ -199,14 +200,14 @@ def ison(server: ChatServer, conn: Connection, msg: Message) -> None:
 
 
 @command("USERHOST", min_params=1)
-def userhost(server: ChatServer, conn: Connection, msg: Message) -> None:
-    replies: dict[Connection, str] = {}
+def userhost(server: ChatServer, conn: Session, msg: Message) -> None:
+    replies: dict[User, str] = {}
     for nick in " ".join(msg.params).split()[:USERHOST_MAX]:
         user = _online(server, nick)
         if user is not None and user not in replies:
             oper = "*" if is_oper(user) else ""
             here = "-" if user.away else "+"
-            replies[user] = f"{user.nick}{oper}={here}{user.user}@{user.host}"
+            replies[user] = f"{user.nick}{oper}={here}{user.username}@{user.host}"
     for line in pack(replies.values()) or [""]:
         conn.numeric(RPL_USERHOST, line)
 
@@ -214,14 +215,14 @@ def userhost(server: ChatServer, conn: Connection, msg: Message) -> None:
 # -- WHO and WHOX ---------------------------------------------------------------
 
 
-def _shares_channel(conn: Connection, other: Connection) -> bool:
-    return not conn.channels.keys().isdisjoint(other.channels.keys())
+def _shares_channel(user: User, other: User) -> bool:
+    return not user.channels.keys().isdisjoint(other.channels.keys())
 
 
-def _who_channel(conn: Connection, channel: Channel) -> Iterator[Connection]:
+def _who_channel(conn: Session, channel: Channel) -> Iterator[User]:
     """The members of ``channel`` ``conn`` may see: all of them if it is a member."""
-    joined = conn in channel.members
-    privileged = joined or is_oper(conn)
+    joined = conn.user in channel.members
+    privileged = joined or is_oper(conn.user)
     if "s" in channel.modes and not privileged:
         return
     for member in list(channel.members):
@@ -229,7 +230,7 @@ def _who_channel(conn: Connection, channel: Channel) -> Iterator[Connection]:
             yield member
 
 
-def _who_mask(server: ChatServer, conn: Connection, mask: str) -> Iterator[Connection]:
+def _who_mask(server: ChatServer, conn: Session, mask: str) -> Iterator[User]:
     """Users matching ``mask``: an exact nick, or a wildcard nick!user@host mask."""
     if not any(ch in mask for ch in "*?!@.") and mask != "0":
         user = _online(server, mask)  # an exact nick is found even when +i
@@ -237,15 +238,20 @@ def _who_mask(server: ChatServer, conn: Connection, mask: str) -> Iterator[Conne
             yield user
         return
     full = normalize_mask("*" if mask == "0" else mask)
-    sees_all = is_oper(conn)
+    sees_all = is_oper(conn.user)
     for user in list(server.hub.nicks.values()):
         if not user.registered or not match_mask(full, user.prefix):
             continue
-        if sees_all or user is conn or "i" not in user.modes or _shares_channel(conn, user):
+        if (
+            sees_all
+            or user is conn.user
+            or "i" not in user.modes
+            or _shares_channel(conn.user, user)
+        ):
             yield user
 
 
-def _who_flags(conn: Connection, channel: Channel | None, target: Connection) -> str:
+def _who_flags(conn: Session, channel: Channel | None, target: User) -> str:
     flags = ("G" if target.away else "H") + ("*" if is_oper(target) else "")
     if channel is not None:
         flags += channel.prefixes(target, conn.has_cap("multi-prefix"))
@@ -262,12 +268,12 @@ def _parse_who_options(option: str) -> tuple[str, str | None, str]:
 
 
 @command("WHO", min_params=1, paged=True)
-def who(server: ChatServer, conn: Connection, msg: Message) -> Iterator[None]:
+def who(server: ChatServer, conn: Session, msg: Message) -> Iterator[None]:
     mask = msg.params[0]
     letters, fields, token = _parse_who_options(msg.params[1] if len(msg.params) > 1 else "")
     channel = server.hub.get_channel(mask) if is_channel_name(mask) else None
     if channel is not None:
-        targets: Iterable[Connection] = _who_channel(conn, channel)
+        targets: Iterable[User] = _who_channel(conn, channel)
     elif is_channel_name(mask):
         targets = ()
     else:
@@ -283,13 +289,11 @@ def who(server: ChatServer, conn: Connection, msg: Message) -> Iterator[None]:
     conn.numeric(RPL_ENDOFWHO, mask, "End of WHO list")
 
 
-def _who_reply(
-    server: ChatServer, conn: Connection, channel: Channel | None, target: Connection
-) -> None:
+def _who_reply(server: ChatServer, conn: Session, channel: Channel | None, target: User) -> None:
     conn.numeric(
         RPL_WHOREPLY,
         channel.name if channel else "*",
-        target.user,
+        target.username,
         target.host,
         server.config.name,
         target.nick,
@@ -300,17 +304,17 @@ def _who_reply(
 
 def _whox_reply(
     server: ChatServer,
-    conn: Connection,
+    conn: Session,
     channel: Channel | None,
-    target: Connection,
+    target: User,
     fields: str,
     token: str,
 ) -> None:
     values = {
         "t": lambda: token,
         "c": lambda: channel.name if channel else "*",
-        "u": lambda: target.user,
-        "i": lambda: target.ip if target is conn or is_oper(conn) else HIDDEN_IP,
+        "u": lambda: target.username,
+        "i": lambda: target.ip if target is conn.user or is_oper(conn.user) else HIDDEN_IP,
         "h": lambda: target.host,
         "s": lambda: server.config.name,
         "n": lambda: target.nick,
@@ -325,7 +329,7 @@ def _whox_reply(
     conn.numeric(RPL_WHOSPCRPL, *params, trailing="r" in fields)
 
 
-def _idle_seconds(user: Connection) -> int:
+def _idle_seconds(user: User) -> int:
     return max(0, int(time.monotonic() - user.last_message))
 
 
@@ -333,28 +337,28 @@ def _idle_seconds(user: Connection) -> int:
 
 
 @command("WHOIS", min_params=1)
-def whois(server: ChatServer, conn: Connection, msg: Message) -> None:
+def whois(server: ChatServer, conn: Session, msg: Message) -> None:
     # WHOIS [<server>] <nick>[,<nick>...]: the server part needs no routing here.
     masks = msg.params[1] if len(msg.params) > 1 else msg.params[0]
     nicks = [n for n in masks.split(",") if n]
     # Like Ergo: operators may ask about several nicks at once, others one.
-    for nick in nicks if is_oper(conn) else nicks[:1]:
+    for nick in nicks if is_oper(conn.user) else nicks[:1]:
         user = user_or_401(server, conn, nick)
         if user is not None:
             send_whois(server, conn, user)
     conn.numeric(RPL_ENDOFWHOIS, masks, "End of /WHOIS list")
 
 
-def send_whois(server: ChatServer, conn: Connection, user: Connection) -> None:
+def send_whois(server: ChatServer, conn: Session, user: User) -> None:
     nick = user.nick
-    conn.numeric(RPL_WHOISUSER, nick, user.user, user.host, "*", user.realname)
+    conn.numeric(RPL_WHOISUSER, nick, user.username, user.host, "*", user.realname)
     for line in pack(_whois_channels(conn, user)):
         conn.numeric(RPL_WHOISCHANNELS, nick, line)
     conn.numeric(RPL_WHOISSERVER, nick, server.config.name, SERVER_INFO)
     if is_oper(user):
         conn.numeric(RPL_WHOISOPERATOR, nick, "is an IRC operator")
-    if user is conn or is_oper(conn):
-        conn.numeric(RPL_WHOISHOST, nick, f"is connecting from {user.user}@{user.ip} {user.ip}")
+    if user is conn.user or is_oper(conn.user):
+        conn.numeric(RPL_WHOISHOST, nick, f"is connecting from {user.username}@{user.ip} {user.ip}")
         conn.numeric(RPL_WHOISMODES, nick, "is using modes +" + "".join(sorted(user.modes)))
     if user.away:
         conn.numeric(RPL_AWAY, nick, user.away)
@@ -362,13 +366,13 @@ def send_whois(server: ChatServer, conn: Connection, user: Connection) -> None:
     conn.numeric(RPL_WHOISIDLE, nick, idle, str(user.signon), "seconds idle, signon time")
 
 
-def _whois_channels(conn: Connection, user: Connection) -> Iterator[str]:
+def _whois_channels(conn: Session, user: User) -> Iterator[str]:
     """``user``'s channels with prefixes, minus those hidden from ``conn``."""
     multi_prefix = conn.has_cap("multi-prefix")
-    privileged = user is conn or is_oper(conn)
+    privileged = user is conn.user or is_oper(conn.user)
     for channel in list(user.channels.values()):
         hidden = "s" in channel.modes or "i" in user.modes
-        if hidden and not privileged and conn not in channel.members:
+        if hidden and not privileged and conn.user not in channel.members:
             continue
         yield channel.prefixes(user, multi_prefix) + channel.name
 
@@ -377,7 +381,7 @@ def _whois_channels(conn: Connection, user: Connection) -> Iterator[str]:
 
 
 @command("WHOWAS", min_params=1)
-def whowas(server: ChatServer, conn: Connection, msg: Message) -> None:
+def whowas(server: ChatServer, conn: Session, msg: Message) -> None:
     count = _whowas_count(msg.params[1] if len(msg.params) > 1 else "")
     history = server.hub.presence.whowas
     for nick in [n for n in msg.params[0].split(",") if n][:USERHOST_MAX]:

@@ -1,20 +1,21 @@
-"""One client connection: a reader loop, output flushing and the user's state.
+"""One local connection, the :class:`Session`: a reader loop, output flushing, and the
+local :class:`~greenchat.server.user.User` it owns.
 
 The reader (the greenlet the StreamServer spawned) reads chunks from the
-transport (transport.py: TCP or TLS), frames them
-into lines and dispatches each through the command table; it yields after
-every chunk so output is flushed before one sender's burst fills other
-queues. Output is sent by the server's flusher (flusher.py) once per loop
-turn with one non-blocking send of everything queued; only when the socket
-cannot take it all does a writer greenlet start, wait for the socket and
-end once the queue is drained. So an idle connection costs one greenlet.
+transport (transport.py: TCP or TLS), frames them into lines and dispatches
+each through the command table; it yields after every chunk so output is
+flushed before one sender's burst fills other queues. Output is sent by the
+server's flusher (flusher.py) once per loop turn with one non-blocking send
+of everything queued; only when the socket cannot take it all does a writer
+greenlet start, wait for the socket and end once the queue is drained. So an
+idle connection costs one greenlet.
 
-Closing is cooperative: :meth:`Connection.disconnect` only sets a reason,
-queues a final ``ERROR`` and shuts the socket's read side, so it is safe to
-call from anywhere, even in the middle of a fan-out loop. The reader then
-sees end-of-stream and cleans up: the hub forgets the user, the last output
-is flushed (with a short grace period if a writer has to wait), the socket
-closes.
+Closing is cooperative: :meth:`Session.disconnect` only sets a reason,
+queues a final ``ERROR`` and wakes the reader (the transport shuts the read
+side), so it is safe to call from anywhere, even in the middle of a fan-out
+loop. The reader then sees end-of-stream and cleans up: the hub forgets the
+user, the last output is flushed (with a short grace period if a writer has
+to wait), the transport closes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import gevent
@@ -37,15 +38,15 @@ from greenchat.server.flood import TokenBucket
 from greenchat.server.outgoing import Relay
 from greenchat.server.sendq import SendQueue
 from greenchat.server.transport import Transport, transport_for
+from greenchat.server.user import User
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
 
-__all__ = ["Connection"]
+__all__ = ["Session", "display_host"]
 
-log = logging.getLogger("greenchat.connection")
+log = logging.getLogger("greenchat.session")
 
-_NO_MODES: frozenset[str] = frozenset()
 _COMMAND_WORD = re.compile(rb"^[A-Za-z]+$|^[0-9]{3}$")
 
 
@@ -73,76 +74,43 @@ def _command_word(line: bytes) -> str:
     return "*"
 
 
-class Connection:
-    """A client's socket, queues and IRC state (nick, user, channels, caps)."""
+class Session:
+    """One local connection: its transport, reader, framer, flood bucket, send
+    queue and capabilities. It owns the local :class:`User` the network sees."""
 
     __slots__ = (
-        "__weakref__",
-        "away",
         "caps",
-        "channels",
         "close_reason",
         "connected_at",
-        "enqueue",
         "flood",
-        "host",
-        "ip",
         "last_active",
-        "last_message",
-        "modes",
-        "monitoring",
-        "nick",
-        "oper_name",
         "password",
         "ping_sent",
         "port",
-        "prefix",
-        "realname",
-        "registered",
         "sendq",
         "server",
-        "signon",
         "transport",
         "user",
-        "variant",
         "writer",
     )
 
     def __init__(self, server: ChatServer, sock: socket.socket | Transport, address: tuple) -> None:
         self.server = server
         self.transport = sock if isinstance(sock, Transport) else transport_for(sock)
-        self.host, self.port = display_host(address[0]), address[1]
+        self.port = address[1]
         self.sendq = SendQueue(server.config.sendq, self._output_ready, self._sendq_overflow)
-        # Bound once: the fan-out loop calls this for every recipient.
-        self.enqueue = self.sendq.put
         self.writer: gevent.Greenlet | None = None
         cfg = server.config
         self.flood = TokenBucket(cfg.flood_burst, cfg.flood_rate, time.monotonic())
-        self.nick = ""
-        self.user = ""
-        self.realname = ""
-        self.prefix = ""
         self.password: str | None = None
-        self.registered = False
-        self.modes: frozenset[str] = _NO_MODES  # replaced, never mutated: most have none
         self.caps = CapNegotiation(server.supported_caps)
-        # Bit set of the enabled capabilities that change how relayed lines
-        # look (see outgoing.py); kept in step with caps by the CAP command.
-        self.variant = 0
-        self.channels: dict = {}
         self.close_reason: str | None = None
         self.connected_at = self.last_active = time.monotonic()
         self.ping_sent = False
-        # User state for WHOIS, AWAY, MONITOR and OPER (commands/users.py etc.).
-        self.ip = address[0]  # host may change (CHGHOST); the address does not
-        self.away = ""  # away message; '' when not away
-        self.signon = int(time.time())
-        self.last_message = self.connected_at  # PRIVMSG/NOTICE time, for WHOIS idle
-        self.monitoring: dict[str, str] = {}  # casefolded nick -> nick as given
-        self.oper_name = ""  # the OPER name used, '' when not an operator
+        self.user = User(display_host(address[0]), address[0], self.sendq.put, self.caps, self)
 
     def __repr__(self) -> str:
-        return f"<Connection {self.nick or '*'} {self.host}:{self.port}>"
+        return f"<Session {self.user.nick or '*'} {self.user.ip}:{self.port}>"
 
     # -- identity ------------------------------------------------------------
 
@@ -152,35 +120,41 @@ class Connection:
     @property
     def target(self) -> str:
         """How numerics address this client: its nick, or '*' before it has one."""
-        return self.nick or "*"
-
-    def set_nick(self, nick: str) -> None:
-        self.nick = nick
-        self.prefix = f"{nick}!{self.user or '~u'}@{self.host}"
+        return self.user.nick or "*"
 
     # -- output --------------------------------------------------------------
 
+    @property
+    def enqueue(self) -> Callable[[bytes], None]:
+        """Where this client's output goes: its user's, so a capture catches fan-out too."""
+        return self.user.enqueue
+
     def send(self, msg: Message) -> None:
         # Clipped like numerics: PONG, CAP NAK and the like echo what the client sent.
-        self.enqueue(clip_line(msg.to_bytes()))
+        self.user.enqueue(clip_line(msg.to_bytes()))
 
     def send_relay(self, relay: Relay) -> None:
         """Queue a relayed event in the form this client's capabilities ask for."""
-        self.enqueue(relay.bytes_for(self.variant))
+        self.user.send_relay(relay)
+
+    def capture(self, lines: list[bytes]) -> None:
+        """Collect what is queued to this client in ``lines`` instead (labeled.py)."""
+        self.user.enqueue = lines.append
 
     def release_output(self) -> None:
-        """Queue output for sending again, after a capture (labeled.py)."""
-        self.enqueue = self.sendq.put
+        """Queue output for sending again, after a capture."""
+        self.user.enqueue = self.sendq.put
 
     @contextlib.contextmanager
     def uncaptured(self) -> Iterator[None]:
         """Send output straight to the queue for a while, e.g. while a labeled
         command waits and other greenlets fan out to this client."""
-        capture, self.enqueue = self.enqueue, self.sendq.put
+        user = self.user
+        capture, user.enqueue = user.enqueue, self.sendq.put
         try:
             yield
         finally:
-            self.enqueue = capture
+            user.enqueue = capture
 
     def numeric(self, code: str, *params: str, trailing: bool = True) -> None:
         """Queue a numeric reply from the server to this client.
@@ -196,7 +170,7 @@ class Connection:
         except InvalidMessage:
             safe = tuple(p if _is_word(p) else "*" for p in params[:-1]) + params[-1:]
             data = Message(code, safe, self.server.config.name).to_bytes(trailing)
-        self.enqueue(clip_line(data))
+        self.user.enqueue(clip_line(data))
 
     def _sendq_overflow(self) -> None:
         limit = self.sendq.limit
@@ -211,7 +185,7 @@ class Connection:
         if self.close_reason is not None:
             return
         self.close_reason = reason
-        text = error or f"Closing Link: {self.host} ({reason})"
+        text = error or f"Closing Link: {self.user.host} ({reason})"
         self.sendq.close(clip_line(f"ERROR :{text}\r\n".encode()), discard=discard)
         self.transport.wake_reader()  # the reader's pending recv returns end-of-stream
 
@@ -267,7 +241,7 @@ class Connection:
         is held). Operators are exempt.
         """
         bucket = self.flood
-        exempt = not bucket.enabled or "o" in self.modes
+        exempt = not bucket.enabled or "o" in self.user.modes
         allowed = len(backlog) if exempt else bucket.allowance(time.monotonic())
         handled = 0
         for item in backlog:
@@ -351,7 +325,7 @@ class Connection:
 
     def _finish(self, reason: str) -> None:
         server = self.server
-        server.hub.remove_connection(self, reason)
+        server.end_session(self, reason)
         self.disconnect(reason)  # no-op when already closing; else queues the ERROR line
         self.transport.set_nodelay()  # the last lines need not wait for ACKs
         self.flush_now()
@@ -361,4 +335,5 @@ class Connection:
             writer.join(timeout=server.config.close_grace)
             writer.kill(block=False)
         self.transport.close(deadline)
-        log.info("disconnect %s from %s:%s: %s", self.nick or "*", self.host, self.port, reason)
+        user = self.user
+        log.info("disconnect %s from %s:%s: %s", user.nick or "*", user.host, self.port, reason)

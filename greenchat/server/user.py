@@ -1,0 +1,102 @@
+"""What the network knows of a person: the :class:`User`.
+
+The hub, its channels, presence (MONITOR, operators) and WHOWAS hold Users,
+never sessions. A local user has the :class:`~greenchat.server.session.Session`
+that owns it (``session``); delivering to any user is one call,
+``user.enqueue(line)``, which for a local user puts the bytes into its
+session's send queue. That call is the seam where a user on another node
+will be handed to the backplane instead.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from greenchat.protocol.caps import CapNegotiation
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from greenchat.server.hub import Channel
+    from greenchat.server.outgoing import Relay
+    from greenchat.server.session import Session
+
+__all__ = ["NO_MODES", "User"]
+
+NO_MODES: frozenset[str] = frozenset()
+
+
+class User:
+    """A person on the network: identity, modes, away, channels, and how to reach them."""
+
+    __slots__ = (
+        "__weakref__",
+        "account",
+        "away",
+        "caps",
+        "channels",
+        "enqueue",
+        "host",
+        "ip",
+        "last_message",
+        "modes",
+        "monitoring",
+        "nick",
+        "node",
+        "oper_name",
+        "prefix",
+        "realname",
+        "registered",
+        "session",
+        "signon",
+        "username",
+        "variant",
+    )
+
+    def __init__(
+        self,
+        host: str,
+        ip: str,
+        enqueue: Callable[[bytes], None],
+        caps: CapNegotiation,
+        session: Session | None = None,
+        node: str = "",
+    ) -> None:
+        self.nick = ""
+        self.username = ""  # what USER gave (the ident), '' until then
+        self.host = host  # shown in the prefix; CHGHOST may change it
+        self.ip = ip  # where the connection comes from; never changes
+        self.realname = ""
+        self.account = ""  # accounts come with SASL; '' means not logged in
+        self.prefix = ""
+        self.registered = False
+        self.modes: frozenset[str] = NO_MODES  # replaced, never mutated: most have none
+        self.away = ""  # away message; '' when not away
+        self.oper_name = ""  # the OPER name used, '' when not an operator
+        self.channels: dict[str, Channel] = {}  # casefolded name -> channel
+        self.monitoring: dict[str, str] = {}  # MONITOR: casefolded nick -> nick as given
+        self.signon = int(time.time())
+        self.last_message = time.monotonic()  # PRIVMSG/NOTICE time, for WHOIS idle
+        self.node = node  # '' for this server; later the node a remote user lives on
+        self.session = session
+        # How lines reach this user: bound once, the fan-out calls it per recipient.
+        self.enqueue = enqueue
+        # The capabilities of the client behind this user, and the bit set of
+        # those that change how relayed lines look (outgoing.py).
+        self.caps = caps
+        self.variant = 0
+
+    def __repr__(self) -> str:
+        return f"<User {self.nick or '*'} {self.host}>"
+
+    def has_cap(self, name: str) -> bool:
+        return name in self.caps.enabled
+
+    def send_relay(self, relay: Relay) -> None:
+        """Deliver one relayed line, in the form this user's client asks for."""
+        self.enqueue(relay.bytes_for(self.variant))
+
+    def set_nick(self, nick: str) -> None:
+        self.nick = nick
+        self.prefix = f"{nick}!{self.username or '~u'}@{self.host}"
