@@ -1,4 +1,9 @@
-"""The hub: nicks, channels and fan-out.
+"""The hub: users, nicks, channels and fan-out; every change of them is an event.
+
+A handler checks and replies; the change itself is an event (events.py)
+handed to :meth:`Hub.apply`, which applies it with the one method for its
+kind, fans it out, and then gives it to every observer (metrics now; history
+and the backplane next).
 
 Every method here is a plain Python call that does no I/O and never yields,
 so with gevent's cooperative scheduling no locks are needed: a change of
@@ -11,11 +16,29 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.masks import compile_mask
+from greenchat.server.events import (
+    AwayChanged,
+    ChannelModeChanged,
+    Event,
+    HostChanged,
+    Invited,
+    Joined,
+    Kicked,
+    Killed,
+    Messaged,
+    NickChanged,
+    Parted,
+    Quit,
+    RealnameChanged,
+    TopicSet,
+    UserModeChanged,
+    UserRegistered,
+)
 from greenchat.server.outgoing import Relay
 from greenchat.server.presence import Presence
 
@@ -26,6 +49,7 @@ __all__ = ["PREFIXES", "Channel", "Hub"]
 
 # Member prefix modes and their symbols, highest rank first (ISUPPORT PREFIX).
 PREFIXES = (("o", "@"), ("v", "+"))
+PREFIX_MODES = frozenset(mode for mode, _ in PREFIXES)
 
 
 class Channel:
@@ -91,6 +115,29 @@ class Channel:
         """Remember an invite (weakly: it goes with the invited user)."""
         self.invited.add(user)
 
+    def apply_mode(
+        self, sign: str, char: str, arg: str, setter: str, when: int, user: Callable[[str], User]
+    ) -> None:
+        """Apply one checked change: a flag, +k/-k, +l/-l, +b/-b or a member's +o/+v.
+
+        ``setter`` and ``when`` are recorded with a ban; ``user`` finds a member by nick.
+        """
+        on = sign == "+"
+        if char == "k":
+            self.join_key = arg if on else ""
+        elif char == "l":
+            self.limit = int(arg) if on else 0
+        elif char == "b":
+            if on:
+                self.bans[casefold(arg)] = (arg, setter, when)
+            else:
+                self.bans.pop(casefold(arg), None)
+        elif char in PREFIX_MODES:
+            status = self.members[user(arg)]
+            (status.add if on else status.discard)(char)
+        else:
+            (self.modes.add if on else self.modes.discard)(char)
+
     def mode_string(self, show_key: bool) -> tuple[str, ...]:
         """The modes as 324 shows them: ``('+iklnt', key, limit)``.
 
@@ -111,7 +158,9 @@ class Channel:
 class Hub:
     """All shared chat state of one server process."""
 
-    def __init__(self, whowas_size: int = 1000) -> None:
+    def __init__(self, whowas_size: int = 1000, name: str = "greenchat.local") -> None:
+        self.name = name  # the server name, source of the server's own MODE lines
+        self.observers: tuple[Callable[[Event], None], ...] = ()  # see observe()
         self.nicks: dict[str, User] = {}  # casefolded nick -> user
         self.channels: dict[str, Channel] = {}  # casefolded name -> channel
         self.users: set[User] = set()  # every user the network knows
@@ -139,50 +188,73 @@ class Hub:
             self.nicks.pop(casefold(user.nick), None)
         self.nicks[casefold(nick)] = user
 
-    def change_nick(self, user: User, nick: str) -> None:
-        """Rename a registered user and tell everyone who shares a channel."""
-        relay = Relay(user.prefix, "NICK", (nick,))
-        old_nick = user.nick
-        self.claim_nick(user, nick)
-        user.set_nick(nick)
-        user.enqueue(relay.bytes_for(user.variant))
-        self.send_to_peers(user, relay)
-        self.presence.nick_changed(user, old_nick)  # hook: WHOWAS, MONITOR
-
     def note_registered(self) -> None:
         self.registered_count += 1
         self.max_registered = max(self.max_registered, self.registered_count)
 
-    def note_invisible(self, invisible: bool) -> None:
-        """Keep the invisible count when a user sets or clears +i."""
-        self.invisible_count += 1 if invisible else -1
-
     def remove_user(self, user: User, reason: str) -> None:
-        """Forget ``user``: free its nick, leave its channels, tell its peers."""
+        """Forget ``user``: a registered one quits (:class:`Quit`); one that never
+        registered only frees the nick it may have claimed."""
         if user not in self.users:
             return
-        self.users.discard(user)
         if user.registered:
-            self.registered_count -= 1
-            self.invisible_count -= "i" in user.modes
-            self.send_to_peers(user, Relay(user.prefix, "QUIT", (reason,)))
-        self.presence.gone(user)  # hook: WHOWAS, MONITOR, opers
-        for channel in list(user.channels.values()):
-            self._drop_member(channel, user)
+            self.apply(Quit(user.nick, reason))
+            return
+        self.users.discard(user)
+        self.presence.gone(user)  # hook: MONITOR
         if user.nick and self.nicks.get(casefold(user.nick)) is user:
             del self.nicks[casefold(user.nick)]
-
-    # -- channels ----------------------------------------------------------
 
     def get_channel(self, name: str) -> Channel | None:
         return self.channels.get(casefold(name))
 
-    def join(self, user: User, name: str) -> Channel | None:
-        """Add ``user`` to channel ``name`` (creating it); ``None`` if already in."""
-        key = casefold(name)
+    # -- events: every change of network state --------------------------------
+
+    def apply(self, event: Event) -> Any:
+        """Apply ``event``, fan it out, then hand it to every observer.
+
+        Returns what the kind's applier returns (the channel joined, the relay
+        of a message...), for the handler's own replies.
+        """
+        result = self._appliers[type(event)](self, event)
+        for observer in self.observers:
+            observer(event)
+        return result
+
+    def observe(self, observer: Callable[[Event], None]) -> None:
+        """Call ``observer(event)`` after every applied event (it must not block)."""
+        self.observers += (observer,)
+
+    def _user(self, nick: str) -> User:
+        return self.nicks[casefold(nick)]
+
+    def _registered(self, event: UserRegistered) -> User:
+        user = self._user(event.nick)
+        user.username, user.host, user.realname = event.username, event.host, event.realname
+        user.account, user.node = event.account, event.node
+        user.registered = True
+        user.set_nick(event.nick)  # the prefix now carries the username
+        self.note_registered()
+        self.presence.online(user)  # hook: MONITOR watchers of this nick learn it is here
+        return user
+
+    def _nick_changed(self, event: NickChanged) -> None:
+        """Rename a registered user and tell everyone who shares a channel."""
+        user = self._user(event.old)
+        relay = Relay(user.prefix, "NICK", (event.new,))
+        self.claim_nick(user, event.new)
+        user.set_nick(event.new)
+        user.send_relay(relay)
+        self.send_to_peers(user, relay)
+        self.presence.nick_changed(user, event.old)  # hook: WHOWAS, MONITOR
+
+    def _joined(self, event: Joined) -> Channel | None:
+        """Add the user to the channel (creating it); ``None`` if already in."""
+        user = self._user(event.nick)
+        key = casefold(event.channel)
         channel = self.channels.get(key)
         if channel is None:
-            channel = self.channels[key] = Channel(name)
+            channel = self.channels[key] = Channel(event.channel)
             modes = {"o"}  # whoever creates a channel operates it
         elif user in channel.members:
             return None
@@ -192,7 +264,7 @@ class Hub:
         channel.members[user] = modes
         user.channels[key] = channel
         # extended-join recipients also get the account ('*': none) and real name.
-        ext = (channel.name, "*", user.realname)
+        ext = (channel.name, user.account or "*", user.realname)
         relay = Relay(user.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)
         self.fanout(channel.members, relay)
         if user.away:  # hook: away-notify members learn at once that the newcomer is away
@@ -200,23 +272,181 @@ class Hub:
             self.fanout(channel.members, away, exclude=user, require_cap="away-notify")
         return channel
 
-    def part(self, user: User, channel: Channel, reason: str) -> None:
+    def _parted(self, event: Parted) -> None:
+        user, channel = self._user(event.nick), self.channels[casefold(event.channel)]
+        reason = event.reason
         params = (channel.name, reason) if reason else (channel.name,)
         self.fanout(channel.members, Relay(user.prefix, "PART", params, trailing=bool(reason)))
         self._drop_member(channel, user)
 
-    def kick(self, user: User, channel: Channel, target: User, reason: str) -> None:
-        """Remove ``target`` from ``channel``; every member, the kicked one too, sees it."""
-        self.fanout(
-            channel.members, Relay(user.prefix, "KICK", (channel.name, target.nick, reason))
-        )
+    def _kicked(self, event: Kicked) -> None:
+        """Every member, the kicked one too, sees the KICK."""
+        user, target = self._user(event.by), self._user(event.target)
+        channel = self.channels[casefold(event.channel)]
+        params = (channel.name, target.nick, event.reason)
+        self.fanout(channel.members, Relay(user.prefix, "KICK", params))
         self._drop_member(channel, target)
 
-    def set_topic(self, user: User, channel: Channel, topic: str) -> None:
-        channel.topic = topic
+    def _quit(self, event: Quit) -> None:
+        """The user leaves the network: its peers see the QUIT, every trace goes."""
+        user = self._user(event.nick)
+        self.users.discard(user)
+        self.registered_count -= 1
+        self.invisible_count -= "i" in user.modes
+        self.send_to_peers(user, Relay(user.prefix, "QUIT", (event.reason,)))
+        self.presence.gone(user)  # hook: WHOWAS, MONITOR, opers
+        for channel in list(user.channels.values()):
+            self._drop_member(channel, user)
+        del self.nicks[casefold(user.nick)]
+
+    def _topic_set(self, event: TopicSet) -> None:
+        user, channel = self._user(event.by), self.channels[casefold(event.channel)]
+        channel.topic = event.topic
         channel.topic_setter = user.prefix
-        channel.topic_set_at = int(time.time())
-        self.fanout(channel.members, Relay(user.prefix, "TOPIC", (channel.name, topic)))
+        channel.topic_set_at = int(event.time)
+        self.fanout(channel.members, Relay(user.prefix, "TOPIC", (channel.name, event.topic)))
+
+    def _channel_modes_changed(self, event: ChannelModeChanged) -> None:
+        """Apply checked mode changes (the handler normalized them) and show them."""
+        user, channel = self._user(event.by), self.channels[casefold(event.channel)]
+        for sign, char, arg in event.changes:
+            channel.apply_mode(sign, char, arg, user.prefix, int(event.time), self._user)
+        letters, args, current = [], [], ""
+        for sign, char, arg in event.changes:
+            if sign != current:
+                current = sign
+                letters.append(sign)
+            letters.append(char)
+            if arg:
+                args.append(arg)
+        params = (channel.name, "".join(letters), *args)
+        self.fanout(channel.members, Relay(user.prefix, "MODE", params, trailing=False))
+
+    def _invited(self, event: Invited) -> Relay:
+        """The invitee gets the INVITE; with invite-notify, members who could have
+        invited too (every member, or only ops on a +i channel) see it."""
+        user, target = self._user(event.by), self._user(event.target)
+        channel = self.channels[casefold(event.channel)]
+        channel.invite(target)
+        relay = Relay(user.prefix, "INVITE", (target.nick, channel.name), trailing=False)
+        target.send_relay(relay)
+        if "i" in channel.modes:
+            watchers = [m for m, modes in channel.members.items() if "o" in modes]
+        else:
+            watchers = list(channel.members)
+        watchers = [m for m in watchers if m is not target]
+        self.fanout(watchers, relay, exclude=user, require_cap="invite-notify")
+        return relay
+
+    def _user_modes_changed(self, event: UserModeChanged) -> None:
+        user = self._user(event.nick)
+        presence = self.presence
+        for sign, char in event.changes:
+            on = sign == "+"
+            user.modes = user.modes | {char} if on else user.modes - {char}
+            if char == "i":
+                self.invisible_count += 1 if on else -1
+            elif char == "w":
+                (presence.wallops.add if on else presence.wallops.discard)(user)
+            elif char == "o":
+                (presence.opers.add if on else presence.opers.discard)(user)
+                if not on:
+                    user.oper_name = ""
+        shown = "".join(sign + char for sign, char in event.changes)
+        user.send_relay(Relay(user.prefix, "MODE", (user.nick, _compress(shown))))
+
+    def _away_changed(self, event: AwayChanged) -> None:
+        user = self._user(event.nick)
+        user.away = event.message
+        relay = Relay(user.prefix, "AWAY", (event.message,) if event.message else ())
+        self.fanout(self.presence.friends(self, user, "away-notify"), relay)
+
+    def _realname_changed(self, event: RealnameChanged) -> Relay:
+        user = self._user(event.nick)
+        user.realname = event.realname
+        relay = Relay(user.prefix, "SETNAME", (event.realname,))
+        self.fanout(self.presence.friends(self, user, "setname"), relay)
+        return relay
+
+    def _host_changed(self, event: HostChanged) -> None:
+        """Clients with ``chghost`` get one CHGHOST line; channel peers without it
+        see the user quit and rejoin with the new host (and its channel status
+        restored), which is how they learn of the new prefix on other servers."""
+        user = self._user(event.nick)
+        old_prefix = user.prefix
+        user.username, user.host = event.username, event.host
+        user.set_nick(user.nick)
+        relay = Relay(old_prefix, "CHGHOST", (event.username, event.host), trailing=False)
+        self.fanout(self.presence.friends(self, user, "chghost"), relay)
+        if user.has_cap("chghost"):
+            user.send_relay(relay)
+        self._fake_rejoin(user, old_prefix)
+
+    def _fake_rejoin(self, user: User, old_prefix: str) -> None:
+        without_cap = [peer for peer in self.peers(user) if not peer.has_cap("chghost")]
+        if not without_cap:
+            return
+        self.fanout(without_cap, Relay(old_prefix, "QUIT", ("Changing host",)))
+        for channel in list(user.channels.values()):
+            members = [m for m in channel.members if m is not user and not m.has_cap("chghost")]
+            ext = (channel.name, user.account or "*", user.realname)
+            join = Relay(user.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)
+            self.fanout(members, join)
+            modes = "".join(mode for mode, _ in PREFIXES if mode in channel.members[user])
+            if modes:
+                params = (channel.name, "+" + modes, *[user.nick] * len(modes))
+                self.fanout(members, Relay(self.name, "MODE", params, trailing=False))
+            if user.away:
+                away = Relay(user.prefix, "AWAY", (user.away,))
+                self.fanout(members, away, require_cap="away-notify")
+
+    def _killed(self, event: Killed) -> None:
+        """The victim's session closes; its :class:`Quit` follows when its reader ends."""
+        victim = self._user(event.target)
+        if victim.session is not None:
+            victim.session.disconnect(event.reason)
+
+    def _messaged(self, event: Messaged) -> Relay:
+        """To a channel: every member but the sender (TAGMSG only to message-tags);
+        to a user: that user. The relay is returned for the sender's echo."""
+        user = self._user(event.source)
+        params = (event.target,) if event.verb == "TAGMSG" else (event.target, event.text)
+        relay = Relay(
+            user.prefix,
+            event.verb,
+            params,
+            trailing=event.verb != "TAGMSG",
+            client_tags=event.tags,
+            when=event.time,
+            msgid=event.msgid,
+        )
+        require = "message-tags" if event.verb == "TAGMSG" else None
+        channel = self.channels.get(casefold(event.target))
+        if channel is not None:
+            self.fanout(channel.members, relay, exclude=user, require_cap=require)
+        else:
+            target = self._user(event.target)
+            if require is None or target.has_cap(require):
+                target.send_relay(relay)
+        return relay
+
+    _appliers: ClassVar[dict[type, Callable[[Hub, Any], Any]]] = {
+        UserRegistered: _registered,
+        NickChanged: _nick_changed,
+        Joined: _joined,
+        Parted: _parted,
+        Kicked: _kicked,
+        Quit: _quit,
+        TopicSet: _topic_set,
+        ChannelModeChanged: _channel_modes_changed,
+        Invited: _invited,
+        UserModeChanged: _user_modes_changed,
+        AwayChanged: _away_changed,
+        RealnameChanged: _realname_changed,
+        HostChanged: _host_changed,
+        Killed: _killed,
+        Messaged: _messaged,
+    }
 
     def _drop_member(self, channel: Channel, user: User) -> None:
         channel.members.pop(user, None)
@@ -261,3 +491,15 @@ class Hub:
     def send_to_peers(self, user: User, relay: Relay, require_cap: str | None = None) -> None:
         """Queue ``relay`` once to every other user who shares a channel with ``user``."""
         self.fanout(self.peers(user), relay, exclude=user, require_cap=require_cap)
+
+
+def _compress(changes: str) -> str:
+    """'+i+w-o' -> '+iw-o'."""
+    out: list[str] = []
+    sign = ""
+    for index in range(0, len(changes), 2):
+        if changes[index] != sign:
+            sign = changes[index]
+            out.append(sign)
+        out.append(changes[index + 1])
+    return "".join(out)

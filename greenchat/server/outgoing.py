@@ -29,6 +29,7 @@ __all__ = [
     "Relay",
     "add_tags",
     "format_server_time",
+    "new_msgid",
     "variant_of",
 ]
 
@@ -95,6 +96,8 @@ class Relay:
         trailing: bool = True,
         client_tags: str = "",
         ext_params: tuple[str, ...] | None = None,
+        when: float | None = None,
+        msgid: str | None = None,
     ) -> None:
         self.source = source
         self.command = command
@@ -104,9 +107,9 @@ class Relay:
         self.trailing = trailing
         self.client_tags = client_tags  # already escaped: "+a=b;+c"
         self.ext_params = ext_params  # params for extended-join recipients
-        self.when = time.time()
+        self.when = time.time() if when is None else when
         self.cache: list[bytes | None] = [None] * VARIANT_COUNT
-        self._msgid: str | None = None
+        self._msgid = msgid or None  # made when first needed, unless an event carries one
 
     @property
     def msgid(self) -> str:

@@ -80,7 +80,7 @@ class ChatServer:
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
         self.config.load_motd()
-        self.hub = Hub(self.config.whowas_size)
+        self.hub = Hub(self.config.whowas_size, self.config.name)
         self.sessions: set[Session] = set()  # the local ones, each with its user in the hub
         self.flusher = Flusher()
         self.supported_caps = dict(SUPPORTED_CAPS)

@@ -85,7 +85,6 @@ def send_welcome(server: ChatServer, conn: Session) -> None:
         conn.numeric(RPL_ISUPPORT, *chunk, "are supported by this server")
     send_lusers(server, conn)
     send_motd(server, conn)
-    server.hub.presence.online(conn.user)  # MONITOR: watchers of this nick learn it is here
 
 
 def send_lusers(server: ChatServer, conn: Session) -> None:

@@ -20,15 +20,13 @@ from greenchat.protocol.numerics import (
 from greenchat.server.commands.channels import visible_to
 from greenchat.server.commands.lookup import channel_or_403, user_or_401
 from greenchat.server.commands.table import command
-from greenchat.server.outgoing import Relay
+from greenchat.server.events import Invited, Kicked
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from greenchat.server.hub import Channel
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
-    from greenchat.server.user import User
 
 
 # -- KICK ---------------------------------------------------------------------
@@ -66,7 +64,7 @@ def kick_one(server: ChatServer, conn: Session, name: str, nick: str, reason: st
     elif target not in channel.members:
         conn.numeric(ERR_USERNOTINCHANNEL, target.nick, channel.name, "They aren't on that channel")
     else:
-        server.hub.kick(conn.user, channel, target, reason)
+        server.hub.apply(Kicked(conn.user.nick, channel.name, target.nick, reason))
 
 
 # -- INVITE -------------------------------------------------------------------
@@ -86,27 +84,8 @@ def invite(server: ChatServer, conn: Session, msg: Message) -> None:
     elif target in channel.members:
         conn.numeric(ERR_USERONCHANNEL, target.nick, channel.name, "is already on channel")
     else:
-        channel.invite(target)
         conn.numeric(RPL_INVITING, target.nick, channel.name, trailing=False)
-        relay = Relay(conn.user.prefix, "INVITE", (target.nick, channel.name), trailing=False)
-        target.send_relay(relay)
-        notify_invite(server, conn, target, channel, relay)
-
-
-def notify_invite(
-    server: ChatServer, inviter: Session, target: User, channel: Channel, relay: Relay
-) -> None:
-    """IRCv3 invite-notify: members who could have sent this invite themselves see it.
-
-    That is every member, or only the ops when the channel is +i (the spec
-    lets a server limit the notice to those with the privilege to invite).
-    """
-    if "i" in channel.modes:
-        watchers = [m for m, modes in channel.members.items() if "o" in modes]
-    else:
-        watchers = list(channel.members)
-    watchers = [m for m in watchers if m is not target]
-    server.hub.fanout(watchers, relay, exclude=inviter.user, require_cap="invite-notify")
+        server.hub.apply(Invited(conn.user.nick, target.nick, channel.name))
 
 
 # -- LIST ---------------------------------------------------------------------

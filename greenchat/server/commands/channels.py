@@ -45,7 +45,7 @@ from greenchat.protocol.numerics import (
 from greenchat.server.commands import users
 from greenchat.server.commands.lookup import channel_or_403, user_or_401
 from greenchat.server.commands.table import command
-from greenchat.server.outgoing import Relay
+from greenchat.server.events import ChannelModeChanged, Joined, Parted, TopicSet
 from greenchat.server.welcome import (
     CHANNEL_MODES,
     KEY_MODES,
@@ -70,7 +70,7 @@ def join(server: ChatServer, conn: Session, msg: Message) -> None:
     """``JOIN #a,#b key1,key2``: keys go with channels by position."""
     if msg.params[0] == "0":
         for channel in list(conn.user.channels.values()):
-            server.hub.part(conn.user, channel, "Left all channels")
+            server.hub.apply(Parted(conn.user.nick, channel.name, "Left all channels"))
         return
     keys = msg.params[1].split(",") if len(msg.params) > 1 else []
     for index, name in enumerate(msg.params[0].split(",")):
@@ -89,7 +89,7 @@ def join(server: ChatServer, conn: Session, msg: Message) -> None:
             if refusal is not None:
                 conn.numeric(refusal, existing.name, f"Cannot join channel (+{_MODE_OF[refusal]})")
                 continue
-        channel = server.hub.join(conn.user, name)
+        channel = server.hub.apply(Joined(conn.user.nick, name))
         if channel is None:
             continue  # already a member: nothing to do, as on other servers
         if channel.topic:
@@ -145,7 +145,7 @@ def part(server: ChatServer, conn: Session, msg: Message) -> None:
         if conn.user not in channel.members:
             conn.numeric(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
         else:
-            server.hub.part(conn.user, channel, reason)
+            server.hub.apply(Parted(conn.user.nick, channel.name, reason))
 
 
 @command("NAMES", paged=True)
@@ -233,9 +233,8 @@ def topic(server: ChatServer, conn: Session, msg: Message) -> None:
     elif "t" in channel.modes and not channel.is_op(conn.user):
         conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
     else:
-        server.hub.set_topic(
-            conn.user, channel, truncate_utf8(msg.params[1], server.config.topiclen)
-        )
+        text = truncate_utf8(msg.params[1], server.config.topiclen)
+        server.hub.apply(TopicSet(conn.user.nick, channel.name, text))
 
 
 @command("MODE", min_params=1)
@@ -275,10 +274,13 @@ def channel_mode(server: ChatServer, conn: Session, msg: Message) -> None:
     if not channel.is_op(conn.user):
         conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
-    applied = [done for change in changes if (done := apply_change(server, conn, channel, change))]
+    # Checked one after another against a draft, so each sees the ones before it
+    # (+b then -b of one mask); the hub then applies what passed, as one event.
+    draft = _Draft(channel)
+    applied = [done for change in changes if (done := apply_change(server, conn, draft, change))]
     if applied:
-        params = (channel.name, *render_changes(applied))
-        server.hub.fanout(channel.members, Relay(conn.user.prefix, "MODE", params, trailing=False))
+        deltas = tuple((c.sign, c.char, c.arg or "") for c in applied)
+        server.hub.apply(ChannelModeChanged(conn.user.nick, channel.name, deltas))
 
 
 def send_channel_modes(conn: Session, channel: Channel) -> None:
@@ -342,10 +344,43 @@ def _needs_param(sign: str, char: str) -> bool | None:
     return True
 
 
+class _Draft:
+    """A channel's modes as a MODE command's changes so far would leave them.
+
+    The checks below read and update it as they would the channel; the
+    channel itself changes only when the hub applies the event. Member
+    prefixes are copied on first use.
+    """
+
+    __slots__ = ("bans", "join_key", "limit", "members", "modes", "name")
+
+    def __init__(self, channel: Channel) -> None:
+        self.name = channel.name
+        self.modes = set(channel.modes)
+        self.join_key = channel.join_key
+        self.limit = channel.limit
+        self.bans = dict(channel.bans)
+        self.members = _CopiedPrefixes(channel.members)
+
+
+class _CopiedPrefixes(dict):
+    """``members.get(user)``: a copy of that member's prefix modes (None if not one)."""
+
+    def __init__(self, members: dict) -> None:
+        super().__init__()
+        self._members = members
+
+    def get(self, user, default=None):  # type: ignore[override]
+        if user not in self and user in self._members:
+            self[user] = set(self._members[user])
+        return super().get(user, default)
+
+
 def apply_change(
-    server: ChatServer, conn: Session, channel: Channel, change: ModeChange
+    server: ChatServer, conn: Session, channel: _Draft, change: ModeChange
 ) -> ModeChange | None:
-    """Apply one change; return it as others should see it, or None if nothing changed."""
+    """Check one change against the draft and make it there; return it as others
+    should see it, or None if it changes nothing (or is refused)."""
     char = change.char
     if char in CHANNEL_MODES:
         return _apply_flag(channel, change)
@@ -358,7 +393,7 @@ def apply_change(
     return _apply_prefix(server, conn, channel, change)
 
 
-def _apply_flag(channel: Channel, change: ModeChange) -> ModeChange | None:
+def _apply_flag(channel: _Draft, change: ModeChange) -> ModeChange | None:
     on = change.sign == "+"
     if on == (change.char in channel.modes):
         return None
@@ -366,7 +401,7 @@ def _apply_flag(channel: Channel, change: ModeChange) -> ModeChange | None:
     return change
 
 
-def _apply_key(conn: Session, channel: Channel, change: ModeChange) -> ModeChange | None:
+def _apply_key(conn: Session, channel: _Draft, change: ModeChange) -> ModeChange | None:
     if change.sign == "-":
         if not channel.join_key:
             return None
@@ -391,7 +426,7 @@ def _valid_key(key: str) -> bool:
     )
 
 
-def _apply_limit(conn: Session, channel: Channel, change: ModeChange) -> ModeChange | None:
+def _apply_limit(conn: Session, channel: _Draft, change: ModeChange) -> ModeChange | None:
     if change.sign == "-":
         if not channel.limit:
             return None
@@ -413,7 +448,7 @@ _MAX_LIMIT = 1_000_000_000
 
 
 def _apply_ban(
-    server: ChatServer, conn: Session, channel: Channel, change: ModeChange
+    server: ChatServer, conn: Session, channel: _Draft, change: ModeChange
 ) -> ModeChange | None:
     arg = change.arg or ""
     if not arg or arg.startswith(":") or any(ord(char) <= 0x20 for char in arg):
@@ -434,7 +469,7 @@ def _apply_ban(
 
 
 def _apply_prefix(
-    server: ChatServer, conn: Session, channel: Channel, change: ModeChange
+    server: ChatServer, conn: Session, channel: _Draft, change: ModeChange
 ) -> ModeChange | None:
     target = user_or_401(server, conn, change.arg or "")
     if target is None:
@@ -450,7 +485,7 @@ def _apply_prefix(
     return ModeChange(change.sign, change.char, target.nick)
 
 
-def _invalid_param(conn: Session, channel: Channel, change: ModeChange, text: str) -> None:
+def _invalid_param(conn: Session, channel: _Draft, change: ModeChange, text: str) -> None:
     """696 ERR_INVALIDMODEPARAM: <target> <mode char> <parameter> :<description>."""
     conn.numeric(ERR_INVALIDMODEPARAM, channel.name, change.char, change.arg or "*", text)
 

@@ -22,7 +22,8 @@ from greenchat.protocol.numerics import (
     RPL_AWAY,
 )
 from greenchat.server.commands.table import command
-from greenchat.server.outgoing import Relay
+from greenchat.server.events import Messaged
+from greenchat.server.outgoing import Relay, new_msgid
 
 if TYPE_CHECKING:
     from greenchat.server.hub import Channel
@@ -93,20 +94,14 @@ def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: 
                 if errors:
                     conn.numeric(ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
             else:
-                relay = _relay(conn, verb, channel.name, text, tags)
-                server.hub.fanout(
-                    channel.members, relay, exclude=conn.user, require_cap=_cap_for(verb)
-                )
-                _echo(conn, relay)
+                _echo(conn, server.hub.apply(_event(conn, verb, channel.name, text, tags)))
         else:
             user = server.hub.nick_owner(target)
             if user is None or not user.registered:
                 if errors:
                     conn.numeric(ERR_NOSUCHNICK, target, "No such nick/channel")
                 continue
-            relay = _relay(conn, verb, user.nick, text, tags)
-            if verb != "TAGMSG" or user.has_cap("message-tags"):
-                user.send_relay(relay)
+            relay = server.hub.apply(_event(conn, verb, user.nick, text, tags))
             if user is not conn.user:
                 _echo(conn, relay)
             if verb == "PRIVMSG" and user.away:
@@ -138,13 +133,8 @@ def may_speak(conn: Session, channel: Channel) -> bool:
     return not channel.is_banned(conn.user)
 
 
-def _relay(conn: Session, verb: str, target: str, text: str | None, tags: str) -> Relay:
-    params = (target,) if text is None else (target, text)
-    return Relay(conn.user.prefix, verb, params, trailing=text is not None, client_tags=tags)
-
-
-def _cap_for(verb: str) -> str | None:
-    return "message-tags" if verb == "TAGMSG" else None
+def _event(conn: Session, verb: str, target: str, text: str | None, tags: str) -> Messaged:
+    return Messaged(verb, conn.user.nick, target, text or "", tags, new_msgid())
 
 
 def _echo(conn: Session, relay: Relay) -> None:

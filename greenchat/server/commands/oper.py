@@ -26,14 +26,13 @@ from greenchat.server.commands.lookup import user_or_401
 from greenchat.server.commands.registration import USERLEN
 from greenchat.server.commands.table import command, wait_for
 from greenchat.server.commands.users import is_oper
-from greenchat.server.hub import PREFIXES
+from greenchat.server.events import HostChanged, Killed, UserModeChanged
 from greenchat.server.oper import verify_password
 from greenchat.server.outgoing import Relay
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
-    from greenchat.server.user import User
 
 log = logging.getLogger("greenchat.oper")
 
@@ -66,11 +65,9 @@ def oper(server: ChatServer, conn: Session, msg: Message) -> None:
 
 def grant_oper(server: ChatServer, conn: Session, name: str) -> None:
     conn.user.oper_name = name
-    conn.user.modes |= {"o"}
-    server.hub.presence.opers.add(conn.user)
     log.info("%s opered up as %s", conn.user.prefix, name)
     conn.numeric(RPL_YOUREOPER, "You are now an IRC operator")
-    conn.send_relay(Relay(conn.user.prefix, "MODE", (conn.user.nick, "+o")))
+    server.hub.apply(UserModeChanged(conn.user.nick, (("+", "o"),)))
 
 
 # -- KILL, WALLOPS ----------------------------------------------------------------
@@ -90,7 +87,7 @@ def kill(server: ChatServer, conn: Session, msg: Message) -> None:
     reason = f"Killed ({conn.user.nick} ({comment}))"
     log.info("%s killed %s: %s", conn.user.prefix, victim.prefix, comment)
     # Peers see the QUIT when the victim's reader finishes (hub.remove_user).
-    victim.session.disconnect(reason)
+    server.hub.apply(Killed(conn.user.nick, victim.nick, reason))
 
 
 @command("WALLOPS", min_params=1, oper=True)
@@ -115,42 +112,4 @@ def chghost(server: ChatServer, conn: Session, msg: Message) -> None:
         return
     if (user, host) != (target.username, target.host):
         log.info("%s changed the host of %s to %s@%s", conn.user.prefix, target.prefix, user, host)
-        change_host(server, target, user, host)
-
-
-def change_host(server: ChatServer, target: User, user: str, host: str) -> None:
-    """Give ``target`` a new user@host and tell who can see it.
-
-    Clients with ``chghost`` get one CHGHOST line; channel peers without it
-    see the user quit and rejoin with the new host (and its channel status
-    restored), which is how they learn of the new prefix on other servers.
-    """
-    hub = server.hub
-    old_prefix = target.prefix
-    target.username, target.host = user, host
-    target.set_nick(target.nick)
-    relay = Relay(old_prefix, "CHGHOST", (user, host), trailing=False)
-    hub.fanout(hub.presence.friends(hub, target, "chghost"), relay)
-    if target.has_cap("chghost"):
-        target.send_relay(relay)
-    _fake_rejoin(server, target, old_prefix)
-
-
-def _fake_rejoin(server: ChatServer, target: User, old_prefix: str) -> None:
-    hub = server.hub
-    without_cap = [peer for peer in hub.peers(target) if not peer.has_cap("chghost")]
-    if not without_cap:
-        return
-    hub.fanout(without_cap, Relay(old_prefix, "QUIT", ("Changing host",)))
-    for channel in list(target.channels.values()):
-        members = [m for m in channel.members if m is not target and not m.has_cap("chghost")]
-        ext = (channel.name, "*", target.realname)
-        join = Relay(target.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)
-        hub.fanout(members, join)
-        modes = "".join(mode for mode, _ in PREFIXES if mode in channel.members[target])
-        if modes:
-            params = (channel.name, "+" + modes, *[target.nick] * len(modes))
-            hub.fanout(members, Relay(server.config.name, "MODE", params, trailing=False))
-        if target.away:
-            away = Relay(target.prefix, "AWAY", (target.away,))
-            hub.fanout(members, away, require_cap="away-notify")
+        server.hub.apply(HostChanged(conn.user.nick, target.nick, user, host))

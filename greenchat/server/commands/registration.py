@@ -18,6 +18,7 @@ from greenchat.protocol.numerics import (
     ERR_PASSWDMISMATCH,
 )
 from greenchat.server.commands.table import command
+from greenchat.server.events import NickChanged, UserRegistered
 from greenchat.server.outgoing import variant_of
 from greenchat.server.welcome import send_lusers, send_motd, send_welcome
 
@@ -69,7 +70,7 @@ def nick(server: ChatServer, conn: Session, msg: Message) -> None:
         conn.numeric(ERR_NICKNAMEINUSE, new, "Nickname is already in use")
         return
     if conn.user.registered:
-        server.hub.change_nick(conn.user, new)
+        server.hub.apply(NickChanged(conn.user.nick, new))
         return
     server.hub.claim_nick(conn.user, new)
     conn.user.set_nick(new)
@@ -103,9 +104,8 @@ def try_register(server: ChatServer, conn: Session) -> None:
         conn.numeric(ERR_PASSWDMISMATCH, "Password incorrect")
         conn.disconnect("Bad password")
         return
-    conn.user.registered = True
-    conn.user.set_nick(conn.user.nick)  # the prefix now carries the username
-    server.hub.note_registered()
+    user = conn.user
+    server.hub.apply(UserRegistered(user.nick, user.username, user.host, user.realname))
     log.info("registered %s from %s:%s", conn.user.prefix, conn.user.host, conn.port)
     send_welcome(server, conn)
 

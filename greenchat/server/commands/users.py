@@ -45,7 +45,7 @@ from greenchat.protocol.numerics import (
 from greenchat.server.commands.lookup import user_or_401
 from greenchat.server.commands.registration import REALNAMELEN
 from greenchat.server.commands.table import command
-from greenchat.server.outgoing import Relay
+from greenchat.server.events import AwayChanged, RealnameChanged, UserModeChanged
 from greenchat.server.welcome import USER_MODES
 
 if TYPE_CHECKING:
@@ -69,18 +69,6 @@ HIDDEN_IP = "255.255.255.255"
 
 def is_oper(user: User) -> bool:
     return "o" in user.modes
-
-
-def compress_modes(changes: list[str]) -> str:
-    """['+n', '+t', '-o'] -> '+nt-o'."""
-    out: list[str] = []
-    sign = ""
-    for change in changes:
-        if change[0] != sign:
-            sign = change[0]
-            out.append(sign)
-        out.append(change[1])
-    return "".join(out)
 
 
 def pack(items: Iterable[str], sep: str = " ", budget: int = LIST_BUDGET) -> list[str]:
@@ -112,7 +100,8 @@ def user_mode(server: ChatServer, conn: Session, msg: Message) -> None:
     if len(msg.params) == 1:
         conn.numeric(RPL_UMODEIS, "+" + "".join(sorted(conn.user.modes)), trailing=False)
         return
-    changes: list[str] = []
+    changes: list[tuple[str, str]] = []
+    modes = conn.user.modes  # as the changes so far leave them
     unknown = False
     sign = "+"
     for char in msg.params[1]:
@@ -121,28 +110,15 @@ def user_mode(server: ChatServer, conn: Session, msg: Message) -> None:
         elif char in USER_MODES:
             on = sign == "+"
             # +o comes only with OPER; asking for it is ignored, as on Ergo.
-            if on != (char in conn.user.modes) and not (on and char == "o"):
-                conn.user.modes = conn.user.modes | {char} if on else conn.user.modes - {char}
-                changes.append(sign + char)
-                _user_mode_changed(server, conn, char, on)
+            if on != (char in modes) and not (on and char == "o"):
+                modes = modes | {char} if on else modes - {char}
+                changes.append((sign, char))
         else:
             unknown = True
     if unknown:  # one reply however many unknown letters
         conn.numeric(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if changes:
-        conn.send_relay(Relay(conn.user.prefix, "MODE", (conn.user.nick, compress_modes(changes))))
-
-
-def _user_mode_changed(server: ChatServer, conn: Session, char: str, on: bool) -> None:
-    """Keep the counters and sets that mirror user modes in step."""
-    presence = server.hub.presence
-    if char == "i":
-        server.hub.note_invisible(on)
-    elif char == "w":
-        (presence.wallops.add if on else presence.wallops.discard)(conn.user)
-    elif char == "o":  # only ever dropped here
-        presence.opers.discard(conn.user)
-        conn.user.oper_name = ""
+        server.hub.apply(UserModeChanged(conn.user.nick, tuple(changes)))
 
 
 # -- AWAY, SETNAME ----------------------------------------------------------------
@@ -152,15 +128,12 @@ def _user_mode_changed(server: ChatServer, conn: Session, char: str, on: bool) -
 def away(server: ChatServer, conn: Session, msg: Message) -> None:
     text = truncate_utf8(msg.params[0], server.config.awaylen) if msg.params else ""
     changed = text != conn.user.away
-    conn.user.away = text
     if text:
         conn.numeric(RPL_NOWAWAY, "You have been marked as being away")
     else:
         conn.numeric(RPL_UNAWAY, "You are no longer marked as being away")
     if changed:
-        relay = Relay(conn.user.prefix, "AWAY", (text,) if text else ())
-        hub = server.hub
-        hub.fanout(hub.presence.friends(hub, conn.user, "away-notify"), relay)
+        server.hub.apply(AwayChanged(conn.user.nick, text))
 
 
 @command("SETNAME", min_params=1)
@@ -170,10 +143,7 @@ def setname(server: ChatServer, conn: Session, msg: Message) -> None:
         fail = ("SETNAME", "INVALID_REALNAME", "Realname is not valid")
         conn.send(Message("FAIL", fail, server.config.name))
         return
-    conn.user.realname = realname
-    relay = Relay(conn.user.prefix, "SETNAME", (realname,))
-    hub = server.hub
-    hub.fanout(hub.presence.friends(hub, conn.user, "setname"), relay)
+    relay = server.hub.apply(RealnameChanged(conn.user.nick, realname))
     # The spec: a client that did not enable setname gets no reply, as before.
     if conn.has_cap("setname"):
         conn.send_relay(relay)

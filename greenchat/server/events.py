@@ -1,0 +1,295 @@
+"""Every change of network state, as a frozen event.
+
+Handlers check permissions and reply with numerics; the change itself is one
+of these events, applied by :meth:`Hub.apply <greenchat.server.hub.Hub.apply>`,
+which updates the state, fans the change out to the users who see it and
+then hands the same event to every observer (metrics now; history and the
+backplane next), so no observer touches a handler.
+
+Events name users by nick and channels by name, never by object, so each has
+a stable serialized form: :func:`dumps` gives one line of JSON with a version
+and a kind, :func:`loads` reads it back into an equal event. The next issues
+store that form and publish it to other processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "VERSION",
+    "AwayChanged",
+    "ChannelModeChanged",
+    "Event",
+    "EventError",
+    "HostChanged",
+    "Invited",
+    "Joined",
+    "Kicked",
+    "Killed",
+    "Messaged",
+    "NickChanged",
+    "Parted",
+    "Quit",
+    "RealnameChanged",
+    "TopicSet",
+    "UserModeChanged",
+    "UserRegistered",
+    "dumps",
+    "from_dict",
+    "loads",
+    "to_dict",
+]
+
+VERSION = 1  # of the serialized form; bump when a field changes meaning
+
+
+class EventError(ValueError):
+    """A serialized event that cannot be read (unknown kind or version, bad fields)."""
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every event: ``kind`` names it in the serialized form."""
+
+    kind: ClassVar[str] = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UserRegistered(Event):
+    """A connection finished registering: the network has a new user."""
+
+    kind: ClassVar[str] = "register"
+    nick: str
+    username: str
+    host: str
+    realname: str
+    account: str = ""
+    node: str = ""
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class NickChanged(Event):
+    kind: ClassVar[str] = "nick"
+    old: str
+    new: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Joined(Event):
+    kind: ClassVar[str] = "join"
+    nick: str
+    channel: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Parted(Event):
+    kind: ClassVar[str] = "part"
+    nick: str
+    channel: str
+    reason: str = ""
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Kicked(Event):
+    kind: ClassVar[str] = "kick"
+    by: str
+    channel: str
+    target: str
+    reason: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Quit(Event):
+    """A user left the network (QUIT, a dropped connection, a KILL's end)."""
+
+    kind: ClassVar[str] = "quit"
+    nick: str
+    reason: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSet(Event):
+    kind: ClassVar[str] = "topic"
+    by: str
+    channel: str
+    topic: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelModeChanged(Event):
+    """Applied channel mode changes, bans and member prefixes included.
+
+    ``changes``: ``(sign, letter, argument)`` each, argument '' when none,
+    e.g. ``(("+", "o", "bob"), ("+", "b", "*!*@bad"), ("-", "t", ""))``.
+    """
+
+    kind: ClassVar[str] = "cmode"
+    by: str
+    channel: str
+    changes: tuple[tuple[str, str, str], ...]
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Invited(Event):
+    kind: ClassVar[str] = "invite"
+    by: str
+    target: str
+    channel: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class UserModeChanged(Event):
+    """``changes``: ``(sign, letter)`` each, e.g. ``(("+", "i"), ("-", "w"))``."""
+
+    kind: ClassVar[str] = "umode"
+    nick: str
+    changes: tuple[tuple[str, str], ...]
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class AwayChanged(Event):
+    """``message`` '' means back."""
+
+    kind: ClassVar[str] = "away"
+    nick: str
+    message: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class RealnameChanged(Event):
+    kind: ClassVar[str] = "setname"
+    nick: str
+    realname: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class HostChanged(Event):
+    """CHGHOST by an operator (``by``): ``nick`` is now ``username@host``."""
+
+    kind: ClassVar[str] = "chghost"
+    by: str
+    nick: str
+    username: str
+    host: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Killed(Event):
+    """An operator's KILL; the victim's Quit follows when its connection ends."""
+
+    kind: ClassVar[str] = "kill"
+    by: str
+    target: str
+    reason: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Messaged(Event):
+    """A PRIVMSG, NOTICE or TAGMSG to a channel or a user (``text`` '' for TAGMSG).
+
+    ``tags``: the sender's client-only tags, escaped (``+a=b;+c``); ``msgid``
+    and ``time`` are what recipients with message-tags and server-time see.
+    """
+
+    kind: ClassVar[str] = "message"
+    verb: str
+    source: str  # the sender's nick
+    target: str
+    text: str
+    tags: str = ""
+    msgid: str = ""
+    time: float = field(default_factory=_now)
+
+
+# -- the serialized form ----------------------------------------------------------------
+
+# kind -> class. Listed, not registered by a hook: slots=True dataclasses are
+# new classes made after the class body runs.
+KINDS: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        UserRegistered,
+        NickChanged,
+        Joined,
+        Parted,
+        Kicked,
+        Quit,
+        TopicSet,
+        ChannelModeChanged,
+        Invited,
+        UserModeChanged,
+        AwayChanged,
+        RealnameChanged,
+        HostChanged,
+        Killed,
+        Messaged,
+    )
+}
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """``{"v": VERSION, "kind": ..., <fields>}``; tuples become lists (JSON)."""
+    data: dict[str, Any] = {"v": VERSION, "kind": event.kind}
+    for f in dataclasses.fields(event):
+        data[f.name] = getattr(event, f.name)
+    return data
+
+
+def from_dict(data: dict[str, Any]) -> Event:
+    """The event ``to_dict`` made; :class:`EventError` for anything else."""
+    if not isinstance(data, dict) or data.get("v") != VERSION:
+        raise EventError(
+            f"unsupported event version: {data.get('v') if isinstance(data, dict) else data!r}"
+        )
+    cls = KINDS.get(data.get("kind", ""))
+    if cls is None:
+        raise EventError(f"unknown event kind: {data.get('kind')!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names - {"v", "kind"}
+    if unknown:  # a field this version does not know: it would be silently lost
+        raise EventError(f"{cls.kind}: unknown fields {sorted(unknown)}")
+    values = {k: _tuples(v) for k, v in data.items() if k in names}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise EventError(f"{cls.kind}: {exc}") from None
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def dumps(event: Event) -> str:
+    """One line of JSON, keys in a fixed order."""
+    return json.dumps(to_dict(event), ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str | bytes) -> Event:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise EventError(f"not JSON: {exc}") from None
+    return from_dict(data)
