@@ -184,7 +184,8 @@ def serve_main(argv: list[str] | None = None) -> int:
     gevent.signal_handler(signal.SIGHUP, gevent.spawn, _reload, server, args)
     # Only now, with the signals handled: whoever waits for this line may send them.
     # The first line is for scripts and tests that start the server on port 0.
-    print(welcome_text(server.address, server.tls_address, os.environ), flush=True)
+    metrics = server.metrics_listener.address if server.metrics_listener else None
+    print(welcome_text(server.address, server.tls_address, os.environ, metrics), flush=True)
     server.wait_stopped()
     return 0
 
@@ -200,7 +201,10 @@ def _log_to_stderr(level: str) -> None:
 
 
 def welcome_text(
-    address: tuple[str, int], tls_address: tuple[str, int] | None, environ: Mapping[str, str]
+    address: tuple[str, int],
+    tls_address: tuple[str, int] | None,
+    environ: Mapping[str, str],
+    metrics_address: tuple[str, int] | None = None,
 ) -> str:
     """Where the server listens and how to connect to it, for the person who started it."""
     from greenchat.server.listener import show_address  # after serve_main monkey-patched
@@ -209,6 +213,8 @@ def welcome_text(
     lines = [f"greenchat listening on {show_address(host, port)}"]
     if tls_address is not None:
         lines.append(f"  TLS on {show_address(*tls_address)}")
+    if metrics_address is not None:
+        lines.append(f"  metrics on http://{show_address(*metrics_address)}/metrics")
     near = _reachable(host)
     flags = [f"--host {near}"] if near != "127.0.0.1" else []
     flags += [f"--port {port}"] if port != DEFAULT_PORT else []

@@ -77,6 +77,9 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_handshake_timeout: float = 10.0
+    # Prometheus: GET /metrics and /healthz on this port; off unless set.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     nicklen: int = 30
     channellen: int = 64
     topiclen: int = 390
@@ -177,6 +180,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls-key", "path", "PEM private key for TLS; re-read on SIGHUP", metavar="FILE"),
     Option("tls-handshake-timeout", "float", "seconds a TLS handshake may take",
            metavar="SECONDS", minimum=0.1, maximum=3600),
+    Option("metrics-port", "int", "serve Prometheus metrics (GET /metrics) and a health check "
+           "(GET /healthz: 200, 503 while draining) on this port; off unless set", minimum=0,
+           maximum=65535, restart=True),
+    Option("metrics-host", "str", "address of the metrics listener; keep it private",
+           restart=True),
     Option("nicklen", "int", "longest nick (NICKLEN)", minimum=1, maximum=200),
     Option("channellen", "int", "longest channel name (CHANNELLEN)", minimum=2,
            maximum=200),

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from greenchat.metrics import Buckets
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.masks import compile_mask
 from greenchat.server.events import (
@@ -172,6 +173,9 @@ class Hub:
         # MONITOR watchers, WHOWAS history, opers (presence.py): told of
         # nick changes and quits at the lines marked 'hook:'.
         self.presence = Presence(whowas_size)
+        # Metrics kept where fan-out happens, once per call (greenchat/metrics.py reads them).
+        self.deliveries = 0
+        self.fanout_sizes = Buckets((1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000))
 
     # -- users and nicks ---------------------------------------------------
 
@@ -383,7 +387,8 @@ class Hub:
         self._fake_rejoin(user, old_prefix)
 
     def _fake_rejoin(self, user: User, old_prefix: str) -> None:
-        without_cap = [peer for peer in self.peers(user) if not peer.has_cap("chghost")]
+        peers = self.peers(user)
+        without_cap = [p for p in peers if p is not user and not p.has_cap("chghost")]
         if not without_cap:
             return
         self.fanout(without_cap, Relay(old_prefix, "QUIT", ("Changing host",)))
@@ -456,9 +461,9 @@ class Hub:
 
     # -- fan-out -----------------------------------------------------------
 
-    @staticmethod
     def fanout(
-        recipients: Iterable[User],
+        self,
+        recipients: Collection[User],
         relay: Relay,
         exclude: User | None = None,
         require_cap: str | None = None,
@@ -468,20 +473,28 @@ class Hub:
         Each capability variant is serialized once; every recipient of that
         variant gets a reference to the same bytes object. With
         ``require_cap``, only recipients that enabled it get the message.
+        Counted once per call (deliveries, fan-out size), never per recipient.
         """
         cache = relay.cache
         render = relay.bytes_for
         if require_cap is not None:
-            recipients = [m for m in recipients if require_cap in m.caps.enabled]
+            recipients = [
+                m for m in recipients if require_cap in m.caps.enabled and m is not exclude
+            ]
+            exclude = None
         for member in recipients:
             if member is not exclude:
                 member.enqueue(cache[member.variant] or render(member.variant))
+        count = len(recipients) - (exclude is not None and exclude in recipients)
+        self.deliveries += count
+        self.fanout_sizes.observe(count)
 
-    def peers(self, user: User) -> Iterable[User]:
-        """Every other user who shares a channel with ``user``, each once."""
+    def peers(self, user: User) -> Collection[User]:
+        """Every user who shares a channel with ``user``, each once; maybe ``user`` too
+        (the members of its one channel, not copied): exclude it when fanning out."""
         channels = list(user.channels.values())
         if len(channels) == 1:
-            return (m for m in channels[0].members if m is not user)
+            return channels[0].members
         seen: dict[User, None] = {}
         for channel in channels:
             seen.update(dict.fromkeys(channel.members))

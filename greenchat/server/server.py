@@ -25,10 +25,12 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
+from greenchat.metrics import ServerMetrics
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import ERR_UNKNOWNERROR
-from greenchat.server.commands import dispatch
+from greenchat.server.commands import COMMANDS, dispatch
 from greenchat.server.config import OPTIONS, ConfigError, ServerConfig
+from greenchat.server.events import KINDS
 from greenchat.server.flusher import Flusher
 from greenchat.server.hub import Hub
 from greenchat.server.labeled import LabeledReply
@@ -40,6 +42,7 @@ from greenchat.server.listener import (
     tls_handshake,
 )
 from greenchat.server.memory import Trimmer
+from greenchat.server.metrics_http import MetricsListener
 from greenchat.server.paging import pace
 from greenchat.server.session import Session
 
@@ -80,7 +83,9 @@ class ChatServer:
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
         self.config.load_motd()
+        self.metrics = ServerMetrics(COMMANDS, KINDS)
         self.hub = Hub(self.config.whowas_size, self.config.name)
+        self.hub.observe(self.metrics.on_event)
         self.sessions: set[Session] = set()  # the local ones, each with its user in the hub
         self.flusher = Flusher()
         self.supported_caps = dict(SUPPORTED_CAPS)
@@ -97,7 +102,13 @@ class ChatServer:
             self._tls_stream = Listener(
                 (self.config.host, self.config.tls_port), self._handle_tls, spawn=self.pool
             )
+        self.metrics_listener: MetricsListener | None = None
+        if self.config.metrics_port is not None:
+            self.metrics_listener = MetricsListener(
+                self, self.config.metrics_host, self.config.metrics_port
+            )
         self._keepalive: gevent.Greenlet | None = None
+        self._lag_probe: gevent.Greenlet | None = None
         self.stopping = False
         self._stopped = Event()
 
@@ -122,10 +133,21 @@ class ChatServer:
             except BaseException:
                 self._stream.close()
                 raise
+        if self.metrics_listener is not None:
+            try:
+                self.metrics_listener.start()
+            except BaseException:
+                self._stream.close()
+                if self._tls_stream is not None:
+                    self._tls_stream.close()
+                raise
         self._keepalive = gevent.spawn(self._keepalive_loop)
+        self._lag_probe = gevent.spawn(self._measure_loop_lag)
         # Worded unlike the "listening on" line cli.py prints on stdout: in a
         # terminal the two streams interleave.
         tls = f", TLS on {show_address(*self.tls_address)}" if self.tls_address else ""
+        if self.metrics_listener is not None:
+            tls += f", metrics on http://{show_address(*self.metrics_listener.address)}/metrics"
         log.info(
             "started %s (pid %d): IRC on %s%s",
             self.config.name,
@@ -180,8 +202,9 @@ class ChatServer:
         self._stream.close()
         if self._tls_stream is not None:
             self._tls_stream.close()
-        if self._keepalive is not None:
-            self._keepalive.kill(block=False)
+        for greenlet in (self._keepalive, self._lag_probe):
+            if greenlet is not None:
+                greenlet.kill(block=False)
         self.trimmer.cancel()
         for conn in list(self.sessions):
             conn.disconnect("Server shutting down", error="Server shutting down")
@@ -190,6 +213,8 @@ class ChatServer:
         self._stream.stop(timeout=0)
         if self._tls_stream is not None:
             self._tls_stream.stop(timeout=0)
+        if self.metrics_listener is not None:
+            self.metrics_listener.stop()
         self._stopped.set()
         log.info("stopped")
 
@@ -289,6 +314,13 @@ class ChatServer:
             conn.numeric(ERR_UNKNOWNERROR, msg.command.upper()[:20] or "*", "Internal error")
 
     # -- keepalive -----------------------------------------------------------
+
+    def _measure_loop_lag(self, period: float = 0.5) -> None:
+        """How late a timer fires: the time every greenlet waits for the loop."""
+        while True:
+            start = time.monotonic()
+            gevent.sleep(period)
+            self.metrics.loop_lag.observe(max(0.0, time.monotonic() - start - period))
 
     def _keepalive_loop(self) -> None:
         cfg = self.config

@@ -173,6 +173,7 @@ class Session:
         self.user.enqueue(clip_line(data))
 
     def _sendq_overflow(self) -> None:
+        self.server.metrics.sendq_overflows += 1
         limit = self.sendq.limit
         self.disconnect(f"SendQ exceeded ({limit} bytes)", error="SendQ exceeded", discard=True)
 
@@ -225,6 +226,7 @@ class Session:
                 else:  # lagged, and still sending: only the receive queue limits it
                     backlog += items
                     if sum(map(_line_bytes, backlog)) > recvq:
+                        self.server.metrics.excess_floods += 1
                         self.disconnect("Excess Flood", error="Excess Flood")
                         return "Excess Flood"
             wait = self._handle_due(backlog)
@@ -304,6 +306,9 @@ class Session:
         except OSError as exc:
             self._write_failed(exc)
             return
+        metrics = self.server.metrics  # once per flush, not per line
+        metrics.sent_bytes += sent
+        metrics.sent_lines += data.count(b"\n", 0, sent)
         if sent < len(data):
             self.sendq.unshift(data[sent:])
             self.writer = gevent.spawn(self._write_loop)
@@ -311,9 +316,12 @@ class Session:
     def _write_loop(self) -> None:
         """Wait for the socket and send everything queued; end when the queue is empty."""
         take, sendall = self.sendq.take, self.transport.sendall
+        metrics = self.server.metrics
         try:
             while data := take():
                 sendall(data)
+                metrics.sent_bytes += len(data)
+                metrics.sent_lines += data.count(b"\n")
         except OSError as exc:
             self._write_failed(exc)
         finally:
@@ -326,6 +334,7 @@ class Session:
     def _finish(self, reason: str) -> None:
         server = self.server
         server.end_session(self, reason)
+        server.metrics.disconnected(reason)
         self.disconnect(reason)  # no-op when already closing; else queues the ERROR line
         self.transport.set_nodelay()  # the last lines need not wait for ACKs
         self.flush_now()

@@ -177,3 +177,20 @@ def test_oper_flag_is_documented_validated_and_works(serve):
     client.expect(r" 381 boss :You are now an IRC operator$")
     server.wait_log(r"opered up as admin")
     assert "hunter2" not in "\n".join(server.stderr)
+
+
+def test_metrics_port_serves_metrics_and_health(serve):
+    import urllib.request
+
+    server = serve("--metrics-port", "0")
+    line = server.proc.stdout.readline()
+    match = re.search(r"metrics on (http://127\.0\.0\.1:\d+)/metrics", line)
+    assert match, line
+    with urllib.request.urlopen(match[1] + "/healthz", timeout=10) as response:
+        assert response.status == 200
+    counted = IrcClient(server.port).register("counted")
+    with urllib.request.urlopen(match[1] + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert 'greenchat_connections{transport="tcp",state="registered"} 1.0' in text
+    counted.close()
+    assert server.wait_log(r"metrics on http://127\.0\.0\.1:\d+/metrics")

@@ -46,3 +46,8 @@ from greenchat.cli import welcome_text
 def test_start_banner_says_how_to_connect(address, tls, environ, expected):
     lines = welcome_text(address, tls, environ).splitlines()
     assert lines == [*expected, "  Ctrl-C stops the server."]
+
+
+def test_start_banner_shows_the_metrics_address():
+    lines = welcome_text(("127.0.0.1", 8546), None, {}, ("127.0.0.1", 9546)).splitlines()
+    assert lines[1] == "  metrics on http://127.0.0.1:9546/metrics"

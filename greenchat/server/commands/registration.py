@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 from typing import TYPE_CHECKING
 
 from greenchat.protocol.casemap import valid_nick
@@ -106,6 +107,7 @@ def try_register(server: ChatServer, conn: Session) -> None:
         return
     user = conn.user
     server.hub.apply(UserRegistered(user.nick, user.username, user.host, user.realname))
+    server.metrics.registration.observe(time.monotonic() - conn.connected_at)
     log.info("registered %s from %s:%s", conn.user.prefix, conn.user.host, conn.port)
     send_welcome(server, conn)
 

@@ -81,6 +81,7 @@ def dispatch(server: ChatServer, conn: Session, msg: Message) -> Iterator[None] 
     """Check and run one command; a paged handler's pages are returned to be paced."""
     name = msg.command.upper()
     spec = COMMANDS.get(name)
+    server.metrics.commands[name if spec is not None else "unknown"] += 1
     if spec is None:
         conn.numeric(ERR_UNKNOWNCOMMAND, name, "Unknown command")
     elif not conn.user.registered and not spec.before_registration:

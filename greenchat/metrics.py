@@ -1,0 +1,224 @@
+"""Prometheus metrics: counted in one place per cause, read at scrape time.
+
+Nothing here runs per recipient. The server bumps plain integer counters
+where a cause happens once (a command dispatched, a flush sent, a session
+closed, a fan-out made: one call however many recipients); the hub's events
+are counted by an observer; gauges (connections, users, channels) are read
+from the server's own state when Prometheus scrapes. :class:`Collector`
+turns all of it into metric families for prometheus-client's exposition.
+
+:class:`Buckets` is a histogram cheap enough for the hot path: one
+``bisect`` and one list increment per observation, no lock (the hub is one
+thread).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.registry import Collector as _Collector
+
+from greenchat import __version__
+
+if TYPE_CHECKING:
+    from greenchat.server.events import Event
+    from greenchat.server.server import ChatServer
+
+__all__ = ["DISCONNECT_REASONS", "METRIC_NAMES", "Buckets", "Collector", "ServerMetrics"]
+
+# Why a connection ended: a fixed set, so labels never carry free text.
+DISCONNECT_REASONS = (
+    "quit",
+    "closed",
+    "ping_timeout",
+    "registration_timeout",
+    "sendq_exceeded",
+    "excess_flood",
+    "input_too_long",
+    "killed",
+    "bad_password",
+    "shutdown",
+    "error",
+)
+_REASON_PREFIXES = (
+    ("Quit", "quit"),
+    ("Client Quit", "quit"),
+    ("Connection closed", "closed"),
+    ("Ping timeout", "ping_timeout"),
+    ("Registration timed out", "registration_timeout"),
+    ("SendQ exceeded", "sendq_exceeded"),
+    ("Excess Flood", "excess_flood"),
+    ("Input line too long", "input_too_long"),
+    ("Killed", "killed"),
+    ("Bad password", "bad_password"),
+    ("Password incorrect", "bad_password"),
+    ("Server shutting down", "shutdown"),
+)
+
+
+def disconnect_reason(text: str) -> str:
+    """The fixed label for a disconnect's free-text reason."""
+    for prefix, label in _REASON_PREFIXES:
+        if text.startswith(prefix):
+            return label
+    return "error"
+
+
+class Buckets:
+    """A histogram's state: counts per upper bound (the last is +Inf), sum and count."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        cumulative, total = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += count
+            cumulative.append((_bound(bound), total))
+        return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=self.sum)
+
+
+def _bound(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(float(value))
+
+
+class ServerMetrics:
+    """The counters and histograms the server bumps; plain numbers, read at scrape."""
+
+    def __init__(self, commands: Iterable[str] = (), kinds: Iterable[str] = ()) -> None:
+        # Every known label from the start, at 0, so rates are defined before the first one.
+        self.commands = Counter(dict.fromkeys([*commands, "unknown"], 0))  # by command
+        self.events = Counter(dict.fromkeys(kinds, 0))  # by event kind (an observer of the hub)
+        self.disconnects: Counter[str] = Counter()  # by DISCONNECT_REASONS
+        self.sendq_overflows = 0
+        self.excess_floods = 0
+        self.sent_bytes = 0
+        self.sent_lines = 0
+        self.registration = Buckets((0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60))
+        self.loop_lag = Buckets((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
+
+    def on_event(self, event: Event) -> None:
+        self.events[event.kind] += 1
+
+    def disconnected(self, reason: str) -> None:
+        self.disconnects[disconnect_reason(reason)] += 1
+
+
+class Collector(_Collector):
+    """Everything about one :class:`ChatServer`, as metric families at scrape time."""
+
+    def __init__(self, server: ChatServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator:
+        metrics, hub = self.server.metrics, self.server.hub
+        yield InfoMetricFamily("greenchat", "greenchat's version", value={"version": __version__})
+        yield self._connections()
+        yield GaugeMetricFamily(
+            "greenchat_users", "Registered users on the network", value=hub.registered_count
+        )
+        yield GaugeMetricFamily("greenchat_channels", "Channels", value=len(hub.channels))
+        yield _by_label(
+            "greenchat_commands", "Commands received, by command", "command", metrics.commands
+        )
+        yield _by_label(
+            "greenchat_events", "State changes applied, by kind", "kind", metrics.events
+        )
+        yield CounterMetricFamily(
+            "greenchat_deliveries",
+            "Relayed lines queued to recipients (one per recipient)",
+            value=hub.deliveries,
+        )
+        yield CounterMetricFamily(
+            "greenchat_sent_bytes", "Bytes written to client sockets", value=metrics.sent_bytes
+        )
+        yield CounterMetricFamily(
+            "greenchat_sent_lines", "Lines written to client sockets", value=metrics.sent_lines
+        )
+        yield CounterMetricFamily(
+            "greenchat_sendq_overflows",
+            "Clients dropped because their send queue overflowed",
+            value=metrics.sendq_overflows,
+        )
+        yield CounterMetricFamily(
+            "greenchat_excess_floods",
+            "Clients dropped for Excess Flood (past --recvq while lagged)",
+            value=metrics.excess_floods,
+        )
+        yield _by_label(
+            "greenchat_disconnects",
+            "Connections ended, by reason",
+            "reason",
+            {reason: metrics.disconnects.get(reason, 0) for reason in DISCONNECT_REASONS},
+        )
+        yield metrics.registration.family(
+            "greenchat_registration_seconds", "Seconds from connect to the welcome (001)"
+        )
+        yield metrics.loop_lag.family(
+            "greenchat_event_loop_lag_seconds", "How late a 0.5 s timer fires on the event loop"
+        )
+        yield hub.fanout_sizes.family(
+            "greenchat_fanout_recipients", "Recipients of one fanned-out line"
+        )
+
+    def _connections(self) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "greenchat_connections",
+            "Local connections by transport and state",
+            labels=["transport", "state"],
+        )
+        counts: Counter[tuple[str, str]] = Counter()
+        for session in list(self.server.sessions):
+            if session.close_reason is not None:
+                state = "closing"
+            else:
+                state = "registered" if session.user.registered else "registering"
+            counts[session.transport.name, state] += 1
+        for transport in ("tcp", "tls"):
+            for state in ("registering", "registered", "closing"):
+                family.add_metric([transport, state], counts[transport, state])
+        return family
+
+
+def _by_label(name: str, documentation: str, label: str, values: dict) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+# Every metric name a scrape shows (counters with their _total), for docs and dashboards.
+METRIC_NAMES = (
+    "greenchat_info",
+    "greenchat_connections",
+    "greenchat_users",
+    "greenchat_channels",
+    "greenchat_commands_total",
+    "greenchat_events_total",
+    "greenchat_deliveries_total",
+    "greenchat_sent_bytes_total",
+    "greenchat_sent_lines_total",
+    "greenchat_sendq_overflows_total",
+    "greenchat_excess_floods_total",
+    "greenchat_disconnects_total",
+    "greenchat_registration_seconds",
+    "greenchat_event_loop_lag_seconds",
+    "greenchat_fanout_recipients",
+)

@@ -1,0 +1,106 @@
+"""The metrics listener: /metrics in Prometheus' format, /healthz, and what the numbers say."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from greenchat.metrics import METRIC_NAMES
+
+DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana-dashboard.json"
+
+
+def get(port: int, path: str, method: str = "GET") -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """{'name{label="v",...}': value} for every sample."""
+    status, text = get(port, "/metrics")
+    assert status == 200
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+def names(samples: dict[str, float]) -> set[str]:
+    found = {re.sub(r"\{.*", "", key) for key in samples}
+    return {re.sub(r"_(bucket|sum|count|created)$", "", name) for name in found}
+
+
+@pytest.fixture
+def metrics_server(make_server):
+    server = make_server(metrics_port=0)
+    server.metrics_port = server.server.metrics_listener.address[1]
+    return server
+
+
+def test_every_metric_is_served(metrics_server):
+    assert names(scrape(metrics_server.metrics_port)) >= set(METRIC_NAMES)
+
+
+def test_the_numbers_follow_what_happens(metrics_server, connect):
+    port = metrics_server.metrics_port
+    before = scrape(port)
+    alice = connect("alice", port=metrics_server.port).join("#m")
+    bob = connect("bob", port=metrics_server.port).join("#m")
+    carol = connect("carol", port=metrics_server.port).join("#m")
+    for n in range(10):
+        alice.send(f"PRIVMSG #m :line {n}")
+    bob.expect(r"PRIVMSG #m :line 9$")
+    carol.expect(r"PRIVMSG #m :line 9$")
+    after = scrape(port)
+    # 10 lines to 2 members each, whatever else (JOINs) was delivered.
+    assert after["greenchat_deliveries_total"] - before["greenchat_deliveries_total"] >= 20
+    assert after['greenchat_commands_total{command="PRIVMSG"}'] == 10
+    assert after['greenchat_events_total{kind="message"}'] == 10
+    assert after['greenchat_events_total{kind="join"}'] == 3
+    assert after['greenchat_connections{state="registered",transport="tcp"}'] == 3
+    assert after["greenchat_users"] == 3 and after["greenchat_channels"] == 1
+    assert after["greenchat_sent_lines_total"] > before["greenchat_sent_lines_total"] + 20
+    assert after["greenchat_registration_seconds_count"] == 3
+    carol.send("QUIT :bye")
+    carol.expect_closed()
+    bob.expect(r"QUIT :Quit: bye$")
+    gone = scrape(port)
+    assert gone['greenchat_disconnects_total{reason="quit"}'] == 1
+    assert gone['greenchat_disconnects_total{reason="sendq_exceeded"}'] == 0
+
+
+def test_health_and_other_paths(metrics_server):
+    port = metrics_server.metrics_port
+    assert get(port, "/healthz") == (200, "ok\n")
+    assert get(port, "/nope")[0] == 404
+    assert get(port, "/metrics", method="POST")[0] == 405
+    metrics_server.call(lambda: setattr(metrics_server.server, "stopping", True))
+    assert get(port, "/healthz") == (503, "draining\n")  # what stop() sets first
+    metrics_server.call(lambda: setattr(metrics_server.server, "stopping", False))
+
+
+def test_the_grafana_dashboard_uses_only_metrics_that_exist(metrics_server):
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {re.sub(r"_bucket$", "", m) for e in exprs for m in re.findall(r"greenchat_\w+", e)}
+    assert used, "the dashboard queries nothing"
+    served = names(scrape(metrics_server.metrics_port))
+    assert used <= served, used - served
+
+
+def test_operations_doc_lists_every_metric():
+    doc = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    listed = set(re.findall(r"^\| `(greenchat_\w+)` \|", doc, re.M))
+    assert listed == set(METRIC_NAMES)
