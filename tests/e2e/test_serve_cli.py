@@ -191,6 +191,7 @@ def test_metrics_port_serves_metrics_and_health(serve):
     counted = IrcClient(server.port).register("counted")
     with urllib.request.urlopen(match[1] + "/metrics", timeout=10) as response:
         text = response.read().decode()
-    assert 'greenchat_connections{transport="tcp",state="registered"} 1.0' in text
+    registered = r'greenchat_connections\{(?=[^}]*state="registered")(?=[^}]*transport="tcp")'
+    assert re.search(registered + r"[^}]*\} 1\.0$", text, re.M), text
     counted.close()
     assert server.wait_log(r"metrics on http://127\.0\.0\.1:\d+/metrics")
