@@ -37,7 +37,7 @@ from greenchat.protocol.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
 from greenchat.server.flood import TokenBucket
 from greenchat.server.outgoing import Relay
 from greenchat.server.sendq import SendQueue
-from greenchat.server.transport import Transport, transport_for
+from greenchat.server.transport import RECV_BYTES, Transport, transport_for
 from greenchat.server.user import User
 
 if TYPE_CHECKING:
@@ -210,7 +210,7 @@ class Session:
         backlog: list = []  # lines read but not handled yet: flood control holds them
         wait = 0.0
         while self.close_reason is None:
-            data = transport.recv_within(wait) if backlog else recv()
+            data = transport.recv_within(wait) if backlog else recv(RECV_BYTES)
             if data is not None:
                 if not data:
                     return "Connection closed"

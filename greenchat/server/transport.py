@@ -25,6 +25,7 @@ import struct
 import sys
 import termios
 import time
+from collections.abc import Callable
 
 import gevent
 from gevent import ssl as gssl
@@ -53,7 +54,7 @@ def _unacknowledged(sock: socket.socket) -> int:
 class Transport:
     """A gevent TCP socket. Subclasses change what differs (TLS, later WebSocket)."""
 
-    __slots__ = ("_raw", "sock")
+    __slots__ = ("_raw", "recv", "sock")
     writes_wait = False  # True: send only from a writer greenlet (never send_nowait)
     name = "tcp"
 
@@ -62,10 +63,10 @@ class Transport:
         # The OS socket under gevent's wrapper: non-blocking, and one Python frame
         # less per send (the flusher sends to every recipient of every message).
         self._raw: socket.socket = sock._sock  # type: ignore[attr-defined]
-
-    def recv(self, size: int = RECV_BYTES) -> bytes:
-        """The next chunk (waits cooperatively); b"" at end of stream."""
-        return self.sock.recv(size)
+        # recv(size): the next chunk (waits cooperatively); b"" at end of stream. The
+        # socket's own method: an idle reader parks inside it, and a frame of ours
+        # on every parked reader's stack would cost memory per connection.
+        self.recv: Callable[[int], bytes] = sock.recv
 
     def recv_within(self, seconds: float, size: int = RECV_BYTES) -> bytes | None:
         """The next chunk, or ``None`` when nothing arrived within ``seconds``."""
