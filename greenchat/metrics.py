@@ -5,7 +5,10 @@ where a cause happens once (a command dispatched, a flush sent, a session
 closed, a fan-out made: one call however many recipients); the hub's events
 are counted by an observer; gauges (connections, users, channels) are read
 from the server's own state when Prometheus scrapes. :class:`Collector`
-turns all of it into metric families for prometheus-client's exposition.
+turns all of it into metric families for prometheus-client's exposition;
+it runs on the metrics listener's own thread, and reads each piece of state
+in one step (``list(sessions)``, an integer), so only the move of a closing
+session's byte counts into the totals needs a lock.
 
 :class:`Buckets` is a histogram cheap enough for the hot path: one
 ``bisect`` and one list increment per observation, no lock (the hub is one
@@ -19,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from gevent.monkey import get_original
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,8 +33,11 @@ from prometheus_client.registry import Collector as _Collector
 
 from greenchat import __version__
 
+_allocate_lock = get_original("_thread", "allocate_lock")
+
 if TYPE_CHECKING:
     from greenchat.server.events import Event
+    from greenchat.server.sendq import SendQueue
     from greenchat.server.server import ChatServer
 
 __all__ = ["DISCONNECT_REASONS", "METRIC_NAMES", "Buckets", "Collector", "ServerMetrics"]
@@ -109,8 +116,12 @@ class ServerMetrics:
         self.disconnects: Counter[str] = Counter()  # by DISCONNECT_REASONS
         self.sendq_overflows = 0
         self.excess_floods = 0
+        # Sent by sessions that have ended; the live ones' are added at scrape time
+        # (their send queues count what they hand to the socket: no count per flush).
         self.sent_bytes = 0
         self.sent_lines = 0
+        # A native lock: the scrape runs on a thread of its own (metrics_http.py).
+        self.lock = _allocate_lock()
         self.registration = Buckets((0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60))
         self.loop_lag = Buckets((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
 
@@ -118,7 +129,17 @@ class ServerMetrics:
         self.events[event.kind] += 1
 
     def disconnected(self, reason: str) -> None:
+        """A session is ending: count why."""
         self.disconnects[disconnect_reason(reason)] += 1
+
+    def add_sent(self, sendq: SendQueue) -> None:
+        """Move what ``sendq`` has sent into the totals, under :attr:`lock`, which the
+        caller holds: its session is leaving the server's set (and, for its last
+        lines, has closed). A scrape, which takes the lock too, then sees those
+        bytes once, in the session or in the totals: the counters never go down."""
+        self.sent_bytes += sendq.taken
+        self.sent_lines += sendq.taken_lines
+        sendq.taken = sendq.taken_lines = 0
 
 
 class Collector(_Collector):
@@ -146,11 +167,16 @@ class Collector(_Collector):
             "Relayed lines queued to recipients (one per recipient)",
             value=hub.deliveries,
         )
+        with metrics.lock:
+            sent_bytes, sent_lines = metrics.sent_bytes, metrics.sent_lines
+            for session in list(self.server.sessions):
+                sent_bytes += session.sendq.taken
+                sent_lines += session.sendq.taken_lines
         yield CounterMetricFamily(
-            "greenchat_sent_bytes", "Bytes written to client sockets", value=metrics.sent_bytes
+            "greenchat_sent_bytes", "Bytes written to client sockets", value=sent_bytes
         )
         yield CounterMetricFamily(
-            "greenchat_sent_lines", "Lines written to client sockets", value=metrics.sent_lines
+            "greenchat_sent_lines", "Lines written to client sockets", value=sent_lines
         )
         yield CounterMetricFamily(
             "greenchat_sendq_overflows",

@@ -5,14 +5,24 @@ default), since the numbers say who is busy. ``/healthz`` answers 200 while
 the server accepts connections and 503 once it drains on SIGTERM, so a load
 balancer stops sending clients before they would be refused. Anything else
 is 404 (405 for another method on a known path).
+
+It runs in a native thread with a gevent hub of its own: a scrape must not
+wait behind a burst of fan-out on the chat's event loop (the GIL still gives
+it a slice every few milliseconds). What it reads of the server's state it
+copies in one step each (``list(sessions)``, plain integers), so it needs no
+locks: the hub changes that state only between such steps.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+import gevent
+import gevent.socket
+from gevent.monkey import get_original
 from gevent.pywsgi import WSGIServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -28,46 +38,76 @@ __all__ = ["MetricsListener"]
 log = logging.getLogger("greenchat.metrics")
 
 StartResponse = Callable[[str, list[tuple[str, str]]], object]
+_socket = get_original("socket", "socket")  # a plain socket: its thread's hub adopts it
+_start_thread = get_original("_thread", "start_new_thread")
+_allocate_lock = get_original("_thread", "allocate_lock")
 
 
 class MetricsListener:
-    """A small WSGI server over gevent, reading the server's state at each scrape."""
+    """A small WSGI server on a thread and hub of its own."""
 
     def __init__(self, server: ChatServer, host: str, port: int) -> None:
         self.server = server
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(Collector(server))
-        self._wsgi = WSGIServer((host, port), self._app, log=None, error_log=log)
+        self._where = (host, port)
+        self._sock: socket.socket | None = None
+        self._address = (host, port)
+        self._wsgi: WSGIServer | None = None
+        self._hub: gevent.hub.Hub | None = None
+        self._ready = _allocate_lock()
 
     @property
     def address(self) -> tuple[str, int]:
-        return self._wsgi.address[0], self._wsgi.server_port
+        return self._address
 
     def start(self) -> None:
+        """Bind here (so a failure is this caller's ListenError), then serve on the thread."""
+        host, port = self._where
         try:
-            self._wsgi.start()
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            sock = _socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
         except OSError as exc:
-            where = show_address(*self._wsgi.address[:2])
-            raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+            raise ListenError(
+                f"cannot listen on {show_address(host, port)}: {exc.strerror or exc}"
+            ) from None
+        self._sock = sock
+        self._ready.acquire()
+        _start_thread(self._serve, ())
+        self._ready.acquire()  # the thread has its server running
+        self._ready.release()
+
+    def _serve(self) -> None:
+        self._hub = gevent.get_hub()
+        # A gevent socket made here, on this thread's hub, from the bound descriptor.
+        listener = gevent.socket.socket(fileno=self._sock.detach())
+        self._address = listener.getsockname()[:2]
+        self._wsgi = WSGIServer(listener, self._app, log=None, error_log=log)
+        self._wsgi.start()
+        self._ready.release()
+        self._wsgi.serve_forever()
 
     def stop(self) -> None:
-        self._wsgi.stop(timeout=1)
+        hub, wsgi = self._hub, self._wsgi
+        if hub is not None and wsgi is not None:
+            hub.loop.run_callback_threadsafe(gevent.spawn, wsgi.stop, 1)
 
     def _app(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path not in ("/metrics", "/healthz"):
             return _reply(start_response, "404 Not Found", b"not found\n")
         if method not in ("GET", "HEAD"):
-            return _reply(
-                start_response, "405 Method Not Allowed", b"GET only\n", [("Allow", "GET")]
-            )
+            allow = [("Allow", "GET")]
+            return _reply(start_response, "405 Method Not Allowed", b"GET only\n", allow)
         if path == "/healthz":
             if self.server.stopping:
                 return _reply(start_response, "503 Service Unavailable", b"draining\n")
             return _reply(start_response, "200 OK", b"ok\n")
-        return _reply(
-            start_response, "200 OK", generate_latest(self.registry), type_=CONTENT_TYPE_LATEST
-        )
+        body = generate_latest(self.registry)
+        return _reply(start_response, "200 OK", body, type_=CONTENT_TYPE_LATEST)
 
 
 def _reply(

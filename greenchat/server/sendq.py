@@ -17,7 +17,16 @@ __all__ = ["SendQueue"]
 
 
 class SendQueue:
-    __slots__ = ("_chunks", "_on_overflow", "_wake", "closed", "limit", "size")
+    __slots__ = (
+        "_chunks",
+        "_on_overflow",
+        "_wake",
+        "closed",
+        "limit",
+        "size",
+        "taken",
+        "taken_lines",
+    )
 
     def __init__(
         self, limit: int, wake: Callable[[], None], on_overflow: Callable[[], None]
@@ -28,6 +37,10 @@ class SendQueue:
         self.limit = limit
         self.size = 0
         self.closed = False
+        # What take() handed out for sending, for metrics: bytes (less what came back
+        # through unshift) and chunks, one per line (a partly sent chunk is one more).
+        self.taken = 0
+        self.taken_lines = 0
 
     def put(self, data: bytes) -> None:
         """Queue ``data``; past the byte limit, drop the queue and report overflow."""
@@ -59,6 +72,8 @@ class SendQueue:
         """Put unsent ``data`` back in front of anything queued since :meth:`take`."""
         self._chunks.insert(0, data)
         self.size += len(data)
+        self.taken -= len(data)
+        self.taken_lines -= 1  # counted again when taken again
 
     def take(self) -> bytes:
         """Everything queued, as one bytes object (b"" when empty)."""
@@ -66,6 +81,8 @@ class SendQueue:
         if not chunks:
             return b""
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.taken += self.size
+        self.taken_lines += len(chunks)
         chunks.clear()
         self.size = 0
         return data

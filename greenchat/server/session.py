@@ -47,6 +47,10 @@ __all__ = ["Session", "display_host"]
 
 log = logging.getLogger("greenchat.session")
 
+# Deliveries one reader may cause before it lets the loop poll I/O (about 1-2 ms).
+YIELD_DELIVERIES = 10_000
+AGAIN = -1.0  # _handle_due: lines are left for the next turn, not held by flood control
+NEXT_TURN = 1e-6  # a sleep > 0 resumes only in the event loop's next iteration
 _COMMAND_WORD = re.compile(rb"^[A-Za-z]+$|^[0-9]{3}$")
 
 
@@ -210,7 +214,10 @@ class Session:
         backlog: list = []  # lines read but not handled yet: flood control holds them
         wait = 0.0
         while self.close_reason is None:
-            data = transport.recv_within(wait) if backlog else recv(RECV_BYTES)
+            if wait == AGAIN:  # stopped for the others' sake: finish this input first
+                data = None
+            else:
+                data = transport.recv_within(wait) if backlog else recv(RECV_BYTES)
             if data is not None:
                 if not data:
                     return "Connection closed"
@@ -232,22 +239,30 @@ class Session:
             wait = self._handle_due(backlog)
             # An idle connection waits in recv: keep nothing of this chunk alive.
             data = items = None
-            # Let output flush (and other readers run) before taking more input.
-            gevent.sleep(0)
+            # Let output flush (and other readers run) before taking more input; after
+            # stopping for the others, wait for the loop's next turn, which polls I/O
+            # first (sleep(0) could run again before it, for many readers in a row).
+            gevent.sleep(NEXT_TURN if wait == AGAIN else 0)
         return self.close_reason
 
     def _handle_due(self, backlog: list) -> float:
         """Handle the lines flood control allows now and drop them from ``backlog``.
 
         Returns the seconds until the next held line may run (0.0 when none
-        is held). Operators are exempt.
+        is held). Operators are exempt. A chunk whose lines fan out to many
+        (200 lines to 1,000 members) stops after about YIELD_DELIVERIES
+        deliveries and keeps the rest for the next turn (returning AGAIN): the
+        event loop then polls for I/O, so other clients (and a metrics scrape)
+        are not kept waiting for a whole burst.
         """
         bucket = self.flood
         exempt = not bucket.enabled or "o" in self.user.modes
         allowed = len(backlog) if exempt else bucket.allowance(time.monotonic())
+        hub = self.server.hub
+        enough = hub.deliveries + YIELD_DELIVERIES
         handled = 0
         for item in backlog:
-            if handled >= allowed or self.close_reason is not None:
+            if handled >= allowed or self.close_reason is not None or hub.deliveries > enough:
                 break
             handled += 1
             self._handle_line(item)
@@ -257,6 +272,8 @@ class Session:
             backlog.clear()
             return 0.0
         del backlog[:handled]
+        if hub.deliveries > enough:
+            return AGAIN
         return bucket.wait()
 
     def _handle_line(self, item: bytes | LineTooLong) -> None:
@@ -306,9 +323,6 @@ class Session:
         except OSError as exc:
             self._write_failed(exc)
             return
-        metrics = self.server.metrics  # once per flush, not per line
-        metrics.sent_bytes += sent
-        metrics.sent_lines += data.count(b"\n", 0, sent)
         if sent < len(data):
             self.sendq.unshift(data[sent:])
             self.writer = gevent.spawn(self._write_loop)
@@ -316,12 +330,9 @@ class Session:
     def _write_loop(self) -> None:
         """Wait for the socket and send everything queued; end when the queue is empty."""
         take, sendall = self.sendq.take, self.transport.sendall
-        metrics = self.server.metrics
         try:
             while data := take():
                 sendall(data)
-                metrics.sent_bytes += len(data)
-                metrics.sent_lines += data.count(b"\n")
         except OSError as exc:
             self._write_failed(exc)
         finally:
@@ -333,8 +344,11 @@ class Session:
 
     def _finish(self, reason: str) -> None:
         server = self.server
-        server.end_session(self, reason)
-        server.metrics.disconnected(reason)
+        metrics = server.metrics
+        with metrics.lock:  # a scrape counts this session's bytes here or in the totals
+            server.end_session(self, reason)
+            metrics.add_sent(self.sendq)
+        metrics.disconnected(reason)
         self.disconnect(reason)  # no-op when already closing; else queues the ERROR line
         self.transport.set_nodelay()  # the last lines need not wait for ACKs
         self.flush_now()
@@ -344,5 +358,7 @@ class Session:
             writer.join(timeout=server.config.close_grace)
             writer.kill(block=False)
         self.transport.close(deadline)
+        with metrics.lock:
+            metrics.add_sent(self.sendq)  # its last lines
         user = self.user
         log.info("disconnect %s from %s:%s: %s", user.nick or "*", user.host, self.port, reason)
