@@ -131,7 +131,7 @@ def run_case(name: str, workload: Workload, case: Case, opts: Options, tmp: Path
     entry["concurrency"] = opts.concurrency
     t0 = time.monotonic()
     try:
-        server = servers.start(name, tmp)
+        server = servers.start(name, tmp, metrics=bool(case.params.get("metrics")))
     except Exception as exc:
         return entry | {"error": f"server did not start: {exc}"}
     try:
@@ -396,7 +396,39 @@ def check_targets(docs: dict) -> list[tuple[str, bool | None, str]]:
             v("joinstorm", "server_cpu_total_s"), v("joinstorm", "clients"),
             lambda a, b: a <= 10, "{mine:.2f} s for N={other:,}")),
     ]  # fmt: skip
-    return rows + baseline_targets(docs)
+    return rows + metrics_targets(docs) + baseline_targets(docs)
+
+
+# The metrics listener under load (fanout's scraped case): the slowest scrape during the burst.
+SCRAPE_MAX_MS = 50.0
+
+
+def metrics_targets(docs: dict) -> list[tuple[str, bool | None, str]]:
+    """The scrapes of /metrics during fanout's burst, and the deliveries counter.
+
+    Read from greenchat's fanout case that scraped (``scrapes`` in its result).
+    """
+    cases = docs.get("fanout", {}).get("servers", {}).get(BASE, {}).get("cases", {})
+    found = next((e["result"] for e in cases.values() if "scrapes" in e.get("result", {})), None)
+    members = f"{found['members']:,}" if found else "1,000"
+    scrape_target = f"metrics scrape during {members}-member fan-out: max < {SCRAPE_MAX_MS:g} ms"
+    counter_target = "fanout: deliveries counter = delivered"
+    if found is None:
+        return [(scrape_target, None, "not measured"), (counter_target, None, "not measured")]
+    most, count = found.get("scrape_ms_max"), found["scrapes"]
+    if count and most is not None:
+        median = found["scrape_ms_median"]
+        text = f"max {most:.1f} ms, median {median:.1f} ms over {count} scrapes"
+    else:
+        text = "no scrape completed during the burst"
+    if errors := found.get("scrape_errors"):
+        text += f"; {errors} failed"
+    scraped = (bool(count) and most < SCRAPE_MAX_MS and not errors, text)
+    counter, delivered = found["deliveries_counter"], found["delivered"]
+    agree = found.get("counter_agrees")
+    sign = {True: "=", False: "!=", None: "vs"}[agree]
+    counted = (agree, f"greenchat_deliveries_total +{counter:,} {sign} {delivered:,} delivered")
+    return [(scrape_target, *scraped), (counter_target, *counted)]
 
 
 def baseline_targets(docs: dict) -> list[tuple[str, bool | None, str]]:

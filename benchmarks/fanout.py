@@ -39,6 +39,17 @@ Deliveries are timed with ``CLOCK_MONOTONIC``, which all processes share.
 ``--sources K`` spreads the clients over the source addresses 127.0.0.1 ..
 127.0.0.K.
 
+``--metrics`` also measures greenchat's Prometheus endpoint under load
+(``scrape.py``): the server is started with ``--metrics-port 0`` (its URL is
+read from the ``metrics on http://...`` line of its banner, or given with
+``--metrics-url``), ``/metrics`` is scraped every ``--scrape-interval``
+seconds from a greenlet of the generator while each burst is in flight, each
+scrape's wall time is recorded, and ``greenchat_deliveries_total`` is read
+just before the burst and once every line has arrived: its rise must equal
+the deliveries the clients counted (the exit status is 1 if not). The
+scrapes cost the server CPU, which the repetition's numbers include: compare
+CPU per delivery across changes without ``--metrics``.
+
 By default the script starts ``greenchat-serve --port 0`` itself and stops it
 with SIGTERM at the end, also when the script itself gets SIGTERM or SIGHUP;
 ``--server HOST:PORT --server-pid PID`` measures an already running server
@@ -57,6 +68,7 @@ Usage::
     python benchmarks/fanout.py [--clients 1000] [--senders 10] [--messages 200]
         [--size 64] [--repeat 3] [--procs 1] [--sources 1] [--server-cmd "..."]
         [--baseline REV|PATH] [--server HOST:PORT --server-pid PID] [--json PATH]
+        [--metrics [--metrics-url URL] [--scrape-interval 0.02]]
 """
 
 from gevent import monkey
@@ -85,6 +97,7 @@ from gevent.event import Event  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baseline  # noqa: E402
+import scrape  # noqa: E402
 from loadgen import (  # noqa: E402
     Client,
     Fleet,
@@ -95,7 +108,7 @@ from loadgen import (  # noqa: E402
     medians,
     raise_fd_limit,
 )
-from servers import exit_on_sigterm, record_pid  # noqa: E402
+from servers import METRICS_RE, exit_on_sigterm, record_pid  # noqa: E402
 
 CHANNEL = "#fanout"
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
@@ -129,8 +142,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="",
         help="IRCv3 caps every client requests, e.g. 'server-time message-tags'",
     )
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="start the server with --metrics-port 0, scrape /metrics during each burst and"
+        " check greenchat_deliveries_total against the deliveries counted",
+    )
+    p.add_argument(
+        "--metrics-url",
+        metavar="URL",
+        help="the /metrics URL to scrape (implies --metrics; default: from the server's banner)",
+    )
+    p.add_argument(
+        "--scrape-interval", type=float, default=0.02, help="seconds between scrape starts"
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
     args = p.parse_args(argv)
+    args.metrics = args.metrics or args.metrics_url is not None
     if args.clients < 2 or not 1 <= args.senders <= args.clients:
         p.error("need --clients >= 2 and 1 <= --senders <= --clients")
     if args.messages < 1 or args.size < 1 or args.repeat < 1 or args.procs < 1:
@@ -141,6 +169,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--server-pid needs --server")
     if sum(x is not None for x in (args.server, args.server_cmd, args.baseline)) > 1:
         p.error("choose one of --server, --server-cmd and --baseline")
+    if args.metrics and args.server and not args.metrics_url:
+        p.error("--metrics with --server needs --metrics-url")
+    if args.scrape_interval < 0:
+        p.error("--scrape-interval must not be negative")
     return args
 
 
@@ -161,25 +193,29 @@ class ServerHandle:
     port: int
     pid: int | None
     proc: subprocess.Popen | None = None
+    metrics_url: str | None = None  # from its banner's "metrics on http://..." line
 
 
-def default_server_flags(clients: int) -> list[str]:
+def default_server_flags(clients: int, metrics: bool = False) -> list[str]:
     max_clients = str(max(10_000, 2 * clients))
     # Flood control off: the senders' bursts are the measurement, not abuse.
-    return ["--port", "0", "--log-level", "WARNING", "--max-clients", max_clients,
-            "--flood-rate", "0"]  # fmt: skip
+    flags = ["--port", "0", "--log-level", "WARNING", "--max-clients", max_clients,
+             "--flood-rate", "0"]  # fmt: skip
+    return flags + (["--metrics-port", "0"] if metrics else [])
 
 
-def default_server_cmd(clients: int) -> list[str]:
+def default_server_cmd(clients: int, metrics: bool = False) -> list[str]:
     script = Path(sys.executable).parent / "greenchat-serve"
     base = [str(script)] if script.exists() else [sys.executable, "-m", "greenchat.cli"]
-    return [*base, *default_server_flags(clients)]
+    return [*base, *default_server_flags(clients, metrics)]
 
 
-def start_server(cmd: list[str], timeout: float = 30.0) -> ServerHandle:
+def start_server(cmd: list[str], timeout: float = 30.0, metrics: bool = False) -> ServerHandle:
     """Start the server in its own session and wait for its 'listening on' line.
 
-    It is stopped at exit too: its own session keeps it from signals meant for this script.
+    With ``metrics``, also for the ``metrics on http://HOST:PORT/metrics`` line
+    greenchat prints right after it (``--metrics-port``). It is stopped at
+    exit too: its own session keeps it from signals meant for this script.
     """
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
     record_pid(proc.pid)
@@ -191,7 +227,18 @@ def start_server(cmd: list[str], timeout: float = 30.0) -> ServerHandle:
             for line in proc.stdout:
                 if match := LISTEN_RE.search(line):
                     server.host, server.port = match[1], int(match[2])
+                    if not metrics:
+                        return server
+                elif server.port and (match := METRICS_RE.search(line)):
+                    server.metrics_url = match[1]
                     return server
+                elif server.port and "Ctrl-C" in line:  # the banner's last line
+                    break
+        if server.port:
+            raise RuntimeError(
+                f"server printed no 'metrics on http://...' line (does it know --metrics-port?):"
+                f" {shlex.join(cmd)}"
+            )
         raise RuntimeError(f"server exited without a 'listening on' line: {shlex.join(cmd)}")
     except BaseException:
         stop_server(server)
@@ -293,19 +340,37 @@ def fanout_round(
 
 
 def run_once(fleet: Fleet, server: Server, args: argparse.Namespace, run: int) -> dict[str, Any]:
-    """One repetition: send the burst, wait for every delivery, take the numbers, sync."""
+    """One repetition: send the burst, wait for every delivery, take the numbers, sync.
+
+    With ``args.metrics_url``, the deliveries counter is read before and after,
+    and ``/metrics`` is scraped while the burst is in flight (``row["metrics"]``).
+    """
+    url = getattr(args, "metrics_url", None)
+    before = scrape.read_counter(url) if url else 0  # outside the measured window
+    scraper = scrape.Scraper(url, args.scrape_interval) if url else None
     server_before = cpu_seconds(server.pid)
     t0 = time.monotonic()
-    rounds = fleet.call(
-        fanout_round,
-        senders=args.senders,
-        messages=args.messages,
-        size=args.size,
-        run=run,
-        deadline=args.deadline,
-    )
-    server_after = cpu_seconds(server.pid)
+    if scraper:
+        scraper.start()
+    try:
+        rounds = fleet.call(
+            fanout_round,
+            senders=args.senders,
+            messages=args.messages,
+            size=args.size,
+            run=run,
+            deadline=args.deadline,
+        )
+        server_after = cpu_seconds(server.pid)
+    finally:
+        if scraper:
+            scraper.stop()
     row = measure(args, run, rounds, t0, cpu_delta(server_before, server_after))
+    if scraper:
+        after = scrape.read_counter(url)
+        row["metrics"] = scrape.run_metrics(
+            scraper, before, after, row["delivered"], row["complete"]
+        )
     if row["complete"]:  # whatever arrives before the PONG was delivered more than once
         row["extra_deliveries"] = fleet.sync(f"after{run}")
     return row
@@ -374,10 +439,12 @@ def print_run(row: dict[str, Any]) -> None:
             f" + sys {row['server_sys_s']:.2f}) for {row['delivered']:,} deliveries",
             flush=True,
         )
+    if "metrics" in row:
+        print(f"         metrics: {scrape.describe(row['metrics'])}", flush=True)
 
 
 PARAMETERS = ("clients", "senders", "messages", "size", "repeat", "procs", "sources", "deadline",
-              "caps")  # fmt: skip
+              "caps", "metrics", "scrape_interval")  # fmt: skip
 
 
 def write_json(
@@ -395,11 +462,14 @@ def write_json(
             "address": f"{server.host}:{server.port}",
             "started_by_benchmark": server.proc is not None,
         }
-        | ({"baseline": args.baseline_info} if args.baseline_info else {}),
+        | ({"baseline": args.baseline_info} if args.baseline_info else {})
+        | ({"metrics_url": args.metrics_url} if args.metrics else {}),
         "machine": machine_info(),
         "runs": runs,
         "median": summary,
     }
+    if args.metrics:
+        data["metrics"] = scrape.summarize(runs)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {path}")
@@ -471,7 +541,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             except baseline.BaselineError as exc:
                 print(f"fanout.py: --baseline {args.baseline}: {exc}", file=sys.stderr)
                 return 2
-            cmd = [*base.command(), *base.args(default_server_flags(args.clients))]
+            flags = default_server_flags(args.clients, args.metrics)
+            cmd = [*base.command(), *base.args(flags)]
+            if "--metrics-port" in base.dropped:
+                print(f"fanout.py: --metrics: {base.name} has no --metrics-port", file=sys.stderr)
+                return 2
             args.baseline_info = base.describe() | {"name": base.name}
             print(f"baseline {base.name}: {base.source} (greenchat {base.version})")
             for note in args.baseline_info["notes"]:
@@ -492,10 +566,15 @@ def run_server(args: argparse.Namespace, cmd: list[str] | None) -> int:
             cmd = (
                 shlex.split(args.server_cmd)
                 if args.server_cmd
-                else default_server_cmd(args.clients)
+                else default_server_cmd(args.clients, args.metrics)
             )
         args.server_cmd_used = shlex.join(cmd)
-        server = start_server(cmd)
+        try:
+            server = start_server(cmd, metrics=args.metrics and not args.metrics_url)
+        except RuntimeError as exc:
+            print(f"FAILED: {exc}", file=sys.stderr)
+            return 1
+        args.metrics_url = args.metrics_url or server.metrics_url
     try:
         print(
             f"fanout: N={args.clients} S={args.senders} M={args.messages} size={args.size}"
@@ -511,6 +590,16 @@ def run_server(args: argparse.Namespace, cmd: list[str] | None) -> int:
     print(format_row("median", summary))
     if args.json:
         write_json(args.json, args, server, runs, summary)
+    if args.metrics:
+        found = scrape.summarize(runs)
+        print(f"metrics: {scrape.describe(found)}")
+        if found["counter_agrees"] is False:
+            print(
+                f"FAILED: {scrape.COUNTER} rose by {found['deliveries_counter']:,}; the clients"
+                f" counted {found['delivered']:,} deliveries",
+                file=sys.stderr,
+            )
+            return 1
     return 0
 
 

@@ -53,7 +53,8 @@ def room_points(folder: Path) -> dict[str, list[tuple[int, float, float]]]:
     for workload in ("fanout", "bigroom"):
         for name, rows in results(load(folder, workload)).items():
             for r in rows:
-                if r.get("deliveries_per_s") and r.get("server_us_per_delivery"):
+                scraped = "scrapes" in r  # fanout's "scraped" case: the same room, scraped
+                if r.get("deliveries_per_s") and r.get("server_us_per_delivery") and not scraped:
                     point = (r["members"], r["deliveries_per_s"], r["server_us_per_delivery"])
                     points.setdefault(name, []).append(point)
     return {name: sorted(p) for name, p in points.items()}

@@ -25,6 +25,8 @@ These servers can be measured side by side:
 Every server listens on 127.0.0.1 only. ``start`` returns once a probe client
 has registered (``NICK``/``USER`` answered with ``001``), so the server is
 really serving; ``stop`` ends exactly the process that ``start`` started.
+``start(..., metrics=True)`` runs greenchat with ``--metrics-port 0`` and
+reads its ``/metrics`` URL from its banner (``RunningServer.metrics_url``).
 
 Servers run in their own session, so no signal meant for the harness reaches
 them: a harness calls :func:`exit_on_sigterm`, and an atexit hook stops what
@@ -72,6 +74,7 @@ STOP_DEADLINE = 10.0
 FD_FALLBACK = 1 << 20  # soft RLIMIT_NOFILE when the hard limit is "unlimited"
 LOG_CAP = 64 * 1024 * 1024  # ngIRCd's log stops growing here (see _raise_fd_limit_cap_log)
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
+METRICS_RE = re.compile(r"metrics on (http://\S+/metrics)")  # greenchat's banner, --metrics-port
 # Where Debian puts the daemons; a non-root PATH often lacks the sbin folders.
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 PID_LOG_ENV = "GREENCHAT_PID_LOG"
@@ -89,6 +92,7 @@ class RunningServer:
     pid: int
     proc: subprocess.Popen
     log: Path | None = field(default=None, repr=False)  # its stdout + stderr
+    metrics_url: str | None = None  # its /metrics (greenchat started with metrics=True)
 
 
 class ServerStartError(RuntimeError):
@@ -202,8 +206,14 @@ def _check_known(name: str) -> None:
         raise ValueError(f"unknown server {name!r}; expected one of {names}")
 
 
-def _command(name: str, rundir: Path, port: int, max_clients: int) -> list[str]:
-    if name == "greenchat" or name in VARIANTS or name in BASELINES:
+def _greenchat_family(name: str) -> bool:
+    return name == "greenchat" or name in VARIANTS or name in BASELINES
+
+
+def _command(
+    name: str, rundir: Path, port: int, max_clients: int, metrics: bool = False
+) -> list[str]:
+    if _greenchat_family(name):
         flags = [
             "--host", HOST,
             "--port", "0",
@@ -212,10 +222,13 @@ def _command(name: str, rundir: Path, port: int, max_clients: int) -> list[str]:
             "--sendq", str(GREENCHAT_SENDQ),
             "--flood-rate", "0",
             *VARIANTS.get(name, ()),
+            *(("--metrics-port", "0") if metrics else ()),
         ]  # fmt: skip
         if base := BASELINES.get(name):
             return [*base.command(), *base.args(flags)]
         return [*_greenchat_cmd(), *flags]
+    if metrics:
+        raise ServerStartError(f"{name} has no Prometheus metrics listener")
     if name == "threaded":
         return [sys.executable, str(THREADED), "--host", HOST, "--port", "0"]
     values = {"port": port, "rundir": rundir, "max_clients": max_clients}
@@ -252,6 +265,22 @@ def _wait_listening_line(proc: subprocess.Popen, log: Path, deadline: float) -> 
             raise ServerStartError(f"exited with status {proc.returncode}")
         time.sleep(0.01)
     raise ServerStartError("printed no 'listening on HOST:PORT' line in time")
+
+
+def _wait_metrics_line(proc: subprocess.Popen, log: Path, deadline: float) -> str:
+    """The ``/metrics`` URL of greenchat's banner line ``  metrics on http://HOST:PORT/metrics``.
+
+    The banner is one write, so the line is there with the 'listening on' one;
+    the poll covers a slower write.
+    """
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if match := METRICS_RE.search(log.read_text(errors="replace")):
+                return match[1]
+        if proc.poll() is not None:
+            raise ServerStartError(f"exited with status {proc.returncode}")
+        time.sleep(0.01)
+    raise ServerStartError("printed no 'metrics on http://...' line in time (no --metrics-port?)")
 
 
 def probe_registration(host: str, port: int, timeout: float = 5.0) -> bool:
@@ -317,9 +346,14 @@ def _wait_registration(proc: subprocess.Popen, host: str, port: int, deadline: f
     raise ServerStartError(f"did not register a client on {host}:{port} in time")
 
 
-def _start_once(name: str, rundir: Path, max_clients: int, deadline: float) -> RunningServer:
+def _start_once(
+    name: str, rundir: Path, max_clients: int, deadline: float, metrics: bool = False
+) -> RunningServer:
     port = free_port() if name in ("ngircd", "inspircd") else 0
-    cmd = _command(name, rundir, port, max_clients)
+    cmd = _command(name, rundir, port, max_clients, metrics)
+    base = BASELINES.get(name)
+    if metrics and base is not None and "--metrics-port" in base.dropped:
+        raise ServerStartError(f"{name} does not know --metrics-port")
     log = rundir / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -338,6 +372,8 @@ def _start_once(name: str, rundir: Path, max_clients: int, deadline: float) -> R
     try:
         if port == 0:
             server.host, server.port = _wait_listening_line(proc, log, deadline)
+        if metrics:
+            server.metrics_url = _wait_metrics_line(proc, log, deadline)
         _wait_registration(proc, server.host, server.port, deadline)
     except BaseException:
         stop(server)
@@ -345,8 +381,13 @@ def _start_once(name: str, rundir: Path, max_clients: int, deadline: float) -> R
     return server
 
 
-def start(name: str, tmpdir: Path, max_clients: int = 20000) -> RunningServer:
+def start(
+    name: str, tmpdir: Path, max_clients: int = 20000, metrics: bool = False
+) -> RunningServer:
     """Start server ``name`` on a free loopback port; return once it registers a client.
+
+    With ``metrics`` (greenchat and its baselines only), also its metrics
+    listener on a free loopback port: ``metrics_url`` says where.
 
     ``tmpdir/NAME/`` receives ``NAME.log`` (the server's stdout and stderr)
     and, for the peers, the rendered config (and InspIRCd's pid file and log).
@@ -361,7 +402,7 @@ def start(name: str, tmpdir: Path, max_clients: int = 20000) -> RunningServer:
     for attempt in range(1, tries + 1):
         deadline = time.monotonic() + START_DEADLINE
         try:
-            return _start_once(name, rundir, max_clients, deadline)
+            return _start_once(name, rundir, max_clients, deadline, metrics)
         except ServerStartError as exc:
             log = rundir / f"{name}.log"
             if attempt == tries:

@@ -22,6 +22,7 @@ class Server(Protocol):
     host: str
     port: int
     pid: int
+    metrics_url: str | None
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,12 @@ class Options:
 
 @dataclass(frozen=True)
 class Case:
-    """One measurement: a label (the table row, e.g. ``N=5000``) and its parameters."""
+    """One measurement: a label (the table row, e.g. ``N=5000``) and its parameters.
+
+    ``params["metrics"]`` true: the server starts with its metrics listener
+    (``servers.start(metrics=True)``, greenchat only) and ``run`` gets a
+    server whose ``metrics_url`` is set.
+    """
 
     label: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -55,6 +61,8 @@ class Metric:
     def format(self, value: Any) -> str:
         if value is None:
             return "-"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
         if isinstance(value, int | float):
             return self.fmt.format(value)
         return str(value)

@@ -5,6 +5,15 @@ write M lines in one ``sendall``, every other member must receive every
 line. ``fanout`` is the classic N=1000, 10 x 200; ``bigroom`` asks whether
 rooms of 5,000 and 10,000 still get every line to every member (``dropped``
 must be 0) and what a delivery costs there.
+
+``fanout`` has one more case for the current greenchat only, ``N=1000
+scraped``: the same burst with the server's metrics listener on
+(``--metrics-port 0``, which the older revisions ``--baseline`` measures
+may not know) and ``/metrics`` scraped every 20 ms while it is in flight
+(``fanout.py --metrics``, ``scrape.py``): how long a scrape takes under
+that load, and whether ``greenchat_deliveries_total`` rose by exactly the
+deliveries the clients counted. Its CPU per delivery includes the scrapes;
+the plain ``N=1000`` case is the one compared across servers and revisions.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import fanout
+import scrape
 from loadgen import medians
 
 from workloads import (
@@ -27,6 +37,8 @@ from workloads import (
 )
 
 THREADED = "threaded"
+SCRAPED = "greenchat"  # the server whose fanout also runs a scraped case (--metrics-port)
+SCRAPE_INTERVAL = 0.02  # seconds between scrape starts during a burst
 # Servers whose 10,000-member setup would take minutes of the run: joining is
 # N(N+1)/2 relayed JOIN lines, 50 million for N=10,000.
 SLOW_JOINS = {
@@ -39,11 +51,17 @@ SLOW_JOINS = {
 
 def fanout_cases(server: str, opts: Options) -> list[Case]:
     if opts.quick:
-        return [Case("N=20", {"clients": 20, "senders": 2, "messages": 20, "repeat": 1})]
-    # The thread-per-client baseline manages ~150k deliveries/s: 50 lines per
-    # sender (0.5M deliveries a repetition) instead of 200 keeps it to seconds.
-    messages = 50 if server == THREADED else 200
-    return [Case("N=1000", {"clients": 1000, "senders": 10, "messages": messages, "repeat": 3})]
+        cases = [Case("N=20", {"clients": 20, "senders": 2, "messages": 20, "repeat": 1})]
+    else:
+        # The thread-per-client baseline manages ~150k deliveries/s: 50 lines per
+        # sender (0.5M deliveries a repetition) instead of 200 keeps it to seconds.
+        messages = 50 if server == THREADED else 200
+        params = {"clients": 1000, "senders": 10, "messages": messages, "repeat": 3}
+        cases = [Case("N=1000", params)]
+    if server == SCRAPED:  # after the plain case, which the targets and ratios read first
+        plain = cases[0]
+        cases.append(Case(f"{plain.label} scraped", plain.params | {"metrics": True}))
+    return cases
 
 
 def bigroom_cases(server: str, opts: Options) -> list[Case]:
@@ -70,6 +88,10 @@ def run(server: Server, params: dict[str, Any], opts: Options) -> dict[str, Any]
         "--sources", opts.sources,
         "--connect-concurrency", opts.concurrency,
     ]  # fmt: skip
+    if params.get("metrics"):
+        if not server.metrics_url:
+            raise RuntimeError(f"{server.name} was started without its metrics listener")
+        argv += ["--metrics-url", server.metrics_url, "--scrape-interval", SCRAPE_INTERVAL]
     args = fanout.parse_args([str(a) for a in argv])
     runs, join_s = fanout.benchmark(args, server, strict=False)
     result: dict[str, Any] = medians([r for r in runs if r["complete"]] or runs)
@@ -86,6 +108,8 @@ def run(server: Server, params: dict[str, Any], opts: Options) -> dict[str, Any]
         "generator_core_util": result.get("generator_max_core_util"),
         "runs": runs,
     }
+    if params.get("metrics"):
+        result |= scrape.summarize(runs)
     if errors := [e for r in runs for e in r.get("errors", [])]:
         result["errors"] = errors[:5]
     return result
@@ -107,7 +131,13 @@ FANOUT = Workload(
         "N members in one channel; S senders each write M PRIVMSG lines in one sendall; "
         "every other member must receive every line. Medians of R repetitions."
     ),
-    metrics=COMMON,
+    metrics=(
+        *COMMON,
+        Metric("scrapes", "scrapes"),
+        Metric("scrape_ms_median", "scrape ms", "{:.1f}"),
+        Metric("scrape_ms_max", "scrape max ms", "{:.1f}"),
+        Metric("counter_agrees", "counter = delivered"),
+    ),
     cases=fanout_cases,
     run=run,
     variants=("greenchat-nodelay",),

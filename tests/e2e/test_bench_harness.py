@@ -77,6 +77,25 @@ def test_workload_specific_numbers(results: Path) -> None:
     assert storm["result"]["wall_s"] > 0 and storm["result"]["server_cpu_total_s"] > 0
 
 
+def test_fanout_scrapes_metrics_of_greenchat_only(results: Path) -> None:
+    """greenchat's fanout runs once more with /metrics scraped during the burst;
+    the deliveries counter agrees with the clients' count, and summary.md says so."""
+    data = load(results, "fanout")
+    for name, server in data["servers"].items():
+        scraped = [label for label in server["cases"] if label.endswith(" scraped")]
+        assert scraped == (["N=20 scraped"] if name == "greenchat" else []), name
+    entry = data["servers"]["greenchat"]["cases"]["N=20 scraped"]
+    assert entry["params"]["metrics"] is True
+    result = entry["result"]
+    assert result["complete"] and result["scrapes"] >= 1 and result["scrape_errors"] == 0
+    assert 0 < result["scrape_ms_median"] <= result["scrape_ms_max"]
+    assert result["deliveries_counter"] == result["delivered"] == result["expected"] > 0
+    assert result["counter_agrees"] is True
+    summary = (results / "summary.md").read_text()
+    assert "| metrics scrape during 20-member fan-out: max < 50 ms |" in summary
+    assert "| fanout: deliveries counter = delivered | yes |" in summary
+
+
 def test_summary_and_plots(results: Path) -> None:
     summary = (results / "summary.md").read_text()
     assert "## Targets (greenchat)" in summary
@@ -165,7 +184,8 @@ def test_baseline_revision_measured_in_the_same_run(tmp_path: Path) -> None:
     assert f"| fanout: CPU/delivery within 10% of {name} |" in summary
     assert f"## Current vs baseline: greenchat / {name}" in summary
     assert f"| fanout | {label} | server µs/delivery |" in summary
-    assert len(pids) == 2 and survivors == []  # one greenchat and one baseline server
+    # greenchat, greenchat again for the scraped case, and the baseline server
+    assert len(pids) == 3 and survivors == []
     assert git("worktree", "list", "--porcelain") == worktrees
     assert list(temp.iterdir()) == []  # the run's temporary folder, exported tree and all
 

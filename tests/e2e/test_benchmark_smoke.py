@@ -37,6 +37,43 @@ def test_fanout_benchmark_smoke(tmp_path: Path) -> None:
     assert run["server_us_per_delivery"] > 0
 
 
+def test_fanout_benchmark_scrapes_metrics(tmp_path: Path) -> None:
+    """--metrics: /metrics is scraped during each burst, and greenchat_deliveries_total
+    rises by exactly the deliveries the clients counted."""
+    out = tmp_path / "fanout.json"
+    result = run_bounded(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "fanout.py"),
+            "--clients", "20",
+            "--senders", "2",
+            "--messages", "100",
+            "--repeat", "2",
+            "--metrics",
+            "--json", str(out),
+        ],
+        timeout=40,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(out.read_text())
+    assert data["server"]["metrics_url"].startswith("http://127.0.0.1:")
+    assert "--metrics-port 0" in data["server"]["command"]
+    for run in data["runs"]:
+        assert run["complete"] and run["delivered"] == run["expected"] == 2 * 100 * 19
+        found = run["metrics"]
+        assert found["scrapes"] >= 1 and len(found["scrape_ms"]) == found["scrapes"]
+        assert 0 < found["scrape_ms_median"] <= found["scrape_ms_max"]
+        assert "scrape_errors" not in found
+        # The JOIN fan-out was counted before the burst; the burst's deliveries after.
+        assert found["deliveries_before"] > 0
+        assert found["deliveries_counter"] == run["delivered"] and found["counter_agrees"]
+    summary = data["metrics"]
+    assert summary["counter_agrees"] is True and summary["scrape_errors"] == 0
+    assert summary["deliveries_counter"] == summary["delivered"] == 2 * 2 * 100 * 19
+    assert summary["scrapes"] == sum(r["metrics"]["scrapes"] for r in data["runs"])
+    assert "greenchat_deliveries_total +7,600 = 7,600 delivered" in result.stdout
+
+
 def test_sigterm_stops_the_server_it_started(tmp_path: Path) -> None:
     """fanout.py stops its server (in its own session) itself when it is terminated."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "fanout.py"), "--clients", "20",

@@ -1,0 +1,180 @@
+"""Scrape greenchat's ``/metrics`` during a benchmark: how long each scrape takes, and the counter.
+
+``fanout.py --metrics`` starts greenchat with ``--metrics-port 0`` and, in
+each repetition:
+
+1. reads ``greenchat_deliveries_total`` just before the burst (the JOIN
+   fan-out and the previous repetition are over by then);
+2. runs a :class:`Scraper` while the burst is in flight: a greenlet of the
+   generator's main process that GETs ``/metrics`` every ``interval``
+   seconds on a fresh connection (as a Prometheus server would) and records
+   each scrape's wall time, from ``connect`` to the last byte;
+3. reads the counter again once every member has every line: the rise must
+   equal the deliveries the clients counted (each PRIVMSG to the channel is
+   one fan-out to the N-1 members other than its sender).
+
+A scrape is a plain HTTP/1.0 GET on a socket (cooperative under gevent's
+monkey-patching, blocking without it): no HTTP library between the timer
+and the server. The wall time includes the generator's own scheduling: the
+scraper greenlet shares its process with the receivers, so a busy generator
+makes scrapes look slower, never faster.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+
+COUNTER = "greenchat_deliveries_total"
+COUNTER_RE = re.compile(rb"^greenchat_deliveries_total(?:\{[^}]*\})? (\S+)", re.MULTILINE)
+TIMEOUT = 10.0  # seconds for one scrape
+READ_BYTES = 65536
+
+
+class ScrapeError(RuntimeError):
+    """A scrape failed: no connection, not a 200, or no deliveries counter."""
+
+
+def scrape(url: str, timeout: float = TIMEOUT) -> tuple[float, bytes]:
+    """GET ``url`` on a fresh connection; (wall milliseconds, body). Raises ``ScrapeError``."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or not parts.port:
+        raise ScrapeError(f"not an http://HOST:PORT/... URL: {url!r}")
+    host = parts.hostname
+    request = (
+        f"GET {parts.path or '/'} HTTP/1.0\r\nHost: {parts.netloc}\r\n"
+        "Accept: text/plain\r\nConnection: close\r\n\r\n"
+    ).encode()
+    chunks = []
+    t0 = time.perf_counter()
+    try:
+        with socket.create_connection((host, parts.port), timeout=timeout) as sock:
+            sock.sendall(request)
+            while chunk := sock.recv(READ_BYTES):
+                chunks.append(chunk)
+    except OSError as exc:
+        raise ScrapeError(f"GET {url}: {exc}") from None
+    ms = (time.perf_counter() - t0) * 1000
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    if status.split(" ")[1:2] != ["200"]:
+        raise ScrapeError(f"GET {url}: {status or 'no response'}")
+    return ms, body
+
+
+def deliveries_total(body: bytes) -> int:
+    """The value of ``greenchat_deliveries_total`` in a scrape's body."""
+    match = COUNTER_RE.search(body)
+    if match is None:
+        raise ScrapeError(f"no {COUNTER} in the scrape")
+    return int(float(match[1]))
+
+
+def read_counter(url: str) -> int:
+    """``greenchat_deliveries_total`` now."""
+    return deliveries_total(scrape(url)[1])
+
+
+@dataclass
+class Scraper:
+    """Scrape ``url`` every ``interval`` s from a greenlet, from :meth:`start` to :meth:`stop`.
+
+    A scrape in flight when :meth:`stop` is called is waited for (it started
+    during the window); a failed scrape is recorded in ``errors``.
+    """
+
+    url: str
+    interval: float = 0.02
+    times_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    _stopping: bool = False
+    _greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> Scraper:
+        self._greenlet = gevent.spawn(self._loop)
+        return self
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            t0 = time.monotonic()
+            try:
+                ms, body = scrape(self.url)
+                deliveries_total(body)  # a scrape without the counter is a failed scrape
+                self.times_ms.append(ms)
+            except ScrapeError as exc:
+                self.errors.append(str(exc))
+            if not self._stopping:
+                gevent.sleep(max(0.0, self.interval - (time.monotonic() - t0)))
+
+    def stop(self) -> list[float]:
+        """End the loop (after the scrape in flight, if any); the scrape times in ms."""
+        self._stopping = True
+        if self._greenlet is not None:
+            self._greenlet.join(timeout=TIMEOUT + 1)
+            self._greenlet.kill(block=True, timeout=1)  # a no-op when it has ended
+        return self.times_ms
+
+
+def run_metrics(
+    scraper: Scraper, before: int, after: int, delivered: int, complete: bool
+) -> dict[str, Any]:
+    """One repetition's ``metrics`` entry: its scrapes and the counter against ``delivered``."""
+    times = [round(t, 2) for t in scraper.times_ms]
+    delta = after - before
+    found: dict[str, Any] = {
+        "scrapes": len(times),
+        "scrape_ms_median": statistics.median(times) if times else None,
+        "scrape_ms_max": max(times, default=None),
+        "scrape_ms": times,
+        "deliveries_before": before,
+        "deliveries_after": after,
+        "deliveries_counter": delta,
+        "delivered": delivered,
+        # Only a complete repetition's count is final: lines may still be on their way.
+        "counter_agrees": delta == delivered if complete else None,
+    }
+    if scraper.errors:
+        found["scrape_errors"] = scraper.errors[:5]
+        found["scrape_error_count"] = len(scraper.errors)
+    return found
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The repetitions' ``metrics`` entries together: every scrape, the counter over all runs."""
+    entries = [r["metrics"] for r in runs if "metrics" in r]
+    times = [t for m in entries for t in m["scrape_ms"]]
+    agree = [m["counter_agrees"] for m in entries]
+    return {
+        "scrapes": len(times),
+        "scrape_ms_median": statistics.median(times) if times else None,
+        "scrape_ms_max": max(times, default=None),
+        "scrape_errors": sum(m.get("scrape_error_count", 0) for m in entries),
+        "deliveries_counter": sum(m["deliveries_counter"] for m in entries),
+        "delivered": sum(m["delivered"] for m in entries),
+        "counter_agrees": None if None in agree or not agree else all(agree),
+    }
+
+
+def describe(found: dict[str, Any]) -> str:
+    """One line about a ``run_metrics`` or ``summarize`` result, for the console."""
+    if found["scrapes"]:
+        head = (
+            f"{found['scrapes']} scrapes during the burst, median"
+            f" {found['scrape_ms_median']:.1f} ms, max {found['scrape_ms_max']:.1f} ms"
+        )
+    else:
+        head = "no scrape completed during the burst"
+    errors = found.get("scrape_error_count", found.get("scrape_errors"))
+    if isinstance(errors, int) and errors:
+        head += f" ({errors} failed)"
+    sign = {True: "=", False: "!=", None: "vs"}[found["counter_agrees"]]
+    delivered = found.get("delivered")
+    tail = f" {sign} {delivered:,} delivered" if delivered is not None else ""
+    return f"{head}; {COUNTER} +{found['deliveries_counter']:,}{tail}"
