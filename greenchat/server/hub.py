@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from greenchat.metrics import Buckets
@@ -267,10 +267,7 @@ class Hub:
             channel.invited.discard(user)  # an invite is good for one join
         channel.members[user] = modes
         user.channels[key] = channel
-        # extended-join recipients also get the account ('*': none) and real name.
-        ext = (channel.name, user.account or "*", user.realname)
-        relay = Relay(user.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)
-        self.fanout(channel.members, relay)
+        self.fanout(channel.members, _join_relay(user, channel))
         if user.away:  # hook: away-notify members learn at once that the newcomer is away
             away = Relay(user.prefix, "AWAY", (user.away,))
             self.fanout(channel.members, away, exclude=user, require_cap="away-notify")
@@ -315,15 +312,7 @@ class Hub:
         user, channel = self._user(event.by), self.channels[casefold(event.channel)]
         for sign, char, arg in event.changes:
             channel.apply_mode(sign, char, arg, user.prefix, int(event.time), self._user)
-        letters, args, current = [], [], ""
-        for sign, char, arg in event.changes:
-            if sign != current:
-                current = sign
-                letters.append(sign)
-            letters.append(char)
-            if arg:
-                args.append(arg)
-        params = (channel.name, "".join(letters), *args)
+        params = (channel.name, *mode_params(event.changes))
         self.fanout(channel.members, Relay(user.prefix, "MODE", params, trailing=False))
 
     def _invited(self, event: Invited) -> Relay:
@@ -356,8 +345,8 @@ class Hub:
                 (presence.opers.add if on else presence.opers.discard)(user)
                 if not on:
                     user.oper_name = ""
-        shown = "".join(sign + char for sign, char in event.changes)
-        user.send_relay(Relay(user.prefix, "MODE", (user.nick, _compress(shown))))
+        letters = mode_params([(sign, char, "") for sign, char in event.changes])
+        user.send_relay(Relay(user.prefix, "MODE", (user.nick, *letters)))
 
     def _away_changed(self, event: AwayChanged) -> None:
         user = self._user(event.nick)
@@ -394,9 +383,7 @@ class Hub:
         self.fanout(without_cap, Relay(old_prefix, "QUIT", ("Changing host",)))
         for channel in list(user.channels.values()):
             members = [m for m in channel.members if m is not user and not m.has_cap("chghost")]
-            ext = (channel.name, user.account or "*", user.realname)
-            join = Relay(user.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)
-            self.fanout(members, join)
+            self.fanout(members, _join_relay(user, channel))
             modes = "".join(mode for mode, _ in PREFIXES if mode in channel.members[user])
             if modes:
                 params = (channel.name, "+" + modes, *[user.nick] * len(modes))
@@ -506,13 +493,23 @@ class Hub:
         self.fanout(self.peers(user), relay, exclude=user, require_cap=require_cap)
 
 
-def _compress(changes: str) -> str:
-    """'+i+w-o' -> '+iw-o'."""
-    out: list[str] = []
+def mode_params(changes: Iterable[tuple[str, str, str]]) -> list[str]:
+    """``[("+", "n", ""), ("+", "k", "key"), ("-", "o", "bob")]`` -> ``["+nk-o", "key", "bob"]``."""
+    letters: list[str] = []
+    args: list[str] = []
     sign = ""
-    for index in range(0, len(changes), 2):
-        if changes[index] != sign:
-            sign = changes[index]
-            out.append(sign)
-        out.append(changes[index + 1])
-    return "".join(out)
+    for change_sign, char, arg in changes:
+        if change_sign != sign:
+            sign = change_sign
+            letters.append(sign)
+        letters.append(char)
+        if arg:
+            args.append(arg)
+    return ["".join(letters), *args]
+
+
+def _join_relay(user: User, channel: Channel) -> Relay:
+    """``user``'s JOIN of ``channel``; extended-join recipients also get the account
+    ('*': none) and the real name."""
+    ext = (channel.name, user.account or "*", user.realname)
+    return Relay(user.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)

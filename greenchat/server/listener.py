@@ -43,6 +43,11 @@ MAX_PAUSE = 1.0
 class ListenError(Exception):
     """A listening socket could not be opened; the message says where and why, in one line."""
 
+    @classmethod
+    def of(cls, host: str, port: int, exc: OSError) -> ListenError:
+        why = (exc.strerror or str(exc)).removesuffix(f": {(host, port)!r}")  # gevent adds it
+        return cls(f"cannot listen on {show_address(host, port)}: {why}")
+
 
 def show_address(host: str, port: int) -> str:
     """``host:port``, with brackets around an IPv6 address."""
@@ -63,9 +68,7 @@ class Listener(StreamServer):
         try:
             super().start()
         except OSError as exc:  # unknown host (gaierror), address in use, no permission
-            why = (exc.strerror or str(exc)).removesuffix(f": {self.address!r}")  # gevent adds it
-            where = show_address(*self.address[:2])
-            raise ListenError(f"cannot listen on {where}: {why}") from None
+            raise ListenError.of(*self.address[:2], exc) from None
 
     def do_read(self):
         try:

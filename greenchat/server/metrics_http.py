@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from greenchat.metrics import Collector
-from greenchat.server.listener import ListenError, show_address
+from greenchat.server.listener import ListenError
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
@@ -71,9 +71,7 @@ class MetricsListener:
             sock.bind((host, port))
             sock.listen(128)
         except OSError as exc:
-            raise ListenError(
-                f"cannot listen on {show_address(host, port)}: {exc.strerror or exc}"
-            ) from None
+            raise ListenError.of(host, port, exc) from None
         self._sock = sock
         self._ready.acquire()
         _start_thread(self._serve, ())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,22 +17,18 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parents[2]
 
 
-def test_fanout_benchmark_smoke(tmp_path: Path) -> None:
+def run_fanout(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """benchmarks/fanout.py with 20 clients and 2 senders plus ``args``; its JSON."""
     out = tmp_path / "fanout.json"
-    result = run_bounded(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "fanout.py"),
-            "--clients", "20",
-            "--senders", "2",
-            "--messages", "20",
-            "--repeat", "1",
-            "--json", str(out),
-        ],
-        timeout=40,  # + 10 s grace: within the 60 s test timeout
-    )  # fmt: skip
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "fanout.py"), "--clients", "20",
+           "--senders", "2", *args, "--json", str(out)]  # fmt: skip
+    result = run_bounded(cmd, timeout=40)  # + 10 s grace: within the 60 s test timeout
     assert result.returncode == 0, result.stdout + result.stderr
-    data = json.loads(out.read_text())
+    return result, json.loads(out.read_text())
+
+
+def test_fanout_benchmark_smoke(tmp_path: Path) -> None:
+    _, data = run_fanout(tmp_path, "--messages", "20", "--repeat", "1")
     run = data["runs"][0]
     assert run["complete"] and run["delivered"] == run["expected"] == 2 * 20 * 19
     assert run["server_us_per_delivery"] > 0
@@ -40,22 +37,7 @@ def test_fanout_benchmark_smoke(tmp_path: Path) -> None:
 def test_fanout_benchmark_scrapes_metrics(tmp_path: Path) -> None:
     """--metrics: /metrics is scraped during each burst, and greenchat_deliveries_total
     rises by exactly the deliveries the clients counted."""
-    out = tmp_path / "fanout.json"
-    result = run_bounded(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "fanout.py"),
-            "--clients", "20",
-            "--senders", "2",
-            "--messages", "100",
-            "--repeat", "2",
-            "--metrics",
-            "--json", str(out),
-        ],
-        timeout=40,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    data = json.loads(out.read_text())
+    result, data = run_fanout(tmp_path, "--messages", "100", "--repeat", "2", "--metrics")
     assert data["server"]["metrics_url"].startswith("http://127.0.0.1:")
     assert "--metrics-port 0" in data["server"]["command"]
     for run in data["runs"]:

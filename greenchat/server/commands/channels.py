@@ -488,18 +488,3 @@ def _apply_prefix(
 def _invalid_param(conn: Session, channel: _Draft, change: ModeChange, text: str) -> None:
     """696 ERR_INVALIDMODEPARAM: <target> <mode char> <parameter> :<description>."""
     conn.numeric(ERR_INVALIDMODEPARAM, channel.name, change.char, change.arg or "*", text)
-
-
-def render_changes(changes: list[ModeChange]) -> list[str]:
-    """[+n, +k key, -o bob] -> ['+nk-o', 'key', 'bob']."""
-    letters: list[str] = []
-    args: list[str] = []
-    sign = ""
-    for change in changes:
-        if change.sign != sign:
-            sign = change.sign
-            letters.append(sign)
-        letters.append(change.char)
-        if change.arg is not None:
-            args.append(change.arg)
-    return ["".join(letters), *args]

@@ -7,12 +7,12 @@ may use it. :func:`dispatch` applies those checks (``421`` unknown command,
 operator) so handlers only deal with their own logic.
 
 A handler that waits (for the thread pool, later for a database) is
-registered with ``yields=True`` and waits only through :func:`wait_for`
-(and one with a reply too big to build at once with ``paged=True``, see
-``paging.py``):
+registered with ``yields=True`` and waits only through :func:`wait_for`:
 while it waits other greenlets run and fan out to its client, and those lines
 must not be taken for its replies (labeled-response), so the capture of its
-replies pauses around the wait.
+replies pauses around the wait. A handler whose reply may be too big to build
+at once is registered with ``paged=True``: it is a generator, and paging.py
+sends its reply a page at a time.
 """
 
 from __future__ import annotations
