@@ -47,11 +47,6 @@ __all__ = ["Session", "display_host"]
 
 log = logging.getLogger("greenchat.session")
 
-# Deliveries one reader may cause before it lets the loop poll I/O (10-20 ms of work):
-# fewer turns would cost coalescing, the biggest throughput lever.
-YIELD_DELIVERIES = 100_000
-AGAIN = -1.0  # _handle_due: lines are left for the next turn, not held by flood control
-NEXT_TURN = 1e-6  # a sleep > 0 resumes only in the event loop's next iteration
 _COMMAND_WORD = re.compile(rb"^[A-Za-z]+$|^[0-9]{3}$")
 
 
@@ -215,10 +210,7 @@ class Session:
         backlog: list = []  # lines read but not handled yet: flood control holds them
         wait = 0.0
         while self.close_reason is None:
-            if wait == AGAIN:  # stopped for the others' sake: finish this input first
-                data = None
-            else:
-                data = transport.recv_within(wait) if backlog else recv(RECV_BYTES)
+            data = transport.recv_within(wait) if backlog else recv(RECV_BYTES)
             if data is not None:
                 if not data:
                     return "Connection closed"
@@ -240,30 +232,22 @@ class Session:
             wait = self._handle_due(backlog)
             # An idle connection waits in recv: keep nothing of this chunk alive.
             data = items = None
-            # Let output flush (and other readers run) before taking more input; after
-            # stopping for the others, wait for the loop's next turn, which polls I/O
-            # first (sleep(0) could run again before it, for many readers in a row).
-            gevent.sleep(NEXT_TURN if wait == AGAIN else 0)
+            # Let output flush (and other readers run) before taking more input.
+            gevent.sleep(0)
         return self.close_reason
 
     def _handle_due(self, backlog: list) -> float:
         """Handle the lines flood control allows now and drop them from ``backlog``.
 
         Returns the seconds until the next held line may run (0.0 when none
-        is held). Operators are exempt. A chunk whose lines fan out to many
-        (200 lines to 1,000 members) stops after about YIELD_DELIVERIES
-        deliveries and keeps the rest for the next turn (returning AGAIN): the
-        event loop then polls for I/O, so other clients (and a metrics scrape)
-        are not kept waiting for a whole burst.
+        is held). Operators are exempt.
         """
         bucket = self.flood
         exempt = not bucket.enabled or "o" in self.user.modes
         allowed = len(backlog) if exempt else bucket.allowance(time.monotonic())
-        hub = self.server.hub
-        enough = hub.deliveries + YIELD_DELIVERIES
         handled = 0
         for item in backlog:
-            if handled >= allowed or self.close_reason is not None or hub.deliveries > enough:
+            if handled >= allowed or self.close_reason is not None:
                 break
             handled += 1
             self._handle_line(item)
@@ -273,8 +257,6 @@ class Session:
             backlog.clear()
             return 0.0
         del backlog[:handled]
-        if hub.deliveries > enough:
-            return AGAIN
         return bucket.wait()
 
     def _handle_line(self, item: bytes | LineTooLong) -> None:
