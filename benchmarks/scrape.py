@@ -5,32 +5,36 @@ each repetition:
 
 1. reads ``greenchat_deliveries_total`` just before the burst (the JOIN
    fan-out and the previous repetition are over by then);
-2. runs a :class:`Scraper` while the burst is in flight: a greenlet of the
-   generator's main process that GETs ``/metrics`` every ``interval``
-   seconds on a fresh connection (as a Prometheus server would) and records
+2. runs a :class:`Scraper` while the burst is in flight: a process of its
+   own (``python scrape.py URL``), as a Prometheus server is, that GETs
+   ``/metrics`` every ``interval`` seconds on a fresh connection and records
    each scrape's wall time, from ``connect`` to the last byte;
 3. reads the counter again once every member has every line: the rise must
    equal the deliveries the clients counted (each PRIVMSG to the channel is
    one fan-out to the N-1 members other than its sender).
 
-A scrape is a plain HTTP/1.0 GET on a socket (cooperative under gevent's
-monkey-patching, blocking without it): no HTTP library between the timer
-and the server. The wall time includes the generator's own scheduling: the
-scraper greenlet shares its process with the receivers, so a busy generator
-makes scrapes look slower, never faster.
+A scrape is a plain HTTP/1.0 GET on a blocking socket: no HTTP library
+between the timer and the server. The scraper has a process to itself
+because a greenlet of the generator waits behind a thousand receivers: in
+the generator's main process, scrapes the server answered within 27 ms took
+up to 130 ms to be seen.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-import gevent
 
 COUNTER = "greenchat_deliveries_total"
 COUNTER_RE = re.compile(rb"^greenchat_deliveries_total(?:\{[^}]*\})? (\S+)", re.MULTILINE)
@@ -84,7 +88,7 @@ def read_counter(url: str) -> int:
 
 @dataclass
 class Scraper:
-    """Scrape ``url`` every ``interval`` s from a greenlet, from :meth:`start` to :meth:`stop`.
+    """Scrape ``url`` every ``interval`` s, in a child process, from :meth:`start` to :meth:`stop`.
 
     A scrape in flight when :meth:`stop` is called is waited for (it started
     during the window); a failed scrape is recorded in ``errors``.
@@ -94,32 +98,59 @@ class Scraper:
     interval: float = 0.02
     times_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    _stopping: bool = False
-    _greenlet: gevent.Greenlet | None = None
+    _child: subprocess.Popen | None = None
 
     def start(self) -> Scraper:
-        self._greenlet = gevent.spawn(self._loop)
+        """Start the child and wait for its ``ready`` line: scraping has begun."""
+        command = [sys.executable, str(Path(__file__)), self.url, "--interval", str(self.interval)]
+        self._child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        if self._child.stdout.readline().strip() != "ready":
+            self._child.kill()
+            self._child.wait()
+            raise ScrapeError(f"the scraper process did not start (exit {self._child.returncode})")
         return self
-
-    def _loop(self) -> None:
-        while not self._stopping:
-            t0 = time.monotonic()
-            try:
-                ms, body = scrape(self.url)
-                deliveries_total(body)  # a scrape without the counter is a failed scrape
-                self.times_ms.append(ms)
-            except ScrapeError as exc:
-                self.errors.append(str(exc))
-            if not self._stopping:
-                gevent.sleep(max(0.0, self.interval - (time.monotonic() - t0)))
 
     def stop(self) -> list[float]:
         """End the loop (after the scrape in flight, if any); the scrape times in ms."""
-        self._stopping = True
-        if self._greenlet is not None:
-            self._greenlet.join(timeout=TIMEOUT + 1)
-            self._greenlet.kill(block=True, timeout=1)  # a no-op when it has ended
+        child, self._child = self._child, None
+        if child is None:
+            return self.times_ms
+        child.send_signal(signal.SIGTERM)
+        try:
+            out, _ = child.communicate(timeout=TIMEOUT + 5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise ScrapeError("the scraper process did not stop") from None
+        found = json.loads(out or "{}")
+        self.times_ms += found.get("times_ms", [])
+        self.errors += found.get("errors", [])
         return self.times_ms
+
+
+def scrape_until_stopped(url: str, interval: float) -> dict[str, list]:
+    """The child's loop: scrape every ``interval`` s until SIGTERM; what it saw."""
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True  # the scrape in flight finishes (PEP 475 resumes its syscalls)
+
+    signal.signal(signal.SIGTERM, stop)
+    times, errors = [], []
+    print("ready", flush=True)
+    while not stopping:
+        t0 = time.monotonic()
+        try:
+            ms, body = scrape(url)
+            deliveries_total(body)  # a scrape without the counter is a failed scrape
+            times.append(ms)
+        except ScrapeError as exc:
+            errors.append(str(exc))
+        pause = interval - (time.monotonic() - t0)
+        if pause > 0 and not stopping:
+            time.sleep(pause)
+    return {"times_ms": times, "errors": errors}
 
 
 def run_metrics(
@@ -178,3 +209,18 @@ def describe(found: dict[str, Any]) -> str:
     delivered = found.get("delivered")
     tail = f" {sign} {delivered:,} delivered" if delivered is not None else ""
     return f"{head}; {COUNTER} +{found['deliveries_counter']:,}{tail}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Scrape a /metrics URL every --interval seconds until SIGTERM;"
+        " print the scrape times (ms) and errors as JSON."
+    )
+    parser.add_argument("url", help="http://HOST:PORT/metrics")
+    parser.add_argument("--interval", type=float, default=0.02, help="seconds between scrapes")
+    args = parser.parse_args(argv)
+    json.dump(scrape_until_stopped(args.url, args.interval), sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,8 @@ is 404 (405 for another method on a known path).
 
 It runs in a native thread with a gevent hub of its own: a scrape must not
 wait behind a burst of fan-out on the chat's event loop (the GIL still gives
-it a slice every few milliseconds). What it reads of the server's state it
+it a slice every few milliseconds, every millisecond while a scrape is being
+served: see :class:`_ScrapeServer`). What it reads of the server's state it
 copies in one step each (``list(sessions)``, plain integers), so it needs no
 locks: the hub changes that state only between such steps.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -83,7 +85,7 @@ class MetricsListener:
         # A gevent socket made here, on this thread's hub, from the bound descriptor.
         listener = gevent.socket.socket(fileno=self._sock.detach())
         self._address = listener.getsockname()[:2]
-        self._wsgi = WSGIServer(listener, self._app, log=None, error_log=log)
+        self._wsgi = _ScrapeServer(listener, self._app, log=None, error_log=log)
         self._wsgi.start()
         self._ready.release()
         self._wsgi.serve_forever()
@@ -106,6 +108,49 @@ class MetricsListener:
             return _reply(start_response, "200 OK", b"ok\n")
         body = generate_latest(self.registry)
         return _reply(start_response, "200 OK", body, type_=CONTENT_TYPE_LATEST)
+
+
+class _ScrapeServer(WSGIServer):
+    """A WSGI server that takes the GIL back quickly while it serves a request.
+
+    Every syscall of a scrape (accept, recv, send, close) releases the GIL, and
+    while the hub is busy fanning out, getting it back waits out the switch
+    interval, 5 ms by default: during a 1,000-member fan-out a scrape made of
+    seven such calls took 30 ms. From accept to close the interval is 1 ms
+    (a scrape then takes about 15 ms, most of it prometheus-client rendering
+    while sharing the core); between scrapes the default is back, so a
+    Prometheus scraping every 15 s costs the chat nothing it would notice.
+    """
+
+    max_accept = 1  # one accept per wake-up: a second would be one more EAGAIN handoff
+    fast_interval = 0.001
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = 0
+        self._default_interval = sys.getswitchinterval()
+
+    def _serving(self, delta: int) -> None:
+        self._in_flight += delta
+        fast = self._in_flight > 0
+        sys.setswitchinterval(self.fast_interval if fast else self._default_interval)
+
+    def do_read(self):
+        self._serving(+1)
+        try:
+            accepted = super().do_read()
+        except BaseException:
+            self._serving(-1)
+            raise
+        if not accepted:
+            self._serving(-1)
+        return accepted
+
+    def do_close(self, *args) -> None:
+        try:
+            super().do_close(*args)
+        finally:
+            self._serving(-1)
 
 
 def _reply(

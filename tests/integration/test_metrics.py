@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -89,6 +92,26 @@ def test_health_and_other_paths(metrics_server):
     metrics_server.call(lambda: setattr(metrics_server.server, "stopping", True))
     assert get(port, "/healthz") == (503, "draining\n")  # what stop() sets first
     metrics_server.call(lambda: setattr(metrics_server.server, "stopping", False))
+
+
+def wait_for_switch_interval(value: float, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while sys.getswitchinterval() != value:
+        assert time.monotonic() < deadline, f"interval {sys.getswitchinterval()}, not {value}"
+        time.sleep(0.01)
+
+
+def test_the_gil_switches_fast_only_while_a_scrape_is_served(metrics_server):
+    """From accept to close the listener asks for 1 ms GIL slices, so its syscalls do
+    not each wait 5 ms behind the hub; every way a request ends gives the default back."""
+    default = sys.getswitchinterval()
+    with socket.create_connection(("127.0.0.1", metrics_server.metrics_port), timeout=5):
+        wait_for_switch_interval(0.001)  # accepted, waiting for the request line
+    wait_for_switch_interval(default)  # closed without a request
+    for path in ("/metrics", "/healthz", "/nowhere"):
+        get(metrics_server.metrics_port, path)
+        wait_for_switch_interval(default)
+    assert sys.getswitchinterval() == default
 
 
 def test_the_grafana_dashboard_uses_only_metrics_that_exist(metrics_server):
