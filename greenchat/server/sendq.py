@@ -2,7 +2,7 @@
 
 ``put`` never blocks and never does I/O, so the hub can fan a message out to
 thousands of queues in one plain loop. The first chunk put into an empty
-queue calls ``wake``: the connection then has the flusher send it at the end
+queue calls ``wake(owner)``: the connection then has the flusher send it at the end
 of the loop turn, which calls :meth:`take` to get everything queued as one
 ``bytes`` and sends it in a single call (coalescing is the biggest
 throughput lever). What the socket does not take goes back to the front with
@@ -12,6 +12,7 @@ throughput lever). What the socket does not take goes back to the front with
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["SendQueue"]
 
@@ -20,6 +21,7 @@ class SendQueue:
     __slots__ = (
         "_chunks",
         "_on_overflow",
+        "_owner",
         "_wake",
         "closed",
         "limit",
@@ -29,10 +31,18 @@ class SendQueue:
     )
 
     def __init__(
-        self, limit: int, wake: Callable[[], None], on_overflow: Callable[[], None]
+        self,
+        limit: int,
+        wake: Callable[[Any], None],
+        on_overflow: Callable[[], None],
+        owner: Any = None,
     ) -> None:
         self._chunks: list[bytes] = []
+        # wake(owner), not a closure or a partial over it: put runs once per
+        # recipient per message, and Python 3.11 makes a Python-to-Python call
+        # without a C frame, which a partial (or one more method) would add.
         self._wake = wake
+        self._owner = owner
         self._on_overflow = on_overflow
         self.limit = limit
         self.size = 0
@@ -52,7 +62,7 @@ class SendQueue:
         if self.size > self.limit:
             self._on_overflow()
         elif len(chunks) == 1:
-            self._wake()  # only the first chunk needs a writer
+            self._wake(self._owner)  # only the first chunk needs a writer
 
     def close(self, final: bytes = b"", discard: bool = False) -> None:
         """Accept nothing more; ``final`` is sent after what is queued (or instead of it)."""
@@ -66,7 +76,7 @@ class SendQueue:
             self.size += len(final)
         self.closed = True
         if self._chunks:
-            self._wake()
+            self._wake(self._owner)
 
     def unshift(self, data: bytes) -> None:
         """Put unsent ``data`` back in front of anything queued since :meth:`take`."""

@@ -98,7 +98,7 @@ class Session:
         self.server = server
         self.transport = sock if isinstance(sock, Transport) else transport_for(sock)
         self.port = address[1]
-        self.sendq = SendQueue(server.config.sendq, self._output_ready, self._sendq_overflow)
+        self.sendq = SendQueue(server.config.sendq, self._waker(), self._sendq_overflow, self)
         self.writer: gevent.Greenlet | None = None
         cfg = server.config
         self.flood = TokenBucket(cfg.flood_burst, cfg.flood_rate, time.monotonic())
@@ -285,24 +285,37 @@ class Session:
             return
         self.server.dispatch(self, msg)
 
-    def _output_ready(self) -> None:
-        """Called when the send queue stops being empty."""
-        if self.writer is not None:
-            return  # a running writer sends it anyway
-        if self.transport.writes_wait:  # e.g. TLS: even a writable socket may wait
+    def _waker(self) -> Callable[[Session], None]:
+        """What the send queue calls, with this session, when it stops being empty.
+
+        Usually the flusher's ``mark`` itself: the call runs once per recipient
+        per message, and a method of ours in between was one more Python frame
+        each time (a running writer just makes ``flush_now`` a no-op). A
+        transport whose writes may wait even when the socket is writable (TLS)
+        gets a writer greenlet instead.
+        """
+        if self.transport.writes_wait:
+            return Session._start_writer
+        return self.server.flusher.mark
+
+    def _start_writer(self) -> None:
+        if self.writer is None:  # else the running writer sends it anyway
             self.writer = gevent.spawn(self._write_loop)
-        else:
-            self.server.flusher.mark(self)
 
     def flush_now(self) -> None:
-        """Send what is queued without blocking; a writer greenlet finishes the rest."""
-        if self.writer is not None or self.transport.writes_wait:
+        """Send what is queued without blocking; a writer greenlet finishes the rest.
+
+        Only for a transport that can send without waiting (``writes_wait`` false).
+        """
+        if self.writer is not None:
             return
         data = self.sendq.take()
         if not data:
             return
         try:
             sent = self.transport.send_nowait(data)
+        except BlockingIOError:
+            sent = 0
         except OSError as exc:
             self._write_failed(exc)
             return
@@ -334,7 +347,8 @@ class Session:
         metrics.disconnected(reason)
         self.disconnect(reason)  # no-op when already closing; else queues the ERROR line
         self.transport.set_nodelay()  # the last lines need not wait for ACKs
-        self.flush_now()
+        if not self.transport.writes_wait:  # else the writer is on it already
+            self.flush_now()
         deadline = time.monotonic() + server.config.close_grace
         writer = self.writer
         if writer is not None:  # give the last lines (the ERROR) a moment to go out

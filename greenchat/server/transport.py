@@ -3,8 +3,10 @@
 A :class:`~greenchat.server.session.Session` knows lines, queues and
 IRC state; everything about the socket lives here:
 
-- ``send_nowait`` sends what the socket takes at once, without blocking (the
-  flusher calls it for every dirty queue in one loop turn). A transport with
+- ``send_nowait(data)`` sends what the socket takes at once, without blocking,
+  and returns how many bytes that was; it raises ``BlockingIOError`` when the
+  socket takes nothing (the flusher calls it for every dirty queue in one loop
+  turn, so for TCP it is the OS socket's own ``send``). A transport with
   ``writes_wait`` set cannot promise that (gevent's SSL ``send`` may wait even on
   a writable socket), so its session always writes from a writer greenlet with
   ``sendall``, which waits cooperatively.
@@ -54,7 +56,7 @@ def _unacknowledged(sock: socket.socket) -> int:
 class Transport:
     """A gevent TCP socket. Subclasses change what differs (TLS, later WebSocket)."""
 
-    __slots__ = ("_raw", "recv", "sock")
+    __slots__ = ("_raw", "recv", "send_nowait", "sock")
     writes_wait = False  # True: send only from a writer greenlet (never send_nowait)
     name = "tcp"
 
@@ -67,19 +69,15 @@ class Transport:
         # socket's own method: an idle reader parks inside it, and a frame of ours
         # on every parked reader's stack would cost memory per connection.
         self.recv: Callable[[int], bytes] = sock.recv
+        # send_nowait(data): bytes sent, or BlockingIOError. The OS socket's method
+        # itself: a frame of ours here would run once per recipient per message.
+        self.send_nowait: Callable[[bytes], int] = self._raw.send
 
     def recv_within(self, seconds: float, size: int = RECV_BYTES) -> bytes | None:
         """The next chunk, or ``None`` when nothing arrived within ``seconds``."""
         with gevent.Timeout(seconds, False):
             return self.sock.recv(size)
         return None
-
-    def send_nowait(self, data: bytes) -> int:
-        """Send what the socket takes now; how many bytes that was (0 if it would block)."""
-        try:
-            return self._raw.send(data)
-        except BlockingIOError:
-            return 0
 
     def sendall(self, data: bytes) -> None:
         """Send everything, waiting cooperatively while the socket is full."""
@@ -127,11 +125,16 @@ class TlsTransport(Transport):
     writes_wait = True  # gevent's SSL send may wait even when the socket is writable
     name = "tls"
 
-    def send_nowait(self, data: bytes) -> int:
-        raise RuntimeError("a TLS session writes from a writer greenlet")
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.send_nowait = _refuse_send_nowait  # the OS socket would bypass TLS
 
     # wake_reader and close work on the descriptor under the TLS layer:
     # SSLSocket.shutdown would drop TLS, and the ERROR line would go out in the clear.
+
+
+def _refuse_send_nowait(data: bytes) -> int:
+    raise RuntimeError("a TLS session writes from a writer greenlet")
 
 
 def transport_for(sock: socket.socket) -> Transport:
