@@ -200,7 +200,7 @@ def default_server_flags(clients: int, metrics: bool = False) -> list[str]:
     max_clients = str(max(10_000, 2 * clients))
     # Flood control off: the senders' bursts are the measurement, not abuse.
     flags = ["--port", "0", "--log-level", "WARNING", "--max-clients", max_clients,
-             "--flood-rate", "0"]  # fmt: skip
+             "--flood-rate", "0", "--no-web"]  # fmt: skip
     return flags + (["--metrics-port", "0"] if metrics else [])
 
 

@@ -221,6 +221,7 @@ def _command(
             "--max-clients", str(max_clients),
             "--sendq", str(GREENCHAT_SENDQ),
             "--flood-rate", "0",
+            "--no-web",  # the page's port is not what is measured
             *VARIANTS.get(name, ()),
             *(("--metrics-port", "0") if metrics else ()),
         ]  # fmt: skip

@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -185,7 +185,9 @@ def serve_main(argv: list[str] | None = None) -> int:
     # Only now, with the signals handled: whoever waits for this line may send them.
     # The first line is for scripts and tests that start the server on port 0.
     metrics = server.metrics_listener.address if server.metrics_listener else None
-    print(welcome_text(server.address, server.tls_address, os.environ, metrics), flush=True)
+    web = [_url("http", server.web_address), _url("https", server.web_tls_address)]
+    web = [url for url in web if url]
+    print(welcome_text(server.address, server.tls_address, os.environ, metrics, web), flush=True)
     server.wait_stopped()
     return 0
 
@@ -205,6 +207,7 @@ def welcome_text(
     tls_address: tuple[str, int] | None,
     environ: Mapping[str, str],
     metrics_address: tuple[str, int] | None = None,
+    web_urls: Sequence[str] = (),
 ) -> str:
     """Where the server listens and how to connect to it, for the person who started it."""
     from greenchat.server.listener import show_address  # after serve_main monkey-patched
@@ -225,9 +228,19 @@ def welcome_text(
     lines += [
         f"  to chat, in another terminal:  {join}",
         f"  or with any IRC client:        irssi -c {near} -p {port}",
+        *(f"  or in a web browser:           {url}" for url in web_urls),
         "  Ctrl-C stops the server.",
     ]
     return "\n".join(lines)
+
+
+def _url(scheme: str, address: tuple[str, int] | None) -> str:
+    """Where a browser on this machine finds the page ('' when not served)."""
+    from greenchat.server.listener import show_address
+
+    if address is None:
+        return ""
+    return f"{scheme}://{show_address(_reachable(address[0]), address[1])}/"
 
 
 def _reachable(host: str) -> str:

@@ -27,7 +27,7 @@ class ServeProcess:
     ) -> None:
         """``read_stderr=False``: nobody reads the server's stderr pipe (it fills up)."""
         self.proc = subprocess.Popen(
-            [str(SERVE), "--port", "0", *args],
+            [str(SERVE), "--port", "0", *_web_port(args), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -80,3 +80,10 @@ class ServeProcess:
 
     def rss(self) -> int:
         return self.ps.memory_info().rss
+
+
+def _web_port(args: tuple[str, ...]) -> list[str]:
+    """``--web-port 0`` unless the test chose: two servers must not both want 8547."""
+    if any(arg == "--no-web" or arg.startswith("--web-port") for arg in args):
+        return []
+    return ["--web-port", "0"]

@@ -28,7 +28,8 @@ class ServerThread:
 
     def __init__(self, config: ServerConfig | None = None, port: int = 0) -> None:
         # Port 0 unless a test restarts a server on the port a previous one had.
-        self.config = replace(config or ServerConfig(), host="127.0.0.1", port=port)
+        # The web listener on a free port too: two servers must not both want 8547.
+        self.config = replace(config or ServerConfig(), host="127.0.0.1", port=port, web_port=0)
         self.server: ChatServer | None = None
         self._hub = None
         self._ready = threading.Event()

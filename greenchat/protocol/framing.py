@@ -19,6 +19,7 @@ __all__ = [
     "FramingError",
     "LineFramer",
     "LineTooLong",
+    "too_long",
 ]
 
 MAX_LINE_BYTES = 512  # body including CRLF (RFC 1459)
@@ -40,7 +41,8 @@ class LineTooLong:
     tags_too_long: bool
 
 
-def _too_long(line: bytes, max_line: int, max_tags: int) -> LineTooLong | None:
+def too_long(line: bytes, max_line: int, max_tags: int) -> LineTooLong | None:
+    """Why ``line`` (without its line ending) breaks a length cap, or None."""
     body_len = len(line) + 2  # count the CRLF the way RFC 1459 does
     if line.startswith(b"@"):
         space = line.find(b" ")
@@ -96,7 +98,7 @@ class LineFramer:
             if not line:
                 continue
             if len(line) + 2 > max_line:
-                problem = _too_long(line, max_line, max_tags)
+                problem = too_long(line, max_line, max_tags)
                 if problem is not None:
                     out.append(problem)
                     continue

@@ -22,6 +22,7 @@ from greenchat.server.oper import hash_password, verify_password
 
 __all__ = [
     "DEFAULT_PORT",
+    "DEFAULT_WEB_PORT",
     "OPTIONS",
     "ConfigError",
     "Option",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 8546
+DEFAULT_WEB_PORT = 8547
 DEFAULT_SENDQ = 1024 * 1024
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 # Longest topic, kick reason or away text: what still fits a 512-byte line
@@ -80,6 +82,15 @@ class ServerConfig:
     # Prometheus: GET /metrics and /healthz on this port; off unless set.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # The browser client and IRC over WebSocket (web.py), on by default; the TLS
+    # variant (https, wss) uses tls_cert and tls_key.
+    web: bool = True
+    web_host: str = "127.0.0.1"
+    web_port: int = DEFAULT_WEB_PORT
+    web_tls_port: int | None = None
+    web_origins: list[str] = field(default_factory=list)  # empty: the page's own origin
+    web_trusted_proxies: list[str] = field(default_factory=list)
+    web_handshake_timeout: float = 10.0
     nicklen: int = 30
     channellen: int = 64
     topiclen: int = 390
@@ -117,7 +128,7 @@ class Option:
     """One setting: ``--NAME`` on the command line, ``NAME = ...`` in the file."""
 
     name: str  # flag without the dashes and file key, e.g. "flood-burst"
-    kind: str  # int, float, str, word (no spaces), path, bool, choice, networks, opers
+    kind: str  # int, float, str, word, path, bool, choice, networks, origins, opers
     help: str
     metavar: str | None = None
     minimum: float | None = None
@@ -185,6 +196,23 @@ OPTIONS: tuple[Option, ...] = (
            maximum=65535, restart=True),
     Option("metrics-host", "str", "address of the metrics listener; keep it private",
            restart=True),
+    Option("web", "bool", "serve the browser client and IRC over WebSocket (--no-web: off)",
+           restart=True),
+    Option("web-host", "str", "address of the web listener", restart=True),
+    Option("web-port", "int", "port of the web listener: the page at http://HOST:PORT/ and "
+           "its WebSocket at ws://HOST:PORT/; 0 picks a free one", minimum=0, maximum=65535,
+           restart=True),
+    Option("web-tls-port", "int", "also serve the page and WebSocket over TLS (https, wss) "
+           "on this port (needs --tls-cert and --tls-key)", minimum=0, maximum=65535,
+           restart=True),
+    Option("web-origins", "origins", "comma-separated origins whose pages may open a "
+           "WebSocket (scheme://host[:port], or * for any); by default only the page's own",
+           metavar="ORIGINS"),
+    Option("web-trusted-proxies", "networks", "comma-separated addresses or networks of "
+           "reverse proxies whose X-Forwarded-For names the client ('' for none)",
+           metavar="CIDRS"),
+    Option("web-handshake-timeout", "float", "seconds a web request (or WebSocket "
+           "handshake) may take to arrive", metavar="SECONDS", minimum=0.1, maximum=3600),
     Option("nicklen", "int", "longest nick (NICKLEN)", minimum=1, maximum=200),
     Option("channellen", "int", "longest channel name (CHANNELLEN)", minimum=2,
            maximum=200),
@@ -233,7 +261,7 @@ def check_option(
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
-    if not isinstance(value, str) and kind not in ("networks", "opers"):
+    if not isinstance(value, str) and kind not in ("networks", "opers", "origins"):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     if kind == "word" and (not value or not value.isprintable() or " " in value):
         raise ConfigError(f"{where}: expected a name without spaces, got {value!r}")
@@ -245,6 +273,8 @@ def check_option(
         return value.upper()
     if kind == "networks":
         return _networks(value, where)
+    if kind == "origins":
+        return _origins(value, where)
     if kind == "opers":
         return _opers(value, where, known_opers or {})
     return value
@@ -267,6 +297,22 @@ def _networks(value: Any, where: str) -> list[str]:
             out.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
             raise ConfigError(f"{where}: {item!r} is not an address or network") from None
+    return out
+
+
+def _origins(value: Any, where: str) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"{where}: expected a list of origins")
+    out = []
+    for item in (item.strip().rstrip("/").lower() for item in items):
+        if not item:
+            continue
+        scheme, sep, rest = item.partition("://")
+        if item != "*" and (scheme not in ("http", "https") or not sep or not rest
+                            or "/" in rest or " " in rest):  # fmt: skip
+            raise ConfigError(f"{where}: {item!r} is not an origin (scheme://host[:port] or *)")
+        out.append(item)
     return out
 
 
@@ -319,6 +365,8 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Se
     config = replace(config, **flag_values)
     if config.tls_port is not None and (config.tls_cert is None or config.tls_key is None):
         raise ConfigError("tls-port needs tls-cert and tls-key")
+    if config.web_tls_port is not None and (config.tls_cert is None or config.tls_key is None):
+        raise ConfigError("web-tls-port needs tls-cert and tls-key")
     if config.motd is not None:
         try:
             config.load_motd()

@@ -92,7 +92,7 @@ class LabeledReply:
         return self._conn.sendq.size
 
     def _send_page(self) -> None:
-        conn, put = self._conn, self._conn.sendq.put
+        conn, put = self._conn, self._conn.put_line
         if self._batch is None:
             if conn.has_cap("batch"):
                 ref = new_batch_id()
@@ -113,4 +113,4 @@ class LabeledReply:
         self._send_page()
         if self._batch.startswith(b"batch="):
             ref = self._batch.removeprefix(b"batch=").decode()
-            self._conn.sendq.put(f":{self._server.config.name} BATCH -{ref}\r\n".encode())
+            self._conn.put_line(f":{self._server.config.name} BATCH -{ref}\r\n".encode())

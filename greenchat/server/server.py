@@ -45,6 +45,8 @@ from greenchat.server.memory import Trimmer
 from greenchat.server.metrics_http import MetricsListener
 from greenchat.server.paging import pace
 from greenchat.server.session import Session
+from greenchat.server.transport import Transport, transport_for
+from greenchat.server.web import WebHandler
 
 __all__ = ["ChatServer"]
 
@@ -94,14 +96,25 @@ class ChatServer:
         self.per_ip: Counter[str] = Counter()
         self.trimmer = Trimmer()
         self._exempt = _networks(self.config.max_per_ip_exempt)
-        self._stream = Listener((self.config.host, self.config.port), self._handle, spawn=self.pool)
+        cfg = self.config
+        self._stream = Listener((cfg.host, cfg.port), self._handle, spawn=self.pool)
         self._tls_stream: Listener | None = None
         self.tls_context = None
-        if self.config.tls_port is not None:
-            self.tls_context = _tls_context(self.config)
-            self._tls_stream = Listener(
-                (self.config.host, self.config.tls_port), self._handle_tls, spawn=self.pool
-            )
+        if cfg.tls_port is not None or cfg.web_tls_port is not None:
+            self.tls_context = _tls_context(cfg)
+        if cfg.tls_port is not None:
+            self._tls_stream = Listener((cfg.host, cfg.tls_port), self._handle_tls, spawn=self.pool)
+        # The browser client and IRC over WebSocket (web.py).
+        self.web_trusted_proxies = _networks(cfg.web_trusted_proxies)
+        self._web_stream: Listener | None = None
+        self._web_tls_stream: Listener | None = None
+        if cfg.web:
+            web = WebHandler(self)
+            self._web_stream = Listener((cfg.web_host, cfg.web_port), web.handle, spawn=self.pool)
+            if cfg.web_tls_port is not None:
+                self._web_tls_stream = Listener(
+                    (cfg.web_host, cfg.web_tls_port), web.handle_tls, spawn=self.pool
+                )
         self.metrics_listener: MetricsListener | None = None
         if self.config.metrics_port is not None:
             self.metrics_listener = MetricsListener(
@@ -121,31 +134,43 @@ class ChatServer:
 
     @property
     def tls_address(self) -> tuple[str, int] | None:
-        if self._tls_stream is None:
-            return None
-        return self._tls_stream.address[0], self._tls_stream.server_port
+        return _bound(self._tls_stream)
+
+    @property
+    def web_address(self) -> tuple[str, int] | None:
+        """Where the page and its WebSocket are (None with --no-web)."""
+        return _bound(self._web_stream)
+
+    @property
+    def web_tls_address(self) -> tuple[str, int] | None:
+        return _bound(self._web_tls_stream)
+
+    @property
+    def _listeners(self) -> list[Listener]:
+        streams = (self._stream, self._tls_stream, self._web_stream, self._web_tls_stream)
+        return [stream for stream in streams if stream is not None]
 
     def start(self) -> None:
-        self._stream.start()
-        if self._tls_stream is not None:
-            try:
-                self._tls_stream.start()
-            except BaseException:
-                self._stream.close()
-                raise
-        if self.metrics_listener is not None:
-            try:
+        started: list[Listener] = []
+        try:
+            for stream in self._listeners:
+                stream.start()
+                started.append(stream)
+            if self.metrics_listener is not None:
                 self.metrics_listener.start()
-            except BaseException:
-                self._stream.close()
-                if self._tls_stream is not None:
-                    self._tls_stream.close()
-                raise
+        except BaseException:
+            for stream in started:
+                stream.close()
+            raise
         self._keepalive = gevent.spawn(self._keepalive_loop)
         self._lag_probe = gevent.spawn(self._measure_loop_lag)
         # Worded unlike the "listening on" line cli.py prints on stdout: in a
         # terminal the two streams interleave.
         tls = f", TLS on {show_address(*self.tls_address)}" if self.tls_address else ""
+        if self.web_address is not None:
+            tls += f", web on http://{show_address(*self.web_address)}/"
+        if self.web_tls_address is not None:
+            tls += f", https://{show_address(*self.web_tls_address)}/"
         if self.metrics_listener is not None:
             tls += f", metrics on http://{show_address(*self.metrics_listener.address)}/metrics"
         log.info(
@@ -199,9 +224,8 @@ class ChatServer:
             return
         self.stopping = True
         log.info("shutting down: %d connections", len(self.sessions))
-        self._stream.close()
-        if self._tls_stream is not None:
-            self._tls_stream.close()
+        for stream in self._listeners:
+            stream.close()
         for greenlet in (self._keepalive, self._lag_probe):
             if greenlet is not None:
                 greenlet.kill(block=False)
@@ -210,9 +234,8 @@ class ChatServer:
             conn.disconnect("Server shutting down", error="Server shutting down")
         self.pool.join(timeout=timeout)
         self.pool.kill(block=True, timeout=1)
-        self._stream.stop(timeout=0)
-        if self._tls_stream is not None:
-            self._tls_stream.stop(timeout=0)
+        for stream in self._listeners:
+            stream.stop(timeout=0)
         if self.metrics_listener is not None:
             self.metrics_listener.stop()
         self._stopped.set()
@@ -223,13 +246,23 @@ class ChatServer:
     def _handle(self, sock: socket.socket, address: tuple) -> None:
         if self.config.tcp_nodelay:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._run_session(transport_for(sock), address)
+
+    def serve_websocket(self, transport: Transport, address: tuple) -> None:
+        """A WebSocket past its handshake (web.py): a session like any other."""
+        if self.config.tcp_nodelay:
+            with contextlib.suppress(OSError):
+                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._run_session(transport, address)
+
+    def _run_session(self, transport: Transport, address: tuple) -> None:
         refusal = self._admit(address[0])
         if refusal is not None:
-            self._refuse(sock, address, refusal)
+            self._refuse(transport, address, refusal)
             return
         self.per_ip[address[0]] += 1
         try:
-            self._serve(sock, address)
+            self._serve(transport, address)
         finally:
             self._release(address[0])
             self.trimmer.disconnected(len(self.sessions))
@@ -262,10 +295,10 @@ class ChatServer:
             return False
         return any(address in network for network in self._exempt)
 
-    def _refuse(self, sock: socket.socket, address: tuple, reason: str) -> None:
+    def _refuse(self, transport: Transport, address: tuple, reason: str) -> None:
         log.info("refused %s:%s: %s", address[0], address[1], reason)
         with contextlib.suppress(OSError), gevent.Timeout(1, False):
-            sock.sendall(f"ERROR :{reason}\r\n".encode())
+            transport.sendall(transport.final(f"ERROR :{reason}\r\n".encode()))
 
     def _release(self, ip: str) -> None:
         left = self.per_ip[ip] - 1
@@ -274,8 +307,8 @@ class ChatServer:
         else:
             del self.per_ip[ip]
 
-    def _serve(self, sock: socket.socket, address: tuple) -> None:
-        conn = Session(self, sock, address)
+    def _serve(self, transport: Transport, address: tuple) -> None:
+        conn = Session(self, transport, address)
         self.sessions.add(conn)
         self.hub.add_user(conn.user)
         self.trimmer.connected(len(self.sessions))
@@ -345,6 +378,13 @@ class ChatServer:
             elif quiet > cfg.ping_interval and not conn.ping_sent:
                 conn.ping_sent = True
                 conn.enqueue(ping)
+
+
+def _bound(stream: Listener | None) -> tuple[str, int] | None:
+    """A listener's bound (host, port): with port 0, the port the OS chose."""
+    if stream is None:
+        return None
+    return stream.address[0], stream.server_port
 
 
 def _networks(cidrs: list[str]) -> list:

@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING
 import gevent
 
 from greenchat.protocol.caps import CapNegotiation
-from greenchat.protocol.framing import FramingError, LineFramer, LineTooLong
+from greenchat.protocol.framing import FramingError, LineTooLong
 from greenchat.protocol.message import InvalidMessage, Message, clip_line, parse
 from greenchat.protocol.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
+from greenchat.protocol.websocket import BadLine, Closed
 from greenchat.server.flood import TokenBucket
 from greenchat.server.outgoing import Relay
 from greenchat.server.sendq import SendQueue
@@ -58,8 +59,10 @@ def display_host(address: str) -> str:
     return "0" + address if address.startswith(":") else address
 
 
-def _line_bytes(item: bytes | LineTooLong) -> int:
-    return item.length if isinstance(item, LineTooLong) else len(item)
+def _line_bytes(item: bytes | LineTooLong | BadLine | Closed) -> int:
+    if type(item) is bytes:
+        return len(item)
+    return item.length if isinstance(item, LineTooLong) else 0
 
 
 def _is_word(param: str) -> bool:
@@ -87,6 +90,7 @@ class Session:
         "password",
         "ping_sent",
         "port",
+        "put_line",
         "sendq",
         "server",
         "transport",
@@ -107,7 +111,10 @@ class Session:
         self.close_reason: str | None = None
         self.connected_at = self.last_active = time.monotonic()
         self.ping_sent = False
-        self.user = User(display_host(address[0]), address[0], self.sendq.put, self.caps, self)
+        # Where this client's lines go: into the send queue as they are, or for a
+        # WebSocket as frames (transport.py).
+        self.put_line = self.transport.line_writer(self.sendq.put)
+        self.user = User(display_host(address[0]), address[0], self.put_line, self.caps, self)
 
     def __repr__(self) -> str:
         return f"<Session {self.user.nick or '*'} {self.user.ip}:{self.port}>"
@@ -143,14 +150,14 @@ class Session:
 
     def release_output(self) -> None:
         """Queue output for sending again, after a capture."""
-        self.user.enqueue = self.sendq.put
+        self.user.enqueue = self.put_line
 
     @contextlib.contextmanager
     def uncaptured(self) -> Iterator[None]:
         """Send output straight to the queue for a while, e.g. while a labeled
         command waits and other greenlets fan out to this client."""
         user = self.user
-        capture, user.enqueue = user.enqueue, self.sendq.put
+        capture, user.enqueue = user.enqueue, self.put_line
         try:
             yield
         finally:
@@ -187,7 +194,8 @@ class Session:
             return
         self.close_reason = reason
         text = error or f"Closing Link: {self.user.host} ({reason})"
-        self.sendq.close(clip_line(f"ERROR :{text}\r\n".encode()), discard=discard)
+        final = self.transport.final(clip_line(f"ERROR :{text}\r\n".encode()))
+        self.sendq.close(final, discard=discard)
         self.transport.wake_reader()  # the reader's pending recv returns end-of-stream
 
     # -- the greenlets -------------------------------------------------------
@@ -203,8 +211,8 @@ class Session:
             self._finish(self.close_reason or reason)
 
     def _read_loop(self) -> str:
-        framer = LineFramer()
         transport = self.transport
+        framer = transport.reader(self.sendq.put)  # replies (a WebSocket's Pong) go as they are
         recv = transport.recv
         recvq = self.server.config.recvq
         backlog: list = []  # lines read but not handled yet: flood control holds them
@@ -259,9 +267,9 @@ class Session:
         del backlog[:handled]
         return bucket.wait()
 
-    def _handle_line(self, item: bytes | LineTooLong) -> None:
-        if isinstance(item, LineTooLong):
-            self.numeric(ERR_INPUTTOOLONG, "Input line was too long")
+    def _handle_line(self, item: bytes | LineTooLong | BadLine | Closed) -> None:
+        if type(item) is not bytes:
+            self._handle_other(item)
             return
         try:
             text = item.decode("utf-8")
@@ -284,6 +292,16 @@ class Session:
             self.numeric(ERR_UNKNOWNERROR, "*", f"Malformed line: {exc}")
             return
         self.server.dispatch(self, msg)
+
+    def _handle_other(self, item: LineTooLong | BadLine | Closed) -> None:
+        """What a framer hands out besides a line: a line it dropped, a WebSocket
+        message that was not one line, the end of a WebSocket."""
+        if isinstance(item, LineTooLong):
+            self.numeric(ERR_INPUTTOOLONG, "Input line was too long")
+        elif isinstance(item, BadLine):
+            self.numeric(ERR_UNKNOWNERROR, "*", f"Malformed line: {item.reason}")
+        else:
+            self.disconnect(item.reason)
 
     def _waker(self) -> Callable[[Session], None]:
         """What the send queue calls, with this session, when it stops being empty.

@@ -1,4 +1,4 @@
-"""Transports: how a session's bytes move (TCP and TLS now; WebSocket next).
+"""Transports: how a session's bytes move (TCP, TLS, and WebSocket over either).
 
 A :class:`~greenchat.server.session.Session` knows lines, queues and
 IRC state; everything about the socket lives here:
@@ -16,6 +16,11 @@ IRC state; everything about the socket lives here:
 - ``close`` lets the last lines go: it turns off Nagle, waits (within a
   deadline) until the peer has acknowledged what was sent, discards unread
   input and closes.
+- How lines look on the wire: ``reader(reply)`` is the session's framer (a
+  ``LineFramer`` for a byte stream), ``line_writer(put)`` turns a queued line
+  into what goes into the send queue (the line itself, or for a WebSocket its
+  frame), and ``final(line)`` is the last thing sent (the ERROR line; for a
+  WebSocket, its frame and a Close).
 """
 
 from __future__ import annotations
@@ -31,8 +36,21 @@ from collections.abc import Callable
 
 import gevent
 from gevent import ssl as gssl
+from wsproto import WSConnection
 
-__all__ = ["RECV_BYTES", "TcpTransport", "TlsTransport", "Transport", "transport_for"]
+from greenchat.protocol.framing import LineFramer
+from greenchat.protocol.websocket import FrameWriter, IrcWebSocket
+
+__all__ = [
+    "RECV_BYTES",
+    "SecureWebSocketTransport",
+    "TcpTransport",
+    "TlsTransport",
+    "Transport",
+    "WebSocketTransport",
+    "transport_for",
+    "websocket_transport",
+]
 
 RECV_BYTES = 16 * 1024
 # Linux's SIOCOUTQ (= TIOCOUTQ): unacknowledged bytes in a TCP socket's send queue.
@@ -72,6 +90,18 @@ class Transport:
         # send_nowait(data): bytes sent, or BlockingIOError. The OS socket's method
         # itself: a frame of ours here would run once per recipient per message.
         self.send_nowait: Callable[[bytes], int] = self._raw.send
+
+    def reader(self, reply: Callable[[bytes], None]) -> LineFramer | IrcWebSocket:
+        """The framer for what this transport receives; ``reply`` queues raw bytes."""
+        return LineFramer()
+
+    def line_writer(self, put: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        """Where a session's lines go: ``put`` (the send queue's) for a byte stream."""
+        return put
+
+    def final(self, line: bytes) -> bytes:
+        """What to send last when the server closes: the ERROR line."""
+        return line
 
     def recv_within(self, seconds: float, size: int = RECV_BYTES) -> bytes | None:
         """The next chunk, or ``None`` when nothing arrived within ``seconds``."""
@@ -131,6 +161,65 @@ class TlsTransport(Transport):
 
     # wake_reader and close work on the descriptor under the TLS layer:
     # SSLSocket.shutdown would drop TLS, and the ERROR line would go out in the clear.
+
+
+class WebSocketTransport(Transport):
+    """An IRCv3 WebSocket over TCP: the socket as for TCP; each line one message.
+
+    ``ws`` is wsproto's connection, past the handshake (web.py); ``early`` is
+    what the client sent right behind its handshake, handed out by the first
+    ``recv``. ``text`` is true for ``text.ircv3.net`` (text messages).
+    """
+
+    __slots__ = ("_early", "irc", "text")
+    name = "ws"
+
+    def __init__(
+        self, sock: socket.socket, ws: WSConnection, text: bool, early: bytes = b""
+    ) -> None:
+        super().__init__(sock)
+        self.text = text
+        self.irc = IrcWebSocket(ws, text)
+        self._early = early
+        if early:
+            self.recv = self._recv_early
+
+    def _recv_early(self, size: int) -> bytes:
+        data, self._early = self._early, b""
+        self.recv = self.sock.recv  # for whoever asks next
+        return data
+
+    def reader(self, reply: Callable[[bytes], None]) -> IrcWebSocket:
+        self.irc.reply = reply
+        return self.irc
+
+    def line_writer(self, put: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        return FrameWriter(put, self.text).put
+
+    def final(self, line: bytes) -> bytes:
+        return self.irc.farewell(line)
+
+
+class SecureWebSocketTransport(WebSocketTransport):
+    """A WebSocket over TLS (wss://): written from a writer greenlet, as TLS is."""
+
+    __slots__ = ()
+    writes_wait = True
+    name = "wss"
+
+    def __init__(
+        self, sock: socket.socket, ws: WSConnection, text: bool, early: bytes = b""
+    ) -> None:
+        super().__init__(sock, ws, text, early)
+        self.send_nowait = _refuse_send_nowait
+
+
+def websocket_transport(
+    sock: socket.socket, ws: WSConnection, text: bool, early: bytes = b""
+) -> WebSocketTransport:
+    """The WebSocket transport for an upgraded socket (wss when it is TLS)."""
+    kind = SecureWebSocketTransport if isinstance(sock, gssl.SSLSocket) else WebSocketTransport
+    return kind(sock, ws, text, early)
 
 
 def _refuse_send_nowait(data: bytes) -> int:

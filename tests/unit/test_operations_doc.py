@@ -19,7 +19,7 @@ def test_every_option_has_a_row_with_its_default(option):
     assert option.name in ROWS, f"{option.name} is missing from docs/operations.md"
     default = getattr(ServerConfig(), option.attr)
     shown = ROWS[option.name].strip()
-    if default in (None, {}):
+    if default in (None, {}, []):
         assert shown == "none"
     elif isinstance(default, bool):
         assert shown == f"`{str(default).lower()}`"

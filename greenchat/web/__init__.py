@@ -1,0 +1,1 @@
+"""The browser client: plain HTML, CSS and JavaScript, served by server/web.py as they are."""
