@@ -206,7 +206,7 @@ class Collector(_Collector):
             else:
                 state = "registered" if session.user.registered else "registering"
             counts[session.transport.name, state] += 1
-        for transport in ("tcp", "tls"):
+        for transport in ("tcp", "tls", "ws", "wss"):
             for state in ("registering", "registered", "closing"):
                 family.add_metric([transport, state], counts[transport, state])
         return family
