@@ -108,8 +108,9 @@ class ChatServer:
         self.web_trusted_proxies = _networks(cfg.web_trusted_proxies)
         self._web_stream: Listener | None = None
         self._web_tls_stream: Listener | None = None
+        self._web: WebHandler | None = None
         if cfg.web:
-            web = WebHandler(self)
+            self._web = web = WebHandler(self)
             self._web_stream = Listener((cfg.web_host, cfg.web_port), web.handle, spawn=self.pool)
             if cfg.web_tls_port is not None:
                 self._web_tls_stream = Listener(
@@ -226,6 +227,8 @@ class ChatServer:
         log.info("shutting down: %d connections", len(self.sessions))
         for stream in self._listeners:
             stream.close()
+        if self._web is not None:
+            self._web.close_idle()
         for greenlet in (self._keepalive, self._lag_probe):
             if greenlet is not None:
                 greenlet.kill(block=False)

@@ -121,6 +121,13 @@ class WebHandler:
     def __init__(self, server: ChatServer, static: StaticFiles | None = None) -> None:
         self.server = server
         self.static = static or StaticFiles()
+        self._waiting: set[socket.socket] = set()  # connections between requests
+
+    def close_idle(self) -> None:
+        """Shutting down: end the connections that wait for a request (kept alive)."""
+        for sock in list(self._waiting):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     # -- connections ---------------------------------------------------------
 
@@ -144,8 +151,12 @@ class WebHandler:
         timeout = self.server.config.web_handshake_timeout
         try:
             for _ in range(KEEPALIVE_REQUESTS):
-                request = self._read_request(conn, sock, timeout)
-                if request is None:
+                self._waiting.add(sock)
+                try:
+                    request = self._read_request(conn, sock, timeout)
+                finally:
+                    self._waiting.discard(sock)
+                if request is None or self.server.stopping:
                     return
                 upgraded = self._respond(conn, sock, address, request, secure)
                 if upgraded or conn.our_state is not h11.DONE:
