@@ -159,11 +159,11 @@ class WebHandler:
                 if request is None or self.server.stopping:
                     return
                 upgraded = self._respond(conn, sock, address, request, secure)
-                if upgraded or conn.our_state is not h11.DONE:
-                    return
+                if upgraded or (conn.our_state, conn.their_state) != (h11.DONE, h11.DONE):
+                    return  # upgraded, closing, or a request body we never read
                 conn.start_next_cycle()
                 timeout = KEEPALIVE_IDLE
-        except (OSError, h11.LocalProtocolError) as exc:
+        except (OSError, h11.ProtocolError) as exc:
             log.debug("web connection from %s:%s: %s", address[0], address[1], exc)
         finally:
             with contextlib.suppress(OSError):
@@ -173,25 +173,34 @@ class WebHandler:
         self, conn: h11.Connection, sock: socket.socket, timeout: float
     ) -> h11.Request | None:
         """The next request's head (its body, if any, is never read): None once closed."""
+        received = len(conn.trailing_data[0])  # what came with the previous request
         try:
             with gevent.Timeout(timeout):
                 while True:
                     event = conn.next_event()
                     if event is h11.NEED_DATA:
-                        conn.receive_data(sock.recv(RECV_BYTES))
+                        data = sock.recv(RECV_BYTES)
+                        received += len(data)
+                        conn.receive_data(data)
                     elif isinstance(event, h11.Request):
-                        return event
+                        break
                     else:  # ConnectionClosed, or a PAUSED cycle
                         return None
         except gevent.Timeout:
-            if conn.their_state is h11.SEND_BODY or conn.client_is_waiting_for_100_continue:
-                return None
             self._send_simple(conn, sock, 408, "request timed out")
             return None
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint or 400
             self._send_simple(conn, sock, status, "bad request" if status == 400 else str(exc))
             return None
+        # h11 bounds only a head still incomplete: one that arrived whole is counted here.
+        if received - len(conn.trailing_data[0]) > MAX_HEAD:
+            self._send_simple(conn, sock, 431, "request head too large")
+            return None
+        # Without a body this is its EndOfMessage, so the connection can serve the
+        # next request; a body is never read, and the connection closes after the reply.
+        conn.next_event()
+        return event
 
     # -- requests ------------------------------------------------------------
 
