@@ -8,12 +8,14 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 from serve_process import SERVE
 from transcript import IrcClient
+from ws_client import WsClient
 
 from greenchat.server.config import OPTIONS
 
@@ -195,3 +197,26 @@ def test_metrics_port_serves_metrics_and_health(serve):
     assert re.search(registered + r"[^}]*\} 1\.0$", text, re.M), text
     counted.close()
     assert server.wait_log(r"metrics on http://127\.0\.0\.1:\d+/metrics")
+
+
+def test_the_installed_server_serves_the_page_it_announces(serve):
+    """The banner's 'or in a web browser' URL is the page, and the same URL a WebSocket
+    that speaks IRC: what a newcomer opens after `make serve`."""
+    server = serve("--log-level", "WARNING")
+    deadline = time.monotonic() + 10
+    url = None
+    while url is None and time.monotonic() < deadline:
+        line = server.proc.stdout.readline()
+        assert line, "the banner ended without the page's URL"
+        match = re.search(r"or in a web browser: +(http://\S+)", line)
+        url = match[1] if match else None
+    assert url is not None
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200 and b"greenchat" in response.read()
+    host, port = re.match(r"http://([\d.]+):(\d+)/", url).groups()
+    client = WsClient((host, int(port)))
+    try:
+        client.accepted(subprotocols=["text.ircv3.net"])
+        client.register("browser").join("#lobby")
+    finally:
+        client.close()
