@@ -185,9 +185,12 @@ class WebSocketTransport(Transport):
             self.recv = self._recv_early
 
     def _recv_early(self, size: int) -> bytes:
-        data, self._early = self._early, b""
-        self.recv = self.sock.recv  # for whoever asks next
-        return data
+        # The session keeps this method for its whole read loop: after the early
+        # bytes it reads the socket (rebinding self.recv would not reach it).
+        if self._early:
+            data, self._early = self._early, b""
+            return data
+        return self.sock.recv(size)
 
     def reader(self, reply: Callable[[bytes], None]) -> IrcWebSocket:
         self.irc.reply = reply

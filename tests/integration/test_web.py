@@ -23,6 +23,7 @@ from wsproto.events import (
     Ping,
     Pong,
     RejectConnection,
+    Request,
     TextMessage,
 )
 
@@ -215,6 +216,17 @@ def test_chat_both_ways_one_line_per_message(web, ws_clients, connect):
     for text in webby.texts():
         assert "\r" not in text and "\n" not in text, repr(text)
         assert IRC_LINE.match(text), f"not one IRC line: {text!r}"
+
+
+def test_lines_sent_right_behind_the_handshake_are_not_lost(web, ws_clients):
+    """A client need not wait for the 101: what arrives with the handshake is read
+    first, and the connection goes on reading after it."""
+    client = ws_clients(web)
+    request = client.ws.send(Request(host=f"{web[0]}:{web[1]}", target="/"))
+    client.send_raw(request + masked_frame(b"NICK eager") + masked_frame(b"USER e 0 * :E"))
+    assert isinstance(client.next_event((AcceptConnection, RejectConnection)), AcceptConnection)
+    client.expect(r" 001 eager ")
+    client.join("#early")
 
 
 @pytest.fixture
