@@ -94,7 +94,23 @@ def wait_for(read, pattern: str, what: str, timeout: float = 10.0) -> str:
         time.sleep(0.05)
 
 
-class IrcClient:
+class IrcSteps:
+    """Registering and joining, for a test client with ``send_lines(*lines)`` and
+    ``expect(pattern)`` (IrcClient over TCP, ws_client.WsClient over WebSocket)."""
+
+    def register(self, nick: str, user: str | None = None):
+        self.send_lines(f"NICK {nick}", f"USER {user or nick} 0 * :{nick} test")
+        self.expect(rf" 001 {re.escape(nick)} ")
+        self.expect(r" (376|422) ")
+        return self
+
+    def join(self, channel: str):
+        self.send_lines(f"JOIN {channel}")
+        self.expect(rf" 366 \S+ {re.escape(channel)} ")
+        return self
+
+
+class IrcClient(IrcSteps):
     """A raw-socket IRC client for tests: send lines, expect lines by regex."""
 
     def __init__(
@@ -123,6 +139,8 @@ class IrcClient:
 
     def send(self, *lines: str) -> None:
         self.sock.sendall("".join(line + "\r\n" for line in lines).encode())
+
+    send_lines = send  # the name IrcSteps uses
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -226,12 +244,6 @@ class IrcClient:
                 return got
             got.append(line)
 
-    def register(self, nick: str, user: str | None = None) -> IrcClient:
-        self.send(f"NICK {nick}", f"USER {user or nick} 0 * :{nick} test")
-        self.expect(rf" 001 {re.escape(nick)} ")
-        self.expect(r" (376|422) ")
-        return self
-
     def register_with_caps(self, nick: str, caps: str) -> IrcClient:
         """Negotiate ``caps`` (space separated) with CAP LS 302, then register."""
         self.send("CAP LS 302", f"NICK {nick}", f"USER {nick} 0 * :{nick} test")
@@ -241,11 +253,6 @@ class IrcClient:
         self.send("CAP END")
         self.expect(rf" 001 {re.escape(nick)} ")
         self.expect(r" (376|422) ")
-        return self
-
-    def join(self, channel: str) -> IrcClient:
-        self.send(f"JOIN {channel}")
-        self.expect(rf" 366 \S+ {re.escape(channel)} ")
         return self
 
     def sync(self, token: str = "sync") -> None:

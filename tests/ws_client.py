@@ -10,6 +10,7 @@ import struct
 import time
 from collections import deque
 
+from transcript import DEFAULT_TIMEOUT, IrcSteps
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -23,8 +24,6 @@ from wsproto.events import (
     TextMessage,
 )
 
-DEFAULT_TIMEOUT = 5.0
-
 
 def masked_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     """One final, masked client frame (for payloads wsproto refuses to send)."""
@@ -34,7 +33,7 @@ def masked_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     return struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + mask + body
 
 
-class WsClient:
+class WsClient(IrcSteps):
     """One WebSocket connection: ``handshake``, send messages, read them by regex.
 
     ``messages`` holds every data message received (wsproto events, joined when
@@ -165,19 +164,6 @@ class WsClient:
         except AssertionError:
             return None
         return event.code
-
-    # -- IRC -----------------------------------------------------------------
-
-    def register(self, nick: str) -> WsClient:
-        self.send_lines(f"NICK {nick}", f"USER {nick} 0 * :{nick} web")
-        self.expect(rf" 001 {re.escape(nick)} ")
-        self.expect(r" (376|422) ")
-        return self
-
-    def join(self, channel: str) -> WsClient:
-        self.send_text(f"JOIN {channel}")
-        self.expect(rf" 366 \S+ {re.escape(channel)} ")
-        return self
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -130,10 +130,6 @@ class FrameWriter:
             frame = self._frame(line)
         self._sink(frame)
 
-    def frames(self, line: bytes) -> bytes:
-        """The frame(s) for ``line`` (for a chunk of several lines, one frame each)."""
-        return self._cache.get(line) or self._frame(line)
-
     def _frame(self, chunk: bytes) -> bytes:
         frames = b"".join(
             encode_frame(_payload(line, self._text), self._opcode)

@@ -285,14 +285,17 @@ def plain(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
-def _networks(value: Any, where: str) -> list[str]:
+def _items(value: Any, where: str, what: str) -> list[str]:
+    """A TOML list or a comma-separated string, as its non-empty stripped items."""
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-        raise ConfigError(f"{where}: expected a list of addresses or networks")
+        raise ConfigError(f"{where}: expected a list of {what}")
+    return [item.strip() for item in items if item.strip()]
+
+
+def _networks(value: Any, where: str) -> list[str]:
     out = []
-    for item in (item.strip() for item in items):
-        if not item:
-            continue
+    for item in _items(value, where, "addresses or networks"):
         try:
             out.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
@@ -301,13 +304,8 @@ def _networks(value: Any, where: str) -> list[str]:
 
 
 def _origins(value: Any, where: str) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-        raise ConfigError(f"{where}: expected a list of origins")
     out = []
-    for item in (item.strip().rstrip("/").lower() for item in items):
-        if not item:
-            continue
+    for item in (item.rstrip("/").lower() for item in _items(value, where, "origins")):
         scheme, sep, rest = item.partition("://")
         if item != "*" and (scheme not in ("http", "https") or not sep or not rest
                             or "/" in rest or " " in rest):  # fmt: skip

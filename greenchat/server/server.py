@@ -103,7 +103,9 @@ class ChatServer:
         if cfg.tls_port is not None or cfg.web_tls_port is not None:
             self.tls_context = _tls_context(cfg)
         if cfg.tls_port is not None:
-            self._tls_stream = Listener((cfg.host, cfg.tls_port), self._handle_tls, spawn=self.pool)
+            self._tls_stream = Listener(
+                (cfg.host, cfg.tls_port), self._over_tls(self._handle), spawn=self.pool
+            )
         # The browser client and IRC over WebSocket (web.py).
         self.web_trusted_proxies = _networks(cfg.web_trusted_proxies)
         self._web_stream: Listener | None = None
@@ -114,7 +116,7 @@ class ChatServer:
             self._web_stream = Listener((cfg.web_host, cfg.web_port), web.handle, spawn=self.pool)
             if cfg.web_tls_port is not None:
                 self._web_tls_stream = Listener(
-                    (cfg.web_host, cfg.web_tls_port), web.handle_tls, spawn=self.pool
+                    (cfg.web_host, cfg.web_tls_port), self._over_tls(web.handle), spawn=self.pool
                 )
         self.metrics_listener: MetricsListener | None = None
         if self.config.metrics_port is not None:
@@ -167,19 +169,19 @@ class ChatServer:
         self._lag_probe = gevent.spawn(self._measure_loop_lag)
         # Worded unlike the "listening on" line cli.py prints on stdout: in a
         # terminal the two streams interleave.
-        tls = f", TLS on {show_address(*self.tls_address)}" if self.tls_address else ""
+        also = f", TLS on {show_address(*self.tls_address)}" if self.tls_address else ""
         if self.web_address is not None:
-            tls += f", web on http://{show_address(*self.web_address)}/"
+            also += f", web on http://{show_address(*self.web_address)}/"
         if self.web_tls_address is not None:
-            tls += f", https://{show_address(*self.web_tls_address)}/"
+            also += f", https://{show_address(*self.web_tls_address)}/"
         if self.metrics_listener is not None:
-            tls += f", metrics on http://{show_address(*self.metrics_listener.address)}/metrics"
+            also += f", metrics on http://{show_address(*self.metrics_listener.address)}/metrics"
         log.info(
             "started %s (pid %d): IRC on %s%s",
             self.config.name,
             os.getpid(),
             show_address(*self.address),
-            tls,
+            also,
         )
 
     def reload(self, new: ServerConfig) -> None:
@@ -247,18 +249,13 @@ class ChatServer:
     # -- per connection ------------------------------------------------------
 
     def _handle(self, sock: socket.socket, address: tuple) -> None:
-        if self.config.tcp_nodelay:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._run_session(transport_for(sock), address)
+        self.serve_transport(transport_for(sock), address)
 
-    def serve_websocket(self, transport: Transport, address: tuple) -> None:
-        """A WebSocket past its handshake (web.py): a session like any other."""
+    def serve_transport(self, transport: Transport, address: tuple) -> None:
+        """A session over ``transport`` (TCP, TLS, or a WebSocket past its handshake,
+        web.py), once admitted; returns when it ends."""
         if self.config.tcp_nodelay:
-            with contextlib.suppress(OSError):
-                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._run_session(transport, address)
-
-    def _run_session(self, transport: Transport, address: tuple) -> None:
+            transport.set_nodelay()
         refusal = self._admit(address[0])
         if refusal is not None:
             self._refuse(transport, address, refusal)
@@ -270,17 +267,21 @@ class ChatServer:
             self._release(address[0])
             self.trimmer.disconnected(len(self.sessions))
 
-    def _handle_tls(self, sock: socket.socket, address: tuple) -> None:
-        """A TLS connection: handshake (bounded in time), then as any other."""
-        try:
-            tls = tls_handshake(self.tls_context, sock, self.config.tls_handshake_timeout)
-        except TlsHandshakeError as exc:
-            log.info("TLS from %s:%s: %s", address[0], address[1], exc)
-            return
-        try:
-            self._handle(tls, address)
-        finally:
-            tls.close()
+    def _over_tls(self, handle: Callable[[socket.socket, tuple], None]):
+        """``handle`` behind a TLS handshake (bounded in time); for both TLS listeners."""
+
+        def handle_tls(sock: socket.socket, address: tuple) -> None:
+            try:
+                tls = tls_handshake(self.tls_context, sock, self.config.tls_handshake_timeout)
+            except TlsHandshakeError as exc:
+                log.info("TLS from %s:%s: %s", address[0], address[1], exc)
+                return
+            try:
+                handle(tls, address)
+            finally:
+                tls.close()
+
+        return handle_tls
 
     def _admit(self, ip: str) -> str | None:
         """Why a new connection from ``ip`` is refused, or None to accept it."""

@@ -72,7 +72,7 @@ def _unacknowledged(sock: socket.socket) -> int:
 
 
 class Transport:
-    """A gevent TCP socket. Subclasses change what differs (TLS, later WebSocket)."""
+    """A gevent TCP socket. Subclasses change what differs (TLS, WebSocket)."""
 
     __slots__ = ("_raw", "recv", "send_nowait", "sock")
     writes_wait = False  # True: send only from a writer greenlet (never send_nowait)
@@ -171,14 +171,13 @@ class WebSocketTransport(Transport):
     ``recv``. ``text`` is true for ``text.ircv3.net`` (text messages).
     """
 
-    __slots__ = ("_early", "irc", "text")
+    __slots__ = ("_early", "irc")
     name = "ws"
 
     def __init__(
         self, sock: socket.socket, ws: WSConnection, text: bool, early: bytes = b""
     ) -> None:
         super().__init__(sock)
-        self.text = text
         self.irc = IrcWebSocket(ws, text)
         self._early = early
         if early:
@@ -197,7 +196,7 @@ class WebSocketTransport(Transport):
         return self.irc
 
     def line_writer(self, put: Callable[[bytes], None]) -> Callable[[bytes], None]:
-        return FrameWriter(put, self.text).put
+        return FrameWriter(put, self.irc.text).put
 
     def final(self, line: bytes) -> bytes:
         return self.irc.farewell(line)

@@ -38,12 +38,12 @@ from urllib.parse import urlsplit
 
 import gevent
 import h11
+from gevent import ssl as gssl
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 from wsproto.utilities import RemoteProtocolError
 
 from greenchat.protocol.websocket import BINARY, choose_subprotocol
-from greenchat.server.listener import TlsHandshakeError, tls_handshake
 from greenchat.server.transport import websocket_transport
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class StaticFiles:
 
 
 class _Reply(Exception):
-    """Answer with this status (and close when ``close``); raised from deep in a request."""
+    """Answer with this status and close; raised from deep in a request."""
 
     def __init__(self, status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> None:
         super().__init__(text)
@@ -116,7 +116,7 @@ class _Reply(Exception):
 
 
 class WebHandler:
-    """Serves one accepted web connection (``handle`` / ``handle_tls``) for ``server``."""
+    """Serves one accepted web connection (``handle``) for ``server``."""
 
     def __init__(self, server: ChatServer, static: StaticFiles | None = None) -> None:
         self.server = server
@@ -131,22 +131,10 @@ class WebHandler:
 
     # -- connections ---------------------------------------------------------
 
-    def handle_tls(self, sock: socket.socket, address: tuple) -> None:
-        """https:// and wss://: the TLS handshake first, under its own timeout."""
-        try:
-            tls = tls_handshake(
-                self.server.tls_context, sock, self.server.config.tls_handshake_timeout
-            )
-        except TlsHandshakeError as exc:
-            log.info("web TLS from %s:%s: %s", address[0], address[1], exc)
-            return
-        try:
-            self.handle(tls, address, secure=True)
-        finally:
-            tls.close()
-
-    def handle(self, sock: socket.socket, address: tuple, secure: bool = False) -> None:
-        """HTTP requests until the peer closes, a limit is reached, or it upgrades."""
+    def handle(self, sock: socket.socket, address: tuple) -> None:
+        """HTTP requests until the peer closes, a limit is reached, or it upgrades
+        (over TLS too: the server's TLS listener hands the wrapped socket here)."""
+        secure = isinstance(sock, gssl.SSLSocket)
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         timeout = self.server.config.web_handshake_timeout
         try:
@@ -275,7 +263,7 @@ class WebHandler:
         early, _ = conn.trailing_data
         client = self._client_address(address, headers)
         transport = websocket_transport(sock, ws, subprotocol != BINARY, bytes(early))
-        self.server.serve_websocket(transport, client)
+        self.server.serve_transport(transport, client)
         return True
 
     # -- rules ---------------------------------------------------------------

@@ -331,12 +331,8 @@ function handle(m) {
 function add(b, entry) {
   entry.time = when(entry.msg);
   const history = Boolean(entry.msg.tags.batch);
-  if (history) { // a chathistory batch: in time order, before what is already there
-    b.lines.push(entry);
-    b.lines.sort((x, y) => x.time - y.time);
-  } else {
-    b.lines.push(entry);
-  }
+  b.lines.push(entry);
+  if (history) b.lines.sort((x, y) => x.time - y.time); // a chathistory batch: in time order
   if (b.lines.length > MAX_BUFFER_LINES) b.lines.splice(0, b.lines.length - MAX_BUFFER_LINES);
   const key = casefold(b.name);
   if (key === state.current) {

@@ -12,6 +12,7 @@ from greenchat.server.config import (
     ConfigError,
     ServerConfig,
     build_config,
+    check_option,
     load_file,
 )
 from greenchat.server.oper import verify_password
@@ -157,3 +158,18 @@ def test_tls_port_needs_a_certificate():
 def test_missing_motd_file_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="motd: cannot read"):
         build_config({"motd": tmp_path / "nope.txt"}, {})
+
+
+def test_web_origins_are_origins():
+    """A list or a comma-separated string; lower-cased, without a trailing '/'."""
+    option = next(o for o in OPTIONS if o.name == "web-origins")
+    assert check_option(option, "https://Chat.Example.com/, http://x:8547", "w") == [
+        "https://chat.example.com",
+        "http://x:8547",
+    ]
+    assert check_option(option, ["*"], "w") == ["*"]
+    for bad in ("ftp://x", "chat.example.com", "https://x/path", "https://"):
+        with pytest.raises(ConfigError, match="is not an origin"):
+            check_option(option, bad, "w")
+    with pytest.raises(ConfigError, match="expected a list of origins"):
+        check_option(option, 5, "w")
