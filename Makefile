@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve join test test-deps lint bench-fanout bench loadtest clean
+.PHONY: serve join test test-deps screenshot lint bench-fanout bench loadtest clean
 
 # Create or refresh the virtualenv whenever pyproject.toml changes.
 $(STAMP): pyproject.toml Makefile
@@ -20,8 +20,10 @@ serve: $(STAMP)
 join: $(STAMP)
 	$(BIN)/greenchat-join $(ARGS)
 
-# Real IRC clients driven by tests/e2e/test_real_clients.py, as "command:debian-package".
-CLIENT_DEPS := irssi:irssi weechat-headless:weechat-headless tmux:tmux
+# Real clients the tests drive, as "command:debian-package": irssi and weechat in tmux
+# (tests/e2e/test_real_clients.py) and a headless Chromium (tests/e2e/test_browser.py).
+CLIENT_DEPS := irssi:irssi weechat-headless:weechat-headless tmux:tmux \
+	chromium:chromium chromedriver:chromium-driver
 
 # Install the missing ones with apt-get (non-interactive; sudo only when not root).
 # Without a way to install, warn and go on (those tests skip), except under CI.
@@ -48,6 +50,11 @@ test: $(STAMP) test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's picture of the web page, taken by the browser test itself.
+screenshot: $(STAMP) test-deps
+	GREENCHAT_README_SCREENSHOT=$(CURDIR)/docs/web-client.png $(BIN)/python -m pytest -q \
+		tests/e2e/test_browser.py::test_pick_a_nick_and_chat_with_irc_both_ways
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

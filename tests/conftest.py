@@ -65,3 +65,12 @@ def serve():
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.report_call``), so a fixture can
+    tell in its teardown whether the test failed (the browser tests keep a screenshot)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)

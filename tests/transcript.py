@@ -26,10 +26,14 @@ DEFAULT_TIMEOUT = 5.0
 class ServerThread:
     """A :class:`ChatServer` on 127.0.0.1 port 0, running in a daemon thread."""
 
-    def __init__(self, config: ServerConfig | None = None, port: int = 0) -> None:
-        # Port 0 unless a test restarts a server on the port a previous one had.
+    def __init__(
+        self, config: ServerConfig | None = None, port: int = 0, web_port: int = 0
+    ) -> None:
+        # Ports 0 unless a test restarts a server on the ports a previous one had.
         # The web listener on a free port too: two servers must not both want 8547.
-        self.config = replace(config or ServerConfig(), host="127.0.0.1", port=port, web_port=0)
+        self.config = replace(
+            config or ServerConfig(), host="127.0.0.1", port=port, web_port=web_port
+        )
         self.server: ChatServer | None = None
         self._hub = None
         self._ready = threading.Event()

@@ -216,6 +216,11 @@ const handlers = {
       note("That nick is taken.", "error");
     }
   },
+  "301": (m) => note(`${m.params[1]} is away: ${m.params[2] || ""}`, "notice"),
+  "305": (m) => note(m.params[1], "notice"), // no longer away
+  "306": (m) => note(m.params[1], "notice"), // now away
+  "372": (m) => note(m.params[1].replace(/^- ?/, ""), "notice"), // the message of the day
+  "422": () => {}, // no message of the day: nothing to say
   "332": (m) => { buffer(m.params[1]).topic = m.params[2]; renderTopic(); },
   "353": (m) => {
     const b = buffer(m.params[2]);

@@ -1,0 +1,221 @@
+"""The web page in a real headless Chromium, against a real server over real sockets.
+
+The browser loads the page from the server's web listener, and the page talks IRC over the
+WebSocket at the same URL. People on plain TCP (``transcript.IrcClient``) and in a second
+browser are on the other side. A failing test keeps a screenshot of every browser it used
+in ``test-artifacts/browser/``; the chat test also writes the README's screenshot there
+(``make screenshot`` copies it to ``docs/web-client.png``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from browser import Browser, find_chromium
+from transcript import IrcClient, ServerThread
+
+from greenchat.client.format import PALETTE, nick_color
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+# Where `make screenshot` wants the README's picture (the test always writes ARTIFACTS').
+README_SCREENSHOT = os.environ.get("GREENCHAT_README_SCREENSHOT")
+PHONE = (390, 780)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> tuple[str, str]:
+    found = find_chromium()
+    if found is None:
+        pytest.skip("chromium and chromedriver are not installed (`make test-deps` installs them)")
+    return found
+
+
+@pytest.fixture
+def open_browser(chromium, request):
+    """Factory: a new headless Chromium; on failure its screenshot is kept."""
+    opened: list[Browser] = []
+
+    def make(size: tuple[int, int] = (1100, 700)) -> Browser:
+        browser = Browser(*chromium, size=size)
+        opened.append(browser)
+        return browser
+
+    yield make
+    report = getattr(request.node, "report_call", None)
+    for index, browser in enumerate(opened):
+        try:
+            if report is not None and report.failed:
+                shot = browser.screenshot(ARTIFACTS / f"{request.node.name}-{index}.png")
+                print(f"screenshot of the failing page: {shot}")
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def web(server) -> str:
+    host, port = server.server.web_address
+    return f"http://{host}:{port}/"
+
+
+@pytest.fixture
+def tcp(connect):
+    """Factory: someone on plain IRC, registered and in ``#lobby``."""
+
+    def make(nick: str) -> IrcClient:
+        return connect().register(nick).join("#lobby")
+
+    return make
+
+
+def colour_class(nick: str) -> str:
+    """The class the page gives ``nick``: greenchat-join's colour for it, by index."""
+    return f"c{PALETTE.index(nick_color(nick))}"
+
+
+def test_pick_a_nick_and_chat_with_irc_both_ways(open_browser, web, tcp):
+    bob = tcp("bob")
+    bob.send("TOPIC #lobby :Say hello, this is the lobby")
+    bob.expect(r" TOPIC #lobby ")
+    page = open_browser()
+    page.login(web, "alice")
+    bob.expect(r":alice!\S+ JOIN #lobby")
+    assert page.text("title") == "#lobby"
+    page.wait(lambda: page.text("topic") == "Say hello, this is the lobby", "the topic")
+    page.wait(lambda: sorted(page.members()) == ["@bob", "alice"], "bob (op) and alice listed")
+
+    bob.send("PRIVMSG #lobby :hello from irssi land")
+    line = page.wait_message("hello from irssi land")
+    nick = line.find_element("css selector", ".nick")
+    assert nick.text == "<bob>"
+    assert colour_class("bob") in page.classes(nick)
+    stamp = line.find_element("css selector", "time").get_attribute("datetime")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp), stamp
+
+    page.type("hi bob, from a browser")
+    bob.expect(r":alice!\S+ PRIVMSG #lobby :hi bob, from a browser")
+    page.wait_message("hi bob, from a browser")
+    bob.send("PRIVMSG #lobby :alice: welcome!", "PRIVMSG #lobby :\x01ACTION waves\x01")
+    mention = page.wait_message("alice: welcome!")
+    assert "mention" in page.classes(mention)
+    page.wait_message("* bob")
+    # echo-message: what alice typed is shown once, from the server's echo
+    assert sum("hi bob, from a browser" in m.text for m in page.messages()) == 1
+    joined = page.message("alice joined #lobby")
+    assert joined is not None and "event" in page.classes(joined)
+    _readme_screenshot(page)
+
+
+def _readme_screenshot(page: Browser) -> None:
+    shot = page.screenshot(ARTIFACTS / "web-client.png")
+    if README_SCREENSHOT:
+        Path(README_SCREENSHOT).write_bytes(shot.read_bytes())
+
+
+def test_two_browsers_chat_both_ways_and_see_a_join_and_a_part(open_browser, web):
+    alice, carol = open_browser(), open_browser()
+    alice.login(web, "alice")
+    carol.login(web, "carol")
+    alice.wait_message("carol joined #lobby")
+    alice.wait(lambda: "carol" in alice.members(), "carol in alice's member list")
+
+    carol.type("hello alice")
+    alice.wait_message("hello alice")
+    alice.type("hello carol")
+    carol.wait_message("hello carol")
+
+    carol.type("/part off to lunch")
+    left = alice.wait_message("carol left #lobby (off to lunch)")
+    assert "event" in alice.classes(left)
+    alice.wait(lambda: "carol" not in alice.members(), "carol gone from the member list")
+    carol.wait(lambda: carol.channel_button("#lobby") is None, "#lobby gone from carol's list")
+
+
+def test_commands_completion_history_and_unread_marks(open_browser, web, tcp):
+    bob = tcp("bob")
+    page = open_browser()
+    page.login(web, "alice")
+    page.wait(lambda: "@bob" in page.members(), "bob listed")
+
+    page.type("bo\t", enter=False)  # Tab completes a nick at the start of the line
+    assert page.element("input").get_attribute("value") == "bob: "
+    page.type("ready?")
+    bob.expect(r"PRIVMSG #lobby :bob: ready\?")
+    page.type("\ue013", enter=False)  # Up: the last line again
+    assert page.element("input").get_attribute("value") == "bob: ready?"
+    page.element("input").clear()
+
+    page.type("/me stretches")
+    bob.expect(r":alice!\S+ PRIVMSG #lobby :\x01ACTION stretches\x01")
+    page.type("/msg bob just between us")
+    bob.expect(r":alice!\S+ PRIVMSG bob :just between us")
+    page.wait(lambda: page.text("title") == "bob", "the conversation with bob on screen")
+
+    page.type("/join #side")
+    page.wait(lambda: page.text("title") == "#side", "#side on screen")
+    bob.send("PRIVMSG #lobby :anyone?")
+    lobby = page.wait(lambda: page.channel_button("#lobby"), "the #lobby button")
+    page.wait(lambda: "unread" in page.classes(lobby), "#lobby marked unread")
+
+    page.type("/topic Side talk")
+    page.wait(lambda: page.text("topic") == "Side talk", "the new topic")
+    page.type("/nick alicia")
+    page.wait_status("connected as alicia")
+    bob.expect(r":alice!\S+ NICK :?alicia")
+    page.type("/away lunch")
+    page.wait_message("You have been marked as being away")
+    page.type("/bogus")
+    page.wait_message("Unknown command /bogus")
+
+
+def test_reconnects_and_rejoins_after_the_server_restarts(open_browser):
+    first = ServerThread().start()
+    port, (host, web_port) = first.port, first.server.web_address
+    page = open_browser()
+    try:
+        page.login(f"http://{host}:{web_port}/", "alice")
+        page.type("/join #side")
+        page.wait(lambda: page.text("title") == "#side", "#side on screen")
+    finally:
+        first.stop()
+    page.wait_status("reconnecting")
+    assert "down" in page.classes(page.element("status"))
+
+    second = ServerThread(port=port, web_port=web_port).start()
+    try:
+        page.wait_status("connected as alice", timeout=15)
+        bob = IrcClient(second.port)
+        try:
+            bob.register("bob").join("#side")
+            bob.send("NAMES #lobby")
+            bob.expect(r" 353 bob = #lobby :@alice$")  # rejoined: first in, so op again
+            bob.send("PRIVMSG #side :you are back")
+            page.wait_message("you are back")
+        finally:
+            bob.close()
+    finally:
+        second.stop()
+
+
+def test_a_phone_sized_screen_opens_its_panels_by_keyboard(open_browser, web, tcp):
+    tcp("bob")
+    page = open_browser(size=PHONE)
+    page.login(web, "alice")
+    members = page.element("members")
+    toggle = page.element("toggle-members")
+    assert toggle.is_displayed() and not members.is_displayed()
+    toggle.send_keys("\ue007")  # Enter on the focused button
+    page.wait(lambda: members.is_displayed(), "the member panel open")
+    assert toggle.get_attribute("aria-expanded") == "true"
+    page.wait(lambda: "@bob" in page.members(), "bob listed")
+    page.element("input").send_keys("\ue00c")  # Escape closes it again
+    page.wait(lambda: not members.is_displayed(), "the member panel closed")
+    # The message box is still the width of the screen, and usable.
+    assert page.element("input").size["width"] > PHONE[0] / 2
+    page.type("typed on a phone")
+    page.wait_message("typed on a phone")
