@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import socket
+import ssl
 import struct
 import time
 from collections import deque
@@ -41,14 +42,21 @@ class WsClient(IrcSteps):
     """
 
     def __init__(
-        self, address: tuple, timeout: float = DEFAULT_TIMEOUT, rcvbuf: int | None = None
+        self,
+        address: tuple,
+        timeout: float = DEFAULT_TIMEOUT,
+        rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: wss, trusting what the context trusts."""
         self.address = address
         self.sock = socket.socket()
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect(address)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=address[0])
         self.timeout = timeout
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.events: deque[Event] = deque()

@@ -11,9 +11,11 @@ import http.client
 import os
 import re
 import socket
+import ssl
 import time
 
 import pytest
+import trustme
 from transcript import IrcClient
 from ws_client import WsClient, masked_frame
 from wsproto.events import (
@@ -323,3 +325,52 @@ def test_websocket_sessions_are_labelled_ws(server, web, ws_clients):
     client.register("labelled")
     names = server.call(lambda: sorted(s.transport.name for s in server.server.sessions))
     assert names == ["ws"]
+
+
+# -- TLS: https and wss ---------------------------------------------------------------
+
+
+@pytest.fixture
+def secure_web(make_server, tmp_path):
+    """A server with --web-tls-port, and a client context that trusts its certificate."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    server = make_server(web_tls_port=0, tls_cert=cert_file, tls_key=key_file)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return server, context
+
+
+def test_https_serves_the_page_and_wss_chats_with_tcp(secure_web, ws_clients, connect):
+    server, context = secure_web
+    address = server.server.web_tls_address
+    conn = http.client.HTTPSConnection(*address, timeout=5, context=context)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        assert response.status == 200 and b"app.js" in response.read()
+    finally:
+        conn.close()
+
+    # A page served over https opens wss from its own https:// origin.
+    browser = ws_clients(address, tls=context)
+    browser.accepted(origin=f"https://{address[0]}:{address[1]}")
+    browser.register("secure").join("#lobby")
+    other = connect(port=server.port).register("plain").join("#lobby")
+    browser.send_lines("PRIVMSG #lobby :over wss")
+    other.expect(r":secure!\S+ PRIVMSG #lobby :over wss")
+    other.send("PRIVMSG #lobby :over tcp")
+    browser.expect(r":plain!\S+ PRIVMSG #lobby :over tcp")
+    names = server.call(lambda: sorted(s.transport.name for s in server.server.sessions))
+    assert names == ["tcp", "wss"]
+
+
+def test_wss_refuses_the_plain_http_origin(secure_web, ws_clients):
+    server, context = secure_web
+    address = server.server.web_tls_address
+    client = ws_clients(address, tls=context)
+    answer = client.handshake(origin=f"http://{address[0]}:{address[1]}")
+    assert isinstance(answer, RejectConnection) and answer.status_code == 403
