@@ -54,9 +54,11 @@ function buildLine(command, ...params) {
     i === last && (p === "" || p.includes(" ") || p.startsWith(":")) ? ":" + p : p)].join(" ");
 }
 
-// rfc1459 case mapping, as the server's (ISUPPORT CASEMAPPING=rfc1459).
+// rfc1459 case mapping, as the server's (ISUPPORT CASEMAPPING=rfc1459): ASCII only, so
+// "#Über" and "#über" stay two channels, as they are on the server.
+const FOLD = { "[": "{", "]": "}", "\\": "|", "~": "^" };
 function casefold(name) {
-  return name.toLowerCase().replace(/[[\]\\~]/g, (c) => ({ "[": "{", "]": "}", "\\": "|", "~": "^" })[c]);
+  return name.replace(/[A-Z[\]\\~]/g, (c) => FOLD[c] || c.toLowerCase());
 }
 
 const isChannel = (name) => name.startsWith("#");

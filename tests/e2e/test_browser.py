@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 from browser import Browser, find_chromium
+from parser_tests.data import msg_split
 from transcript import IrcClient, ServerThread
 
 from greenchat.client.format import PALETTE, nick_color
+from greenchat.protocol.casemap import casefold
 
 pytestmark = pytest.mark.e2e
 
@@ -219,3 +221,30 @@ def test_a_phone_sized_screen_opens_its_panels_by_keyboard(open_browser, web, tc
     assert page.element("input").size["width"] > PHONE[0] / 2
     page.type("typed on a phone")
     page.wait_message("typed on a phone")
+
+
+def test_the_pages_irc_code_agrees_with_the_servers(open_browser, web):
+    """app.js's line parser against the shared irc-parser-tests vectors, and its case
+    mapping and nick colours against greenchat's own, run in the browser."""
+    page = open_browser()
+    page.driver.get(web)
+    vectors = msg_split["tests"]
+    parsed = page.driver.execute_script(
+        "return arguments[0].map(parseLine)", [v["input"] for v in vectors]
+    )
+    for vector, got in zip(vectors, parsed, strict=True):
+        atoms = vector["atoms"]
+        want = {
+            "tags": atoms.get("tags") or {},
+            "source": atoms.get("source") or "",
+            "command": atoms["verb"].upper(),
+            "params": atoms.get("params") or [],
+        }
+        assert {key: got[key] for key in want} == want, vector["input"]
+
+    nicks = ["alice", "Bob", "[x]\\y~", "Ünïcode", "guest_42", "A{b}|c^"]
+    folded, colours = page.driver.execute_script(
+        "return [arguments[0].map(casefold), arguments[0].map(nickColor)]", nicks
+    )
+    assert folded == [casefold(nick) for nick in nicks]
+    assert colours == [colour_class(nick) for nick in nicks]
