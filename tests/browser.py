@@ -52,6 +52,7 @@ class Browser:
             f"--window-size={size[0]},{size[1]}",
         ):
             options.add_argument(arg)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the JS console
         self.driver = webdriver.Chrome(options=options, service=Service(driver))
         self.driver.set_page_load_timeout(DEFAULT_TIMEOUT)
 
@@ -113,6 +114,10 @@ class Browser:
     def channel_button(self, name: str) -> WebElement | None:
         found = self.driver.find_elements(By.CSS_SELECTOR, f'#channel-list [data-buffer="{name}"]')
         return found[0] if found else None
+
+    def console_errors(self) -> list[str]:
+        """What the page logged as errors since the last call (CSP refusals, exceptions)."""
+        return [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
 
     def classes(self, element: WebElement) -> set[str]:
         return set((element.get_attribute("class") or "").split())

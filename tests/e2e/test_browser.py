@@ -85,6 +85,10 @@ def test_pick_a_nick_and_chat_with_irc_both_ways(open_browser, web, tcp):
     bob.send("TOPIC #lobby :Say hello, this is the lobby")
     bob.expect(r" TOPIC #lobby ")
     page = open_browser()
+    page.driver.get(web)
+    page.element("nick").send_keys("9lives")  # a nick may not start with a digit
+    page.element("connect").click()
+    page.wait(lambda: "not starting with a digit" in page.text("login-error"), "a nick error")
     page.login(web, "alice")
     bob.expect(r":alice!\S+ JOIN #lobby")
     assert page.text("title") == "#lobby"
@@ -110,6 +114,8 @@ def test_pick_a_nick_and_chat_with_irc_both_ways(open_browser, web, tcp):
     assert sum("hi bob, from a browser" in m.text for m in page.messages()) == 1
     joined = page.message("alice joined #lobby")
     assert joined is not None and "event" in page.classes(joined)
+    # Nothing the page loads or runs was refused by its Content-Security-Policy or failed.
+    assert page.console_errors() == []
     _readme_screenshot(page)
 
 
