@@ -71,9 +71,11 @@ class WsClient(IrcSteps):
         subprotocols: list[str] | None = None,
         origin: str | None = None,
         host: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> AcceptConnection | RejectConnection:
         """Send the opening handshake; the server's answer (its body, if any, is read too)."""
-        headers = [(b"origin", origin.encode())] if origin is not None else []
+        extra = {**(headers or {}), **({"origin": origin} if origin is not None else {})}
+        headers = [(name.lower().encode(), value.encode()) for name, value in extra.items()]
         host = host or f"{self.address[0]}:{self.address[1]}"
         self.send(Request(host=host, target="/", subprotocols=subprotocols or [],
                           extra_headers=headers))  # fmt: skip

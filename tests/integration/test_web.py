@@ -319,6 +319,38 @@ def _quit_seen(client: IrcClient) -> str | None:
             return line
 
 
+def test_max_per_ip_counts_websockets_and_tcp_together(make_server, ws_clients):
+    server = make_server(max_per_ip=2, max_per_ip_exempt=[])
+    web = server.server.web_address
+    tcp = IrcClient(server.port).register("first")
+    try:
+        second = ws_clients(web)
+        second.accepted()
+        second.register("second")
+        third = ws_clients(web)  # the third connection from 127.0.0.1, and a WebSocket
+        third.accepted()
+        third.expect(r"^ERROR :Too many connections from your address")
+        assert third.wait_closed() == 1000
+        tcp.send("PING :still-here")
+        tcp.expect(r"PONG \S+ :?still-here")
+    finally:
+        tcp.close()
+
+
+def test_x_forwarded_for_counts_only_from_a_trusted_proxy(make_server, ws_clients):
+    proxied = make_server(web_trusted_proxies=["127.0.0.0/8"])
+    direct = make_server()
+    header = {"X-Forwarded-For": "198.51.100.20, 203.0.113.7"}
+    behind = ws_clients(proxied.server.web_address)
+    behind.accepted(headers=header)
+    behind.register("behind").join("#lobby")
+    behind.expect(r":behind!~behind@203\.0\.113\.7 JOIN #lobby")
+    spoofer = ws_clients(direct.server.web_address)
+    spoofer.accepted(headers=header)
+    spoofer.register("spoofer").join("#lobby")
+    spoofer.expect(r":spoofer!~spoofer@127\.0\.0\.1 JOIN #lobby")
+
+
 def test_websocket_sessions_are_labelled_ws(server, web, ws_clients):
     client = ws_clients(web)
     client.accepted()
