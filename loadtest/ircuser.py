@@ -3,7 +3,7 @@
 Every simulated user is one :class:`greenchat.client.IrcClient`. Timings go
 to locust as request events:
 
-* ``connect``  - TCP (and TLS) connect;
+* ``connect``  - TCP (and TLS, and the WebSocket handshake) connect;
 * ``register`` - from connected to the 001 welcome;
 * ``join``     - from JOIN to the end of NAMES;
 * ``deliver``  - from a sender's send to a receiver's receipt. The sender puts
@@ -14,6 +14,9 @@ to locust as request events:
 
 Disconnects, ``ERROR`` lines and timeouts are failures carrying the server's
 text.
+
+``--host`` is the server's IRC port (``irc://``, ``ircs://``) or its web port
+(``ws://``, ``wss://``): then every user speaks IRC over WebSocket.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import random
 import time
 from collections import Counter
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from locust import User, events
@@ -46,15 +50,46 @@ _ids = itertools.count(1)
 ONLINE: dict[str, None] = {}
 
 
-def parse_host(host: str | None) -> tuple[str, int, bool]:
-    """``irc://HOST:PORT`` (or ``ircs://`` for TLS, or plain ``HOST:PORT``)."""
+# Default ports: the server's IRC port, and its web port for WebSocket.
+_PORTS = {"irc": 8546, "ircs": 8546, "ws": 8547, "wss": 8547}
+
+
+class Target(NamedTuple):
+    """Where to connect, parsed from ``--host``."""
+
+    host: str
+    port: int
+    tls: bool  # ircs:// or wss://
+    websocket: bool  # ws:// or wss://
+    path: str = "/"
+
+
+def parse_host(host: str | None) -> Target:
+    """``irc://HOST:PORT`` (``ircs://`` for TLS, or plain ``HOST:PORT``), or the
+    WebSocket on the web port: ``ws://HOST:PORT/`` (``wss://`` for TLS)."""
     host = host or "irc://127.0.0.1:8546"
     if "://" not in host:
         host = "irc://" + host
     parts = urlsplit(host)
-    if parts.scheme not in ("irc", "ircs"):
-        raise ValueError(f"--host must look like irc://HOST:PORT, not {host!r}")
-    return parts.hostname or "127.0.0.1", parts.port or 8546, parts.scheme == "ircs"
+    if parts.scheme not in _PORTS:
+        raise ValueError(f"--host must look like irc://HOST:PORT or ws://HOST:PORT/, not {host!r}")
+    return Target(
+        parts.hostname or "127.0.0.1", parts.port or _PORTS[parts.scheme],
+        tls=parts.scheme in ("ircs", "wss"), websocket=parts.scheme in ("ws", "wss"),
+        path=parts.path or "/",
+    )  # fmt: skip
+
+
+def websocket_target(target: Target, ws_host: str | None) -> Target:
+    """Where a user that always speaks WebSocket connects: ``ws_host``, ``target``
+    itself when it is a WebSocket, else the default web port on ``target``'s host
+    (plain ws://: the server has no default port for wss://)."""
+    if ws_host:
+        return parse_host(ws_host)
+    if target.websocket:
+        return target
+    host = f"[{target.host}]" if ":" in target.host else target.host  # IPv6
+    return parse_host(f"ws://{host}:{_PORTS['ws']}/")
 
 
 def _ms(seconds: float) -> float:
@@ -69,6 +104,7 @@ class IrcUser(User):
     """
 
     abstract = True
+    websocket = False  # True: over WebSocket whatever --host is (see websocket_target)
     client: IrcClient
 
     def __init__(self, environment) -> None:
@@ -96,11 +132,14 @@ class IrcUser(User):
         return []
 
     def connect(self) -> None:
-        host, port, tls = parse_host(self.host)
+        target = parse_host(self.host)
+        if self.websocket:
+            target = websocket_target(target, self.options.ws_host)
         self.leaving = False
         self.client = IrcClient(
-            host, port, self.nick, caps=("server-time",), tls=tls, tls_verify=False,
-            reconnect=False, connect_timeout=self.options.irc_timeout,
+            target.host, target.port, self.nick, caps=("server-time",), tls=target.tls,
+            tls_verify=False, reconnect=False, connect_timeout=self.options.irc_timeout,
+            websocket=target.websocket, websocket_path=target.path,
         )  # fmt: skip
         self.client.subscribe(self._on_event)
         started = time.perf_counter()

@@ -7,12 +7,21 @@ Scenarios (pick user classes by name, or tasks by tag; with none, all run, by we
 * ``DmUser``      (tag ``dms``)    - private messages to random online users;
 * ``ChurnUser``   (tag ``churn``)  - connect, chat briefly, quit, repeat;
 * ``SlowReaderUser`` (tag ``slow-readers``) - joins a room like RoomsUser; a share
-  (``--slow-share``) of them stop reading and should be dropped with SendQ exceeded.
+  (``--slow-share``) of them stop reading and should be dropped with SendQ exceeded;
+* ``WebSocketUser`` (tag ``websocket``) - a LobbyUser over the web port's WebSocket,
+  as the browser page talks, at ``--ws-host`` (default ``ws://`` on ``--host``'s host,
+  port 8547): it chats with TCP users in the same run. It runs only when named.
+
+``--host`` is ``irc://HOST:PORT`` (``ircs://`` for TLS) or the web port's WebSocket,
+``ws://HOST:PORT/`` (``wss://``): then every user connects over WebSocket.
 
 Example (headless, CSV and HTML reports; the server: ``greenchat-serve``)::
 
     locust -f loadtest/locustfile.py --headless -u 500 -r 100 -t 60s \\
         --host irc://127.0.0.1:8546 --csv results/rooms --html results/rooms.html RoomsUser
+    # browsers and TCP clients in one lobby:
+    locust -f loadtest/locustfile.py --headless -u 200 -r 50 -t 60s \\
+        --host irc://127.0.0.1:8546 LobbyUser WebSocketUser
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import random
 
 from ircuser import DELIVERIES, ONLINE, IrcUser, zipf_room
 from locust import between, events, tag, task
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 
 @events.init_command_line_parser.add_listener
@@ -48,6 +57,10 @@ def _options(parser) -> None:
     group.add_argument(
         "--irc-timeout", type=float, default=30.0, help="seconds to wait for a reply (default 30)"
     )
+    group.add_argument(
+        "--ws-host", default=None,
+        help="ws://HOST:PORT/ for WebSocketUser (default: --host's host, port 8547)",
+    )  # fmt: skip
 
 
 def _interval(user: IrcUser) -> float:
@@ -130,6 +143,30 @@ class SlowReaderUser(RoomsUser):
     def chat(self) -> None:
         if self.channels and not self.stuck:
             self.say(self.channels[0])
+
+
+class WebSocketUser(LobbyUser):
+    """A lobby chatter that connects over WebSocket, whatever ``--host`` is."""
+
+    websocket = True
+
+    @tag("websocket")
+    @task
+    def chat(self) -> None:
+        self.say("#lobby")
+
+
+@events.init.add_listener
+def _websocket_only_when_asked(environment, runner, **_kwargs) -> None:
+    """A run that names no class leaves WebSocketUser out: it needs the web port.
+
+    Its weight cannot say so: locust drops a class of weight 0 even when it is named.
+    """
+    if isinstance(runner, WorkerRunner):
+        return  # the master says which classes its workers spawn
+    named = getattr(environment.parsed_options, "user_classes", None) or []
+    if WebSocketUser.__name__ not in named and WebSocketUser in environment.user_classes:
+        environment.user_classes.remove(WebSocketUser)
 
 
 @events.quitting.add_listener

@@ -42,6 +42,25 @@ class ServeProcess:
             self.proc.kill()
             raise AssertionError(f"server did not start: {line!r} {self.stderr}")
         self.port = int(match.group(2))
+        self._web_port: int | None = None
+        self._banner_read = False
+
+    @property
+    def web_port(self) -> int | None:
+        """The web (and WebSocket) port from the banner's 'or in a web browser' line;
+        None without one (``--no-web``).
+
+        Read from stdout on first use, not at start: a test may read the banner itself.
+        """
+        if not self._banner_read:
+            self._banner_read = True
+            # The banner is printed in one go: its lines are all there to read.
+            while (line := self.proc.stdout.readline()) and "Ctrl-C stops" not in line:
+                match = re.search(r"or in a web browser: +http://[\d.]+:(\d+)/", line)
+                if match:
+                    self._web_port = int(match.group(1))
+                    break
+        return self._web_port
 
     def _collect(self) -> None:
         for line in self.proc.stderr:

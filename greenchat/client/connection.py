@@ -7,7 +7,8 @@ queue, several lines per send. On top of that it negotiates capabilities,
 answers PINGs, picks another nick on a collision, reports everything as
 events (subscribe a callback or iterate), offers helpers that wait for a
 reply with a deadline, and reconnects with exponential backoff and jitter,
-rejoining its channels.
+rejoining its channels. With ``websocket=True`` it speaks IRC over a WebSocket
+(websocket.py) instead of a plain TCP stream.
 
 It uses gevent's APIs explicitly and never monkey-patches.
 """
@@ -37,6 +38,7 @@ from greenchat.client.events import (
     Registered,
 )
 from greenchat.client.state import ChannelState, ClientState
+from greenchat.client.websocket import WebSocketLink
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.framing import FramingError, LineFramer, LineTooLong
 from greenchat.protocol.message import InvalidMessage, Message, parse, serialize, split_source
@@ -59,6 +61,8 @@ DEFAULT_CAPS = (
 JOIN_ERRORS = {"403", "405", "471", "473", "474", "475", "476", "477", "479"}
 _SERVER_LINE_LIMIT = 64 * 1024  # servers may send long tagged lines; be lenient
 _tokens = itertools.count(1)
+# What a session reads and writes: a TCP (or TLS) socket, or a WebSocket over one.
+_Stream = socket.socket | WebSocketLink
 
 
 class ClientError(Exception):
@@ -102,7 +106,10 @@ class IrcClient:
         backoff_max: float = 30.0,
         outbound_limit: int = 1000,
         connect_timeout: float = 10.0,
+        websocket: bool = False,
+        websocket_path: str = "/",
     ) -> None:
+        """``websocket``: ``port`` is the server's web port (and ``tls`` means wss://)."""
         self.host, self.port = host, port
         self.wanted_nick = nick
         self.user = user or nick
@@ -114,13 +121,14 @@ class IrcClient:
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.outbound_limit = outbound_limit
         self.connect_timeout = connect_timeout
+        self.websocket, self.websocket_path = websocket, websocket_path
         self.state = ClientState(nick)
         # Channels to be in: joined on every (re)connect.
         self.wanted_channels: dict[str, str] = {casefold(c): c for c in channels}
         # A tuple, replaced on (un)subscribe: emitting (once per server line) needs no copy.
         self._listeners: tuple[Callable[[ClientEvent], None], ...] = ()
         self._out: Queue | None = None  # the current session's outbound queue
-        self._sock: socket.socket | None = None
+        self._sock: _Stream | None = None
         self._supervisor: gevent.Greenlet | None = None
         self._closing = False
         self.registered = Event()
@@ -335,12 +343,23 @@ class IrcClient:
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
         return ceiling * random.uniform(0.5, 1.0)
 
-    def _open(self) -> socket.socket:
+    def _open(self) -> _Stream:
         sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         if self.tls:
             sock = self._tls_context().wrap_socket(sock, server_hostname=self.host)
         sock.settimeout(None)
-        return sock
+        return self._upgrade(sock) if self.websocket else sock
+
+    def _upgrade(self, sock: socket.socket) -> WebSocketLink:
+        """The WebSocket handshake; a refusal (HandshakeError) is an OSError like ECONNREFUSED."""
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        link = WebSocketLink(sock, f"{host}:{self.port}", self.websocket_path)
+        try:
+            link.handshake(self.connect_timeout)
+        except OSError:
+            link.close()
+            raise
+        return link
 
     def _tls_context(self) -> gssl.SSLContext:
         # gevent.ssl.create_default_context() would return the stdlib's
@@ -385,7 +404,7 @@ class IrcClient:
             self.state.channels.clear()  # rejoined (from wanted_channels) on reconnect
         return reason, True, self.registered.is_set()
 
-    def _write_loop(self, sock: socket.socket, out: Queue) -> None:
+    def _write_loop(self, sock: _Stream, out: Queue) -> None:
         """Send what is queued, several lines per send."""
         with contextlib.suppress(OSError, ssl.SSLError):
             while (line := out.get()) is not None:
@@ -401,7 +420,7 @@ class IrcClient:
                     batch.append(more)
                 sock.sendall(b"".join(batch))
 
-    def _read_loop(self, sock: socket.socket) -> str:
+    def _read_loop(self, sock: _Stream) -> str:
         framer = LineFramer(max_line=_SERVER_LINE_LIMIT, max_unterminated=_SERVER_LINE_LIMIT)
         error = ""
         while True:

@@ -19,19 +19,46 @@ LOCUST = Path(sys.executable).parent / "locust"
 def test_locust_smoke(tmp_path):
     server = ServeProcess("--log-level", "WARNING")
     try:
-        result = subprocess.run(
-            [
-                str(LOCUST), "-f", str(ROOT / "loadtest" / "locustfile.py"),
-                "--headless", "-u", "50", "-r", "50", "-t", "5s",
-                "--host", f"irc://127.0.0.1:{server.port}",
-                "--csv", str(tmp_path / "smoke"), "--only-summary",
-                "--msg-interval", "0.5", "--sample-every", "1",
-                "LobbyUser", "RoomsUser", "DmUser", "ChurnUser",
-            ],
-            capture_output=True, text=True, timeout=90, cwd=tmp_path,
+        result = run_locust(
+            tmp_path, f"irc://127.0.0.1:{server.port}",
+            "LobbyUser", "RoomsUser", "DmUser", "ChurnUser",
         )  # fmt: skip
     finally:
         assert server.stop() == 0
+    assert_clean_stats(tmp_path, result)
+
+
+def test_locust_smoke_over_websocket(tmp_path):
+    """With a ws:// --host every user speaks IRC over the web port's WebSocket."""
+    server = ServeProcess("--log-level", "WARNING")
+    try:
+        assert server.web_port is not None
+        result = run_locust(
+            tmp_path, f"ws://127.0.0.1:{server.web_port}/", "WebSocketUser", "LobbyUser",
+            users=20,
+        )  # fmt: skip
+    finally:
+        assert server.stop() == 0
+    assert_clean_stats(tmp_path, result)
+
+
+def run_locust(tmp_path: Path, host: str, *user_classes: str, users: int = 50):
+    """locust headless for 5 s against ``host``, CSV stats in ``tmp_path``."""
+    return subprocess.run(
+        [
+            str(LOCUST), "-f", str(ROOT / "loadtest" / "locustfile.py"),
+            "--headless", "-u", str(users), "-r", str(users), "-t", "5s",
+            "--host", host,
+            "--csv", str(tmp_path / "smoke"), "--only-summary",
+            "--msg-interval", "0.5", "--sample-every", "1",
+            *user_classes,
+        ],
+        capture_output=True, text=True, timeout=90, cwd=tmp_path,
+    )  # fmt: skip
+
+
+def assert_clean_stats(tmp_path: Path, result: subprocess.CompletedProcess) -> None:
+    """connect, register, join and deliver were timed, and nothing failed."""
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / "smoke_stats.csv", newline="") as f:
         rows = {row["Name"]: row for row in csv.DictReader(f)}
