@@ -1,7 +1,9 @@
 """greenchat's benchmark harness: every workload against every server, in one run.
 
 Workloads (``benchmarks/workloads/``): ``fanout``, ``bigroom``, ``latency``,
-``idle``, ``slow``, ``joinstorm``. Servers (``benchmarks/servers.py``):
+``idle``, ``slow``, ``joinstorm``, ``websocket`` (greenchat only: the fan-out
+over IRC-over-WebSocket and over TCP against one server, repetitions
+interleaved, and the ratio of their CPU per delivery). Servers (``benchmarks/servers.py``):
 ``greenchat`` (and ``greenchat-nodelay``, with ``--tcp-nodelay``, in the
 workloads that list it), the thread-per-client baseline ``threaded``, and ``ngircd`` /
 ``inspircd`` when installed (``make bench-peers``). Every case runs against a
@@ -56,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import baseline  # noqa: E402
+import fanout  # noqa: E402
 import servers  # noqa: E402
 from loadgen import machine_info, raise_fd_limit  # noqa: E402
 from workloads import Case, Metric, Options, Workload, registry  # noqa: E402
@@ -131,7 +134,9 @@ def run_case(name: str, workload: Workload, case: Case, opts: Options, tmp: Path
     entry["concurrency"] = opts.concurrency
     t0 = time.monotonic()
     try:
-        server = servers.start(name, tmp, metrics=bool(case.params.get("metrics")))
+        server = servers.start(
+            name, tmp, metrics=bool(case.params.get("metrics")), web=bool(case.params.get("web"))
+        )
     except Exception as exc:
         return entry | {"error": f"server did not start: {exc}"}
     try:
@@ -396,7 +401,7 @@ def check_targets(docs: dict) -> list[tuple[str, bool | None, str]]:
             v("joinstorm", "server_cpu_total_s"), v("joinstorm", "clients"),
             lambda a, b: a <= 10, "{mine:.2f} s for N={other:,}")),
     ]  # fmt: skip
-    return rows + metrics_targets(docs) + baseline_targets(docs)
+    return rows + metrics_targets(docs) + websocket_targets(docs) + baseline_targets(docs)
 
 
 # The metrics listener under load (fanout's scraped case): the slowest scrape during the burst.
@@ -429,6 +434,22 @@ def metrics_targets(docs: dict) -> list[tuple[str, bool | None, str]]:
     sign = {True: "=", False: "!=", None: "vs"}[agree]
     counted = (agree, f"greenchat_deliveries_total +{counter:,} {sign} {delivered:,} delivered")
     return [(scrape_target, *scraped), (counter_target, *counted)]
+
+
+def websocket_targets(docs: dict) -> list[tuple[str, bool | None, str]]:
+    """The WebSocket fan-out's CPU per delivery against TCP's, same server, same run."""
+    target = f"websocket fan-out CPU per delivery <= {fanout.WS_TARGET:g}x TCP"
+    cases = docs.get("websocket", {}).get("servers", {}).get(BASE, {}).get("cases", {})
+    found = next((e["result"] for e in cases.values() if "ws_vs_tcp" in e.get("result", {})), None)
+    if found is None or found["ws_vs_tcp"] is None:
+        return [(target, None, "not measured")]
+    text = (
+        f"{found['ws_vs_tcp']:.3f}x: WS {found['ws_us_per_delivery']:.3f} vs TCP"
+        f" {found['tcp_us_per_delivery']:.3f} µs, N={found['members']:,}"
+    )
+    if found.get("ws_vs_tcp_paired") is not None:
+        text += f" (paired repetitions: {found['ws_vs_tcp_paired']:.2f}x)"
+    return [(target, found["ws_vs_tcp"] <= fanout.WS_TARGET, text)]
 
 
 def baseline_targets(docs: dict) -> list[tuple[str, bool | None, str]]:

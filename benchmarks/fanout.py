@@ -32,6 +32,34 @@ greenlets of the process (nothing yields between a read and its counting) and
 count ``" PRIVMSG #"`` only in complete lines, keeping the partial last line
 for the next read, so a match is never split or counted twice.
 
+Over WebSocket too (``--transports tcp,ws``)
+-----------------------------------------------
+``--transports`` lists the transports to measure, ``tcp`` (the default) and
+``ws``: IRC over WebSocket (https://ircv3.net/specs/extensions/websocket) to
+greenchat's web listener. With ``ws`` the server is started with
+``--web-port 0`` instead of ``--no-web`` and its web port is read from its
+banner's ``or in a web browser: http://HOST:PORT/`` line (``--web-port``
+gives it for ``--server``). Each transport gets a fleet of N clients of its
+own, in a channel of its own (``#fanout`` over TCP, ``#fan-ws`` over
+WebSocket, as long as ``b123`` and ``w123``, the nicks of the two fleets, so
+every line is as long over both), on the same server process, all joined
+before the first repetition; the repetitions then alternate (tcp 1, ws 1,
+tcp 2, ws 2 ...), so that whatever else loads the machine weighs on both.
+A WebSocket client upgrades ``GET /`` with subprotocol ``text.ircv3.net``
+(the ``101``, the subprotocol and ``Sec-WebSocket-Accept`` are checked),
+sends every line as one masked text frame (mask key 0: the payload goes as
+it is) and counts ``" PRIVMSG #"`` in the raw byte stream of the server's
+frames, carrying the last 9 bytes over between reads: each line is a frame
+of its own, so the pattern (or a sync token) never has a frame header inside
+it. The TCP clients are exactly those of a TCP-only run. With both
+transports the report ends with ``ws/tcp``: the ratio of the medians of
+server CPU per delivery, the median of the paired ratios (each ws repetition
+over the tcp one just before it) and the issue's target, at most 1.5x
+(``WS_TARGET``); the JSON's ``median`` and ``join_s`` are then per transport
+and ``ws_vs_tcp`` has the ratios. ``--baseline REV`` at a revision whose
+``--help`` lists no ``--web-port`` (before the web listener) measures tcp
+only and says why (``skipped_transports`` in the JSON).
+
 With ``--procs P`` the clients are split over P processes (``loadgen.Fleet``):
 the main one holds the senders and its share of receivers, the others are
 ``loadgen.py --worker`` processes run the same round function on their share.
@@ -67,8 +95,12 @@ Usage::
 
     python benchmarks/fanout.py [--clients 1000] [--senders 10] [--messages 200]
         [--size 64] [--repeat 3] [--procs 1] [--sources 1] [--server-cmd "..."]
-        [--baseline REV|PATH] [--server HOST:PORT --server-pid PID] [--json PATH]
+        [--baseline REV|PATH] [--server HOST:PORT --server-pid PID [--web-port P]]
         [--metrics [--metrics-url URL] [--scrape-interval 0.02]]
+        [--transports tcp|ws|tcp,ws] [--json PATH]
+
+    # WebSocket vs TCP, 1,000 members, one server, interleaved repetitions:
+    python benchmarks/fanout.py --clients 1000 --transports tcp,ws --repeat 5
 """
 
 from gevent import monkey
@@ -82,6 +114,7 @@ import json  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
 import signal  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -99,6 +132,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline  # noqa: E402
 import scrape  # noqa: E402
 from loadgen import (  # noqa: E402
+    TRANSPORTS,
     Client,
     Fleet,
     FleetSpec,
@@ -108,10 +142,14 @@ from loadgen import (  # noqa: E402
     medians,
     raise_fd_limit,
 )
-from servers import METRICS_RE, exit_on_sigterm, record_pid  # noqa: E402
+from servers import METRICS_RE, WEB_RE, exit_on_sigterm, record_pid  # noqa: E402
 
 CHANNEL = "#fanout"
+# One channel per transport, of the same length: the lines are as long over both.
+CHANNELS = {"tcp": CHANNEL, "ws": "#fan-ws"}
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
+# The issue's target: a delivery over WebSocket costs the server at most this times TCP's.
+WS_TARGET = 1.5
 
 
 # -- command line -------------------------------------------------------------
@@ -156,9 +194,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--scrape-interval", type=float, default=0.02, help="seconds between scrape starts"
     )
+    p.add_argument(
+        "--transports",
+        default="tcp",
+        help="comma-separated, of tcp and ws (IRC over WebSocket, greenchat's web listener):"
+        " each its own fleet of --clients in its own channel on the same server, repetitions"
+        " interleaved (tcp 1, ws 1, tcp 2 ...); with both, the ws/tcp ratios are reported",
+    )
+    p.add_argument("--web-port", type=int, help="the --server's web port (for --transports ws)")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
     args = p.parse_args(argv)
     args.metrics = args.metrics or args.metrics_url is not None
+    args.transports = list(
+        dict.fromkeys(t.strip() for t in args.transports.split(",") if t.strip())
+    )
+    if not args.transports or any(t not in TRANSPORTS for t in args.transports):
+        p.error(f"--transports: a comma-separated list of {', '.join(TRANSPORTS)}")
+    if args.web_port is not None and not args.server:
+        p.error("--web-port is for --server (a started server's is read from its banner)")
+    if args.server and "ws" in args.transports and args.web_port is None:
+        p.error("--transports ws with --server needs --web-port")
     if args.clients < 2 or not 1 <= args.senders <= args.clients:
         p.error("need --clients >= 2 and 1 <= --senders <= --clients")
     if args.messages < 1 or args.size < 1 or args.repeat < 1 or args.procs < 1:
@@ -194,28 +249,35 @@ class ServerHandle:
     pid: int | None
     proc: subprocess.Popen | None = None
     metrics_url: str | None = None  # from its banner's "metrics on http://..." line
+    web_address: tuple[str, int] | None = None  # its web listener (IRC over WebSocket)
 
 
-def default_server_flags(clients: int, metrics: bool = False) -> list[str]:
+def default_server_flags(clients: int, metrics: bool = False, web: bool = False) -> list[str]:
+    """greenchat's flags for ``clients`` connections (all transports together)."""
     max_clients = str(max(10_000, 2 * clients))
     # Flood control off: the senders' bursts are the measurement, not abuse.
     flags = ["--port", "0", "--log-level", "WARNING", "--max-clients", max_clients,
-             "--flood-rate", "0", "--no-web"]  # fmt: skip
+             "--flood-rate", "0"]  # fmt: skip
+    flags += ["--web-port", "0"] if web else ["--no-web"]  # the page's port only for ws
     return flags + (["--metrics-port", "0"] if metrics else [])
 
 
-def default_server_cmd(clients: int, metrics: bool = False) -> list[str]:
+def default_server_cmd(clients: int, metrics: bool = False, web: bool = False) -> list[str]:
     script = Path(sys.executable).parent / "greenchat-serve"
     base = [str(script)] if script.exists() else [sys.executable, "-m", "greenchat.cli"]
-    return [*base, *default_server_flags(clients, metrics)]
+    return [*base, *default_server_flags(clients, metrics, web)]
 
 
-def start_server(cmd: list[str], timeout: float = 30.0, metrics: bool = False) -> ServerHandle:
+def start_server(
+    cmd: list[str], timeout: float = 30.0, metrics: bool = False, web: bool = False
+) -> ServerHandle:
     """Start the server in its own session and wait for its 'listening on' line.
 
     With ``metrics``, also for the ``metrics on http://HOST:PORT/metrics`` line
-    greenchat prints right after it (``--metrics-port``). It is stopped at
-    exit too: its own session keeps it from signals meant for this script.
+    greenchat prints right after it (``--metrics-port``); with ``web``, for its
+    web listener's ``or in a web browser: http://HOST:PORT/`` line
+    (``--web-port``). It is stopped at exit too: its own session keeps it from
+    signals meant for this script.
     """
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
     record_pid(proc.pid)
@@ -227,17 +289,24 @@ def start_server(cmd: list[str], timeout: float = 30.0, metrics: bool = False) -
             for line in proc.stdout:
                 if match := LISTEN_RE.search(line):
                     server.host, server.port = match[1], int(match[2])
-                    if not metrics:
-                        return server
                 elif server.port and (match := METRICS_RE.search(line)):
                     server.metrics_url = match[1]
+                elif server.port and (match := WEB_RE.search(line)):
+                    server.web_address = (match[1], int(match[2]))
+                have = (server.metrics_url or not metrics, server.web_address or not web)
+                if server.port and all(have):
                     return server
-                elif server.port and "Ctrl-C" in line:  # the banner's last line
+                if server.port and "Ctrl-C" in line:  # the banner's last line
                     break
-        if server.port:
+        if server.port and metrics and not server.metrics_url:
             raise RuntimeError(
                 f"server printed no 'metrics on http://...' line (does it know --metrics-port?):"
                 f" {shlex.join(cmd)}"
+            )
+        if server.port:
+            raise RuntimeError(
+                f"server printed no 'in a web browser: http://...' line (does it know"
+                f" --web-port?): {shlex.join(cmd)}"
             )
         raise RuntimeError(f"server exited without a 'listening on' line: {shlex.join(cmd)}")
     except BaseException:
@@ -245,9 +314,16 @@ def start_server(cmd: list[str], timeout: float = 30.0, metrics: bool = False) -
         raise
 
 
-def attach_server(address: str, pid: int | None) -> ServerHandle:
+def show(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def attach_server(address: str, pid: int | None, web_port: int | None = None) -> ServerHandle:
     host, _, port = address.rpartition(":")
-    return ServerHandle(host or "127.0.0.1", int(port), pid)
+    server = ServerHandle(host or "127.0.0.1", int(port), pid)
+    if web_port is not None:
+        server.web_address = (server.host, web_port)
+    return server
 
 
 def stop_server(server: ServerHandle) -> None:
@@ -293,12 +369,12 @@ def expected_for(index: int, senders: int, messages: int) -> int:
     return messages * (senders - (index < senders))
 
 
-def build_payload(sender: int, messages: int, size: int, run: int) -> bytes:
+def build_payload(sender: int, messages: int, size: int, run: int, channel: str = CHANNEL) -> bytes:
     lines = []
     for i in range(messages):
         head = f"r{run}s{sender}m{i} "
         text = (head + "x" * size)[:size]
-        lines.append(f"PRIVMSG {CHANNEL} :{text}\r\n")
+        lines.append(f"PRIVMSG {channel} :{text}\r\n")
     return "".join(lines).encode()
 
 
@@ -310,14 +386,16 @@ def fanout_round(
     size: int,
     run: int,
     deadline: float,
+    channel: str = CHANNEL,
 ) -> dict[str, Any]:
     """One repetition in one generator process (run by ``Fleet.call`` in each).
 
     The process holding the senders (global indexes below ``senders``) sends
-    their bursts; every process counts its clients' deliveries until all are
-    in, a receiver fails or ``deadline`` seconds pass. Returns ``complete``,
-    ``last`` (time of the last delivery, or of giving up), ``delivered`` and
-    ``errors``.
+    their bursts to ``channel`` (over WebSocket a frame per line, framed
+    before the sends); every process counts its clients' deliveries until
+    all are in, a receiver fails or ``deadline`` seconds pass. Returns
+    ``complete``, ``last`` (time of the last delivery, or of giving up),
+    ``delivered`` and ``errors``.
     """
     for client in clients:
         client.count = 0
@@ -327,8 +405,9 @@ def fanout_round(
         for i, c in enumerate(clients)
     ]
     for s in range(max(0, senders - first)):
-        payload = build_payload(first + s, messages, size, run)
-        gevent.spawn(clients[s].send, payload)
+        sender = clients[s]
+        payload = sender.wire(build_payload(first + s, messages, size, run, channel))
+        gevent.spawn(sender.sock.sendall, payload)
     window.done.wait(timeout=deadline)
     gevent.killall(jobs, block=False)
     delivered = sum(c.count for c in clients)
@@ -339,10 +418,13 @@ def fanout_round(
             "delivered": delivered, "errors": []}  # fmt: skip
 
 
-def run_once(fleet: Fleet, server: Server, args: argparse.Namespace, run: int) -> dict[str, Any]:
+def run_once(
+    fleet: Fleet, server: Server, args: argparse.Namespace, run: int, transport: str = "tcp"
+) -> dict[str, Any]:
     """One repetition: send the burst, wait for every delivery, take the numbers, sync.
 
-    With ``args.metrics_url``, the deliveries counter is read before and after,
+    ``fleet`` is the ``transport``'s fleet, in that transport's channel. With
+    ``args.metrics_url``, the deliveries counter is read before and after,
     and ``/metrics`` is scraped while the burst is in flight (``row["metrics"]``).
     """
     url = getattr(args, "metrics_url", None)
@@ -360,12 +442,14 @@ def run_once(fleet: Fleet, server: Server, args: argparse.Namespace, run: int) -
             size=args.size,
             run=run,
             deadline=args.deadline,
+            channel=CHANNELS[transport],
         )
         server_after = cpu_seconds(server.pid)
     finally:
         if scraper:
             scraper.stop()
-    row = measure(args, run, rounds, t0, cpu_delta(server_before, server_after))
+    row = {"transport": transport}
+    row |= measure(args, run, rounds, t0, cpu_delta(server_before, server_after))
     if scraper:
         after = scrape.read_counter(url)
         row["metrics"] = scrape.run_metrics(
@@ -431,8 +515,8 @@ def format_row(label: str, row: dict[str, Any]) -> str:
     return f"{label:>7}: " + ", ".join(parts)
 
 
-def print_run(row: dict[str, Any]) -> None:
-    print(format_row(f"run {row['run']}", row), flush=True)
+def print_run(row: dict[str, Any], label: str | None = None) -> None:
+    print(format_row(label or f"run {row['run']}", row), flush=True)
     if "server_user_s" in row:
         print(
             f"         server CPU {row['server_cpu_s']:.3f} s (user {row['server_user_s']:.2f}"
@@ -443,8 +527,60 @@ def print_run(row: dict[str, Any]) -> None:
         print(f"         metrics: {scrape.describe(row['metrics'])}", flush=True)
 
 
+def ws_vs_tcp(series: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """WebSocket / TCP, from the complete repetitions of both (None unless both ran).
+
+    ``server_us_per_delivery`` and ``deliveries_per_s`` are ratios of the
+    medians; ``paired`` are the ratios of each WebSocket repetition to the
+    TCP one just before it (the same machine state, as near as it gets), and
+    ``paired_median`` their median. ``met``: the median ratio within WS_TARGET.
+    """
+    tcp = [r for r in series.get("tcp", []) if r["complete"]]
+    ws = [r for r in series.get("ws", []) if r["complete"]]
+    if not tcp or not ws:
+        return None
+    key = "server_us_per_delivery"
+    base, over = medians(tcp), medians(ws)
+    out: dict[str, Any] = {
+        "target_max": WS_TARGET,
+        "repetitions": min(len(tcp), len(ws)),
+        "tcp_us_per_delivery": base.get(key),
+        "ws_us_per_delivery": over.get(key),
+    }
+    for name in (key, "deliveries_per_s", "wall_s"):
+        if base.get(name) and over.get(name) is not None:
+            out[name] = over[name] / base[name]
+    by_run = {r["run"]: r for r in tcp}
+    paired = [w[key] / by_run[w["run"]][key] for w in ws
+              if w["run"] in by_run and key in w and by_run[w["run"]].get(key)]  # fmt: skip
+    if paired:
+        out["paired"] = paired
+        out["paired_median"] = statistics.median(paired)
+    if key in out:
+        out["met"] = out[key] <= WS_TARGET
+    return out
+
+
+def describe_ratio(found: dict[str, Any]) -> str:
+    """The ws/tcp line of the report."""
+    key = "server_us_per_delivery"
+    if key not in found:
+        return "ws/tcp: server CPU per delivery not measured"
+    text = (
+        f"ws/tcp: server µs/delivery {found['ws_us_per_delivery']:.3f} / "
+        f"{found['tcp_us_per_delivery']:.3f} = {found[key]:.3f}x"
+    )
+    if "paired_median" in found:
+        text += f" (paired repetitions: median {found['paired_median']:.2f}x,"
+        text += f" {min(found['paired']):.2f}-{max(found['paired']):.2f})"
+    if "deliveries_per_s" in found:
+        text += f", deliveries/s {found['deliveries_per_s']:.2f}x"
+    verdict = "met" if found["met"] else "NOT met"
+    return text + f"; target <= {WS_TARGET:g}x: {verdict}"
+
+
 PARAMETERS = ("clients", "senders", "messages", "size", "repeat", "procs", "sources", "deadline",
-              "caps", "metrics", "scrape_interval")  # fmt: skip
+              "caps", "metrics", "scrape_interval", "transports")  # fmt: skip
 
 
 def write_json(
@@ -452,8 +588,13 @@ def write_json(
     args: argparse.Namespace,
     server: ServerHandle,
     runs: list[dict[str, Any]],
-    summary: dict[str, float],
+    summary: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> None:
+    """The results: with one transport ``median`` is its medians; with several,
+    ``median`` is {transport: medians}, ``join_s`` {transport: seconds} and
+    ``ws_vs_tcp`` the ratios (:func:`ws_vs_tcp`). ``runs`` has every repetition
+    of every transport, in the order run (each row names its ``transport``)."""
     data = {
         "benchmark": "fanout",
         "parameters": {k: getattr(args, k) for k in PARAMETERS},
@@ -463,11 +604,15 @@ def write_json(
             "started_by_benchmark": server.proc is not None,
         }
         | ({"baseline": args.baseline_info} if args.baseline_info else {})
-        | ({"metrics_url": args.metrics_url} if args.metrics else {}),
+        | ({"metrics_url": args.metrics_url} if args.metrics else {})
+        | ({"web_address": show(server.web_address)} if server.web_address else {}),
         "machine": machine_info(),
         "runs": runs,
         "median": summary,
+        **(extra or {}),
     }
+    if skipped := getattr(args, "skipped_transports", None):
+        data["skipped_transports"] = skipped
     if args.metrics:
         data["metrics"] = scrape.summarize(runs)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -485,55 +630,77 @@ def incomplete_message(row: dict[str, Any], deadline: float) -> str:
     return got + f" within the {deadline:g} s deadline"
 
 
-def fleet_spec(args: argparse.Namespace, server: Server) -> FleetSpec:
+def fleet_spec(args: argparse.Namespace, server: Server, transport: str = "tcp") -> FleetSpec:
+    host, port = server.host, server.port
+    if transport == "ws":
+        web = getattr(server, "web_address", None)
+        if web is None:
+            raise RuntimeError("--transports ws: the server has no web listener (--web-port)")
+        host, port = web
     return FleetSpec(
-        host=server.host,
-        port=server.port,
+        host=host,
+        port=port,
         clients=args.clients,
         procs=args.procs,
         concurrency=args.connect_concurrency,
         caps=args.caps,
         sources=args.sources,
+        transport=transport,
     )
 
 
 def benchmark(
     args: argparse.Namespace, server: Server, strict: bool = True
-) -> tuple[list[dict[str, Any]], float]:
-    """Connect and join, then ``args.repeat`` repetitions; return the rows and the join time.
+) -> dict[str, tuple[list[dict[str, Any]], float]]:
+    """Connect and join, then ``args.repeat`` repetitions; {transport: (rows, join time)}.
 
-    An incomplete repetition raises ``RuntimeError``, or with ``strict=False``
-    ends the series (its row says how many deliveries were missing).
+    Every transport of ``args.transports`` gets a fleet of ``args.clients`` of
+    its own in a channel of its own (``CHANNELS``), all joined before the first
+    repetition; the repetitions then alternate (tcp 1, ws 1, tcp 2, ws 2 ...),
+    so that whatever else the machine does weighs on both alike. An
+    incomplete repetition raises ``RuntimeError``, or with ``strict=False``
+    ends every series (its row says how many deliveries were missing).
     """
     if args.senders > len(range(args.clients // args.procs)):
         raise RuntimeError("the main generator process must hold all senders: lower --procs")
-    t = time.monotonic()
-    with Fleet(fleet_spec(args, server)) as fleet:
-        fleet.join(CHANNEL, deadline=args.deadline)
-        join_s = time.monotonic() - t
-        print(f"{args.clients} clients joined {CHANNEL} in {join_s:.1f} s", flush=True)
-        runs = []
+    several = len(args.transports) > 1
+    with contextlib.ExitStack() as stack:
+        fleets, joins = {}, {}
+        for transport in args.transports:
+            t = time.monotonic()
+            fleets[transport] = stack.enter_context(Fleet(fleet_spec(args, server, transport)))
+            fleets[transport].join(CHANNELS[transport], deadline=args.deadline)
+            joins[transport] = time.monotonic() - t
+            over = f" over {transport}" if several or transport != "tcp" else ""
+            print(
+                f"{args.clients} clients joined {CHANNELS[transport]}{over} in"
+                f" {joins[transport]:.1f} s",
+                flush=True,
+            )
+        runs: dict[str, list[dict[str, Any]]] = {t: [] for t in args.transports}
         for run in range(1, args.repeat + 1):
-            row = run_once(fleet, server, args, run)
-            print_run(row)
-            runs.append(row)
-            if row.get("extra_deliveries"):
-                print(f"WARNING: {row['extra_deliveries']} deliveries beyond the expected")
-            if not row["complete"]:
-                if strict:
-                    raise RuntimeError(incomplete_message(row, args.deadline))
-                print(incomplete_message(row, args.deadline), flush=True)
-                break
-        return runs, join_s
+            for transport, fleet in fleets.items():
+                row = run_once(fleet, server, args, run, transport)
+                print_run(row, f"{transport} {run}" if several or transport != "tcp" else None)
+                runs[transport].append(row)
+                if row.get("extra_deliveries"):
+                    print(f"WARNING: {row['extra_deliveries']} deliveries beyond the expected")
+                if not row["complete"]:
+                    if strict:
+                        raise RuntimeError(incomplete_message(row, args.deadline))
+                    print(incomplete_message(row, args.deadline), flush=True)
+                    return {t: (runs[t], joins[t]) for t in args.transports}
+        return {t: (runs[t], joins[t]) for t in args.transports}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     exit_on_sigterm()  # so the finally blocks and the atexit hook stop the server
     args = parse_args(argv)
-    raise_fd_limit(args.clients // args.procs + 64)
+    raise_fd_limit(len(args.transports) * (args.clients // args.procs) + 64)
     # The baseline's exported tree (in a temporary folder) goes once the server has stopped.
     with contextlib.ExitStack() as stack:
         args.baseline_info = None
+        args.skipped_transports = {}
         if args.baseline is not None:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="greenchat-fanout-")))
             try:
@@ -541,7 +708,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             except baseline.BaselineError as exc:
                 print(f"fanout.py: --baseline {args.baseline}: {exc}", file=sys.stderr)
                 return 2
-            flags = default_server_flags(args.clients, args.metrics)
+            if "ws" in args.transports and base.flags and "--web-port" not in base.flags:
+                why = f"{base.name} has no web listener (its --help lists no --web-port)"
+                print(f"fanout.py: skipping ws: {why}", file=sys.stderr)
+                args.transports.remove("ws")
+                args.skipped_transports["ws"] = why
+                if not args.transports:
+                    print("fanout.py: no transport left to measure", file=sys.stderr)
+                    return 2
+            clients = len(args.transports) * args.clients
+            flags = default_server_flags(clients, args.metrics, "ws" in args.transports)
             cmd = [*base.command(), *base.args(flags)]
             if "--metrics-port" in base.dropped:
                 print(f"fanout.py: --metrics: {base.name} has no --metrics-port", file=sys.stderr)
@@ -556,40 +732,57 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_server(args: argparse.Namespace, cmd: list[str] | None) -> int:
     """Start (or attach to) the server, run the benchmark, stop the server; the exit status."""
+    web = "ws" in args.transports
     if args.server:
-        server = attach_server(args.server, args.server_pid)
+        server = attach_server(args.server, args.server_pid, args.web_port)
         args.server_cmd_used = None
         if server.pid is None:
             print("no --server-pid: server CPU is not measured", file=sys.stderr)
     else:
         if cmd is None:
+            clients = len(args.transports) * args.clients
             cmd = (
                 shlex.split(args.server_cmd)
                 if args.server_cmd
-                else default_server_cmd(args.clients, args.metrics)
+                else default_server_cmd(clients, args.metrics, web)
             )
         args.server_cmd_used = shlex.join(cmd)
         try:
-            server = start_server(cmd, metrics=args.metrics and not args.metrics_url)
+            server = start_server(cmd, metrics=args.metrics and not args.metrics_url, web=web)
         except RuntimeError as exc:
             print(f"FAILED: {exc}", file=sys.stderr)
             return 1
         args.metrics_url = args.metrics_url or server.metrics_url
     try:
+        over = f" web {show(server.web_address)}" if web and server.web_address else ""
         print(
             f"fanout: N={args.clients} S={args.senders} M={args.messages} size={args.size}"
-            f" R={args.repeat} P={args.procs} server {server.host}:{server.port} pid {server.pid}"
+            f" R={args.repeat} P={args.procs} transports {','.join(args.transports)}"
+            f" server {server.host}:{server.port}{over} pid {server.pid}"
         )
-        runs, _ = benchmark(args, server)
+        series = benchmark(args, server)
     except (RuntimeError, OSError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     finally:
         stop_server(server)
-    summary = medians(runs)
-    print(format_row("median", summary))
+    runs = [row for rows, _ in series.values() for row in rows]
+    runs.sort(key=lambda row: (row["run"], args.transports.index(row["transport"])))
+    extra: dict[str, Any] = {}
+    if len(series) == 1:
+        summary: dict[str, Any] = medians(runs)
+        print(format_row("median", summary))
+    else:
+        summary = {t: medians(rows) for t, (rows, _) in series.items()}
+        for transport, found in summary.items():
+            print(format_row(f"{transport} med", found))
+        extra["join_s"] = {t: join_s for t, (_, join_s) in series.items()}
+        ratio = ws_vs_tcp({t: rows for t, (rows, _) in series.items()})
+        if ratio is not None:
+            extra["ws_vs_tcp"] = ratio
+            print(describe_ratio(ratio))
     if args.json:
-        write_json(args.json, args, server, runs, summary)
+        write_json(args.json, args, server, runs, summary, extra)
     if args.metrics:
         found = scrape.summarize(runs)
         print(f"metrics: {scrape.describe(found)}")

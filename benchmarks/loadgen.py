@@ -24,8 +24,23 @@ measured. The pieces:
   threads), server memory from ``/proc/PID/status``, the generator's own CPU
   from ``getrusage``; machine description, medians and percentiles.
 
-Clients are named ``b0``, ``b1`` ... by index; indexes are global over the
-fleet and the main process always holds the lowest ones (the senders).
+Transports (``FleetSpec.transport``, :data:`TRANSPORTS`): ``tcp``, IRC lines
+on a plain socket, and ``ws``, IRC over WebSocket as the IRCv3 websocket spec
+has it (https://ircv3.net/specs/extensions/websocket), to greenchat's web
+listener: :func:`ws_upgrade` does the HTTP/1.1 upgrade (``101``, subprotocol
+``text.ircv3.net``, ``Sec-WebSocket-Accept`` checked) and a
+:class:`WsClient` sends every line as one masked text frame (mask key 0, so
+the payload goes unchanged) and reads the server's unmasked frames. Its
+counting readers (``drain_until``, ``receive``) never parse frames: every
+line is a frame of its own, so ``" PRIVMSG #"`` or a sync token never
+straddles a frame header, and they scan the raw byte stream, keeping only a
+short tail between reads; only ``lines_until`` (registration) parses frames.
+The TCP path is untouched by it (:class:`Client` is the TCP client).
+
+Clients are named ``b0``, ``b1`` ... by index (``w0``, ``w1`` ... over
+WebSocket, so that fleets of both transports can share a server); indexes
+are global over the fleet and the main process always holds the lowest ones
+(the senders).
 """
 
 if __name__ == "__main__":  # a worker process: the only place this module patches
@@ -33,8 +48,10 @@ if __name__ == "__main__":  # a worker process: the only place this module patch
 
     monkey.patch_all()
 
+import base64
 import contextlib
 import datetime
+import hashlib
 import importlib
 import json
 import os
@@ -42,6 +59,7 @@ import platform
 import resource
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -64,6 +82,13 @@ FD_CAP = 20_000
 IP_BIND_ADDRESS_NO_PORT = 24  # Linux: pick the source port at connect(), not bind()
 # Numerics in the 4xx/5xx range that are normal during registration.
 HARMLESS_ERRORS = {b"422"}  # ERR_NOMOTD
+TRANSPORTS = ("tcp", "ws")
+NICK_PREFIX = {"tcp": "b", "ws": "w"}  # same length: the lines are as long over both
+WS_SUBPROTOCOL = "text.ircv3.net"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, for Sec-WebSocket-Accept
+WS_ZERO_MASK = b"\0\0\0\0"  # a legal mask key that leaves the payload as it is
+WS_MAX_HEAD = 16 * 1024  # bytes of the server's handshake answer
+KEEP = len(PATTERN) - 1  # raw-stream readers carry this much over: a match may straddle reads
 
 # One receive buffer per process: a greenlet reads into it and is done with
 # the data before it can yield, so greenlets never see each other's bytes.
@@ -96,9 +121,13 @@ def cpu_seconds(pid: int | None) -> tuple[float, float, float] | None:
         return None
     times = psutil.Process(pid).cpu_times()
     total = times.user + times.system
-    with contextlib.suppress(OSError, ValueError):
-        tasks = Path(f"/proc/{pid}/task").glob("*/schedstat")
-        total = sum(int(t.read_text().split()[0]) for t in tasks) / 1e9
+    with contextlib.suppress(OSError):
+        nanoseconds = []
+        for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):  # a thread that ended
+                nanoseconds.append(int(task.read_text().split()[0]))
+        if nanoseconds:
+            total = sum(nanoseconds) / 1e9
     return times.user, times.system, total
 
 
@@ -172,6 +201,11 @@ class Client:
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    @staticmethod
+    def wire(data: bytes) -> bytes:
+        """What ``data`` (CRLF-terminated lines) looks like on this client's connection."""
+        return data
 
     def lines_until(self, done: Callable[[bytes], bool]) -> int:
         """Read lines until ``done(line)``; keep what follows; return PRIVMSGs skipped.
@@ -275,6 +309,169 @@ class Client:
             self.tail = data[cut:]
 
 
+class WsClient(Client):
+    """A registered IRC connection over WebSocket (after :func:`ws_upgrade`).
+
+    ``send`` turns CRLF-terminated lines into masked text frames, one per
+    line. ``lines_until`` parses the server's frames (registration: few
+    lines); ``drain_until`` and ``receive`` scan the raw byte stream instead,
+    like their TCP versions but without looking for line ends: each line is
+    a frame of its own, so neither ``" PRIVMSG #"`` nor a sync token can have
+    a frame header inside it, and a frame header (2 bytes for a line under
+    126 bytes) cannot complete one. They carry the last few bytes of a read
+    over to the next, so a match split by a read is counted once. After them
+    ``tail`` no longer starts at a frame boundary: ``lines_until`` refuses
+    then.
+    """
+
+    __slots__ = ("framed",)
+
+    def __init__(self, sock: socket.socket, nick: str, tail: bytes = b"") -> None:
+        super().__init__(sock, nick)
+        self.tail = tail  # what came right behind the 101 answer
+        self.framed = True  # tail starts at a frame boundary
+
+    @staticmethod
+    def wire(data: bytes) -> bytes:
+        return ws_frames(data)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(ws_frames(data))
+
+    def lines_until(self, done: Callable[[bytes], bool]) -> int:
+        if not self.framed:
+            raise RuntimeError(f"{self.nick}: lines_until after a raw-stream read")
+        skipped = 0
+        data = self.tail
+        while True:
+            lines, used = self._messages(data)
+            for line, end in lines:
+                check_line(line, self.nick)
+                if done(line):
+                    self.tail = data[end:]
+                    return skipped
+                skipped += PATTERN in line
+            data = data[used:] + self.read_chunk(data)
+
+    def _messages(self, data: bytes) -> tuple[list[tuple[bytes, int]], int]:
+        """The complete data messages at the start of ``data``, each with its end offset,
+        and the offset after the last complete frame. Pings are answered; a Close raises."""
+        out: list[tuple[bytes, int]] = []
+        pos, size = 0, len(data)
+        while pos + 2 <= size:
+            first, second = data[pos], data[pos + 1]
+            length, head = second & 0x7F, 2
+            if length == 126:
+                length, head = int.from_bytes(data[pos + 2 : pos + 4]), 4
+            elif length == 127:
+                length, head = int.from_bytes(data[pos + 2 : pos + 10]), 10
+            end = pos + head + length
+            if second & 0x80 or not first & 0x80:
+                raise RuntimeError(f"{self.nick}: a masked or fragmented frame from the server")
+            if pos + head > size or end > size:
+                break
+            opcode, payload = first & 0x0F, data[pos + head : end]
+            if opcode in (0x1, 0x2):
+                out.append((payload, end))
+            elif opcode == 0x8:
+                code = int.from_bytes(payload[:2]) if len(payload) >= 2 else None
+                said = payload[2:].decode(errors="replace")
+                raise ConnectionError(f"{self.nick}: WebSocket closed ({code} {said!r})")
+            elif opcode == 0x9:  # Ping: Pong with the same payload
+                self.sock.sendall(ws_frame(payload, 0xA))
+            pos = end
+        return out, pos
+
+    def drain_until(self, token: bytes) -> int:
+        self.framed = False
+        keep = max(len(token), len(PATTERN)) - 1
+        data, strays = self.tail, 0
+        while True:
+            at = data.find(token)
+            if at >= 0:
+                self.tail = data[at + len(token) :]
+                return strays + data.count(PATTERN, 0, at)
+            # Count the matches that start before the kept bytes (all complete: keep >= KEEP).
+            cut = max(0, len(data) - keep)
+            strays += data.count(PATTERN, 0, cut + KEEP)
+            data = data[cut:] + self.read_chunk(data)
+
+    def receive(self, target: int) -> None:
+        self.framed = False
+        recv_into, buf, view = self.sock.recv_into, _BUFFER, _VIEW
+        count, tail, recent = self.count, self.tail, b""
+        if len(tail) > KEEP:  # left by drain_until: count it, keep its last bytes
+            count += tail.count(PATTERN)
+            tail = tail[-KEEP:]
+        while count < target:
+            n = recv_into(view)
+            if not n:
+                said = recent.decode(errors="replace")
+                raise ConnectionError(
+                    f"{self.nick}: connection closed after {count} deliveries; last {said!r}"
+                )
+            if tail:  # only a match across the two reads: neither part holds a whole one
+                count += (tail + view[: min(n, KEEP)]).count(PATTERN)
+            count += buf.count(PATTERN, 0, n)
+            tail = bytes(view[n - KEEP : n]) if n >= KEEP else (tail + bytes(view[:n]))[-KEEP:]
+            recent = bytes(view[max(0, n - 300) : n])  # for the error message
+            self.count = count
+        self.count, self.tail = count, tail
+
+    def receive_timed(self, target: int, latencies_us: list[int]) -> None:
+        raise NotImplementedError("latency over WebSocket is not measured")
+
+    def count_available(self) -> bool:
+        raise NotImplementedError("polled WebSocket receivers are not implemented")
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One final client frame, masked with the zero key (so ``payload`` is sent as it is)."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + WS_ZERO_MASK + payload
+
+
+def ws_frames(data: bytes) -> bytes:
+    """CRLF-terminated IRC lines as text frames, one per line, without line endings."""
+    return b"".join(ws_frame(line) for raw in data.split(b"\n") if (line := raw.rstrip(b"\r")))
+
+
+def ws_upgrade(sock: socket.socket, nick: str, host: str, port: int) -> WsClient:
+    """The WebSocket handshake on a connected socket: ``GET /`` asking for
+    ``text.ircv3.net``; fails unless the answer is ``101`` with that subprotocol
+    and the right ``Sec-WebSocket-Accept``. No Origin header (not a browser)."""
+    key = base64.b64encode(os.urandom(16))
+    sock.sendall(
+        b"GET / HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s"
+        b"\r\n\r\n" % (host.encode(), port, key, WS_SUBPROTOCOL.encode())
+    )
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk or len(data) > WS_MAX_HEAD:
+            raise ConnectionError(f"{nick}: no complete WebSocket handshake answer: {data[:300]!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    if status.split(" ", 2)[1:2] != ["101"]:
+        raise RuntimeError(f"{nick}: WebSocket handshake refused: {status!r} {rest[:200]!r}")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
+    if fields.get("sec-websocket-protocol") != WS_SUBPROTOCOL:
+        got = fields.get("sec-websocket-protocol")
+        raise RuntimeError(f"{nick}: WebSocket subprotocol {got!r}, not {WS_SUBPROTOCOL}")
+    accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
+    if (got := fields.get("sec-websocket-accept")) != accept:
+        raise RuntimeError(f"{nick}: Sec-WebSocket-Accept {got!r}, expected {accept!r}")
+    return WsClient(sock, nick, rest)
+
+
 def check_line(line: bytes, nick: str) -> None:
     """Fail loudly on ERROR or an error numeric (other than the harmless ones)."""
     words = line.split(b" ", 2)
@@ -335,10 +532,23 @@ def connect(
     caps: str = "",
     source: str | None = None,
     rcvbuf: int | None = None,
+    transport: str = "tcp",
 ) -> Client:
-    """Connect and register as ``b<index>`` (requesting ``caps``); return after 001."""
-    nick = f"b{index}"
-    client = Client(open_socket(host, port, source, rcvbuf), nick)
+    """Connect and register as ``b<index>`` (requesting ``caps``); return after 001.
+
+    With ``transport="ws"``, ``port`` is greenchat's web port: the client
+    upgrades to a WebSocket first and is ``w<index>``.
+    """
+    nick = f"{NICK_PREFIX[transport]}{index}"
+    sock = open_socket(host, port, source, rcvbuf)
+    if transport == "tcp":
+        client = Client(sock, nick)
+    else:
+        try:
+            client = ws_upgrade(sock, nick, host, port)
+        except BaseException:
+            sock.close()
+            raise
     if caps:
         client.send(f"CAP REQ :{caps}\r\n".encode())
     client.send(f"NICK {nick}\r\nUSER {nick} 0 * :bench\r\n".encode())
@@ -358,6 +568,7 @@ def connect_all(
     caps: str = "",
     sources: int = 1,
     rcvbuf: Callable[[int], int | None] | None = None,
+    transport: str = "tcp",
 ) -> list[Client]:
     """Register clients ``indexes`` with at most ``concurrency`` registrations in flight."""
     gate = BoundedSemaphore(concurrency)
@@ -365,7 +576,8 @@ def connect_all(
     def one(index: int) -> Client:
         with gate:
             size = rcvbuf(index) if rcvbuf else None
-            return connect(host, port, index, caps, source_address(index, sources), size)
+            source = source_address(index, sources)
+            return connect(host, port, index, caps, source, size, transport)
 
     jobs = [gevent.spawn(one, i) for i in indexes]
     try:
@@ -468,7 +680,7 @@ def close_all(clients: list[Client]) -> None:
     for client in clients:
         with contextlib.suppress(OSError):
             client.sock.setblocking(False)
-            client.sock.send(b"QUIT :done\r\n")
+            client.sock.send(client.wire(b"QUIT :done\r\n"))
         client.sock.close()
 
 
@@ -496,7 +708,7 @@ def resolve(ref: str) -> Callable[..., Any]:
 
 @dataclass
 class FleetSpec:
-    """How to build a fleet of registered clients."""
+    """How to build a fleet of registered clients (``port``: the web port for ``ws``)."""
 
     host: str
     port: int
@@ -507,6 +719,7 @@ class FleetSpec:
     sources: int = 1
     slow_from: int | None = None  # clients from this index on get SO_RCVBUF slow_rcvbuf
     slow_rcvbuf: int = 4096
+    transport: str = "tcp"  # or "ws" (TRANSPORTS)
 
     def rcvbuf(self, index: int) -> int | None:
         if self.slow_from is not None and index >= self.slow_from:
@@ -517,8 +730,9 @@ class FleetSpec:
 def connect_share(spec: FleetSpec, share: range) -> list[Client]:
     raise_fd_limit(len(share) + 64)
     return connect_all(
-        spec.host, spec.port, share, spec.concurrency, spec.caps, spec.sources, spec.rcvbuf
-    )
+        spec.host, spec.port, share, spec.concurrency, spec.caps, spec.sources, spec.rcvbuf,
+        spec.transport,
+    )  # fmt: skip
 
 
 class WorkerProcess:

@@ -26,7 +26,11 @@ Every server listens on 127.0.0.1 only. ``start`` returns once a probe client
 has registered (``NICK``/``USER`` answered with ``001``), so the server is
 really serving; ``stop`` ends exactly the process that ``start`` started.
 ``start(..., metrics=True)`` runs greenchat with ``--metrics-port 0`` and
-reads its ``/metrics`` URL from its banner (``RunningServer.metrics_url``).
+reads its ``/metrics`` URL from its banner (``RunningServer.metrics_url``);
+``start(..., web=True)`` runs it with its web listener on (``--web-port 0``
+instead of ``--no-web``: IRC over WebSocket) and reads where from the banner
+(``RunningServer.web_address``). Only greenchat (and the baselines whose
+``--help`` lists ``--web-port``) has either.
 
 Servers run in their own session, so no signal meant for the harness reaches
 them: a harness calls :func:`exit_on_sigterm`, and an atexit hook stops what
@@ -75,6 +79,8 @@ FD_FALLBACK = 1 << 20  # soft RLIMIT_NOFILE when the hard limit is "unlimited"
 LOG_CAP = 64 * 1024 * 1024  # ngIRCd's log stops growing here (see _raise_fd_limit_cap_log)
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
 METRICS_RE = re.compile(r"metrics on (http://\S+/metrics)")  # greenchat's banner, --metrics-port
+# greenchat's banner ("or in a web browser: http://HOST:PORT/") or its INFO log ("web on ...").
+WEB_RE = re.compile(r"(?:in a web browser:|web on)\s+http://\[?([^\s/\]]+)\]?:(\d+)/")
 # Where Debian puts the daemons; a non-root PATH often lacks the sbin folders.
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 PID_LOG_ENV = "GREENCHAT_PID_LOG"
@@ -93,6 +99,7 @@ class RunningServer:
     proc: subprocess.Popen
     log: Path | None = field(default=None, repr=False)  # its stdout + stderr
     metrics_url: str | None = None  # its /metrics (greenchat started with metrics=True)
+    web_address: tuple[str, int] | None = None  # its web listener (started with web=True)
 
 
 class ServerStartError(RuntimeError):
@@ -211,7 +218,12 @@ def _greenchat_family(name: str) -> bool:
 
 
 def _command(
-    name: str, rundir: Path, port: int, max_clients: int, metrics: bool = False
+    name: str,
+    rundir: Path,
+    port: int,
+    max_clients: int,
+    metrics: bool = False,
+    web: bool = False,
 ) -> list[str]:
     if _greenchat_family(name):
         flags = [
@@ -221,7 +233,8 @@ def _command(
             "--max-clients", str(max_clients),
             "--sendq", str(GREENCHAT_SENDQ),
             "--flood-rate", "0",
-            "--no-web",  # the page's port is not what is measured
+            # The web listener only where IRC over WebSocket is measured.
+            *(("--web-host", HOST, "--web-port", "0") if web else ("--no-web",)),
             *VARIANTS.get(name, ()),
             *(("--metrics-port", "0") if metrics else ()),
         ]  # fmt: skip
@@ -230,6 +243,8 @@ def _command(
         return [*_greenchat_cmd(), *flags]
     if metrics:
         raise ServerStartError(f"{name} has no Prometheus metrics listener")
+    if web:
+        raise ServerStartError(f"{name} has no WebSocket listener")
     if name == "threaded":
         return [sys.executable, str(THREADED), "--host", HOST, "--port", "0"]
     values = {"port": port, "rundir": rundir, "max_clients": max_clients}
@@ -282,6 +297,29 @@ def _wait_metrics_line(proc: subprocess.Popen, log: Path, deadline: float) -> st
             raise ServerStartError(f"exited with status {proc.returncode}")
         time.sleep(0.01)
     raise ServerStartError("printed no 'metrics on http://...' line in time (no --metrics-port?)")
+
+
+def _wait_web_line(proc: subprocess.Popen, log: Path, deadline: float) -> tuple[str, int]:
+    """(host, port) of greenchat's web listener, from its banner's
+    ``  or in a web browser: http://HOST:PORT/`` line (printed with the 'listening on' one)."""
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if match := WEB_RE.search(log.read_text(errors="replace")):
+                return match[1], int(match[2])
+        if proc.poll() is not None:
+            raise ServerStartError(f"exited with status {proc.returncode}")
+        time.sleep(0.01)
+    raise ServerStartError(
+        "printed no 'in a web browser: http://...' line in time (no --web-port?)"
+    )
+
+
+def has_web(name: str) -> bool:
+    """Whether server ``name`` has greenchat's web listener (IRC over WebSocket)."""
+    if not known(name) or not _greenchat_family(name):
+        return False
+    base = BASELINES.get(name)
+    return base is None or not base.flags or "--web-port" in base.flags
 
 
 def probe_registration(host: str, port: int, timeout: float = 5.0) -> bool:
@@ -348,13 +386,20 @@ def _wait_registration(proc: subprocess.Popen, host: str, port: int, deadline: f
 
 
 def _start_once(
-    name: str, rundir: Path, max_clients: int, deadline: float, metrics: bool = False
+    name: str,
+    rundir: Path,
+    max_clients: int,
+    deadline: float,
+    metrics: bool = False,
+    web: bool = False,
 ) -> RunningServer:
     port = free_port() if name in ("ngircd", "inspircd") else 0
-    cmd = _command(name, rundir, port, max_clients, metrics)
+    cmd = _command(name, rundir, port, max_clients, metrics, web)
     base = BASELINES.get(name)
     if metrics and base is not None and "--metrics-port" in base.dropped:
         raise ServerStartError(f"{name} does not know --metrics-port")
+    if web and base is not None and "--web-port" in base.dropped:
+        raise ServerStartError(f"{name} has no web listener (no --web-port)")
     log = rundir / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -375,6 +420,8 @@ def _start_once(
             server.host, server.port = _wait_listening_line(proc, log, deadline)
         if metrics:
             server.metrics_url = _wait_metrics_line(proc, log, deadline)
+        if web:
+            server.web_address = _wait_web_line(proc, log, deadline)
         _wait_registration(proc, server.host, server.port, deadline)
     except BaseException:
         stop(server)
@@ -383,12 +430,14 @@ def _start_once(
 
 
 def start(
-    name: str, tmpdir: Path, max_clients: int = 20000, metrics: bool = False
+    name: str, tmpdir: Path, max_clients: int = 20000, metrics: bool = False, web: bool = False
 ) -> RunningServer:
     """Start server ``name`` on a free loopback port; return once it registers a client.
 
     With ``metrics`` (greenchat and its baselines only), also its metrics
-    listener on a free loopback port: ``metrics_url`` says where.
+    listener on a free loopback port: ``metrics_url`` says where. With
+    ``web`` (greenchat, and the baselines that have it; :func:`has_web`), its
+    web listener too: ``web_address`` says where.
 
     ``tmpdir/NAME/`` receives ``NAME.log`` (the server's stdout and stderr)
     and, for the peers, the rendered config (and InspIRCd's pid file and log).
@@ -403,7 +452,7 @@ def start(
     for attempt in range(1, tries + 1):
         deadline = time.monotonic() + START_DEADLINE
         try:
-            return _start_once(name, rundir, max_clients, deadline, metrics)
+            return _start_once(name, rundir, max_clients, deadline, metrics, web)
         except ServerStartError as exc:
             log = rundir / f"{name}.log"
             if attempt == tries:

@@ -23,6 +23,7 @@ class Server(Protocol):
     port: int
     pid: int
     metrics_url: str | None
+    web_address: tuple[str, int] | None
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class Case:
 
     ``params["metrics"]`` true: the server starts with its metrics listener
     (``servers.start(metrics=True)``, greenchat only) and ``run`` gets a
-    server whose ``metrics_url`` is set.
+    server whose ``metrics_url`` is set; ``params["web"]`` true: with its
+    web listener (``servers.start(web=True)``), ``web_address`` set.
     """
 
     label: str
@@ -84,9 +86,10 @@ class Workload:
 
 def registry() -> dict[str, Workload]:
     """Every workload by name, in the order bench.py runs them."""
-    from workloads import idle, joinstorm, latency, rooms, slow
+    from workloads import idle, joinstorm, latency, rooms, slow, websocket
 
-    found = [rooms.FANOUT, rooms.BIGROOM, latency.LATENCY, idle.IDLE, slow.SLOW, joinstorm.STORM]
+    found = [rooms.FANOUT, rooms.BIGROOM, latency.LATENCY, idle.IDLE, slow.SLOW, joinstorm.STORM,
+             websocket.WEBSOCKET]  # fmt: skip
     return {w.name: w for w in found}
 
 

@@ -93,7 +93,7 @@ def run(server: Server, params: dict[str, Any], opts: Options) -> dict[str, Any]
             raise RuntimeError(f"{server.name} was started without its metrics listener")
         argv += ["--metrics-url", server.metrics_url, "--scrape-interval", SCRAPE_INTERVAL]
     args = fanout.parse_args([str(a) for a in argv])
-    runs, join_s = fanout.benchmark(args, server, strict=False)
+    runs, join_s = fanout.benchmark(args, server, strict=False)["tcp"]
     result: dict[str, Any] = medians([r for r in runs if r["complete"]] or runs)
     expected = sum(r["expected"] for r in runs)
     delivered = sum(r["delivered"] for r in runs)

@@ -96,6 +96,27 @@ def test_fanout_scrapes_metrics_of_greenchat_only(results: Path) -> None:
     assert "| fanout: deliveries counter = delivered | yes |" in summary
 
 
+def test_websocket_fanout_of_greenchat_only(results: Path) -> None:
+    """websocket: greenchat measures its fan-out over WebSocket and TCP in one run (every
+    delivery counted over both); the others skip it; summary.md has the ws/tcp target."""
+    data = load(results, "websocket")
+    assert set(data["servers"]) == set(SERVERS) - {"greenchat-nodelay"}
+    assert "WebSocket" in data["servers"]["threaded"]["cases"]["N=20"]["skipped"]
+    entry = data["servers"]["greenchat"]["cases"]["N=20"]
+    assert entry["params"]["web"] is True and entry["params"]["transports"] == "tcp,ws"
+    result = entry["result"]
+    assert result["complete"] and result["dropped"] == 0
+    assert result["delivered"] == result["expected"] == 2 * 2 * 20 * 19
+    assert [r["transport"] for r in result["runs"]] == ["tcp", "ws"]
+    assert result["ws_vs_tcp"] == pytest.approx(
+        result["ws_us_per_delivery"] / result["tcp_us_per_delivery"]
+    )
+    assert result["met"] == (result["ws_vs_tcp"] <= 1.5)
+    summary = (results / "summary.md").read_text()
+    assert "| websocket fan-out CPU per delivery <= 1.5x TCP | " in summary
+    assert "WS/TCP" in summary
+
+
 def test_summary_and_plots(results: Path) -> None:
     summary = (results / "summary.md").read_text()
     assert "## Targets (greenchat)" in summary
