@@ -11,11 +11,11 @@ messages, close codes); :class:`IrcWebSocket` turns its events into the same
 items :class:`~greenchat.protocol.framing.LineFramer` gives for a TCP stream,
 under the same length rules, plus :class:`BadLine` and :class:`Closed`.
 
-Writing is done here, because it is the hot path: a fan-out hands each
-WebSocket recipient the same line ``bytes`` object, and :class:`FrameWriter`
-frames it once (a cache keyed by the line, whose hash ``bytes`` keeps), so a
-message to a thousand browsers is framed once per capability variant, as TCP
-lines are serialized once.
+Writing is done here, because it is the hot path. :func:`frame_lines` frames
+CRLF-terminated lines; a relayed message is framed by its relay, once per
+capability variant and subprotocol (server/outgoing.py), so a message to a
+thousand browsers is framed once, as TCP lines are serialized once.
+:class:`FrameWriter` frames the rest (replies to one client) as it is queued.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ __all__ = [
     "choose_subprotocol",
     "close_frame",
     "encode_frame",
+    "frame_lines",
 ]
 
 BINARY = "binary.ircv3.net"
@@ -61,7 +62,6 @@ TEXT = "text.ircv3.net"
 SUBPROTOCOLS = (BINARY, TEXT)
 
 _OP_TEXT, _OP_BINARY, _OP_CLOSE = 0x1, 0x2, 0x8
-_CACHE_LIMIT = 4096  # lines whose frames are kept; cleared whole when full
 
 
 def choose_subprotocol(offered: Iterable[str]) -> str | None:
@@ -105,42 +105,28 @@ class Closed:
     reason: str
 
 
+def frame_lines(chunk: bytes, text: bool) -> bytes:
+    """The frames for the CRLF-terminated lines in ``chunk``: one message per line."""
+    opcode = _OP_TEXT if text else _OP_BINARY
+    return b"".join(
+        encode_frame(_payload(line, text), opcode)
+        for line in chunk.split(b"\n")
+        if line.strip(b"\r")
+    )
+
+
 class FrameWriter:
-    """Turns queued IRC lines (CRLF-terminated) into WebSocket frames, once per line.
+    """Turns queued IRC lines (CRLF-terminated) into WebSocket frames for ``sink``
+    (the send queue's ``put``)."""
 
-    ``put(line)`` frames ``line`` and hands the frame to ``sink`` (the send
-    queue's ``put``). Frames are cached per line in a dict shared by every
-    writer of the same message type, so every recipient of a fan-out gets the
-    same frame object.
-    """
-
-    __slots__ = ("_cache", "_opcode", "_sink", "_text")
-
-    _caches: dict[bool, dict[bytes, bytes]] = {True: {}, False: {}}
+    __slots__ = ("_sink", "_text")
 
     def __init__(self, sink: Callable[[bytes], None], text: bool) -> None:
         self._sink = sink
         self._text = text
-        self._opcode = _OP_TEXT if text else _OP_BINARY
-        self._cache = self._caches[text]
 
     def put(self, line: bytes) -> None:
-        frame = self._cache.get(line)
-        if frame is None:
-            frame = self._frame(line)
-        self._sink(frame)
-
-    def _frame(self, chunk: bytes) -> bytes:
-        frames = b"".join(
-            encode_frame(_payload(line, self._text), self._opcode)
-            for line in chunk.split(b"\n")
-            if line.strip(b"\r")
-        )
-        cache = self._cache
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[chunk] = frames
-        return frames
+        self._sink(frame_lines(line, self._text))
 
 
 Item = bytes | LineTooLong | BadLine | Closed

@@ -471,7 +471,7 @@ class Hub:
             exclude = None
         for member in recipients:
             if member is not exclude:
-                member.enqueue(cache[member.variant] or render(member.variant))
+                member.relay_put(cache[member.relay_variant] or render(member.relay_variant))
         count = len(recipients) - (exclude is not None and exclude in recipients)
         self.deliveries += count
         self.fanout_sizes.observe(count)

@@ -6,7 +6,9 @@ looks: ``server-time`` adds a ``time`` tag, ``message-tags`` adds ``msgid``
 and the sender's client-only tags, ``extended-join`` adds account and real
 name to JOIN. Each connection carries its *variant* (a bit set of those
 capabilities); a relay renders each variant at most once and every recipient
-of that variant gets the same ``bytes`` object.
+of that variant gets the same ``bytes`` object. A WebSocket client's variant
+also has its subprotocol's bit (``WS_TEXT`` or ``WS_BINARY``): its form of the
+line is the WebSocket frame, so a fan-out to browsers frames each message once.
 
 Parameters are trusted: handlers validated names, and the parser already
 refused CR, LF and NUL, so rendering is plain string formatting.
@@ -20,12 +22,15 @@ import time
 from collections.abc import Iterable
 
 from greenchat.protocol.message import clip_line, escape_tag_value
+from greenchat.protocol.websocket import frame_lines
 
 __all__ = [
     "EXTENDED_JOIN",
     "MESSAGE_TAGS",
     "SERVER_TIME",
     "VARIANT_COUNT",
+    "WS_BINARY",
+    "WS_TEXT",
     "Relay",
     "add_tags",
     "format_server_time",
@@ -36,7 +41,9 @@ __all__ = [
 SERVER_TIME = 1
 MESSAGE_TAGS = 2
 EXTENDED_JOIN = 4
-VARIANT_COUNT = 8
+WS_TEXT = 8  # framed for text.ircv3.net
+WS_BINARY = 16  # framed for binary.ircv3.net
+VARIANT_COUNT = 24  # a connection has at most one of the two framing bits
 _VARIANT_BITS = {"server-time": SERVER_TIME, "message-tags": MESSAGE_TAGS}
 _VARIANT_BITS["extended-join"] = EXTENDED_JOIN
 
@@ -144,4 +151,7 @@ class Relay:
                 tags.append(self.client_tags)
         if tags:
             line = "@" + ";".join(tags) + " " + line
-        return clip_line(line.encode())
+        data = clip_line(line.encode())
+        if variant & (WS_TEXT | WS_BINARY):
+            return frame_lines(data, text=bool(variant & WS_TEXT))
+        return data

@@ -82,6 +82,7 @@ class Session:
     queue and capabilities. It owns the local :class:`User` the network sees."""
 
     __slots__ = (
+        "_capture",
         "caps",
         "close_reason",
         "connected_at",
@@ -115,6 +116,8 @@ class Session:
         # WebSocket as frames (transport.py).
         self.put_line = self.transport.line_writer(self.sendq.put)
         self.user = User(display_host(address[0]), address[0], self.put_line, self.caps, self)
+        self._capture: list[bytes] | None = None  # a labeled reply being gathered
+        self._route()
 
     def __repr__(self) -> str:
         return f"<Session {self.user.nick or '*'} {self.user.ip}:{self.port}>"
@@ -146,22 +149,43 @@ class Session:
 
     def capture(self, lines: list[bytes]) -> None:
         """Collect what is queued to this client in ``lines`` instead (labeled.py)."""
-        self.user.enqueue = lines.append
+        self._capture = lines
+        self._route()
 
     def release_output(self) -> None:
         """Queue output for sending again, after a capture."""
-        self.user.enqueue = self.put_line
+        self._capture = None
+        self._route()
 
     @contextlib.contextmanager
     def uncaptured(self) -> Iterator[None]:
         """Send output straight to the queue for a while, e.g. while a labeled
         command waits and other greenlets fan out to this client."""
-        user = self.user
-        capture, user.enqueue = user.enqueue, self.put_line
+        capture, self._capture = self._capture, None
+        self._route()
         try:
             yield
         finally:
-            user.enqueue = capture
+            self._capture = capture
+            self._route()
+
+    def set_variant(self, variant: int) -> None:
+        """The capabilities that change how relayed lines look changed (outgoing.py)."""
+        self.user.variant = variant
+        self._route()
+
+    def _route(self) -> None:
+        """Point the user's output at the capture or at the send queue. Lines go
+        through the transport's writer; relays are rendered in the transport's own
+        form (a WebSocket's frames) and go in as they are. A capture gathers plain
+        lines, which the labeled reply tags before they are sent."""
+        user, capture = self.user, self._capture
+        if capture is None:
+            user.enqueue, user.relay_put = self.put_line, self.sendq.put
+            user.relay_variant = user.variant | self.transport.framing
+        else:
+            user.enqueue = user.relay_put = capture.append
+            user.relay_variant = user.variant
 
     def numeric(self, code: str, *params: str, trailing: bool = True) -> None:
         """Queue a numeric reply from the server to this client.

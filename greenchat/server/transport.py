@@ -40,6 +40,7 @@ from wsproto import WSConnection
 
 from greenchat.protocol.framing import LineFramer
 from greenchat.protocol.websocket import FrameWriter, IrcWebSocket
+from greenchat.server.outgoing import WS_BINARY, WS_TEXT
 
 __all__ = [
     "RECV_BYTES",
@@ -98,6 +99,12 @@ class Transport:
     def line_writer(self, put: Callable[[bytes], None]) -> Callable[[bytes], None]:
         """Where a session's lines go: ``put`` (the send queue's) for a byte stream."""
         return put
+
+    @property
+    def framing(self) -> int:
+        """The variant bit of this transport's form of a relayed line (outgoing.py):
+        none for a byte stream, whose form is the line itself."""
+        return 0
 
     def final(self, line: bytes) -> bytes:
         """What to send last when the server closes: the ERROR line."""
@@ -197,6 +204,10 @@ class WebSocketTransport(Transport):
 
     def line_writer(self, put: Callable[[bytes], None]) -> Callable[[bytes], None]:
         return FrameWriter(put, self.irc.text).put
+
+    @property
+    def framing(self) -> int:
+        return WS_TEXT if self.irc.text else WS_BINARY
 
     def final(self, line: bytes) -> bytes:
         return self.irc.farewell(line)

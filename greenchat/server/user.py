@@ -4,8 +4,11 @@ The hub, its channels, presence (MONITOR, operators) and WHOWAS hold Users,
 never sessions. A local user has the :class:`~greenchat.server.session.Session`
 that owns it (``session``); delivering to any user is one call,
 ``user.enqueue(line)``, which for a local user puts the bytes into its
-session's send queue. That call is the seam where a user on another node
-will be handed to the backplane instead.
+session's send queue (framed, for a WebSocket). A relayed message goes as
+``user.relay_put(relay.bytes_for(user.relay_variant))``: the relay renders the
+line in the form the user's transport sends, so it is queued as it is. Those
+calls are the seam where a user on another node will be handed to the
+backplane instead.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class User:
         "prefix",
         "realname",
         "registered",
+        "relay_put",
+        "relay_variant",
         "session",
         "signon",
         "username",
@@ -86,6 +91,10 @@ class User:
         # those that change how relayed lines look (outgoing.py).
         self.caps = caps
         self.variant = 0
+        # Where relayed lines go, rendered as relay_variant (the variant, plus for a
+        # WebSocket its framing): the session routes both (session.py).
+        self.relay_put = enqueue
+        self.relay_variant = 0
 
     def __repr__(self) -> str:
         return f"<User {self.nick or '*'} {self.host}>"
@@ -95,7 +104,7 @@ class User:
 
     def send_relay(self, relay: Relay) -> None:
         """Deliver one relayed line, in the form this user's client asks for."""
-        self.enqueue(relay.bytes_for(self.variant))
+        self.relay_put(relay.bytes_for(self.relay_variant))
 
     def set_nick(self, nick: str) -> None:
         self.nick = nick

@@ -351,6 +351,28 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy(make_server, ws_client
     spoofer.expect(r":spoofer!~spoofer@127\.0\.0\.1 JOIN #lobby")
 
 
+def test_labeled_replies_and_late_caps_keep_websocket_frames_whole(web, ws_clients, connect):
+    """Relays reach a WebSocket already framed; a labeled reply captures them as plain
+    lines to tag them, and a capability requested later changes their form."""
+    browser = ws_clients(web)
+    browser.accepted()
+    browser.send_lines("CAP LS 302", "CAP REQ :labeled-response echo-message batch")
+    browser.expect(r" CAP \* ACK ")
+    browser.send_lines("CAP END")
+    browser.register("labels")
+    browser.send_lines("@label=j1 JOIN #lobby")
+    browser.expect(r"^@label=j1 :\S+ BATCH \+(\S+) labeled-response$")
+    browser.expect(r"^@batch=\S+ :labels!\S+ JOIN #lobby$")
+    browser.send_lines("@label=m1 PRIVMSG #lobby :echoed")
+    browser.expect(r"^@label=m1 :labels!\S+ PRIVMSG #lobby :echoed$")
+    browser.send_lines("CAP REQ server-time")
+    browser.expect(r" CAP labels ACK :?server-time")
+    other = connect().register("other").join("#lobby")
+    other.send("PRIVMSG #lobby :timed")
+    browser.expect(r"^@time=\S+ :other!\S+ PRIVMSG #lobby :timed$")
+    assert all(IRC_LINE.match(text) for text in browser.texts()), browser.texts()
+
+
 def test_websocket_sessions_are_labelled_ws(server, web, ws_clients):
     client = ws_clients(web)
     client.accepted()

@@ -28,6 +28,7 @@ from greenchat.protocol.websocket import (
     close_frame,
     encode_frame,
 )
+from greenchat.server.outgoing import SERVER_TIME, WS_BINARY, WS_TEXT, Relay
 
 
 def pair(text: bool = True) -> tuple[WSConnection, IrcWebSocket, list[bytes]]:
@@ -129,18 +130,25 @@ def test_farewell_is_the_error_line_then_a_close():
     assert isinstance(events[1], CloseConnection) and events[1].code == 1000
 
 
-def test_the_writer_frames_each_line_once_and_splits_chunks():
+def test_the_writer_frames_lines_and_splits_chunks():
     sent: list[bytes] = []
     text, binary = FrameWriter(sent.append, text=True), FrameWriter(sent.append, text=False)
-    line = b":a!b@c PRIVMSG #x :hi\r\n"
-    text.put(line)
-    FrameWriter(sent.append, text=True).put(line)
-    assert sent[0] is sent[1]  # the same frame object for every recipient
+    text.put(b":a!b@c PRIVMSG #x :hi\r\n")
     binary.put(b"A\r\nB\r\n")
     client, _, _ = pair()
     events = client_sees(client, b"".join(sent))
-    lines = [TextMessage(":a!b@c PRIVMSG #x :hi")] * 2
-    assert events == [*lines, BytesMessage(b"A"), BytesMessage(b"B")]
+    assert events == [TextMessage(":a!b@c PRIVMSG #x :hi"), BytesMessage(b"A"), BytesMessage(b"B")]
+
+
+def test_a_relay_is_framed_once_per_variant_for_every_websocket_recipient():
+    relay = Relay("a!b@c", "PRIVMSG", ("#x", "hi"))
+    text = relay.bytes_for(WS_TEXT | SERVER_TIME)
+    assert relay.bytes_for(WS_TEXT | SERVER_TIME) is text  # the same frame object for all
+    assert relay.bytes_for(0) == b":a!b@c PRIVMSG #x :hi\r\n"  # TCP's form: the line
+    client, _, _ = pair()
+    events = client_sees(client, text + relay.bytes_for(WS_BINARY))
+    assert events[0].data.startswith("@time=") and events[0].data.endswith(" PRIVMSG #x :hi")
+    assert events[1] == BytesMessage(b":a!b@c PRIVMSG #x :hi")
 
 
 def test_text_frames_are_always_utf8():

@@ -41,7 +41,7 @@ def cap(server: ChatServer, conn: Session, msg: Message) -> None:
     if replies is None:
         conn.numeric(ERR_INVALIDCAPCMD, sub, "Invalid CAP command")
         return
-    conn.user.variant = variant_of(conn.caps.enabled)
+    conn.set_variant(variant_of(conn.caps.enabled))
     for params in replies:
         conn.send(Message("CAP", (conn.target, *params), server.config.name))
     try_register(server, conn)
