@@ -142,7 +142,7 @@ from loadgen import (  # noqa: E402
     medians,
     raise_fd_limit,
 )
-from servers import METRICS_RE, WEB_RE, exit_on_sigterm, record_pid  # noqa: E402
+from servers import METRICS_RE, WEB_RE, exit_on_sigterm, memory_db, record_pid  # noqa: E402
 
 CHANNEL = "#fanout"
 # One channel per transport, of the same length: the lines are as long over both.
@@ -265,7 +265,7 @@ def default_server_flags(clients: int, metrics: bool = False, web: bool = False)
 def default_server_cmd(clients: int, metrics: bool = False, web: bool = False) -> list[str]:
     script = Path(sys.executable).parent / "greenchat-serve"
     base = [str(script)] if script.exists() else [sys.executable, "-m", "greenchat.cli"]
-    return [*base, *default_server_flags(clients, metrics, web)]
+    return [*base, *default_server_flags(clients, metrics, web), *memory_db()]
 
 
 def start_server(
@@ -718,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return 2
             clients = len(args.transports) * args.clients
             flags = default_server_flags(clients, args.metrics, "ws" in args.transports)
-            cmd = [*base.command(), *base.args(flags)]
+            cmd = [*base.command(), *base.args(flags), *memory_db(base.flags)]
             if "--metrics-port" in base.dropped:
                 print(f"fanout.py: --metrics: {base.name} has no --metrics-port", file=sys.stderr)
                 return 2

@@ -73,6 +73,9 @@ VARIANTS = {"greenchat-nodelay": ("--tcp-nodelay",)}
 BASELINES: dict[str, Any] = {}
 HOST = "127.0.0.1"
 GREENCHAT_SENDQ = 4 * 1024 * 1024
+# Accounts in memory: no greenchat.db in the run directory. Passed only to a greenchat
+# that knows --db, so a baseline from before it gets no "flags left out" note for it.
+MEMORY_DB = ("--db", ":memory:")
 START_DEADLINE = 30.0
 STOP_DEADLINE = 10.0
 FD_FALLBACK = 1 << 20  # soft RLIMIT_NOFILE when the hard limit is "unlimited"
@@ -217,6 +220,11 @@ def _greenchat_family(name: str) -> bool:
     return name == "greenchat" or name in VARIANTS or name in BASELINES
 
 
+def memory_db(flags: frozenset[str] | None = None) -> tuple[str, ...]:
+    """MEMORY_DB for this tree's greenchat (``flags`` None) or a baseline that lists --db."""
+    return MEMORY_DB if flags is None or "--db" in flags else ()
+
+
 def _command(
     name: str,
     rundir: Path,
@@ -239,8 +247,8 @@ def _command(
             *(("--metrics-port", "0") if metrics else ()),
         ]  # fmt: skip
         if base := BASELINES.get(name):
-            return [*base.command(), *base.args(flags)]
-        return [*_greenchat_cmd(), *flags]
+            return [*base.command(), *base.args(flags), *memory_db(base.flags)]
+        return [*_greenchat_cmd(), *flags, *memory_db()]
     if metrics:
         raise ServerStartError(f"{name} has no Prometheus metrics listener")
     if web:

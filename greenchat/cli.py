@@ -49,7 +49,7 @@ def build_serve_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="greenchat-serve",
         epilog="Exit status: 0 after SIGTERM or SIGINT, 1 when it cannot start (e.g. cannot "
-        "listen), 2 for a bad flag, value or config file.",
+        "listen), 2 for a bad flag, value, config file or database (--db).",
         description=(
             "Run the greenchat IRC server. With no flags it listens on "
             f"127.0.0.1:{DEFAULT_PORT}; connect any IRC client (irssi, weechat, "
@@ -168,12 +168,16 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     from greenchat.server.listener import ListenError
     from greenchat.server.server import ChatServer
+    from greenchat.store.base import StoreError
 
     _log_to_stderr(config.log_level)
     try:
         server = ChatServer(config)
         server.start()
     except ConfigError as exc:  # e.g. a TLS certificate that does not load
+        print(f"greenchat-serve: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:  # "cannot open the database PATH: why"; a restart would not help
         print(f"greenchat-serve: {exc}", file=sys.stderr)
         return 2
     except ListenError as exc:

@@ -95,6 +95,10 @@ def _bound(value: float) -> str:
     return "+Inf" if value == float("inf") else repr(float(value))
 
 
+# How a login attempt ended (greenchat_logins_total{result=...}).
+LOGIN_RESULTS = ("ok", "failed", "limited", "unavailable")
+
+
 class ServerMetrics:
     """The counters and histograms the server bumps; plain numbers, read at scrape."""
 
@@ -105,6 +109,7 @@ class ServerMetrics:
         self.disconnects = Counter(dict.fromkeys(DISCONNECT_REASONS, 0))
         self.sendq_overflows = 0
         self.excess_floods = 0
+        self.logins = Counter(dict.fromkeys(LOGIN_RESULTS, 0))  # SASL and NickServ, by result
         # Sent by sessions that have ended; the live ones' are added at scrape time
         # (their send queues count what they hand to the socket: no count per flush).
         self.sent_bytes = 0
@@ -178,6 +183,15 @@ class Collector(_Collector):
             value=metrics.excess_floods,
         )
         yield _by_label(
+            "greenchat_logins", "Login attempts (SASL, NickServ), by result", "result",
+            metrics.logins,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "greenchat_store_failures",
+            "Account store calls that failed underneath (I/O error, disk full)",
+            value=self.server.storage.failures if self.server.storage else 0,
+        )
+        yield _by_label(
             "greenchat_disconnects",
             "Connections ended, by reason",
             "reason",
@@ -232,6 +246,8 @@ METRIC_NAMES = (
     "greenchat_sent_lines_total",
     "greenchat_sendq_overflows_total",
     "greenchat_excess_floods_total",
+    "greenchat_logins_total",
+    "greenchat_store_failures_total",
     "greenchat_disconnects_total",
     "greenchat_registration_seconds",
     "greenchat_event_loop_lag_seconds",

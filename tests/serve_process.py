@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +29,7 @@ class ServeProcess:
     ) -> None:
         """``read_stderr=False``: nobody reads the server's stderr pipe (it fills up)."""
         self.proc = subprocess.Popen(
-            [str(SERVE), "--port", "0", *_web_port(args), *args],
+            [str(SERVE), "--port", "0", *_web_port(args), *_db(args), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -106,3 +108,18 @@ def _web_port(args: tuple[str, ...]) -> list[str]:
     if any(arg == "--no-web" or arg.startswith("--web-port") for arg in args):
         return []
     return ["--web-port", "0"]
+
+
+def _db(args: tuple[str, ...]) -> list[str]:
+    """``--db :memory:`` unless the test chose a file (``--db``, or ``db`` in its
+    ``--config`` file, which a flag would override): no greenchat.db left behind."""
+    if any(arg.startswith("--db") for arg in args):
+        return []
+    for flag, value in itertools.pairwise(args):
+        if flag == "--config":
+            try:
+                if "db" in tomllib.loads(Path(value).read_text()):
+                    return []
+            except (OSError, ValueError):
+                pass  # the server refuses the file itself
+    return ["--db", ":memory:"]

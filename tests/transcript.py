@@ -19,6 +19,7 @@ import gevent
 
 from greenchat.server.config import ServerConfig
 from greenchat.server.server import ChatServer
+from greenchat.store.sqlite import MEMORY
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -31,9 +32,10 @@ class ServerThread:
     ) -> None:
         # Ports 0 unless a test restarts a server on the ports a previous one had.
         # The web listener on a free port too: two servers must not both want 8547.
-        self.config = replace(
-            config or ServerConfig(), host="127.0.0.1", port=port, web_port=web_port
-        )
+        # Accounts in memory unless the test chose a file: no greenchat.db left behind.
+        config = config or ServerConfig()
+        db = MEMORY if config.db == ServerConfig().db else config.db
+        self.config = replace(config, host="127.0.0.1", port=port, web_port=web_port, db=db)
         self.server: ChatServer | None = None
         self._hub = None
         self._ready = threading.Event()

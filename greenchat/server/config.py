@@ -101,6 +101,8 @@ class ServerConfig:
     max_list_entries: int = 100  # +b list size per channel (MAXLIST)
     monitor_limit: int = 100  # nicks one client may MONITOR
     whowas_size: int = 1000  # nick history entries kept for WHOWAS
+    # Accounts and registered channels (greenchat.store.sqlite); ":memory:" keeps nothing.
+    db: str = "greenchat.db"
     # Server operators: name -> password hash ("scrypt$<salt hex>$<hash hex>").
     opers: dict[str, str] = field(default_factory=dict)
     admin_info: tuple[str, str, str] = (
@@ -231,6 +233,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("whowas-size", "int", "nick history entries kept for WHOWAS", minimum=0,
            maximum=1_000_000,
            restart=True),
+    Option("db", "str", "SQLite file for accounts and registered channels, created if "
+           "missing (relative to the directory the server starts in); :memory: keeps "
+           "nothing after the server stops", metavar="FILE", restart=True),
     Option("opers", "opers", "IRC operators: in the file a table of name = password (or "
            "a scrypt$ hash); on the command line --oper NAME:PASSWORD, repeatable"),
 )  # fmt: skip
@@ -365,6 +370,8 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Se
         raise ConfigError("tls-port needs tls-cert and tls-key")
     if config.web_tls_port is not None and (config.tls_cert is None or config.tls_key is None):
         raise ConfigError("web-tls-port needs tls-cert and tls-key")
+    if not config.db:
+        raise ConfigError("db: expected a file name, or :memory: to keep nothing")
     if config.motd is not None:
         try:
             config.load_motd()

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "VERSION",
+    "AccountChanged",
     "AwayChanged",
     "ChannelModeChanged",
     "Event",
@@ -166,6 +167,16 @@ class UserModeChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class AccountChanged(Event):
+    """A registered user logged in to ``account`` (SASL, NickServ), or out ('')."""
+
+    kind: ClassVar[str] = "account"
+    nick: str
+    account: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
 class AwayChanged(Event):
     """``message`` '' means back."""
 
@@ -241,6 +252,7 @@ KINDS: dict[str, type[Event]] = {
         ChannelModeChanged,
         Invited,
         UserModeChanged,
+        AccountChanged,
         AwayChanged,
         RealnameChanged,
         HostChanged,

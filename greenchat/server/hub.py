@@ -23,6 +23,7 @@ from greenchat.metrics import Buckets
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.masks import compile_mask
 from greenchat.server.events import (
+    AccountChanged,
     AwayChanged,
     ChannelModeChanged,
     Event,
@@ -236,6 +237,8 @@ class Hub:
         user = self._user(event.nick)
         user.username, user.host, user.realname = event.username, event.host, event.realname
         user.account, user.node = event.account, event.node
+        if event.account:
+            user.modes = user.modes | {"r"}  # logged in (SASL before registering)
         user.registered = True
         user.set_nick(event.nick)  # the prefix now carries the username
         self.note_registered()
@@ -245,7 +248,7 @@ class Hub:
     def _nick_changed(self, event: NickChanged) -> None:
         """Rename a registered user and tell everyone who shares a channel."""
         user = self._user(event.old)
-        relay = Relay(user.prefix, "NICK", (event.new,))
+        relay = Relay(user.prefix, "NICK", (event.new,), account=user.account)
         self.claim_nick(user, event.new)
         user.set_nick(event.new)
         user.send_relay(relay)
@@ -269,7 +272,7 @@ class Hub:
         user.channels[key] = channel
         self.fanout(channel.members, _join_relay(user, channel))
         if user.away:  # hook: away-notify members learn at once that the newcomer is away
-            away = Relay(user.prefix, "AWAY", (user.away,))
+            away = Relay(user.prefix, "AWAY", (user.away,), account=user.account)
             self.fanout(channel.members, away, exclude=user, require_cap="away-notify")
         return channel
 
@@ -277,7 +280,10 @@ class Hub:
         user, channel = self._user(event.nick), self.channels[casefold(event.channel)]
         reason = event.reason
         params = (channel.name, reason) if reason else (channel.name,)
-        self.fanout(channel.members, Relay(user.prefix, "PART", params, trailing=bool(reason)))
+        self.fanout(
+            channel.members,
+            Relay(user.prefix, "PART", params, trailing=bool(reason), account=user.account),
+        )
         self._drop_member(channel, user)
 
     def _kicked(self, event: Kicked) -> None:
@@ -285,7 +291,7 @@ class Hub:
         user, target = self._user(event.by), self._user(event.target)
         channel = self.channels[casefold(event.channel)]
         params = (channel.name, target.nick, event.reason)
-        self.fanout(channel.members, Relay(user.prefix, "KICK", params))
+        self.fanout(channel.members, Relay(user.prefix, "KICK", params, account=user.account))
         self._drop_member(channel, target)
 
     def _quit(self, event: Quit) -> None:
@@ -294,7 +300,7 @@ class Hub:
         self.users.discard(user)
         self.registered_count -= 1
         self.invisible_count -= "i" in user.modes
-        self.send_to_peers(user, Relay(user.prefix, "QUIT", (event.reason,)))
+        self.send_to_peers(user, Relay(user.prefix, "QUIT", (event.reason,), account=user.account))
         self.presence.gone(user)  # hook: WHOWAS, MONITOR, opers
         for channel in list(user.channels.values()):
             self._drop_member(channel, user)
@@ -305,7 +311,10 @@ class Hub:
         channel.topic = event.topic
         channel.topic_setter = user.prefix
         channel.topic_set_at = int(event.time)
-        self.fanout(channel.members, Relay(user.prefix, "TOPIC", (channel.name, event.topic)))
+        self.fanout(
+            channel.members,
+            Relay(user.prefix, "TOPIC", (channel.name, event.topic), account=user.account),
+        )
 
     def _channel_modes_changed(self, event: ChannelModeChanged) -> None:
         """Apply checked mode changes (the handler normalized them) and show them."""
@@ -313,7 +322,10 @@ class Hub:
         for sign, char, arg in event.changes:
             channel.apply_mode(sign, char, arg, user.prefix, int(event.time), self._user)
         params = (channel.name, *mode_params(event.changes))
-        self.fanout(channel.members, Relay(user.prefix, "MODE", params, trailing=False))
+        self.fanout(
+            channel.members,
+            Relay(user.prefix, "MODE", params, trailing=False, account=user.account),
+        )
 
     def _invited(self, event: Invited) -> Relay:
         """The invitee gets the INVITE; with invite-notify, members who could have
@@ -321,7 +333,9 @@ class Hub:
         user, target = self._user(event.by), self._user(event.target)
         channel = self.channels[casefold(event.channel)]
         channel.invite(target)
-        relay = Relay(user.prefix, "INVITE", (target.nick, channel.name), trailing=False)
+        relay = Relay(
+            user.prefix, "INVITE", (target.nick, channel.name), trailing=False, account=user.account
+        )
         target.send_relay(relay)
         if "i" in channel.modes:
             watchers = [m for m, modes in channel.members.items() if "o" in modes]
@@ -346,18 +360,32 @@ class Hub:
                 if not on:
                     user.oper_name = ""
         letters = mode_params([(sign, char, "") for sign, char in event.changes])
-        user.send_relay(Relay(user.prefix, "MODE", (user.nick, *letters)))
+        user.send_relay(Relay(user.prefix, "MODE", (user.nick, *letters), account=user.account))
+
+    def _account_changed(self, event: AccountChanged) -> None:
+        """Logged in or out: friends with account-notify get ACCOUNT; the user gets
+        user mode +r (or -r)."""
+        user = self._user(event.nick)
+        user.account = event.account
+        relay = Relay(user.prefix, "ACCOUNT", (event.account or "*",), trailing=False)
+        self.fanout(self.presence.friends(self, user, "account-notify"), relay)
+        if bool(event.account) != ("r" in user.modes):
+            user.modes = user.modes | {"r"} if event.account else user.modes - {"r"}
+            sign = "+" if event.account else "-"
+            user.send_relay(Relay(self.name, "MODE", (user.nick, sign + "r"), trailing=False))
 
     def _away_changed(self, event: AwayChanged) -> None:
         user = self._user(event.nick)
         user.away = event.message
-        relay = Relay(user.prefix, "AWAY", (event.message,) if event.message else ())
+        relay = Relay(
+            user.prefix, "AWAY", (event.message,) if event.message else (), account=user.account
+        )
         self.fanout(self.presence.friends(self, user, "away-notify"), relay)
 
     def _realname_changed(self, event: RealnameChanged) -> Relay:
         user = self._user(event.nick)
         user.realname = event.realname
-        relay = Relay(user.prefix, "SETNAME", (event.realname,))
+        relay = Relay(user.prefix, "SETNAME", (event.realname,), account=user.account)
         self.fanout(self.presence.friends(self, user, "setname"), relay)
         return relay
 
@@ -389,7 +417,7 @@ class Hub:
                 params = (channel.name, "+" + modes, *[user.nick] * len(modes))
                 self.fanout(members, Relay(self.name, "MODE", params, trailing=False))
             if user.away:
-                away = Relay(user.prefix, "AWAY", (user.away,))
+                away = Relay(user.prefix, "AWAY", (user.away,), account=user.account)
                 self.fanout(members, away, require_cap="away-notify")
 
     def _killed(self, event: Killed) -> None:
@@ -411,6 +439,7 @@ class Hub:
             client_tags=event.tags,
             when=event.time,
             msgid=event.msgid,
+            account=user.account,
         )
         require = "message-tags" if event.verb == "TAGMSG" else None
         channel = self.channels.get(casefold(event.target))
@@ -433,6 +462,7 @@ class Hub:
         ChannelModeChanged: _channel_modes_changed,
         Invited: _invited,
         UserModeChanged: _user_modes_changed,
+        AccountChanged: _account_changed,
         AwayChanged: _away_changed,
         RealnameChanged: _realname_changed,
         HostChanged: _host_changed,
@@ -512,4 +542,6 @@ def _join_relay(user: User, channel: Channel) -> Relay:
     """``user``'s JOIN of ``channel``; extended-join recipients also get the account
     ('*': none) and the real name."""
     ext = (channel.name, user.account or "*", user.realname)
-    return Relay(user.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext)
+    return Relay(
+        user.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext, account=user.account
+    )

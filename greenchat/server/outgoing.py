@@ -4,9 +4,10 @@ A :class:`Relay` is one event that many clients receive (a PRIVMSG, a JOIN,
 a QUIT...). Clients differ only in the capabilities that change how a line
 looks: ``server-time`` adds a ``time`` tag, ``message-tags`` adds ``msgid``
 and the sender's client-only tags, ``extended-join`` adds account and real
-name to JOIN. Each connection carries its *variant* (a bit set of those
-capabilities); a relay renders each variant at most once and every recipient
-of that variant gets the same ``bytes`` object. A WebSocket client's variant
+name to JOIN, ``account-tag`` the sender's ``account``. Each connection
+carries its *variant* (a bit set of those capabilities); a relay renders each
+variant at most once and every recipient of that variant gets the same ``bytes``
+object. A WebSocket client's variant
 also has its subprotocol's bit (``WS_TEXT`` or ``WS_BINARY``): its form of the
 line is the WebSocket frame, so a fan-out to browsers frames each message once.
 
@@ -25,6 +26,7 @@ from greenchat.protocol.message import clip_line, escape_tag_value
 from greenchat.protocol.websocket import frame_lines
 
 __all__ = [
+    "ACCOUNT_TAG",
     "EXTENDED_JOIN",
     "MESSAGE_TAGS",
     "SERVER_TIME",
@@ -41,11 +43,13 @@ __all__ = [
 SERVER_TIME = 1
 MESSAGE_TAGS = 2
 EXTENDED_JOIN = 4
-WS_TEXT = 8  # framed for text.ircv3.net
-WS_BINARY = 16  # framed for binary.ircv3.net
-VARIANT_COUNT = 24  # a connection has at most one of the two framing bits
+ACCOUNT_TAG = 8
+WS_TEXT = 16  # framed for text.ircv3.net
+WS_BINARY = 32  # framed for binary.ircv3.net
+VARIANT_COUNT = 48  # a connection has at most one of the two framing bits
 _VARIANT_BITS = {"server-time": SERVER_TIME, "message-tags": MESSAGE_TAGS}
 _VARIANT_BITS["extended-join"] = EXTENDED_JOIN
+_VARIANT_BITS["account-tag"] = ACCOUNT_TAG
 
 # msgids: unique per server run without coordination: a random run prefix
 # and a counter.
@@ -84,6 +88,7 @@ class Relay:
 
     __slots__ = (
         "_msgid",
+        "account",
         "cache",
         "client_tags",
         "command",
@@ -105,6 +110,7 @@ class Relay:
         ext_params: tuple[str, ...] | None = None,
         when: float | None = None,
         msgid: str | None = None,
+        account: str = "",
     ) -> None:
         self.source = source
         self.command = command
@@ -114,6 +120,7 @@ class Relay:
         self.trailing = trailing
         self.client_tags = client_tags  # already escaped: "+a=b;+c"
         self.ext_params = ext_params  # params for extended-join recipients
+        self.account = account  # the source's account, for account-tag ('' for none)
         self.when = time.time() if when is None else when
         self.cache: list[bytes | None] = [None] * VARIANT_COUNT
         self._msgid = msgid or None  # made when first needed, unless an event carries one
@@ -149,6 +156,8 @@ class Relay:
             tags.append("msgid=" + escape_tag_value(self.msgid))
             if self.client_tags:
                 tags.append(self.client_tags)
+        if variant & ACCOUNT_TAG and self.account:
+            tags.append("account=" + escape_tag_value(self.account))
         if tags:
             line = "@" + ";".join(tags) + " " + line
         data = clip_line(line.encode())

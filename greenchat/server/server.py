@@ -29,6 +29,7 @@ from greenchat.metrics import ServerMetrics
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import ERR_UNKNOWNERROR
 from greenchat.server.commands import COMMANDS, dispatch
+from greenchat.server.commands.sasl import MECHANISMS
 from greenchat.server.config import OPTIONS, ConfigError, ServerConfig
 from greenchat.server.events import KINDS
 from greenchat.server.flusher import Flusher
@@ -41,12 +42,15 @@ from greenchat.server.listener import (
     show_address,
     tls_handshake,
 )
+from greenchat.server.login import LoginLimiter
 from greenchat.server.memory import Trimmer
 from greenchat.server.metrics_http import MetricsListener
 from greenchat.server.paging import pace
 from greenchat.server.session import Session
+from greenchat.server.storage import Storage
 from greenchat.server.transport import Transport, transport_for
 from greenchat.server.web import WebHandler
+from greenchat.store.sqlite import MEMORY, SqliteStore
 
 __all__ = ["ChatServer"]
 
@@ -56,6 +60,8 @@ log = logging.getLogger("greenchat.server")
 # promises that a change of this list would be announced; it never changes
 # at run time.
 SUPPORTED_CAPS = {
+    "account-notify": "",
+    "account-tag": "",
     "away-notify": "",
     "batch": "",
     "cap-notify": "",
@@ -67,6 +73,7 @@ SUPPORTED_CAPS = {
     "labeled-response": "",
     "message-tags": "",
     "multi-prefix": "",
+    "sasl": ",".join(MECHANISMS),
     "server-time": "",
     "setname": "",
     "standard-replies": "",
@@ -78,7 +85,7 @@ SUPPORTED_CAPS = {
 RESTART_ONLY = frozenset(option.attr for option in OPTIONS if option.restart)
 
 # Commands whose parameters are passwords: never written to the log.
-SECRET_COMMANDS = frozenset({"PASS", "OPER"})
+SECRET_COMMANDS = frozenset({"PASS", "OPER", "AUTHENTICATE"})
 
 
 class ChatServer:
@@ -91,6 +98,7 @@ class ChatServer:
         self.sessions: set[Session] = set()  # the local ones, each with its user in the hub
         self.flusher = Flusher()
         self.supported_caps = dict(SUPPORTED_CAPS)
+        self.login_limiter = LoginLimiter()  # failed logins, per address and per account
         self.created_text = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         self.pool = Pool()  # admission is counted in _admit, not by the pool
         self.per_ip: Counter[str] = Counter()
@@ -123,6 +131,9 @@ class ChatServer:
             self.metrics_listener = MetricsListener(
                 self, self.config.metrics_host, self.config.metrics_port
             )
+        # Accounts and registered channels, opened by start() (a bad file refuses to
+        # start before any port is bound) and closed by stop() once sessions are gone.
+        self.storage: Storage | None = None
         self._keepalive: gevent.Greenlet | None = None
         self._lag_probe: gevent.Greenlet | None = None
         self.stopping = False
@@ -154,6 +165,9 @@ class ChatServer:
         return [stream for stream in streams if stream is not None]
 
     def start(self) -> None:
+        """Open the database, then listen. StoreError (a database that cannot be used)
+        or ListenError (a port that cannot be bound) leave nothing open."""
+        self.storage = Storage(SqliteStore(self.config.db))
         started: list[Listener] = []
         try:
             for stream in self._listeners:
@@ -164,6 +178,8 @@ class ChatServer:
         except BaseException:
             for stream in started:
                 stream.close()
+            self.storage.close()
+            self.storage = None
             raise
         self._keepalive = gevent.spawn(self._keepalive_loop)
         self._lag_probe = gevent.spawn(self._measure_loop_lag)
@@ -176,6 +192,7 @@ class ChatServer:
             also += f", https://{show_address(*self.web_tls_address)}/"
         if self.metrics_listener is not None:
             also += f", metrics on http://{show_address(*self.metrics_listener.address)}/metrics"
+        also += f", accounts in {_where(self.config.db)}"
         log.info(
             "started %s (pid %d): IRC on %s%s",
             self.config.name,
@@ -243,6 +260,8 @@ class ChatServer:
             stream.stop(timeout=0)
         if self.metrics_listener is not None:
             self.metrics_listener.stop()
+        if self.storage is not None:  # after the sessions: none of them still waits on it
+            self.storage.close()
         self._stopped.set()
         log.info("stopped")
 
@@ -389,6 +408,13 @@ def _bound(stream: Listener | None) -> tuple[str, int] | None:
     if stream is None:
         return None
     return stream.address[0], stream.server_port
+
+
+def _where(db: str) -> str:
+    """Where the accounts are kept, for the start log line."""
+    if db == MEMORY:
+        return f"memory ({MEMORY}: nothing is kept after a stop)"
+    return os.path.abspath(db)
 
 
 def _networks(cidrs: list[str]) -> list:

@@ -42,6 +42,7 @@ from greenchat.server.transport import RECV_BYTES, Transport, transport_for
 from greenchat.server.user import User
 
 if TYPE_CHECKING:
+    from greenchat.server.commands.sasl import SaslAttempt
     from greenchat.server.server import ChatServer
 
 __all__ = ["Session", "display_host"]
@@ -92,6 +93,7 @@ class Session:
         "ping_sent",
         "port",
         "put_line",
+        "sasl",
         "sendq",
         "server",
         "transport",
@@ -112,6 +114,7 @@ class Session:
         self.close_reason: str | None = None
         self.connected_at = self.last_active = time.monotonic()
         self.ping_sent = False
+        self.sasl: SaslAttempt | None = None  # an AUTHENTICATE login in progress
         # Where this client's lines go: into the send queue as they are, or for a
         # WebSocket as frames (transport.py).
         self.put_line = self.transport.line_writer(self.sendq.put)

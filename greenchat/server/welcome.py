@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from greenchat.server.session import Session
 
 VERSION = f"greenchat-{__version__}"
-USER_MODES = "iow"  # +o only through OPER (users may drop it); +w: wallops
+USER_MODES = "iorw"  # +o only through OPER (users may drop it); +r: logged in; +w: wallops
 # Channel modes by ISUPPORT CHANMODES type: A (lists), B (parameter always),
 # C (parameter when set), D (flags). Prefix modes (PREFIX) are separate.
 LIST_MODES = "b"

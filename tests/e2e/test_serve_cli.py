@@ -72,7 +72,10 @@ def test_port_in_use_is_a_clear_error():
         taken.listen()
         port = taken.getsockname()[1]
         out = subprocess.run(
-            [str(SERVE), "--port", str(port)], capture_output=True, text=True, timeout=30
+            [str(SERVE), "--port", str(port), "--db", ":memory:"],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     assert out.returncode == 1
     assert out.stderr == (
@@ -82,7 +85,10 @@ def test_port_in_use_is_a_clear_error():
 
 def test_unknown_host_is_one_plain_line():
     out = subprocess.run(
-        [str(SERVE), "--host", "256.0.0.1"], capture_output=True, text=True, timeout=30
+        [str(SERVE), "--host", "256.0.0.1", "--db", ":memory:"],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 1
     assert out.stderr.startswith("greenchat-serve: cannot listen on 256.0.0.1:8546: ")

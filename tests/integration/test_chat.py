@@ -31,7 +31,7 @@ def test_welcome_burst_and_isupport(connect):
     client.expect(r"^:greenchat\.local 001 neo :Welcome to the greenchat IRC Network neo!~neo@")
     client.expect(r" 002 neo :Your host is greenchat\.local")
     client.expect(r" 003 neo ")
-    client.expect(r" 004 neo greenchat\.local greenchat-\S+ iow biklmnopstv bklov$")
+    client.expect(r" 004 neo greenchat\.local greenchat-\S+ iorw biklmnopstv bklov$")
     isupport: list[str] = []
     while True:  # 005 may span several lines
         line = client.read_line()

@@ -173,3 +173,15 @@ def test_web_origins_are_origins():
             check_option(option, bad, "w")
     with pytest.raises(ConfigError, match="expected a list of origins"):
         check_option(option, 5, "w")
+
+
+def test_the_database_is_a_file_or_memory(tmp_path):
+    assert ServerConfig().db == "greenchat.db"
+    args = build_serve_parser().parse_args(["--db", ":memory:"])
+    assert config_from_args(args).db == ":memory:"
+    path = write(tmp_path, 'db = "/var/lib/greenchat/g.db"\n')
+    assert load_file(path) == {"db": "/var/lib/greenchat/g.db"}
+    with pytest.raises(ConfigError, match="db: expected a file name, or :memory: to keep nothing"):
+        build_config(load_file(write(tmp_path, 'db = ""\n')), {})
+    with pytest.raises(ConfigError, match="db: expected a file name"):
+        config_from_args(build_serve_parser().parse_args(["--db", ""]))

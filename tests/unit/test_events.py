@@ -13,6 +13,7 @@ from greenchat.server import events
 from greenchat.server.events import (
     KINDS,
     VERSION,
+    AccountChanged,
     AwayChanged,
     ChannelModeChanged,
     Event,
@@ -48,6 +49,7 @@ EXAMPLES: list[Event] = [
     Invited("op", "carol", "#secret", time=8.0),
     UserModeChanged("alice", (("+", "i"), ("-", "w")), time=9.0),
     AwayChanged("alice", "lunch", time=10.0),
+    AccountChanged("alice", "Alice", time=10.5),
     RealnameChanged("alice", "Alice B.", time=11.0),
     HostChanged("oper", "alice", "~a", "staff.example", time=12.0),
     Killed("oper", "mallory", "Killed (oper (flood))", time=13.0),

@@ -11,6 +11,8 @@ from greenchat.server.commands import (  # noqa: F401
     monitor,
     oper,
     registration,
+    sasl,
+    services,
     users,
 )
 from greenchat.server.commands.table import COMMANDS, dispatch

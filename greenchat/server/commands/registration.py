@@ -8,7 +8,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from greenchat.protocol.casemap import valid_nick
+from greenchat.protocol.casemap import casefold, valid_nick
 from greenchat.protocol.message import Message, truncate_utf8
 from greenchat.protocol.numerics import (
     ERR_ALREADYREGISTERED,
@@ -18,10 +18,12 @@ from greenchat.protocol.numerics import (
     ERR_NONICKNAMEGIVEN,
     ERR_PASSWDMISMATCH,
 )
+from greenchat.server.commands.sasl import abort_sasl
 from greenchat.server.commands.table import command
 from greenchat.server.events import NickChanged, UserRegistered
 from greenchat.server.outgoing import variant_of
 from greenchat.server.welcome import send_lusers, send_motd, send_welcome
+from greenchat.services import SERVICES
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
@@ -64,6 +66,9 @@ def nick(server: ChatServer, conn: Session, msg: Message) -> None:
     if not valid_nick(new, server.config.nicklen):
         conn.numeric(ERR_ERRONEUSNICKNAME, new, "Erroneous nickname")
         return
+    if casefold(new) in SERVICES:
+        conn.numeric(ERR_ERRONEUSNICKNAME, new, "Reserved for a service")
+        return
     if new == conn.user.nick:
         return
     owner = server.hub.nick_owner(new)
@@ -105,8 +110,10 @@ def try_register(server: ChatServer, conn: Session) -> None:
         conn.numeric(ERR_PASSWDMISMATCH, "Password incorrect")
         conn.disconnect("Bad password")
         return
+    abort_sasl(conn)  # registration does not wait for a login left unfinished
     user = conn.user
-    server.hub.apply(UserRegistered(user.nick, user.username, user.host, user.realname))
+    event = UserRegistered(user.nick, user.username, user.host, user.realname, user.account)
+    server.hub.apply(event)
     server.metrics.registration.observe(time.monotonic() - conn.connected_at)
     log.info("registered %s from %s:%s", conn.user.prefix, conn.user.host, conn.port)
     send_welcome(server, conn)

@@ -30,12 +30,13 @@ from greenchat.protocol.numerics import (
     ERR_NOTREGISTERED,
     ERR_UNKNOWNCOMMAND,
 )
+from greenchat.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
 
-__all__ = ["COMMANDS", "CommandSpec", "command", "dispatch", "wait_for"]
+__all__ = ["COMMANDS", "CommandSpec", "command", "dispatch", "wait_for", "wait_for_store"]
 
 # A paged handler returns an iterator (it is a generator); the others None.
 Handler = Callable[["ChatServer", "Session", Message], Iterator[None] | None]
@@ -103,3 +104,14 @@ def wait_for(conn: Session, function: Callable[..., T], *args: Any) -> T:
     """
     with conn.uncaptured():
         return gevent.get_hub().threadpool.apply(function, args)
+
+
+def wait_for_store(conn: Session, call: str, *args: Any) -> Any:
+    """``store.<call>(*args)`` of the account store (store/base.py) on the store's own
+    thread (server/storage.py), for a ``yields=True`` handler; as :func:`wait_for`.
+    StoreUnavailable when the store fails (or, in a server never started, is missing)."""
+    storage = conn.server.storage
+    if storage is None:
+        raise StoreUnavailable("the server has no storage open")
+    with conn.uncaptured():
+        return storage.run(getattr(storage.store, call), *args)

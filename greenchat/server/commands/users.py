@@ -31,6 +31,7 @@ from greenchat.protocol.numerics import (
     RPL_UMODEIS,
     RPL_UNAWAY,
     RPL_USERHOST,
+    RPL_WHOISACCOUNT,
     RPL_WHOISCHANNELS,
     RPL_WHOISHOST,
     RPL_WHOISIDLE,
@@ -107,6 +108,8 @@ def user_mode(server: ChatServer, conn: Session, msg: Message) -> None:
     for char in msg.params[1]:
         if char in "+-":
             sign = char
+        elif char == "r":
+            pass  # logged in to an account: set by the server only, as on Ergo
         elif char in USER_MODES:
             on = sign == "+"
             # +o comes only with OPER; asking for it is ignored, as on Ergo.
@@ -291,7 +294,7 @@ def _whox_reply(
         "f": lambda: _who_flags(conn, channel, target),
         "d": lambda: "0",  # hop count: one server
         "l": lambda: str(_idle_seconds(target)),
-        "a": lambda: "0",  # account: none (no accounts yet)
+        "a": lambda: target.account or "0",
         "o": lambda: "*",  # channel op level: not implemented, as on Ergo
         "r": lambda: target.realname,
     }
@@ -330,6 +333,8 @@ def send_whois(server: ChatServer, conn: Session, user: User) -> None:
     if user is conn.user or is_oper(conn.user):
         conn.numeric(RPL_WHOISHOST, nick, f"is connecting from {user.username}@{user.ip} {user.ip}")
         conn.numeric(RPL_WHOISMODES, nick, "is using modes +" + "".join(sorted(user.modes)))
+    if user.account:
+        conn.numeric(RPL_WHOISACCOUNT, nick, user.account, "is logged in as")
     if user.away:
         conn.numeric(RPL_AWAY, nick, user.away)
     idle = str(_idle_seconds(user))

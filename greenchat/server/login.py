@@ -1,0 +1,166 @@
+"""Logging in to an account, shared by SASL and NickServ: checking a password
+under the failed-login limits, and what a login or logout changes.
+
+The account is read from the store off the event loop and the password hash is
+checked in gevent's thread pool: a handler that logs in is registered with
+``yields=True``. Passwords are never logged.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+from greenchat.protocol.casemap import casefold
+from greenchat.protocol.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
+from greenchat.server.commands.table import wait_for, wait_for_store
+from greenchat.server.events import AccountChanged
+from greenchat.store.base import Account, StoreUnavailable
+from greenchat.store.credentials import hash_password, verify_password
+
+if TYPE_CHECKING:
+    from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
+
+__all__ = ["LoginLimiter", "LoginRefused", "check_password", "log_in", "log_out"]
+
+log = logging.getLogger("greenchat.login")
+
+
+class LoginRefused(Exception):
+    """A login that failed; ``str()`` is what the client is told."""
+
+    def __init__(self, text: str, unavailable: bool = False) -> None:
+        super().__init__(text)
+        self.unavailable = unavailable  # the store failed, not the client
+
+
+class LoginLimiter:
+    """Failed logins per key (an address, an account), sans-IO: the clock is passed in.
+
+    The first ``free`` failures cost nothing; after that each one makes the next
+    attempt wait, twice as long each time up to ``longest`` seconds. A success
+    clears the key. Keys whose wait ran out ``forget`` seconds ago are dropped
+    when the table grows, so guessing from many addresses cannot fill memory.
+    """
+
+    def __init__(
+        self, free: int = 3, first: float = 2.0, longest: float = 300.0, forget: float = 3600.0
+    ) -> None:
+        self.free, self.first, self.longest, self.forget = free, first, longest, forget
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (count, may retry at)
+        self._prune_at = 1024
+
+    def wait(self, key: str, now: float) -> float:
+        """Seconds before ``key`` may try again (0 when it may now)."""
+        entry = self._failures.get(key)
+        return max(0.0, entry[1] - now) if entry else 0.0
+
+    def failed(self, key: str, now: float) -> None:
+        count = self._failures.get(key, (0, now))[0] + 1
+        delay = 0.0 if count <= self.free else self.first * 2 ** (count - self.free - 1)
+        self._failures[key] = (count, now + min(delay, self.longest))
+        if len(self._failures) >= self._prune_at:
+            self._prune(now)
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def _prune(self, now: float) -> None:
+        stale = [k for k, (_, until) in self._failures.items() if until + self.forget < now]
+        for key in stale:
+            del self._failures[key]
+        self._prune_at = max(1024, 2 * len(self._failures))
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    """A hash to check a password against when the account does not exist, so
+    that a wrong name costs as long as a wrong password (no timing oracle)."""
+    return hash_password("no such account")
+
+
+def limiter_keys(conn: Session, account: str) -> tuple[str, str]:
+    return f"address {conn.user.ip}", f"account {casefold(account)}"
+
+
+def check_limits(server: ChatServer, conn: Session, account: str) -> None:
+    """LoginRefused, saying how long to wait, while the address or account is limited."""
+    now = time.monotonic()
+    wait = max(server.login_limiter.wait(key, now) for key in limiter_keys(conn, account))
+    if wait > 0:
+        server.metrics.logins["limited"] += 1
+        seconds = math.ceil(wait)
+        raise LoginRefused(f"Too many failed logins; try again in {seconds} seconds")
+
+
+def login_failed(server: ChatServer, conn: Session, account: str) -> LoginRefused:
+    """Count a wrong name or password; the refusal to raise."""
+    now = time.monotonic()
+    for key in limiter_keys(conn, account):
+        server.login_limiter.failed(key, now)
+    server.metrics.logins["failed"] += 1
+    log.info("failed login to %r from %s", account, conn.user.ip)
+    return LoginRefused("Invalid account credentials")
+
+
+def login_succeeded(server: ChatServer, conn: Session, account: str) -> None:
+    for key in limiter_keys(conn, account):
+        server.login_limiter.succeeded(key)
+
+
+def load_account(server: ChatServer, conn: Session, name: str) -> Account | None:
+    """The account from the store; LoginRefused (unavailable) if the store fails."""
+    try:
+        return wait_for_store(conn, "get_account", name)
+    except StoreUnavailable:
+        server.metrics.logins["unavailable"] += 1
+        raise LoginRefused(
+            "Logins are temporarily unavailable (storage is failing); try again later",
+            unavailable=True,
+        ) from None
+
+
+def check_password(server: ChatServer, conn: Session, name: str, password: str) -> Account:
+    """The account ``name`` if ``password`` is its password, else LoginRefused."""
+    check_limits(server, conn, name)
+    account = load_account(server, conn, name)
+    stored = account.credentials.password_hash if account else None
+    if stored is None:
+        stored = wait_for(conn, _decoy_hash)
+    if not wait_for(conn, verify_password, password, stored) or account is None:
+        raise login_failed(server, conn, name)
+    login_succeeded(server, conn, name)
+    return account
+
+
+def _prefix(conn: Session) -> str:
+    user = conn.user
+    return f"{user.nick or '*'}!{user.username or '*'}@{user.host}"
+
+
+def log_in(server: ChatServer, conn: Session, account: str) -> None:
+    """``conn`` is now logged in as ``account``: 900, and for a registered user the
+    AccountChanged event (account-notify, +r)."""
+    user = conn.user
+    server.metrics.logins["ok"] += 1
+    conn.numeric(RPL_LOGGEDIN, _prefix(conn), account, f"You are now logged in as {account}")
+    log.info("%s logged in as %s", _prefix(conn), account)
+    if user.registered:
+        server.hub.apply(AccountChanged(user.nick, account))
+    else:
+        user.account = account  # UserRegistered carries it
+
+
+def log_out(server: ChatServer, conn: Session) -> None:
+    user = conn.user
+    if not user.account:
+        return
+    conn.numeric(RPL_LOGGEDOUT, _prefix(conn), "You are now logged out")
+    if user.registered:
+        server.hub.apply(AccountChanged(user.nick, ""))
+    else:
+        user.account = ""

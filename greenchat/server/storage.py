@@ -1,0 +1,102 @@
+"""Store calls off the event loop: one storage thread, and its health.
+
+The hub never waits for the disk (DESIGN.md, decisions 4 and 10). A handler
+that needs the store calls :meth:`Storage.run`, which hands the call to a
+dedicated thread (``gevent.threadpool.ThreadPool(1)``: every store call runs on
+that one thread, in order, which is all SQLite's single connection needs) and
+blocks only the calling greenlet until the result or the exception comes back;
+every other client goes on meanwhile.
+
+A failing store (StoreUnavailable: an I/O error, a full disk) is logged once,
+not once per call, and its recovery once; :attr:`Storage.healthy` and
+:attr:`Storage.failures` are there for metrics and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, TypeVar
+
+from gevent.threadpool import ThreadPool
+
+from greenchat.store.base import AccountExists, AccountStore, StoreUnavailable
+
+__all__ = ["Storage"]
+
+log = logging.getLogger("greenchat.store")
+
+T = TypeVar("T")
+
+# metrics_hook(outcome, seconds) after every call, on the hub's thread: "ok" (a result,
+# or AccountExists / ChannelExists), "unavailable" (StoreUnavailable) or "error"
+# (anything else: a bug).
+MetricsHook = Callable[[str, float], None]
+
+
+class Storage:
+    """``store`` behind one thread. Make it on the hub's thread (the pool belongs
+    to the hub it was made on), like everything else of the server."""
+
+    def __init__(self, store: AccountStore, metrics_hook: MetricsHook | None = None) -> None:
+        self.store = store
+        self.metrics_hook = metrics_hook
+        self.healthy = True
+        self.failures = 0  # StoreUnavailable raised by calls, since start
+        self.closed = False
+        self._pool = ThreadPool(1)
+
+    def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` on the storage thread; blocks only the calling greenlet.
+
+        Returns what it returned or raises what it raised. ``function`` is usually
+        a method of :attr:`store` (``storage.run(storage.store.get_account, nick)``).
+        After :meth:`close`, raises StoreUnavailable.
+        """
+        if self.closed:
+            raise StoreUnavailable("the storage is closed")
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = self._pool.apply(function, args)
+            outcome = "ok"
+            return result
+        except AccountExists:  # ChannelExists too: the store worked, the name is taken
+            outcome = "ok"
+            raise
+        except StoreUnavailable as exc:
+            outcome = "unavailable"
+            self._failed(exc)
+            raise
+        finally:
+            if outcome == "ok" and not self.healthy:
+                self.healthy = True
+                log.warning("storage recovered")
+            if self.metrics_hook is not None:
+                self.metrics_hook(outcome, time.perf_counter() - started)
+
+    def _failed(self, exc: StoreUnavailable) -> None:
+        self.failures += 1
+        if self.healthy:
+            self.healthy = False
+            log.error(
+                "storage failing: %s; logins and registrations get TEMPORARILY_UNAVAILABLE "
+                "until it recovers",
+                exc,
+            )
+
+    def close(self) -> None:
+        """Close the store on its thread (after the calls already queued), then stop
+        the thread. Closing twice is fine."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._pool.apply(self.store.close)
+        except Exception:
+            log.exception("closing the store")
+        finally:
+            with suppress(Exception):
+                self._pool.kill()

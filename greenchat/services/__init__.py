@@ -1,0 +1,14 @@
+"""Services: NickServ (and ChanServ next), pseudo-users spoken to by PRIVMSG.
+
+``SERVICES`` maps each service's casefolded nick to it; messaging.py hands a
+PRIVMSG to one of them here instead of to a user, and their nicks can never
+be taken.
+"""
+
+from greenchat.protocol.casemap import casefold
+from greenchat.services.base import Service
+from greenchat.services.nickserv import NICKSERV
+
+__all__ = ["SERVICES", "Service"]
+
+SERVICES: dict[str, Service] = {casefold(s.nick): s for s in (NICKSERV,)}

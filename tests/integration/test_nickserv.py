@@ -1,0 +1,127 @@
+"""NickServ against a real server: register, identify, log out, info, passwords,
+drop and ghost, with /msg NickServ and the NS command."""
+
+from __future__ import annotations
+
+import pytest
+
+PASSWORD = "hunter2-is-long"
+
+
+def ns_reply(client, pattern: str):
+    return client.expect(rf"^:NickServ!NickServ@services\.\S+ NOTICE \S+ :{pattern}")
+
+
+@pytest.fixture
+def registered(connect):
+    """alice, registered with NickServ (and so logged in)."""
+    alice = connect().register_with_caps("alice", "account-notify")
+    alice.send(f"PRIVMSG NickServ :REGISTER {PASSWORD}")
+    ns_reply(alice, "Account created: alice. You are now logged in.")
+    alice.expect(r" 900 alice alice!\S+ alice :You are now logged in as alice")
+    return alice
+
+
+def test_register_identify_and_logout(registered, connect):
+    registered.send("NS LOGOUT")
+    ns_reply(registered, "You are now logged out.")
+    registered.expect(r" 901 alice \S+ :You are now logged out")
+    registered.send(f"NICKSERV IDENTIFY {PASSWORD}")
+    ns_reply(registered, "You are now logged in as alice.")
+    registered.expect(r" 900 alice ")
+    other = connect().register("other")
+    other.send("WHOIS alice")
+    other.expect(r" 330 other alice alice :is logged in as")
+
+
+def test_identify_from_another_nick_and_wrong_passwords(registered, connect):
+    bob = connect().register("bob")
+    bob.send("PRIVMSG NickServ :IDENTIFY alice wrong")
+    ns_reply(bob, "Could not log you in: Invalid account credentials.")
+    bob.send(f"PRIVMSG NickServ :IDENTIFY alice {PASSWORD}")
+    ns_reply(bob, "You are now logged in as alice.")
+    bob.send("PRIVMSG NickServ :INFO alice")
+    ns_reply(bob, "Account: alice")
+    ns_reply(bob, "Registered at: ")
+    ns_reply(bob, "Logged in now as: alice, bob")
+
+
+def test_a_taken_account_name_and_a_weak_password(registered, connect):
+    again = connect().register("Alice_")
+    again.send("NICK ALICE")  # alice holds the nick: 433
+    again.expect(r" 433 ")
+    again.send("PRIVMSG NickServ :REGISTER abc")
+    ns_reply(again, "Choose a password of at least 5 characters")
+    registered.send(f"NS REGISTER {PASSWORD}")
+    ns_reply(registered, "You are already logged in as alice.")
+
+
+def test_passwd_then_the_new_password_works(registered, connect):
+    registered.send(f"NS PASSWD {PASSWORD} brand-new-secret")
+    ns_reply(registered, "Password changed.")
+    other = connect().register("other")
+    other.send(f"NS IDENTIFY alice {PASSWORD}")
+    ns_reply(other, "Could not log you in: Invalid account credentials.")
+    other.send("NS IDENTIFY alice brand-new-secret")
+    ns_reply(other, "You are now logged in as alice.")
+
+
+def test_ghost_frees_the_nick_of_a_stale_session(registered, connect):
+    phone = connect().register("phone")
+    phone.send(f"NS IDENTIFY alice {PASSWORD}")
+    ns_reply(phone, "You are now logged in as alice.")
+    phone.send("NS GHOST alice")
+    ns_reply(phone, "alice has been ghosted.")
+    registered.expect_closed()
+    phone.send("NICK alice")
+    phone.expect(r":phone!\S+ NICK :?alice")
+    stranger = connect().register("stranger")
+    stranger.send("NS GHOST alice")
+    ns_reply(stranger, "alice is not yours to ghost")
+
+
+def test_drop_deletes_the_account(registered, connect):
+    registered.send("NS DROP wrong")
+    ns_reply(registered, "Account not dropped: Invalid account credentials.")
+    registered.send(f"NS DROP {PASSWORD}")
+    registered.expect(r" 901 alice ")
+    ns_reply(registered, "Account alice dropped.")
+    registered.send("NS INFO alice")
+    ns_reply(registered, "No account is registered as alice.")
+
+
+def test_help_unknown_commands_and_the_reserved_nick(connect):
+    client = connect().register("curious")
+    client.send("PRIVMSG NickServ :HELP")
+    ns_reply(client, "NickServ commands:")
+    ns_reply(client, "  REGISTER <password>")
+    client.send("NS FROB")
+    ns_reply(client, "Unknown command FROB. Say HELP for the list.")
+    client.send("NICK NickServ")
+    client.expect(r" 432 curious NickServ :Reserved for a service")
+    client.send("NOTICE NickServ :REGISTER quietly")  # a NOTICE is never answered
+    client.send("PING :after")
+    assert not any("NickServ" in line for line in client.expect(r"PONG").string.splitlines())
+
+
+def test_a_failing_store_gets_a_clear_answer_and_chat_goes_on(server, connect):
+    """Writes refused underneath (SQLite's query_only, as a read-only disk would):
+    REGISTER says accounts are unavailable, the failure is counted, chat goes on,
+    and once the store recovers REGISTER works."""
+    storage = server.server.storage
+
+    def query_only(on: bool) -> None:
+        server.call(storage.run, storage.store._db.execute, f"PRAGMA query_only = {int(on)}")
+
+    alice = connect().register("alice").join("#c")
+    bob = connect().register("bob").join("#c")
+    query_only(True)
+    alice.send(f"NS REGISTER {PASSWORD}")
+    ns_reply(alice, "Accounts are temporarily unavailable")
+    assert server.call(lambda: storage.failures) == 1 and not storage.healthy
+    alice.send("PRIVMSG #c :still here")
+    bob.expect(r":alice!\S+ PRIVMSG #c :still here")
+    query_only(False)
+    alice.send(f"NS REGISTER {PASSWORD}")
+    ns_reply(alice, "Account created: alice.")
+    assert storage.healthy

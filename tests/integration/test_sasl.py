@@ -1,0 +1,201 @@
+"""SASL (AUTHENTICATE) against a real server: PLAIN and SCRAM-SHA-256, the numerics
+900-908, aborts, chunking, limits, and the account seen everywhere afterwards."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+
+import pytest
+from scramp import ScramClient
+
+from greenchat.store.base import Account
+from greenchat.store.credentials import make_credentials
+
+PASSWORD = "correct horse battery"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def plain(account: str, password: str) -> str:
+    return b64(f"\0{account}\0{password}".encode())
+
+
+def create_account(server, name: str, password: str = PASSWORD) -> None:
+    """An account in the server's store, as NickServ REGISTER makes one."""
+    account = Account(name, make_credentials(password), time.time())
+    storage = server.server.storage
+    server.call(storage.run, storage.store.create_account, account)
+
+
+@pytest.fixture
+def accounts(server):
+    """Factory: create an account in the default server's store."""
+    return lambda name, password=PASSWORD: create_account(server, name, password)
+
+
+def start_sasl(client, mechanism: str = "PLAIN") -> None:
+    client.send("CAP LS 302", "NICK sasl", "USER sasl 0 * :sasl")
+    ls = client.expect(r" CAP \* LS :")
+    assert re.search(r"\bsasl=PLAIN,SCRAM-SHA-256\b", ls.string), ls.string
+    client.send("CAP REQ :sasl")
+    client.expect(r" CAP \S+ ACK :?sasl")
+    client.send(f"AUTHENTICATE {mechanism}")
+    client.expect(r"^AUTHENTICATE \+$")
+
+
+def test_plain_before_registration_logs_in(connect, accounts):
+    accounts("Alice")
+    client = connect()
+    start_sasl(client)
+    client.send(f"AUTHENTICATE {plain('alice', PASSWORD)}")
+    client.expect(r" 900 sasl sasl!~sasl@\S+ Alice :You are now logged in as Alice$")
+    client.expect(r" 903 sasl :SASL authentication successful")
+    client.send("CAP END")
+    client.expect(r" 001 sasl ")
+    client.send("WHOIS sasl", "MODE sasl")
+    client.expect(r" 330 sasl sasl Alice :is logged in as")
+    client.expect(r" 221 sasl \+\S*r")
+
+
+def test_scram_sha_256_logs_in_without_sending_the_password(connect, accounts):
+    accounts("bob")
+    client = connect()
+    start_sasl(client, "SCRAM-SHA-256")
+    scram = ScramClient(["SCRAM-SHA-256"], "bob", PASSWORD)
+    client.send(f"AUTHENTICATE {b64(scram.get_client_first().encode())}")
+    server_first = client.expect(r"^AUTHENTICATE (\S+)$").group(1)
+    scram.set_server_first(base64.b64decode(server_first).decode())
+    client.send(f"AUTHENTICATE {b64(scram.get_client_final().encode())}")
+    server_final = client.expect(r"^AUTHENTICATE (\S+)$").group(1)
+    scram.set_server_final(base64.b64decode(server_final).decode())  # the server knew it too
+    client.send("AUTHENTICATE +")
+    client.expect(r" 900 sasl \S+ bob :")
+    client.expect(r" 903 sasl ")
+
+
+def test_a_wrong_scram_proof_fails(connect, accounts):
+    accounts("bob")
+    client = connect()
+    start_sasl(client, "SCRAM-SHA-256")
+    scram = ScramClient(["SCRAM-SHA-256"], "bob", "not the password")
+    client.send(f"AUTHENTICATE {b64(scram.get_client_first().encode())}")
+    server_first = client.expect(r"^AUTHENTICATE (\S+)$").group(1)
+    scram.set_server_first(base64.b64decode(server_first).decode())
+    client.send(f"AUTHENTICATE {b64(scram.get_client_final().encode())}")
+    client.expect(r" 904 sasl :SASL authentication failed: Invalid account credentials")
+
+
+@pytest.mark.parametrize("who", ["wrong password", "unknown account"])
+def test_wrong_password_and_unknown_account_fail_alike(connect, accounts, who):
+    accounts("carol")
+    client = connect()
+    start_sasl(client)
+    name, password = ("carol", "nope") if who == "wrong password" else ("nobody", PASSWORD)
+    client.send(f"AUTHENTICATE {plain(name, password)}")
+    client.expect(r" 904 sasl :SASL authentication failed: Invalid account credentials$")
+    client.send("CAP END")
+    client.expect(r" 001 sasl ")  # registered, without an account
+
+
+def test_abort_then_try_again(connect, accounts):
+    accounts("dave")
+    client = connect()
+    start_sasl(client)
+    client.send("AUTHENTICATE *")
+    client.expect(r" 906 sasl :SASL authentication aborted")
+    client.send("AUTHENTICATE PLAIN")
+    client.expect(r"^AUTHENTICATE \+$")
+    client.send(f"AUTHENTICATE {plain('dave', PASSWORD)}")
+    client.expect(r" 903 sasl ")
+    client.send("AUTHENTICATE PLAIN")
+    client.expect(r" 907 sasl :You have already authenticated")
+
+
+def test_garbage_unknown_mechanisms_and_too_long(connect):
+    client = connect()
+    start_sasl(client)
+    client.send("AUTHENTICATE !!notbase64!!")
+    client.expect(r" 904 sasl :SASL authentication failed: not valid base64")
+    client.send("AUTHENTICATE X-UNKNOWN")
+    client.expect(r" 908 sasl PLAIN,SCRAM-SHA-256 :are available SASL mechanisms")
+    client.expect(r" 904 sasl ")
+    client.send("AUTHENTICATE PLAIN")
+    client.expect(r"^AUTHENTICATE \+$")
+    client.send(*["AUTHENTICATE " + "A" * 400] * 21)
+    client.expect(r" 905 sasl :SASL message too long")
+
+
+def test_a_long_message_comes_in_400_byte_chunks(connect, accounts):
+    long_password = "p" * 500
+    accounts("erin", long_password)
+    client = connect()
+    start_sasl(client)
+    text = plain("erin", long_password)
+    pieces = [text[i : i + 400] for i in range(0, len(text), 400)]
+    if len(pieces[-1]) == 400:
+        pieces.append("+")
+    client.send(*[f"AUTHENTICATE {piece}" for piece in pieces])
+    client.expect(r" 903 sasl ")
+
+
+def test_cap_end_mid_login_aborts_it_and_registers(connect):
+    client = connect()
+    start_sasl(client)
+    client.send("CAP END")
+    client.expect(r" 906 sasl ")
+    client.expect(r" 001 sasl ")
+
+
+def test_sasl_without_the_capability_fails(connect):
+    client = connect().register("nocap")
+    client.send("AUTHENTICATE PLAIN")
+    client.expect(r" 904 nocap :SASL authentication failed: enable the sasl capability first")
+
+
+def test_after_registration_peers_see_the_account(connect, accounts):
+    accounts("Frank")
+    watcher = connect().register_with_caps("watcher", "account-notify account-tag extended-join")
+    watcher.join("#room")
+    frank = connect().register_with_caps("frank", "sasl")
+    frank.join("#room")
+    watcher.expect(r":frank!\S+ JOIN #room \* :")  # extended-join: no account yet
+    frank.send("AUTHENTICATE PLAIN")
+    frank.expect(r"^AUTHENTICATE \+$")
+    frank.send(f"AUTHENTICATE {plain('frank', PASSWORD)}")
+    frank.expect(r" 900 frank frank!\S+ Frank :")
+    frank.expect(r":\S+ MODE frank \+r")
+    frank.expect(r" 903 frank ")
+    watcher.expect(r"^:frank!\S+ ACCOUNT Frank$")
+    frank.send("PRIVMSG #room :hello")
+    watcher.expect(r"^@account=Frank :frank!\S+ PRIVMSG #room :hello$")
+    watcher.send("WHO #room %na")
+    watcher.expect(r" 354 watcher frank Frank$")
+
+
+def test_failed_logins_are_limited_and_say_how_long_to_wait(make_server, connect):
+    server = make_server(flood_rate=0)  # 300 lines in a burst, without fakelag
+    create_account(server, "gina")
+    client = connect(port=server.port)
+    start_sasl(client)
+    limited = 0
+    for _ in range(100):
+        client.send(f"AUTHENTICATE {plain('gina', 'guess')}")
+        line = client.expect(r" 904 sasl :").string
+        limited += "Too many failed logins; try again in" in line
+        client.send("AUTHENTICATE PLAIN")
+        client.expect(r"^AUTHENTICATE \+$")
+    assert limited >= 90  # the first few are only wrong; then each is refused at once
+    client.send(f"AUTHENTICATE {plain('gina', PASSWORD)}")  # right, but too soon
+    client.expect(r" 904 sasl :SASL authentication failed: Too many failed logins; try again in")
+
+
+def test_scram_for_an_unknown_account_fails_at_the_first_step(connect):
+    client = connect()
+    start_sasl(client, "SCRAM-SHA-256")
+    scram = ScramClient(["SCRAM-SHA-256"], "nobody", PASSWORD)
+    client.send(f"AUTHENTICATE {b64(scram.get_client_first().encode())}")
+    client.expect(r" 904 sasl :SASL authentication failed: Invalid account credentials$")
