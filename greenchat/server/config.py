@@ -68,6 +68,7 @@ class ServerConfig:
     ping_interval: float = 90.0
     ping_timeout: float = 60.0
     registration_timeout: float = 60.0
+    nick_grace: float = 30.0  # seconds to log in to the account a nick is registered as
     # How long a closing connection may take to flush its last lines.
     close_grace: float = 2.0
     # Nagle's algorithm stays on by default, as in InspIRCd and ngIRCd: at a
@@ -181,6 +182,9 @@ OPTIONS: tuple[Option, ...] = (
            metavar="SECONDS", minimum=1, maximum=86_400),
     Option("ping-timeout", "float", "seconds after that PING before 'Ping timeout'",
            metavar="SECONDS", minimum=1, maximum=86_400),
+    Option("nick-grace", "float", "seconds someone who takes a registered nick has to log "
+           "in to its account before being renamed to a Guest nick", metavar="SECONDS",
+           minimum=1, maximum=86_400),
     Option("registration-timeout", "float", "seconds a connection may take to register "
            "(NICK/USER/CAP END)", metavar="SECONDS", minimum=1, maximum=86_400),
     Option("tcp-nodelay", "bool", "send each flush at once (TCP_NODELAY) instead of letting "

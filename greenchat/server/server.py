@@ -26,6 +26,7 @@ from gevent.event import Event
 from gevent.pool import Pool
 
 from greenchat.metrics import ServerMetrics
+from greenchat.protocol.casemap import casefold
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import ERR_UNKNOWNERROR
 from greenchat.server.commands import COMMANDS, dispatch
@@ -50,6 +51,7 @@ from greenchat.server.session import Session
 from greenchat.server.storage import Storage
 from greenchat.server.transport import Transport, transport_for
 from greenchat.server.web import WebHandler
+from greenchat.services import SERVICES
 from greenchat.store.sqlite import MEMORY, SqliteStore
 
 __all__ = ["ChatServer"]
@@ -98,7 +100,10 @@ class ChatServer:
         self.sessions: set[Session] = set()  # the local ones, each with its user in the hub
         self.flusher = Flusher()
         self.supported_caps = dict(SUPPORTED_CAPS)
+        self.services = SERVICES  # NickServ...: casefolded nick -> Service
         self.login_limiter = LoginLimiter()  # failed logins, per address and per account
+        # Every account's name, casefolded: a nick that is one is reserved (nick_guard.py).
+        self.registered_nicks: set[str] = set()
         self.created_text = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         self.pool = Pool()  # admission is counted in _admit, not by the pool
         self.per_ip: Counter[str] = Counter()
@@ -170,6 +175,8 @@ class ChatServer:
         self.storage = Storage(SqliteStore(self.config.db))
         started: list[Listener] = []
         try:
+            names = self.storage.run(self.storage.store.account_names)
+            self.registered_nicks = {casefold(name) for name in names}
             for stream in self._listeners:
                 stream.start()
                 started.append(stream)

@@ -1,8 +1,9 @@
 """Services: NickServ (and ChanServ next), pseudo-users spoken to by PRIVMSG.
 
-``SERVICES`` maps each service's casefolded nick to it; messaging.py hands a
-PRIVMSG to one of them here instead of to a user, and their nicks can never
-be taken.
+``SERVICES`` maps each service's casefolded nick to it; the server holds it as
+``server.services`` (the command modules look services up there, never import
+them: services import the command table), messaging.py hands a PRIVMSG to one of
+them instead of to a user, and their nicks can never be taken.
 """
 
 from greenchat.protocol.casemap import casefold

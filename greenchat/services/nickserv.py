@@ -49,6 +49,7 @@ def _register(server: ChatServer, conn: Session, reply: Reply, args: list[str]) 
     except AccountExists:
         reply(f"The account {name} is already registered.")
         return
+    server.registered_nicks.add(casefold(name))
     reply(f"Account created: {name}. You are now logged in.")
     log_in(server, conn, name)
 
@@ -130,6 +131,7 @@ def _drop(server: ChatServer, conn: Session, reply: Reply, args: list[str]) -> N
         reply(f"Account not dropped: {exc}.")
         return
     wait_for_store(conn, "drop_account", name)
+    server.registered_nicks.discard(casefold(name))
     for user in list(server.hub.nicks.values()):
         if user.account == name and user.session is not None:
             log_out(server, user.session)

@@ -93,6 +93,10 @@ class AccountStore(Protocol):
 
     def get_account(self, name: str) -> Account | None: ...
 
+    def account_names(self) -> list[str]:
+        """The name of every account, as registered: the server keeps them in memory
+        to know a registered nick when someone takes it, without asking the store."""
+
     def find_by_certfp(self, certfp: str) -> Account | None:
         """The account that listed this certificate fingerprint (CERT ADD)."""
 

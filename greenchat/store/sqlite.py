@@ -372,6 +372,10 @@ class SqliteStore:
         with self._transaction(write=False) as db:
             return self._account(db, casefold(name))
 
+    def account_names(self) -> list[str]:
+        with self._transaction(write=False) as db:
+            return [row[0] for row in db.execute("SELECT name FROM accounts ORDER BY key")]
+
     def find_by_certfp(self, certfp: str) -> Account | None:
         with self._transaction(write=False) as db:
             row = db.execute("SELECT account FROM certfps WHERE certfp = ?", (certfp,)).fetchone()

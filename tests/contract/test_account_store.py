@@ -101,6 +101,15 @@ def test_an_account_comes_back_whole_whatever_the_case_of_its_name(store):
     assert isinstance(got.credentials.scram_salt, bytes)
 
 
+def test_account_names_list_every_account_as_registered(store):
+    assert store.account_names() == []
+    store.create_account(account("Bob"))
+    store.create_account(account("alice"))
+    assert sorted(store.account_names()) == ["Bob", "alice"]
+    store.drop_account("BOB")
+    assert store.account_names() == ["alice"]
+
+
 def test_a_missing_account_is_none(store):
     assert store.get_account("nobody") is None
     assert store.find_by_certfp(FP1) is None

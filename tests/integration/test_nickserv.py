@@ -125,3 +125,36 @@ def test_a_failing_store_gets_a_clear_answer_and_chat_goes_on(server, connect):
     alice.send(f"NS REGISTER {PASSWORD}")
     ns_reply(alice, "Account created: alice.")
     assert storage.healthy
+
+
+def test_a_registered_nick_must_log_in_or_be_renamed(make_server, connect):
+    server = make_server(nick_grace=1)
+    for name in ("alice", "bob"):
+        owner = connect(port=server.port).register(name)
+        owner.send(f"NS REGISTER {PASSWORD}")
+        ns_reply(owner, "Account created")
+        owner.send("QUIT")
+        owner.expect_closed()
+    honest = connect(port=server.port).register("alice")
+    ns_reply(honest, r"alice is a registered account\. Log in within 1 seconds")
+    honest.send(f"NS IDENTIFY {PASSWORD}")
+    ns_reply(honest, "You are now logged in as alice.")
+    squatter = connect(port=server.port).register("bob")  # guarded after alice: later deadline
+    ns_reply(squatter, "bob is a registered account")
+    ns_reply(squatter, r"You did not log in to bob: you are now Guest\d+\.")
+    squatter.expect(r"^:bob!\S+ NICK :?Guest\d+$")
+    honest.send("WHOIS alice")  # past its deadline too, and still alice (replies to alice)
+    honest.expect(r" 311 alice alice ")
+
+
+def test_taking_a_registered_nick_by_nick_change_is_guarded_too(make_server, connect):
+    server = make_server(nick_grace=1)
+    owner = connect(port=server.port).register("carol")
+    owner.send(f"NS REGISTER {PASSWORD}")
+    ns_reply(owner, "Account created")
+    owner.send("QUIT")
+    owner.expect_closed()
+    other = connect(port=server.port).register("dan")
+    other.send("NICK carol")
+    ns_reply(other, "carol is a registered account")
+    other.expect(r"^:carol!\S+ NICK :?Guest\d+$")

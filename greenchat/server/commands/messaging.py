@@ -24,7 +24,6 @@ from greenchat.protocol.numerics import (
 from greenchat.server.commands.table import command
 from greenchat.server.events import Messaged
 from greenchat.server.outgoing import Relay, new_msgid
-from greenchat.services import SERVICES
 
 if TYPE_CHECKING:
     from greenchat.server.hub import Channel
@@ -96,9 +95,9 @@ def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: 
                     conn.numeric(ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
             else:
                 _echo(conn, server.hub.apply(_event(conn, verb, channel.name, text, tags)))
-        elif casefold(target) in SERVICES:
+        elif casefold(target) in server.services:
             if verb == "PRIVMSG":  # a NOTICE is never answered
-                SERVICES[casefold(target)].handle(server, conn, text or "")
+                server.services[casefold(target)].handle(server, conn, text or "")
         else:
             user = server.hub.nick_owner(target)
             if user is None or not user.registered:

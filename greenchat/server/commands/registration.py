@@ -21,9 +21,9 @@ from greenchat.protocol.numerics import (
 from greenchat.server.commands.sasl import abort_sasl
 from greenchat.server.commands.table import command
 from greenchat.server.events import NickChanged, UserRegistered
+from greenchat.server.nick_guard import guard_nick
 from greenchat.server.outgoing import variant_of
 from greenchat.server.welcome import send_lusers, send_motd, send_welcome
-from greenchat.services import SERVICES
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
@@ -66,7 +66,7 @@ def nick(server: ChatServer, conn: Session, msg: Message) -> None:
     if not valid_nick(new, server.config.nicklen):
         conn.numeric(ERR_ERRONEUSNICKNAME, new, "Erroneous nickname")
         return
-    if casefold(new) in SERVICES:
+    if casefold(new) in server.services:
         conn.numeric(ERR_ERRONEUSNICKNAME, new, "Reserved for a service")
         return
     if new == conn.user.nick:
@@ -77,6 +77,7 @@ def nick(server: ChatServer, conn: Session, msg: Message) -> None:
         return
     if conn.user.registered:
         server.hub.apply(NickChanged(conn.user.nick, new))
+        guard_nick(server, conn.user)
         return
     server.hub.claim_nick(conn.user, new)
     conn.user.set_nick(new)
@@ -117,6 +118,7 @@ def try_register(server: ChatServer, conn: Session) -> None:
     server.metrics.registration.observe(time.monotonic() - conn.connected_at)
     log.info("registered %s from %s:%s", conn.user.prefix, conn.user.host, conn.port)
     send_welcome(server, conn)
+    guard_nick(server, user)
 
 
 @command("PING", min_params=1, before_registration=True)

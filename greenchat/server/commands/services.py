@@ -1,4 +1,8 @@
-"""The services' own commands: ``NS``/``NICKSERV`` <command>, as /msg NickServ <command>."""
+"""The services' own commands: ``NS``/``NICKSERV`` <command>, as /msg NickServ <command>.
+
+Services are looked up on the server (``server.services``, by casefolded nick), not
+imported: they import the command table themselves.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,21 @@ from typing import TYPE_CHECKING
 
 from greenchat.protocol.message import Message
 from greenchat.server.commands.table import command
-from greenchat.services.nickserv import NICKSERV
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
 
 
+def _to(service: str, server: ChatServer, conn: Session, msg: Message) -> None:
+    server.services[service].handle(server, conn, " ".join(msg.params))
+
+
 @command("NICKSERV", min_params=1, yields=True)
 def nickserv(server: ChatServer, conn: Session, msg: Message) -> None:
-    NICKSERV.handle(server, conn, " ".join(msg.params))
+    _to("nickserv", server, conn, msg)
 
 
 @command("NS", min_params=1, yields=True)
 def ns(server: ChatServer, conn: Session, msg: Message) -> None:
-    NICKSERV.handle(server, conn, " ".join(msg.params))
+    _to("nickserv", server, conn, msg)
