@@ -14,18 +14,29 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from greenchat.protocol.casemap import casefold
+from greenchat.protocol.casemap import casefold, valid_nick
 from greenchat.protocol.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
 from greenchat.server.commands.table import wait_for, wait_for_store
 from greenchat.server.events import AccountChanged
-from greenchat.store.base import Account, StoreUnavailable
-from greenchat.store.credentials import hash_password, verify_password
+from greenchat.store.base import Account, AccountExists, StoreUnavailable
+from greenchat.store.credentials import hash_password, make_credentials, verify_password
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
 
-__all__ = ["LoginLimiter", "LoginRefused", "check_password", "log_in", "log_out"]
+__all__ = [
+    "MIN_PASSWORD",
+    "LoginLimiter",
+    "LoginRefused",
+    "RegistrationRefused",
+    "check_password",
+    "log_in",
+    "log_out",
+    "register_account",
+]
+
+MIN_PASSWORD = 5
 
 log = logging.getLogger("greenchat.login")
 
@@ -36,6 +47,15 @@ class LoginRefused(Exception):
     def __init__(self, text: str, unavailable: bool = False) -> None:
         super().__init__(text)
         self.unavailable = unavailable  # the store failed, not the client
+
+
+class RegistrationRefused(Exception):
+    """An account that cannot be made: ``code`` as account-registration names it
+    (ACCOUNT_EXISTS, BAD_ACCOUNT_NAME, WEAK_PASSWORD...), ``str()`` the reason."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(text)
+        self.code = code
 
 
 class LoginLimiter:
@@ -164,3 +184,26 @@ def log_out(server: ChatServer, conn: Session) -> None:
         server.hub.apply(AccountChanged(user.nick, ""))
     else:
         user.account = ""
+
+
+def register_account(
+    server: ChatServer, conn: Session, name: str, password: str, email: str = ""
+) -> Account:
+    """Make account ``name`` (NickServ REGISTER, the REGISTER command) and reserve its
+    nick; RegistrationRefused saying why not. Logging in is the caller's to do."""
+    if not valid_nick(name, server.config.nicklen) or casefold(name) in server.services:
+        raise RegistrationRefused("BAD_ACCOUNT_NAME", f"{name} cannot be an account name")
+    if len(password) < MIN_PASSWORD or casefold(password) == casefold(name):
+        raise RegistrationRefused(
+            "WEAK_PASSWORD",
+            f"Choose a password of at least {MIN_PASSWORD} characters, not the name",
+        )
+    credentials = wait_for(conn, make_credentials, password)
+    account = Account(name, credentials, time.time(), email=email)
+    try:
+        wait_for_store(conn, "create_account", account)
+    except AccountExists:
+        raise RegistrationRefused("ACCOUNT_EXISTS", f"{name} is already registered") from None
+    server.registered_nicks.add(casefold(name))
+    log.info("account %s registered from %s", name, conn.user.ip)
+    return account

@@ -30,6 +30,8 @@ from greenchat.protocol.casemap import casefold
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import ERR_UNKNOWNERROR
 from greenchat.server.commands import COMMANDS, dispatch
+from greenchat.server.commands.accounts import CAPABILITY as ACCOUNT_REGISTRATION
+from greenchat.server.commands.accounts import CAPABILITY_VALUE as ACCOUNT_REGISTRATION_VALUE
 from greenchat.server.commands.sasl import MECHANISMS
 from greenchat.server.config import OPTIONS, ConfigError, ServerConfig
 from greenchat.server.events import KINDS
@@ -68,6 +70,7 @@ SUPPORTED_CAPS = {
     "batch": "",
     "cap-notify": "",
     "chghost": "",
+    ACCOUNT_REGISTRATION: ACCOUNT_REGISTRATION_VALUE,
     "echo-message": "",
     "extended-join": "",
     "extended-monitor": "",

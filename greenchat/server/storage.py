@@ -36,6 +36,14 @@ T = TypeVar("T")
 MetricsHook = Callable[[str, float], None]
 
 
+def _call(function: Callable[..., Any], args: tuple) -> tuple[bool, Any]:
+    """On the storage thread: (True, result) or (False, the exception raised)."""
+    try:
+        return True, function(*args)
+    except Exception as exc:
+        return False, exc
+
+
 class Storage:
     """``store`` behind one thread. Make it on the hub's thread (the pool belongs
     to the hub it was made on), like everything else of the server."""
@@ -60,7 +68,11 @@ class Storage:
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = self._pool.apply(function, args)
+            # The call's exception comes back as a value: raised in the worker, gevent
+            # would also print it, and a taken name is no error worth a traceback.
+            ok, result = self._pool.apply(_call, (function, args))
+            if not ok:
+                raise result
             outcome = "ok"
             return result
         except AccountExists:  # ChannelExists too: the store worked, the name is taken

@@ -14,9 +14,16 @@ from typing import TYPE_CHECKING
 from greenchat.protocol.casemap import casefold
 from greenchat.server.commands.table import wait_for, wait_for_store
 from greenchat.server.events import Killed
-from greenchat.server.login import LoginRefused, check_password, log_in, log_out
+from greenchat.server.login import (
+    MIN_PASSWORD,
+    LoginRefused,
+    RegistrationRefused,
+    check_password,
+    log_in,
+    log_out,
+    register_account,
+)
 from greenchat.services.base import Handler, Reply, Service
-from greenchat.store.base import Account, AccountExists
 from greenchat.store.credentials import make_credentials
 
 if TYPE_CHECKING:
@@ -25,7 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["NICKSERV"]
 
-MIN_PASSWORD = 5
 UNAVAILABLE = "Accounts are temporarily unavailable (storage is failing); try again later."
 
 
@@ -37,19 +43,12 @@ def _register(server: ChatServer, conn: Session, reply: Reply, args: list[str]) 
     if conn.user.account:
         reply(f"You are already logged in as {conn.user.account}.")
         return
-    password, name = args[0], conn.user.nick
-    if len(password) < MIN_PASSWORD or casefold(password) == casefold(name):
-        reply(f"Choose a password of at least {MIN_PASSWORD} characters, not your nick.")
-        return
-    credentials = wait_for(conn, make_credentials, password)
-    email = args[1] if len(args) > 1 else ""
-    account = Account(name, credentials, time.time(), email=email)
+    name, email = conn.user.nick, args[1] if len(args) > 1 else ""
     try:
-        wait_for_store(conn, "create_account", account)
-    except AccountExists:
-        reply(f"The account {name} is already registered.")
+        register_account(server, conn, name, args[0], email)
+    except RegistrationRefused as exc:
+        reply(f"Not registered: {exc}.")
         return
-    server.registered_nicks.add(casefold(name))
     reply(f"Account created: {name}. You are now logged in.")
     log_in(server, conn, name)
 

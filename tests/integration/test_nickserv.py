@@ -51,7 +51,7 @@ def test_a_taken_account_name_and_a_weak_password(registered, connect):
     again.send("NICK ALICE")  # alice holds the nick: 433
     again.expect(r" 433 ")
     again.send("PRIVMSG NickServ :REGISTER abc")
-    ns_reply(again, "Choose a password of at least 5 characters")
+    ns_reply(again, "Not registered: Choose a password of at least 5 characters")
     registered.send(f"NS REGISTER {PASSWORD}")
     ns_reply(registered, "You are already logged in as alice.")
 

@@ -4,6 +4,7 @@ Importing this package registers every command.
 """
 
 from greenchat.server.commands import (  # noqa: F401
+    accounts,
     channel_ops,
     channels,
     info,
