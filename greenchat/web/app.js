@@ -83,6 +83,7 @@ function nickColor(nick) {
 const WANTED_CAPS = ["server-time", "echo-message", "message-tags", "multi-prefix", "batch",
   "away-notify", "extended-join", "chghost", "setname", "labeled-response", "draft/chathistory",
   "draft/event-playback"];
+const LOGIN_CAPS = ["sasl", "draft/account-registration"];
 const PREFIX_RANK = { "~": 0, "&": 1, "@": 2, "%": 3, "+": 4 };
 const HISTORY_LINES = 50;
 const MAX_BUFFER_LINES = 1000;
@@ -97,6 +98,11 @@ const state = {
   history: [],           // lines the user sent, for Up
   historyAt: 0,
   registered: false,
+  password: "",          // kept in memory only, to log in again after a reconnect
+  create: false,         // register an account (draft/account-registration) first
+  account: "",           // the account logged in to
+  accountName: "",       // the account to log in to: the nick picked on the login form
+  loggingIn: false,      // CAP END waits for the login (or registration) to end
 };
 
 function buffer(name) {
@@ -136,6 +142,8 @@ function connect() {
     state.caps.clear();
     state.offered.clear();
     state.registered = false;
+    state.account = "";
+    state.loggingIn = false;
     send("CAP LS 302");
     send(buildLine("NICK", state.wantNick));
     send(buildLine("USER", "web", "0", "*", "greenchat web client"));
@@ -159,6 +167,39 @@ function connect() {
 
 function send(line) {
   if (socket && socket.readyState === WebSocket.OPEN) socket.send(line);
+}
+
+// ---- logging in ---------------------------------------------------------------------------
+
+// After CAP ACK: register the account first (when asked and offered), else log in with SASL.
+// False when there is nothing to do, and CAP END may go now.
+function startLogin() {
+  if (!state.password || state.loggingIn) return false;
+  if (state.create && state.caps.has("draft/account-registration")) {
+    send(buildLine("REGISTER", "*", "*", state.password));
+  } else if (state.caps.has("sasl")) {
+    send("AUTHENTICATE PLAIN");
+  } else {
+    note("This server offers no login.", "error");
+    return false;
+  }
+  state.loggingIn = true;
+  return true;
+}
+
+// RFC 4616: NUL account NUL password, base64 (of its UTF-8).
+function plainResponse() {
+  const bytes = new TextEncoder().encode(`\0${state.accountName}\0${state.password}`);
+  return btoa(String.fromCharCode(...bytes));
+}
+
+// The login ended: say why if it failed, and finish registering either way.
+function endLogin(error) {
+  if (!state.loggingIn) return;
+  state.loggingIn = false;
+  state.create = false; // made, or refused: from now on, log in
+  if (error) note(`Not logged in: ${error}`, "error");
+  if (!state.registered) send("CAP END");
 }
 
 // ---- what the server says ----------------------------------------------------------------------
@@ -190,6 +231,7 @@ const handlers = {
       }
       if (!more) {
         const wanted = WANTED_CAPS.filter((c) => state.offered.has(c));
+        if (state.password) wanted.push(...LOGIN_CAPS.filter((c) => state.offered.has(c)));
         if (wanted.length) send(buildLine("CAP", "REQ", wanted.join(" ")));
         else send("CAP END");
       }
@@ -198,15 +240,30 @@ const handlers = {
         if (cap.startsWith("-")) state.caps.delete(cap.slice(1));
         else if (cap) state.caps.add(cap);
       }
-      if (!state.registered) send("CAP END");
+      if (!state.registered && !startLogin()) send("CAP END");
     } else if (sub === "NAK" && !state.registered) {
       send("CAP END");
     }
   },
+  // Logging in: SASL PLAIN over this WebSocket, or making the account first.
+  AUTHENTICATE: (m) => {
+    if (m.params[0] === "+") send(buildLine("AUTHENTICATE", plainResponse()));
+  },
+  REGISTER: (m) => { // REGISTER SUCCESS <account> :text, and a 900: we are logged in
+    if (m.params[0] !== "SUCCESS") return;
+    note(`Account ${m.params[1]} created.`, "notice");
+    endLogin("");
+  },
+  "900": (m) => { state.account = m.params[2]; },
+  "903": () => endLogin(""),
+  "904": (m) => endLogin(m.params[1]),
+  "905": (m) => endLogin(m.params[1]),
+  "906": () => endLogin("login aborted"),
+  "907": () => endLogin(""),
   "001": (m) => {
     state.nick = m.params[0];
     state.registered = true;
-    setStatus(`connected as ${state.nick}`, false);
+    setStatus(`connected as ${state.nick}${state.account ? ` (logged in as ${state.account})` : ""}`, false);
     for (const name of savedChannels()) send(buildLine("JOIN", name)); // rejoin after a reconnect too
     remember();
   },
@@ -300,7 +357,10 @@ const handlers = {
   PRIVMSG: (m) => message(m, "message"),
   NOTICE: (m) => message(m, "notice"),
   ERROR: (m) => note(`Server: ${m.params[0] || "closing"}`, "error"),
-  FAIL: (m) => note(m.params[m.params.length - 1], "error"),
+  FAIL: (m) => {
+    if (m.params[0] === "REGISTER" && state.loggingIn) endLogin(m.params[m.params.length - 1]);
+    else note(m.params[m.params.length - 1], "error");
+  },
 };
 
 function message(m, kind) {
@@ -582,7 +642,10 @@ function start(event) {
     $("login-error").textContent = "A nick is letters, digits and [ ] \\ ` _ ^ { | } -, not starting with a digit.";
     return;
   }
-  state.wantNick = nick;
+  state.wantNick = state.accountName = nick;
+  state.password = $("password").value; // never stored: only this page's memory has it
+  state.create = Boolean(state.password) && $("create").checked;
+  $("password").value = "";
   localStorage.setItem("greenchat.nick", nick);
   const channel = $("channel").value.trim() || "#lobby";
   buffer(isChannel(channel) ? channel : "#" + channel);

@@ -254,3 +254,37 @@ def test_the_pages_irc_code_agrees_with_the_servers(open_browser, web):
     )
     assert folded == [casefold(nick) for nick in nicks]
     assert colours == [colour_class(nick) for nick in nicks]
+
+
+def test_create_an_account_on_the_page_then_log_in_from_another_browser(open_browser, web, tcp):
+    bob = tcp("bob")
+    first = open_browser()
+    first.driver.get(web)
+    first.element("nick").send_keys("alice")
+    first.element("password").send_keys("sturdy-pass")
+    first.element("create").click()
+    first.element("connect").click()
+    first.wait_status("connected as alice (logged in as alice)")
+    first.wait_message("Account alice created.")
+    bob.send("WHOIS alice")
+    bob.expect(r" 330 bob alice alice :is logged in as")
+    first.type("/quit")
+    first.wait_status("disconnected")
+
+    second = open_browser()
+    second.driver.get(web)
+    second.element("nick").send_keys("alice")
+    second.element("password").send_keys("wrong-pass")
+    second.element("connect").click()
+    second.wait_message("Not logged in: SASL authentication failed: Invalid account credentials")
+    second.wait_status("connected as alice")
+    second.type("/quit")
+    second.wait_status("disconnected")
+
+    third = open_browser()
+    third.driver.get(web)
+    third.element("nick").send_keys("alice")
+    third.element("password").send_keys("sturdy-pass")
+    third.element("connect").click()
+    third.wait_status("connected as alice (logged in as alice)")
+    assert third.console_errors() == []
