@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -33,6 +34,12 @@ if TYPE_CHECKING:
 # (432 makes the client pick a guest nick, 479 names a channel's limit).
 NICK_LIMIT = 200
 CHANNEL_LIMIT = 200
+# Where greenchat-join --sasl reads the password (never from a flag: others can read those).
+PASSWORD_VARIABLE = "GREENCHAT_PASSWORD"
+
+
+class UsageError(Exception):
+    """greenchat-join cannot start as asked; ``str()`` says why (exit status 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -277,7 +284,8 @@ def build_join_parser() -> argparse.ArgumentParser:
         prog="greenchat-join",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=help_text() + "\n\nCtrl-C, Ctrl-D and /quit leave the server and exit 0. "
-        "Exit status 1: a line could not be delivered; 2: a bad flag, or gave up reconnecting.",
+        "Exit status 1: a line could not be delivered; 2: a bad flag, no password for --sasl, "
+        "or gave up reconnecting.",
         description=(
             f"Chat on a greenchat (or any IRC) server. With no flags it connects to "
             f"127.0.0.1:{DEFAULT_PORT} with your login name as nick and joins #lobby. "
@@ -307,6 +315,20 @@ def build_join_parser() -> argparse.ArgumentParser:
         "(default: #lobby)",
     )
     parser.add_argument("--password", help="connection password (PASS), if the server wants one")
+    parser.add_argument(
+        "--sasl",
+        action="store_true",
+        help="log in to your account while connecting (SASL SCRAM-SHA-256, or PLAIN over "
+        f"TLS or to a loopback address). The password comes from ${PASSWORD_VARIABLE} or, "
+        "if that is unset, is asked for on the terminal; never from a flag. A failed login "
+        "is shown and the chat goes on without an account",
+    )
+    parser.add_argument(
+        "--account",
+        type=_nick,
+        metavar="NAME",
+        help="the account --sasl logs in to (default: the nick)",
+    )
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument(
         "--tls-insecure",
@@ -363,11 +385,16 @@ def _channel(text: str) -> str:
 
 
 def join_options(
-    args: argparse.Namespace, environ: Mapping[str, str], interactive: bool
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    interactive: bool,
+    ask_password: Callable[[str], str] | None = None,
 ) -> Options:
-    """The UI's options from the parsed flags and the environment ($USER, NO_COLOR).
+    """The UI's options from the parsed flags and the environment ($USER, NO_COLOR,
+    $GREENCHAT_PASSWORD). UsageError when they cannot work.
 
-    ``interactive``: whether a prompt is possible (a terminal on both sides).
+    ``interactive``: whether a prompt is possible (a terminal on both sides);
+    ``ask_password(prompt)``: asks on the terminal (None: stdin is no terminal).
     """
     from greenchat.client.commands import default_nick
     from greenchat.client.format import use_color
@@ -377,10 +404,11 @@ def join_options(
     retries = args.max_retries
     if retries is None and (args.listen or not interactive):
         retries = LINE_MODE_RETRIES
+    nick = args.nick or default_nick(environ)
     return Options(
         host=args.host,
         port=args.port,
-        nick=args.nick or default_nick(environ),
+        nick=nick,
         channels=tuple(dict.fromkeys(channels)),
         password=args.password,
         tls=args.tls or args.tls_insecure,
@@ -388,7 +416,32 @@ def join_options(
         color=use_color(args.no_color, environ),
         listen=args.listen,
         max_retries=retries,
+        sasl=sasl_credentials(args, nick, environ, ask_password),
     )
+
+
+def sasl_credentials(
+    args: argparse.Namespace,
+    nick: str,
+    environ: Mapping[str, str],
+    ask_password: Callable[[str], str] | None,
+) -> tuple[str, str] | None:
+    """(account, password) for --sasl, else None; UsageError without a password."""
+    if not args.sasl:
+        if args.account:
+            raise UsageError("--account names the account for --sasl: add --sasl")
+        return None
+    account = args.account or nick
+    password = environ.get(PASSWORD_VARIABLE, "")
+    if not password and ask_password is not None:
+        try:
+            password = ask_password(f"password for {account}: ")
+        except (EOFError, KeyboardInterrupt):
+            password = ""
+    if not password:
+        how = "or type it when asked" if ask_password else "(stdin is no terminal to ask on)"
+        raise UsageError(f"--sasl: no password; set {PASSWORD_VARIABLE} {how}")
+    return account, password
 
 
 def join_main(argv: list[str] | None = None) -> int:
@@ -406,7 +459,13 @@ def join_main(argv: list[str] | None = None) -> int:
     # imports gevent, ssl or threading.
     from greenchat.client.terminal import interactive_possible, run
 
-    return run(join_options(args, os.environ, interactive_possible()))
+    ask = getpass.getpass if sys.stdin.isatty() else None
+    try:
+        options = join_options(args, os.environ, interactive_possible(), ask)
+    except UsageError as exc:
+        print(f"greenchat-join: {exc}", file=sys.stderr)
+        return 2
+    return run(options)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,13 @@ to locust as request events:
 * ``connect``  - TCP (and TLS, and the WebSocket handshake) connect;
 * ``register`` - from connected to the 001 welcome;
 * ``join``     - from JOIN to the end of NAMES;
+* ``login``    - with ``--sasl``: from connected to SASL SCRAM-SHA-256's 903, the
+  account being the user's nick and the password ``--sasl-password``. On first use
+  the login fails (904: no such account), so the user makes the account itself
+  (NickServ REGISTER, timed as ``create-account``), reconnects and logs in,
+  waiting as long as the server's failed-login limit says; a second run against
+  the same server (once that limit has passed) measures logins only. Nicks are
+  stable under ``--sasl`` (``ls<worker>x<n>``) so a second run finds its accounts;
 * ``deliver``  - from a sender's send to a receiver's receipt. The sender puts
   a token in the text (``gc1 <sender> <seq> <send time ns>``); the receiver
   reads it back. Only every k-th delivery per receiver is reported as an
@@ -24,11 +31,13 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 import time
 from collections import Counter
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+import gevent
 from locust import User, events
 from locust.exception import StopUser
 
@@ -40,7 +49,10 @@ from greenchat.client import (
     JoinError,
     MessageEvent,
     Registered,
+    SaslFailed,
+    SaslSucceeded,
 )
+from greenchat.protocol.message import Message, split_source
 
 TOKEN = "gc1"
 # Counted deliveries of this process, sampled or not, and failures by kind.
@@ -48,6 +60,10 @@ DELIVERIES: Counter[str] = Counter()
 _ids = itertools.count(1)
 # Nicks of this process's registered users, for the dms scenario.
 ONLINE: dict[str, None] = {}
+# --sasl: connections one login may take (fail, create the account, be told to wait, log in).
+LOGIN_ATTEMPTS = 4
+# The server's 904 text while failed logins from an address (or for an account) are limited.
+_RETRY_AFTER = re.compile(r"try again in (\d+) seconds?")
 
 
 # Default ports: the server's IRC port, and its web port for WebSocket.
@@ -112,6 +128,8 @@ class IrcUser(User):
         self.options = environment.parsed_options
         self.number = next(_ids)
         self.nick = f"u{os.getpid() % 10000}x{self.number}"
+        if self.options.sasl:  # the same nicks every run: accounts made once are found again
+            self.nick = f"ls{getattr(environment.runner, 'worker_index', 0)}x{self.number}"
         self.seq = 0
         self.leaving = False
         self.stuck = False  # stopped reading on purpose (slow-reader scenario)
@@ -132,19 +150,44 @@ class IrcUser(User):
         return []
 
     def connect(self) -> None:
+        """Connect and register; with ``--sasl`` also log in (making the account first)."""
+        failed = self._open()
+        tried_creating = False
+        for _ in range(LOGIN_ATTEMPTS - 1):
+            if failed is None:
+                return
+            created = False
+            if failed.numeric == "904" and not tried_creating:  # no account yet: a first run
+                tried_creating, created = True, self._create_account()
+            # The server limits failed logins per address, and says how long to wait.
+            wait = _RETRY_AFTER.search(failed.reason)
+            delay = int(wait.group(1)) if wait else 0
+            if not (created or wait) or delay > self.options.irc_timeout:
+                break  # e.g. a wrong --sasl-password: no retry mends that
+            self.disconnect()
+            gevent.sleep(delay)
+            failed = self._open()
+        if failed is not None:
+            self._failure("login", failed.reason)
+
+    def _open(self) -> SaslFailed | None:
+        """One connection, registered: the SASL failure if --sasl did not log in."""
         target = parse_host(self.host)
         if self.websocket:
             target = websocket_target(target, self.options.ws_host)
         self.leaving = False
+        sasl = (self.nick, self.options.sasl_password) if self.options.sasl else None
         self.client = IrcClient(
             target.host, target.port, self.nick, caps=("server-time",), tls=target.tls,
             tls_verify=False, reconnect=False, connect_timeout=self.options.irc_timeout,
             websocket=target.websocket, websocket_path=target.path,
+            sasl=sasl, sasl_mechanisms=("SCRAM-SHA-256",),
         )  # fmt: skip
         self.client.subscribe(self._on_event)
         started = time.perf_counter()
         marks: dict[str, float] = {}
-        unsubscribe = self.client.subscribe(lambda e: self._mark(e, marks))
+        failures: list[SaslFailed] = []
+        unsubscribe = self.client.subscribe(lambda e: self._mark(e, marks, failures))
         try:
             self.client.connect(timeout=self.options.irc_timeout)
         except ClientError as exc:
@@ -156,7 +199,27 @@ class IrcUser(User):
         unsubscribe()
         self._fire("connect", marks["connected"] - started)
         self._fire("register", marks["registered"] - marks["connected"])
+        if "login" in marks:
+            self._fire("login", marks["login"] - marks["connected"])
         ONLINE[self.client.nick] = None
+        return failures[0] if failures else None
+
+    def _create_account(self) -> bool:
+        """NickServ REGISTER on this (unauthenticated) connection: whether it made one."""
+        started = time.perf_counter()
+        register = Message("PRIVMSG", ("NickServ", f"REGISTER {self.options.sasl_password}"))
+        try:
+            reply = self.client.request(register, _from_nickserv, self.options.irc_timeout)
+        except ClientError as exc:
+            self._fail("create-account", started, exc)
+            return False
+        text = reply.params[-1]
+        if text.startswith("Account created"):
+            self._fire("create-account", time.perf_counter() - started)
+            return True
+        if "already registered" not in text:  # there is one: the login failed for another reason
+            self._failure("create-account", text)
+        return False
 
     def stop_reading(self) -> None:
         """Become a slow reader: never read again, and expect to be dropped."""
@@ -220,11 +283,15 @@ class IrcUser(User):
         self._fire("deliver", latency, request_type="IRC")
 
     @staticmethod
-    def _mark(event, marks: dict[str, float]) -> None:
+    def _mark(event, marks: dict[str, float], failures: list[SaslFailed]) -> None:
         if isinstance(event, Connected):
             marks["connected"] = time.perf_counter()
         elif isinstance(event, Registered):
             marks["registered"] = time.perf_counter()
+        elif isinstance(event, SaslSucceeded):
+            marks["login"] = time.perf_counter()
+        elif isinstance(event, SaslFailed):
+            failures.append(event)
 
     # -- locust events -----------------------------------------------------------
 
@@ -251,6 +318,10 @@ class IrcUser(User):
             request_type="IRC", name=name, response_time=0, response_length=0,
             exception=Exception(text), context={},
         )  # fmt: skip
+
+
+def _from_nickserv(message: Message) -> bool:
+    return message.command == "NOTICE" and split_source(message.source or "")[0] == "NickServ"
 
 
 def zipf_room(rooms: int, exponent: float, rng: random.Random) -> int:

@@ -15,6 +15,10 @@ Scenarios (pick user classes by name, or tasks by tag; with none, all run, by we
 ``--host`` is ``irc://HOST:PORT`` (``ircs://`` for TLS) or the web port's WebSocket,
 ``ws://HOST:PORT/`` (``wss://``): then every user connects over WebSocket.
 
+``--sasl``: every user logs in to an account named after its nick with SASL
+SCRAM-SHA-256 while connecting (``--sasl-password``, default ``locust-pass``),
+creating it with NickServ on first use; run twice for a storm of logins only.
+
 Example (headless, CSV and HTML reports; the server: ``greenchat-serve``)::
 
     locust -f loadtest/locustfile.py --headless -u 500 -r 100 -t 60s \\
@@ -60,6 +64,15 @@ def _options(parser) -> None:
     group.add_argument(
         "--ws-host", default=None,
         help="ws://HOST:PORT/ for WebSocketUser (default: --host's host, port 8547)",
+    )  # fmt: skip
+    group.add_argument(
+        "--sasl", action="store_true",
+        help="every user logs in with SASL SCRAM-SHA-256 as its nick (a 'login' event), "
+        "making the account with NickServ on first use",
+    )  # fmt: skip
+    group.add_argument(
+        "--sasl-password", default="locust-pass",
+        help="the password of every --sasl account (default locust-pass)",
     )  # fmt: skip
 
 

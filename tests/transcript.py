@@ -116,6 +116,20 @@ class IrcSteps:
         return self
 
 
+def register_account(port: int, name: str, password: str) -> None:
+    """An account made as a user makes one: connect as ``name``, ``REGISTER`` with
+    NickServ, wait for "Account created", quit (the nick is free again afterwards)."""
+    client = IrcClient(port)
+    try:
+        client.register(name)
+        client.send(f"PRIVMSG NickServ :REGISTER {password}")
+        client.expect(rf" NOTICE {re.escape(name)} :Account created: ")
+        client.send("QUIT")
+        client.expect_closed()
+    finally:
+        client.close()
+
+
 class IrcClient(IrcSteps):
     """A raw-socket IRC client for tests: send lines, expect lines by regex."""
 

@@ -9,6 +9,8 @@ from greenchat.client.events import (
     MessageEvent,
     Reconnecting,
     Registered,
+    SaslFailed,
+    SaslSucceeded,
 )
 from greenchat.client.state import ChannelState, ClientState
 
@@ -26,4 +28,6 @@ __all__ = [
     "MessageEvent",
     "Reconnecting",
     "Registered",
+    "SaslFailed",
+    "SaslSucceeded",
 ]

@@ -8,7 +8,10 @@ answers PINGs, picks another nick on a collision, reports everything as
 events (subscribe a callback or iterate), offers helpers that wait for a
 reply with a deadline, and reconnects with exponential backoff and jitter,
 rejoining its channels. With ``websocket=True`` it speaks IRC over a WebSocket
-(websocket.py) instead of a plain TCP stream.
+(websocket.py) instead of a plain TCP stream. With ``sasl=(account, password)``
+it logs in while registering (sasl.py: SCRAM-SHA-256, or PLAIN over TLS or to
+a loopback address) and reports the outcome as an event; a failed login still
+registers, without an account.
 
 It uses gevent's APIs explicitly and never monkey-patches.
 """
@@ -16,6 +19,7 @@ It uses gevent's APIs explicitly and never monkey-patches.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import itertools
 import logging
 import random
@@ -36,7 +40,10 @@ from greenchat.client.events import (
     MessageEvent,
     Reconnecting,
     Registered,
+    SaslFailed,
+    SaslSucceeded,
 )
+from greenchat.client.sasl import MECHANISMS, NUMERICS, SaslLogin, check_mechanisms, plain_safe
 from greenchat.client.state import ChannelState, ClientState
 from greenchat.client.websocket import WebSocketLink
 from greenchat.protocol.casemap import casefold
@@ -75,6 +82,13 @@ class JoinError(ClientError):
         self.channel, self.numeric, self.text = channel, numeric, text
 
 
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def _drain(queue: Queue) -> None:
     while True:
         try:
@@ -108,8 +122,14 @@ class IrcClient:
         connect_timeout: float = 10.0,
         websocket: bool = False,
         websocket_path: str = "/",
+        sasl: tuple[str, str] | None = None,
+        sasl_mechanisms: Iterable[str] = MECHANISMS,
+        sasl_timeout: float = 15.0,
     ) -> None:
-        """``websocket``: ``port`` is the server's web port (and ``tls`` means wss://)."""
+        """``websocket``: ``port`` is the server's web port (and ``tls`` means wss://).
+        ``sasl``: (account, password) to log in with on every connection, trying
+        ``sasl_mechanisms`` in order; a login not over within ``sasl_timeout`` is abandoned.
+        """
         self.host, self.port = host, port
         self.wanted_nick = nick
         self.user = user or nick
@@ -122,6 +142,8 @@ class IrcClient:
         self.outbound_limit = outbound_limit
         self.connect_timeout = connect_timeout
         self.websocket, self.websocket_path = websocket, websocket_path
+        self.sasl, self.sasl_mechanisms = sasl, check_mechanisms(sasl_mechanisms)
+        self.sasl_timeout = sasl_timeout
         self.state = ClientState(nick)
         # Channels to be in: joined on every (re)connect.
         self.wanted_channels: dict[str, str] = {casefold(c): c for c in channels}
@@ -136,7 +158,10 @@ class IrcClient:
         self._reading = Event()
         self._reading.set()
         self.last_error = ""
-        self._cap_ls: list[str] = []
+        self._cap_ls: dict[str, str] = {}  # offered capability -> its value
+        self._login: SaslLogin | None = None  # the SASL login in progress
+        self._login_timer: gevent.Greenlet | None = None
+        self._peer_loopback = False
 
     # -- properties ------------------------------------------------------------
 
@@ -147,6 +172,11 @@ class IrcClient:
     @property
     def caps(self) -> frozenset[str]:
         return frozenset(self.state.caps)
+
+    @property
+    def account(self) -> str:
+        """The account we are logged in to ('' when none), as the server said (900)."""
+        return self.state.account
 
     @property
     def connected(self) -> bool:
@@ -345,6 +375,7 @@ class IrcClient:
 
     def _open(self) -> _Stream:
         sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        self._peer_loopback = _is_loopback(sock.getpeername()[0])
         if self.tls:
             sock = self._tls_context().wrap_socket(sock, server_hostname=self.host)
         sock.settimeout(None)
@@ -401,6 +432,7 @@ class IrcClient:
             with contextlib.suppress(OSError):
                 sock.close()
             self._sock = None
+            self._end_login()
             self.state.channels.clear()  # rejoined (from wanted_channels) on reconnect
         return reason, True, self.registered.is_set()
 
@@ -452,6 +484,8 @@ class IrcClient:
             self.send(Message("PONG", msg.params))
         elif command == "CAP":
             self._on_cap(msg)
+        elif self._login is not None and (command == "AUTHENTICATE" or command in NUMERICS):
+            self._on_sasl(self._login, msg)
         elif command == "001":
             self._on_welcome(msg)
         elif command in ("432", "433") and not self.registered.is_set():
@@ -462,8 +496,8 @@ class IrcClient:
         self._emit(MessageEvent(msg))
 
     def _begin_registration(self) -> None:
-        self._cap_ls = []
-        if self.wanted_caps:
+        self._cap_ls = {}
+        if self.wanted_caps or self.sasl:
             self.send("CAP LS 302")
         if self.password:
             self.send(Message("PASS", (self.password,)))
@@ -474,10 +508,12 @@ class IrcClient:
         sub = msg.params[1].upper() if len(msg.params) > 1 else ""
         words = msg.params[-1].split() if len(msg.params) > 2 else []
         if sub == "LS":
-            self._cap_ls += [w.split("=", 1)[0] for w in words]
+            self._cap_ls.update(word.partition("=")[::2] for word in words)
             if msg.params[2] == "*":
                 return  # more LS lines follow
             wanted = [c for c in self.wanted_caps if c in self._cap_ls]
+            if not self.registered.is_set() and self._plan_login():
+                wanted.append("sasl")
             if wanted:
                 self.send(Message("CAP", ("REQ", " ".join(wanted))))
             elif not self.registered.is_set():
@@ -489,10 +525,72 @@ class IrcClient:
                         self.state.caps.discard(word[1:])
                     else:
                         self.state.caps.add(word)
-            if not self.registered.is_set():
-                self.send("CAP END")
+            if self.registered.is_set():
+                return
+            login = self._login
+            if login is not None and not login.mechanism and "sasl" in self.state.caps:
+                self._begin_login(login)  # CAP END once it is over
+                return
+            if login is not None:
+                login.give_up("the server refused the sasl capability")
+                self._finish_login(login)
+            self.send("CAP END")
         elif sub == "DEL":
             self.state.caps.difference_update(words)
+
+    # -- SASL (the exchange itself is sasl.py's) -------------------------------------
+
+    def _plan_login(self) -> bool:
+        """With credentials, at the end of CAP LS: whether to ask for ``sasl``."""
+        if self.sasl is None:
+            return False
+        safe = plain_safe(self.tls, self._peer_loopback)
+        login = SaslLogin(*self.sasl, mechanisms=self.sasl_mechanisms, plain_safe=safe)
+        if not login.plan(self._cap_ls.get("sasl")):
+            self._finish_login(login)  # registration goes on without an account
+            return False
+        self._login = login
+        return True
+
+    def _begin_login(self, login: SaslLogin) -> None:
+        for line in login.begin():
+            self.send(line)
+        self._login_timer = gevent.spawn_later(self.sasl_timeout, self._login_timed_out, login)
+
+    def _on_sasl(self, login: SaslLogin, msg: Message) -> None:
+        for line in login.feed(msg):
+            self.send(line)
+        if login.done:
+            self._finish_login(login)
+            if not self.registered.is_set():
+                self.send("CAP END")
+
+    def _login_timed_out(self, login: SaslLogin) -> None:
+        if self._login_timer is gevent.getcurrent():
+            self._login_timer = None  # this greenlet: not for _end_login to kill
+        if login is not self._login:
+            return
+        with contextlib.suppress(ClientError):  # the connection may be going
+            for line in login.give_up(f"no answer to SASL within {self.sasl_timeout:g} s"):
+                self.send(line)
+            self._finish_login(login)
+            if not self.registered.is_set():
+                self.send("CAP END")
+
+    def _finish_login(self, login: SaslLogin) -> None:
+        """The login is over: say how it went."""
+        self._end_login()
+        if login.succeeded:
+            self._emit(SaslSucceeded(self.state.account or login.account, login.mechanism))
+            return
+        log.debug("SASL login as %s failed: %s", login.account, login.reason)
+        self._emit(SaslFailed(login.account, login.reason, login.numeric))
+
+    def _end_login(self) -> None:
+        self._login = None
+        timer, self._login_timer = self._login_timer, None
+        if timer is not None:
+            timer.kill(block=False)
 
     def _on_welcome(self, msg: Message) -> None:
         self.state.nick = msg.params[0]

@@ -20,6 +20,8 @@ __all__ = [
     "MessageEvent",
     "Reconnecting",
     "Registered",
+    "SaslFailed",
+    "SaslSucceeded",
 ]
 
 
@@ -72,3 +74,24 @@ class GaveUp(ClientEvent):
 
     attempts: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaslSucceeded(ClientEvent):
+    """SASL logged us in to ``account`` (903), before the welcome."""
+
+    account: str
+    mechanism: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaslFailed(ClientEvent):
+    """SASL did not log us in: registration goes on without an account.
+
+    ``numeric`` is the server's answer (904 wrong credentials, 902, 905-907), or ''
+    when the client gave up itself (no SASL offered, PLAIN refused, no answer in time).
+    """
+
+    account: str
+    reason: str
+    numeric: str = ""

@@ -34,6 +34,7 @@ from greenchat.client.events import (
     MessageEvent,
     Reconnecting,
     Registered,
+    SaslFailed,
 )
 from greenchat.protocol.casemap import casefold, is_channel_name
 from greenchat.protocol.message import Message, split_source
@@ -63,10 +64,14 @@ ALERT = "\x1b[1;31m"
 # showing in the interactive UI only; alert: problems (stderr in pipe mode).
 Kind = Literal["chat", "info", "alert"]
 
-# Lines a user never needs to see: protocol plumbing and end-of-list markers.
-HIDDEN = frozenset({"PING", "PONG", "CAP", "TAGMSG", "BATCH", "004", "005", "366", "376"})
+# Lines a user never needs to see: protocol plumbing and end-of-list markers, and
+# SASL's outcome numerics (903-908: the client's SaslFailed event says it once).
+HIDDEN = frozenset(
+    {"PING", "PONG", "CAP", "AUTHENTICATE", "TAGMSG", "BATCH", "004", "005", "366", "376"}
+    | {"903", "904", "905", "906", "907", "908"}
+)
 # Numerics whose only useful content is the trailing text.
-TEXT_ONLY = frozenset({"001", "002", "003", "372", "375", "422"})
+TEXT_ONLY = frozenset({"001", "002", "003", "372", "375", "422", "900", "901"})
 
 # IRC formatting: bold, colour (with optional fg,bg digits), hex colour, reset,
 # monospace, reverse, italic, strikethrough, underline.
@@ -167,6 +172,9 @@ class Formatter:
             of = f"/{event.max_retries}" if event.max_retries is not None else ""
             text = f"reconnecting in {event.delay:.1f} s (attempt {event.attempt}{of})"
             return self.status(text, "alert", event.time)
+        if isinstance(event, SaslFailed):
+            text = f"not logged in as {event.account}: {event.reason}; going on without an account"
+            return self.status(clean(text), "alert", event.time)
         if isinstance(event, GaveUp):  # the line before it gave the reason
             if not event.attempts:
                 return None  # no retries wanted: nothing was given up

@@ -1,4 +1,4 @@
-"""What the client knows about its session: nick, caps, ISUPPORT, channels and members.
+"""What the client knows about its session: nick, account, caps, ISUPPORT, channels and members.
 
 Kept up to date from the server's lines by :meth:`ClientState.apply` (pure:
 no I/O), so a user interface can complete nicks and list members.
@@ -33,6 +33,7 @@ class ClientState:
 
     def reset(self, nick: str) -> None:
         self.nick = nick
+        self.account = ""  # logged in to (900), until logged out (901)
         self.caps: set[str] = set()
         self.isupport: dict[str, str] = {}
         self.channels: dict[str, ChannelState] = {}
@@ -50,6 +51,13 @@ class ClientState:
         for token in msg.params[1:-1]:
             key, _, value = token.partition("=")
             self.isupport[key.lstrip("-")] = value
+
+    def _on_900(self, msg: Message, _: str) -> None:
+        if len(msg.params) > 3:
+            self.account = msg.params[2]
+
+    def _on_901(self, msg: Message, _: str) -> None:
+        self.account = ""
 
     def _on_353(self, msg: Message, _: str) -> None:
         channel = self.channels.get(casefold(msg.params[-2]))

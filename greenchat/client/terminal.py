@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import gevent
 import gevent.event
@@ -101,6 +101,7 @@ class Options:
     color: bool = True
     listen: bool = False
     max_retries: int | None = None  # None: keep trying until the user quits
+    sasl: tuple[str, str] | None = field(default=None, repr=False)  # (account, password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +214,7 @@ class ClientThread:
             reconnect=True,
             max_retries=o.max_retries,
             backoff_max=BACKOFF_MAX,
+            sasl=o.sasl,
         )
 
     def _say(self, text: str, kind: Kind = "info") -> None:
@@ -237,7 +239,8 @@ class ClientThread:
         assert self.client is not None
         o, channels = self.options, ", ".join(self.client.wanted_channels.values())
         rejoin = f"; rejoining {channels}" if channels else ""
-        self._say(f"reconnected to {o.host}:{o.port} as {self.client.nick}{rejoin}")
+        account = f", logged in as {self.client.account}" if self.client.account else ""
+        self._say(f"reconnected to {o.host}:{o.port} as {self.client.nick}{account}{rejoin}")
 
     def _track_target(self, msg: Message) -> None:
         """Our part or kick from the current target: move to another joined channel."""
@@ -368,9 +371,11 @@ class ReconnectQuieter:
     """Shows the welcome burst once: after a reconnect it is one summary line.
 
     On the first connection every line shows. On a reconnect the ``connected``
-    and ``registered`` lines and the burst's numerics (001 through the end of
-    the MOTD, 376 or 422) are hidden, and ``summarize`` is called once at its
-    end; a JOIN or PRIVMSG ends the burst too, for servers without a MOTD reply.
+    and ``registered`` lines, the numerics before the welcome (a SASL login's
+    900) and the burst's (001 through the end of the MOTD, 376 or 422) are
+    hidden, and ``summarize`` is called once at its end; a JOIN or PRIVMSG ends
+    the burst too, for servers without a MOTD reply. Client events (a failed
+    login) always show.
     """
 
     END = frozenset({"376", "422", "JOIN", "PRIVMSG"})
@@ -383,6 +388,7 @@ class ReconnectQuieter:
     def shows(self, event: ClientEvent) -> bool:
         """Whether ``event`` is worth a line; calls ``summarize`` when a quiet burst ends."""
         if isinstance(event, Connected):
+            self.hiding = self.welcomed  # a reconnect: quiet until the burst ends
             return not self.welcomed
         if isinstance(event, Registered):
             self.hiding, self.welcomed = self.welcomed, True

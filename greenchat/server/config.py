@@ -79,6 +79,7 @@ class ServerConfig:
     tls_port: int | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # CAs whose client certificates are accepted
     tls_handshake_timeout: float = 10.0
     # Prometheus: GET /metrics and /healthz on this port; off unless set.
     metrics_port: int | None = None
@@ -195,6 +196,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls-cert", "path", "PEM certificate chain for TLS; re-read on SIGHUP",
            metavar="FILE"),
     Option("tls-key", "path", "PEM private key for TLS; re-read on SIGHUP", metavar="FILE"),
+    Option("tls-client-ca", "path", "PEM CA certificates: TLS clients may present a "
+           "certificate one of them issued, for NickServ CERT and SASL EXTERNAL (without it "
+           "no client certificate is asked for); re-read on SIGHUP", metavar="FILE"),
     Option("tls-handshake-timeout", "float", "seconds a TLS handshake may take",
            metavar="SECONDS", minimum=0.1, maximum=3600),
     Option("metrics-port", "int", "serve Prometheus metrics (GET /metrics) and a health check "

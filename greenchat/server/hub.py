@@ -165,6 +165,9 @@ class Hub:
         self.observers: tuple[Callable[[Event], None], ...] = ()  # see observe()
         self.nicks: dict[str, User] = {}  # casefolded nick -> user
         self.channels: dict[str, Channel] = {}  # casefolded name -> channel
+        # Casefolded names of channels kept while nobody is in them: the ones
+        # registered with ChanServ (keep_channel; server/channel_registry.py).
+        self.kept: set[str] = set()
         self.users: set[User] = set()  # every user the network knows
         # Counters kept up to date so LUSERS (sent on every registration)
         # never walks all users.
@@ -212,6 +215,25 @@ class Hub:
 
     def get_channel(self, name: str) -> Channel | None:
         return self.channels.get(casefold(name))
+
+    def keep_channel(self, name: str) -> Channel:
+        """Keep the channel ``name`` while it has no members (a registered channel,
+        as Ergo keeps them); made, empty, if there is none. Nobody is told: what
+        members see does not change."""
+        key = casefold(name)
+        self.kept.add(key)
+        channel = self.channels.get(key)
+        if channel is None:
+            channel = self.channels[key] = Channel(name)
+        return channel
+
+    def release_channel(self, name: str) -> None:
+        """Stop keeping ``name``: it goes now if it is empty, else with its last member."""
+        key = casefold(name)
+        self.kept.discard(key)
+        channel = self.channels.get(key)
+        if channel is not None and not channel.members:
+            del self.channels[key]
 
     # -- events: every change of network state --------------------------------
 
@@ -317,15 +339,21 @@ class Hub:
         )
 
     def _channel_modes_changed(self, event: ChannelModeChanged) -> None:
-        """Apply checked mode changes (the handler normalized them) and show them."""
-        user, channel = self._user(event.by), self.channels[casefold(event.channel)]
+        """Apply checked mode changes (the handler normalized them) and show them.
+
+        ``by`` is a nick, or the server's name for a service's change (ChanServ),
+        which members see coming from the server, as on Ergo.
+        """
+        channel = self.channels[casefold(event.channel)]
+        if event.by == self.name:
+            source, account = self.name, ""
+        else:
+            user = self._user(event.by)
+            source, account = user.prefix, user.account
         for sign, char, arg in event.changes:
-            channel.apply_mode(sign, char, arg, user.prefix, int(event.time), self._user)
+            channel.apply_mode(sign, char, arg, source, int(event.time), self._user)
         params = (channel.name, *mode_params(event.changes))
-        self.fanout(
-            channel.members,
-            Relay(user.prefix, "MODE", params, trailing=False, account=user.account),
-        )
+        self.fanout(channel.members, Relay(source, "MODE", params, trailing=False, account=account))
 
     def _invited(self, event: Invited) -> Relay:
         """The invitee gets the INVITE; with invite-notify, members who could have
@@ -473,7 +501,7 @@ class Hub:
     def _drop_member(self, channel: Channel, user: User) -> None:
         channel.members.pop(user, None)
         user.channels.pop(channel.key, None)
-        if not channel.members:
+        if not channel.members and channel.key not in self.kept:
             del self.channels[channel.key]
 
     # -- fan-out -----------------------------------------------------------

@@ -110,13 +110,21 @@ class TlsHandshakeError(Exception):
     """The TLS handshake failed or did not finish in time."""
 
 
-def make_tls_context(cert: Path, key: Path) -> gssl.SSLContext:
-    """A server-side context for ``cert`` and ``key``; OSError/SSLError when unusable."""
+def make_tls_context(cert: Path, key: Path, client_ca: Path | None = None) -> gssl.SSLContext:
+    """A server-side context for ``cert`` and ``key``; OSError/SSLError when unusable.
+
+    With ``client_ca``, clients may present a certificate those CAs issued (it is
+    checked; one they did not issue fails the handshake). The standard library
+    cannot accept any self-signed client certificate, as Ergo does: a site CA it is.
+    """
     # gevent's SSLContext (not ssl.create_default_context, which returns the
     # blocking standard-library class) so wrapped sockets cooperate.
     context = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = gssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(cert), str(key))
+    if client_ca is not None:
+        context.verify_mode = gssl.CERT_OPTIONAL
+        context.load_verify_locations(str(client_ca))
     return context
 
 

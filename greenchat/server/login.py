@@ -9,8 +9,10 @@ checked in gevent's thread pool: a handler that logs in is registered with
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import math
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -30,9 +32,11 @@ __all__ = [
     "LoginLimiter",
     "LoginRefused",
     "RegistrationRefused",
+    "certfp_of",
     "check_password",
     "log_in",
     "log_out",
+    "normalize_certfp",
     "register_account",
 ]
 
@@ -103,14 +107,20 @@ def _decoy_hash() -> str:
     return hash_password("no such account")
 
 
-def limiter_keys(conn: Session, account: str) -> tuple[str, str]:
-    return f"address {conn.user.ip}", f"account {casefold(account)}"
+def limiter_keys(server: ChatServer, conn: Session, account: str) -> tuple[str, ...]:
+    """What a failure counts against: the account, and the address unless it is exempt
+    as from --max-per-ip (loopback by default: a bouncer, a gateway, a load test, where
+    one person's wrong passwords must not lock everyone out)."""
+    keys = (f"account {casefold(account)}",)
+    if server.exempt_from_address_limits(conn.user.ip):
+        return keys
+    return (*keys, f"address {conn.user.ip}")
 
 
 def check_limits(server: ChatServer, conn: Session, account: str) -> None:
     """LoginRefused, saying how long to wait, while the address or account is limited."""
     now = time.monotonic()
-    wait = max(server.login_limiter.wait(key, now) for key in limiter_keys(conn, account))
+    wait = max(server.login_limiter.wait(key, now) for key in limiter_keys(server, conn, account))
     if wait > 0:
         server.metrics.logins["limited"] += 1
         seconds = math.ceil(wait)
@@ -120,7 +130,7 @@ def check_limits(server: ChatServer, conn: Session, account: str) -> None:
 def login_failed(server: ChatServer, conn: Session, account: str) -> LoginRefused:
     """Count a wrong name or password; the refusal to raise."""
     now = time.monotonic()
-    for key in limiter_keys(conn, account):
+    for key in limiter_keys(server, conn, account):
         server.login_limiter.failed(key, now)
     server.metrics.logins["failed"] += 1
     log.info("failed login to %r from %s", account, conn.user.ip)
@@ -128,7 +138,7 @@ def login_failed(server: ChatServer, conn: Session, account: str) -> LoginRefuse
 
 
 def login_succeeded(server: ChatServer, conn: Session, account: str) -> None:
-    for key in limiter_keys(conn, account):
+    for key in limiter_keys(server, conn, account):
         server.login_limiter.succeeded(key)
 
 
@@ -198,6 +208,8 @@ def register_account(
             "WEAK_PASSWORD",
             f"Choose a password of at least {MIN_PASSWORD} characters, not the name",
         )
+    if wait_for_store(conn, "get_account", name) is not None:  # no hashing for nothing
+        raise RegistrationRefused("ACCOUNT_EXISTS", f"{name} is already registered")
     credentials = wait_for(conn, make_credentials, password)
     account = Account(name, credentials, time.time(), email=email)
     try:
@@ -207,3 +219,24 @@ def register_account(
     server.registered_nicks.add(casefold(name))
     log.info("account %s registered from %s", name, conn.user.ip)
     return account
+
+
+_CERTFP = re.compile(r"[0-9a-f]{64}")
+
+
+def certfp_of(conn: Session) -> str:
+    """The SHA-256 fingerprint (hex) of the client's TLS certificate; '' without one."""
+    getpeercert = getattr(conn.transport.sock, "getpeercert", None)
+    if getpeercert is None:
+        return ""  # not TLS
+    try:
+        der = getpeercert(binary_form=True)
+    except (OSError, ValueError):  # closed meanwhile
+        return ""
+    return hashlib.sha256(der).hexdigest() if der else ""
+
+
+def normalize_certfp(text: str) -> str:
+    """A fingerprint as given (``AB:CD:...`` or hex) in the stored form; '' if not one."""
+    fp = text.replace(":", "").strip().lower()
+    return fp if _CERTFP.fullmatch(fp) else ""

@@ -29,6 +29,7 @@ from greenchat.metrics import ServerMetrics
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import ERR_UNKNOWNERROR
+from greenchat.server.channel_registry import ChannelRegistry
 from greenchat.server.commands import COMMANDS, dispatch
 from greenchat.server.commands.accounts import CAPABILITY as ACCOUNT_REGISTRATION
 from greenchat.server.commands.accounts import CAPABILITY_VALUE as ACCOUNT_REGISTRATION_VALUE
@@ -100,6 +101,9 @@ class ChatServer:
         self.metrics = ServerMetrics(COMMANDS, KINDS)
         self.hub = Hub(self.config.whowas_size, self.config.name)
         self.hub.observe(self.metrics.on_event)
+        # ChanServ's channels: restored by start(), their changes saved as they happen.
+        self.channel_registry = ChannelRegistry(self.hub)
+        self.hub.observe(self.channel_registry.on_event)
         self.sessions: set[Session] = set()  # the local ones, each with its user in the hub
         self.flusher = Flusher()
         self.supported_caps = dict(SUPPORTED_CAPS)
@@ -180,6 +184,7 @@ class ChatServer:
         try:
             names = self.storage.run(self.storage.store.account_names)
             self.registered_nicks = {casefold(name) for name in names}
+            self.channel_registry.load(self.storage)  # registered channels, in the hub
             for stream in self._listeners:
                 stream.start()
                 started.append(stream)
@@ -188,6 +193,7 @@ class ChatServer:
         except BaseException:
             for stream in started:
                 stream.close()
+            self.channel_registry.close()
             self.storage.close()
             self.storage = None
             raise
@@ -271,6 +277,7 @@ class ChatServer:
         if self.metrics_listener is not None:
             self.metrics_listener.stop()
         if self.storage is not None:  # after the sessions: none of them still waits on it
+            self.channel_registry.close()  # what registered channels have not saved yet
             self.storage.close()
         self._stopped.set()
         log.info("stopped")
@@ -320,6 +327,11 @@ class ChatServer:
         if cfg.max_per_ip and self.per_ip[ip] >= cfg.max_per_ip and not self._exempted(ip):
             return "Too many connections from your address"
         return None
+
+    def exempt_from_address_limits(self, ip: str) -> bool:
+        """Whether ``ip`` is in max-per-ip-exempt (loopback by default): no limit per
+        address applies to it (connections, failed logins)."""
+        return self._exempted(ip)
 
     def _exempted(self, ip: str) -> bool:
         try:
@@ -433,6 +445,6 @@ def _networks(cidrs: list[str]) -> list:
 
 def _tls_context(config: ServerConfig):
     try:
-        return make_tls_context(config.tls_cert, config.tls_key)
+        return make_tls_context(config.tls_cert, config.tls_key, config.tls_client_ca)
     except OSError as exc:  # SSLError included
-        raise ConfigError(f"tls-cert/tls-key: cannot load: {exc}") from None
+        raise ConfigError(f"tls-cert/tls-key/tls-client-ca: cannot load: {exc}") from None

@@ -18,9 +18,11 @@ from greenchat.server.login import (
     MIN_PASSWORD,
     LoginRefused,
     RegistrationRefused,
+    certfp_of,
     check_password,
     log_in,
     log_out,
+    normalize_certfp,
     register_account,
 )
 from greenchat.services.base import Handler, Reply, Service
@@ -89,6 +91,9 @@ def _info(server: ChatServer, conn: Session, reply: Reply, args: list[str]) -> N
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(account.registered_at))
     reply(f"Account: {account.name}")
     reply(f"Registered at: {when}")
+    email = account.settings.get("email") or account.email
+    if email and casefold(conn.user.account) == casefold(account.name):
+        reply(f"E-mail: {email} (only you see it)")
     online = [u.nick for u in server.hub.nicks.values() if u.account == account.name]
     if online:
         reply(f"Logged in now as: {', '.join(sorted(online))}")
@@ -131,6 +136,7 @@ def _drop(server: ChatServer, conn: Session, reply: Reply, args: list[str]) -> N
         return
     wait_for_store(conn, "drop_account", name)
     server.registered_nicks.discard(casefold(name))
+    server.channel_registry.account_dropped(name)  # its channels and access entries went too
     for user in list(server.hub.nicks.values()):
         if user.account == name and user.session is not None:
             log_out(server, user.session)
@@ -157,6 +163,64 @@ def _ghost(server: ChatServer, conn: Session, reply: Reply, args: list[str]) -> 
         reply(f"{target.nick} has been ghosted.")
 
 
+# NickServ SET: the settings there are, and how a value is checked ('' clears one).
+SETTINGS: dict[str, tuple[str, object]] = {
+    "EMAIL": ("an e-mail address, shown to you in INFO", lambda v: "@" in v and " " not in v),
+}
+
+
+def _set(server: ChatServer, conn: Session, reply: Reply, args: list[str]) -> None:
+    """SET <setting> [value]: change a setting of your account (no value clears it)."""
+    name = conn.user.account
+    if not name:
+        reply("Log in first.")
+        return
+    key = args[0].upper() if args else ""
+    if key not in SETTINGS:
+        for setting, (text, _) in SETTINGS.items():
+            reply(f"SET {setting} [value]: {text}")
+        return
+    value = " ".join(args[1:])
+    if value and not SETTINGS[key][1](value):
+        reply(f"That is not {SETTINGS[key][0].split(',')[0]}.")
+        return
+    wait_for_store(conn, "set_setting", name, key.lower(), value)
+    reply(f"{key} is now {value}." if value else f"{key} is cleared.")
+
+
+def _cert(server: ChatServer, conn: Session, reply: Reply, args: list[str]) -> None:
+    """CERT LIST | ADD [fingerprint] | DEL <fingerprint>: TLS client certificates that
+    log in to your account (SASL EXTERNAL)."""
+    name = conn.user.account
+    if not name:
+        reply("Log in first.")
+        return
+    sub = args[0].upper() if args else "LIST"
+    if sub == "LIST":
+        account = wait_for_store(conn, "get_account", name)
+        for certfp in account.certfps if account else ():
+            reply(certfp)
+        reply(f"{len(account.certfps) if account else 0} certificate(s) for {name}.")
+    elif sub in ("ADD", "DEL"):
+        _cert_change(conn, reply, name, sub, args[1] if len(args) > 1 else "")
+    else:
+        reply("Syntax: CERT LIST | CERT ADD [fingerprint] | CERT DEL <fingerprint>")
+
+
+def _cert_change(conn: Session, reply: Reply, name: str, sub: str, given: str) -> None:
+    certfp = normalize_certfp(given) if given else certfp_of(conn)
+    if not certfp:
+        reply("Give a SHA-256 fingerprint, or connect with a TLS client certificate.")
+    elif sub == "ADD" and wait_for_store(conn, "add_certfp", name, certfp):
+        reply(f"Certificate {certfp} added: it logs in to {name} (SASL EXTERNAL).")
+    elif sub == "ADD":
+        reply(f"Certificate {certfp} is already listed (by this or another account).")
+    elif wait_for_store(conn, "remove_certfp", name, certfp):
+        reply(f"Certificate {certfp} removed.")
+    else:
+        reply(f"Certificate {certfp} is not listed for {name}.")
+
+
 COMMANDS: dict[str, tuple[Handler, str]] = {
     "REGISTER": (_register, "REGISTER <password> [email]: make your nick an account"),
     "IDENTIFY": (_identify, "IDENTIFY [account] <password>: log in"),
@@ -165,6 +229,8 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
     "PASSWD": (_passwd, "PASSWD <current> <new>: change your password"),
     "DROP": (_drop, "DROP <password>: delete your account"),
     "GHOST": (_ghost, "GHOST <nick>: disconnect your other session using a nick"),
+    "SET": (_set, "SET <setting> [value]: change a setting of your account (SET lists them)"),
+    "CERT": (_cert, "CERT LIST | ADD [fingerprint] | DEL <fingerprint>: certificates that log in"),
 }
 
 NICKSERV = Service("NickServ", COMMANDS, unavailable=UNAVAILABLE)

@@ -1,4 +1,5 @@
-"""A bot built on the third-party ``irc`` library (jaraco/irc) chats with a raw client."""
+"""A bot built on the third-party ``irc`` library (jaraco/irc) chats with a raw client,
+and registers its nick as an account with NickServ."""
 
 from __future__ import annotations
 
@@ -72,3 +73,57 @@ def test_library_bot_answers_raw_client(server, connect):
         bot.stop.set()
         thread.join(5)
     human.expect(r"^:libbot!\S+ QUIT :Quit: bot done$")
+
+
+class RegisteringBot:
+    """Once welcomed, registers its nick with NickServ and records the replies."""
+
+    def __init__(self, port: int, password: str) -> None:
+        self.reactor = irc.client.Reactor()
+        self.conn = self.reactor.server().connect("127.0.0.1", port, "accbot")
+        self.password = password
+        self.notices: list[str] = []
+        self.created = threading.Event()
+        self.logged_in: list[str] = []  # accounts from 900 (RPL_LOGGEDIN)
+        self.said_logged_in = threading.Event()
+        self.stop = threading.Event()
+        self.conn.add_global_handler("welcome", self.on_welcome)
+        self.conn.add_global_handler("privnotice", self.on_privnotice)
+        self.conn.add_global_handler("loggedin", self.on_loggedin)
+
+    def on_welcome(self, conn, event) -> None:
+        conn.privmsg("NickServ", f"REGISTER {self.password}")
+
+    def on_privnotice(self, conn, event) -> None:
+        if event.source.nick == "NickServ":
+            self.notices.append(event.arguments[0])
+            if event.arguments[0].startswith("Account created"):
+                self.created.set()
+
+    def on_loggedin(self, conn, event) -> None:
+        self.logged_in.append(event.arguments[1])  # (nick!user@host, account, text)
+        self.said_logged_in.set()
+
+    def run(self, deadline: float) -> None:
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            self.reactor.process_once(timeout=0.05)
+        self.conn.quit("bot done")
+        self.reactor.process_once(timeout=0.1)
+
+
+def test_library_bot_registers_with_nickserv(server, connect):
+    bot = RegisteringBot(server.port, "bot-pass-1234")
+    thread = threading.Thread(target=bot.run, args=(time.monotonic() + 20,), daemon=True)
+    thread.start()
+    try:
+        assert bot.created.wait(10), f"no 'Account created' from NickServ: {bot.notices}"
+        assert bot.notices[-1] == "Account created: accbot. You are now logged in."
+        human = connect("human")
+        human.send("WHOIS accbot")
+        human.expect(r" 330 human accbot accbot :is logged in as$")
+        human.send("PRIVMSG NickServ :INFO accbot")
+        human.expect(r"NOTICE human :Logged in now as: accbot$")
+        assert bot.said_logged_in.wait(5) and bot.logged_in == ["accbot"]
+    finally:
+        bot.stop.set()
+        thread.join(5)

@@ -25,7 +25,7 @@ import pytest
 import trustme
 from serve_process import ServeProcess
 from tmux_session import DEADLINE, TmuxSession, clean_env
-from transcript import IrcClient, wait_for
+from transcript import IrcClient, register_account, wait_for
 
 from greenchat.client import DEFAULT_CAPS
 from greenchat.client import IrcClient as GeventClient
@@ -42,7 +42,10 @@ class Tmux(TmuxSession):
     """greenchat-join in a private tmux, 120x30."""
 
     def __init__(self) -> None:
-        super().__init__(clean_env(TERM="xterm-256color"), "greenchat-join screen")
+        # Without GREENCHAT_PASSWORD: --sasl asks at the prompt unless a test says otherwise.
+        env = clean_env(TERM="xterm-256color")
+        env.pop("GREENCHAT_PASSWORD", None)
+        super().__init__(env, "greenchat-join screen")
 
     def start(self, command: list[str]) -> Tmux:
         """Run ``command`` under a shell that prints its exit status and stays.
@@ -105,7 +108,7 @@ def test_help_documents_every_flag() -> None:
     out = subprocess.run([str(JOIN), "--help"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
     flags = ["--host", "--port", "--nick", "--channel", "--password", "--tls", "--tls-insecure"]
-    flags += ["--no-color", "--listen", "--max-retries"]
+    flags += ["--no-color", "--listen", "--max-retries", "--sasl", "--account"]
     for flag in flags:
         assert flag in out.stdout
     assert "127.0.0.1:8546" in out.stdout and "#lobby" in out.stdout
@@ -245,6 +248,78 @@ def test_listen_prints_plain_lines(server, connect) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_sasl_logs_in_with_the_password_from_the_environment(server, connect) -> None:
+    """--sasl, the password in GREENCHAT_PASSWORD: logged in before joining (the account
+    in the extended-join JOIN, and WHOIS 330)."""
+    register_account(server.port, "saslie", "join-secret-1")
+    raw = connect().register_with_caps("rawsasl", "extended-join").join("#lobby")
+    proc = subprocess.Popen(
+        [str(JOIN), "--nick", "saslie", "--port", str(server.port), "--listen", "--sasl"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(GREENCHAT_PASSWORD="join-secret-1"),
+    )
+    try:
+        raw.expect(r"^:saslie!\S+ JOIN #lobby saslie :?saslie$")
+        raw.send("WHOIS saslie")
+        raw.expect(r" 330 rawsasl saslie saslie :is logged in as$")
+        proc.stdin.close()  # EOF: quit
+        assert proc.wait(DEADLINE) == 0
+        assert proc.stderr.read() == ""  # no alert: the login worked
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_sasl_at_a_terminal_asks_for_the_password(server, connect, join_tmux) -> None:
+    """No GREENCHAT_PASSWORD: a prompt that does not echo, then the chat, logged in."""
+    register_account(server.port, "asked", "typed-secret-3")
+    raw: IrcClient = connect("rawask")
+    session = join_tmux("--port", str(server.port), "--nick", "asked", "--sasl")
+    with session.screen_on_failure():
+        session.wait_screen(r"^password for asked: $")
+        session.send_text("typed-secret-3")
+        session.keys("Enter")
+        session.wait_screen(r"-- You are now logged in as asked$")
+        session.wait_ready()
+        assert "typed-secret-3" not in session.screen()
+        raw.send("WHOIS asked")
+        raw.expect(r" 330 rawask asked asked :is logged in as$")
+        session.type("/quit")
+        assert session.exit_status() == 0
+
+
+def test_sasl_with_a_wrong_password_says_so_and_chats_anyway(server, connect) -> None:
+    register_account(server.port, "wrongpw", "join-secret-2")
+    raw: IrcClient = connect("rawwrong").join("#lobby")
+    args = ["--nick", "wrongpw", "--port", str(server.port), "--sasl", "--account", "WrongPW"]
+    out = subprocess.run(
+        [str(JOIN), *args],
+        input="said anyway\n",
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=clean_env(GREENCHAT_PASSWORD="not-it"),
+    )
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(
+        r"\d\d:\d\d !! not logged in as WrongPW: SASL authentication failed: "
+        r"Invalid account credentials; going on without an account\n",
+        out.stderr,
+    ), out.stderr
+    raw.expect(r"^:wrongpw!\S+ PRIVMSG #lobby :said anyway$")
+    # Piped, without GREENCHAT_PASSWORD: nobody to ask, so it does not start.
+    env = {k: v for k, v in clean_env().items() if k != "GREENCHAT_PASSWORD"}
+    refused = subprocess.run(
+        [str(JOIN), *args], input="", capture_output=True, text=True, timeout=DEADLINE, env=env
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("greenchat-join: --sasl: no password; set GREENCHAT_PASSWORD")
 
 
 def test_server_gone_reconnects_visibly_then_exits_nonzero(join_tmux) -> None:

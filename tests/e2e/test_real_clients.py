@@ -1,22 +1,28 @@
-"""Real IRC clients (irssi in tmux, weechat-headless) chat with a raw test client.
+"""Real IRC clients (irssi in tmux, weechat-headless) chat with a raw test client, and
+log in to accounts with SASL: weechat with SCRAM-SHA-256, irssi with PLAIN.
 
 Each client gets a temporary home so the user's own configuration is never read
 or written, and only the processes started here are stopped. ``make test``
-installs the clients (``make test-deps``); without them these tests skip.
+installs the clients (``make test-deps``); without them these tests skip. The
+SASL tests put a line tap (tests/line_tap.py) between client and server to see
+which mechanism the client chose; the server's own view (WHOIS 330, the
+account in extended-join) says it logged in.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from line_tap import LineTap
 from tmux_session import DEADLINE, TmuxSession, clean_env
-from transcript import IrcClient, wait_for
+from transcript import IrcClient, register_account, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 
@@ -63,22 +69,51 @@ settings = {
 """
 
 
+def irssi_sasl_config(port: int, account: str, password: str) -> str:
+    """IRSSI_CONFIG plus a network ``gc`` on 127.0.0.1:``port`` that logs in with SASL PLAIN."""
+    network = f"""\
+servers = (
+  {{ address = "127.0.0.1"; port = "{port}"; chatnet = "gc"; use_tls = "no"; }}
+);
+chatnets = {{
+  gc = {{
+    type = "IRC";
+    sasl_mechanism = "PLAIN";
+    sasl_username = "{account}";
+    sasl_password = "{password}";
+  }};
+}};
+"""
+    return IRSSI_CONFIG.replace("servers = ( );\n", network)
+
+
 @pytest.fixture
-def irssi(server, tmp_path) -> Iterator[Irssi]:
-    """irssi (in tmux, temp home, no flood delay) connected to ``server`` as irbot."""
+def irssi_factory(server, tmp_path) -> Iterator[Callable[..., Irssi]]:
+    """Start irssi (in tmux, temp home, no flood delay) as irbot: by default connected to
+    ``server``; or with a config file and how to connect (``-c gc``, a network in it)."""
     binary = require("irssi")
     require("tmux")
-    home = tmp_path / "irssi-home"
-    (home / ".irssi").mkdir(parents=True)
-    (home / ".irssi" / "config").write_text(IRSSI_CONFIG)
-    command = [binary, f"--home={home / '.irssi'}", "-n", "irbot"]
-    command += ["-c", "127.0.0.1", "-p", str(server.port)]
-    session = Irssi(home)
-    try:
-        session.start(command, width=160, height=50)
-        yield session
-    finally:
+    sessions: list[Irssi] = []
+
+    def start(config: str = IRSSI_CONFIG, connect: Sequence[str] = ()) -> Irssi:
+        home = tmp_path / f"irssi-home{len(sessions)}"
+        (home / ".irssi").mkdir(parents=True)
+        (home / ".irssi" / "config").write_text(config)
+        command = [binary, f"--home={home / '.irssi'}", "-n", "irbot"]
+        command += connect or ["-c", "127.0.0.1", "-p", str(server.port)]
+        sessions.append(Irssi(home))
+        sessions[-1].start(command, width=160, height=50)
+        return sessions[-1]
+
+    yield start
+    for session in sessions:
         session.kill()
+
+
+@pytest.fixture
+def irssi(irssi_factory) -> Irssi:
+    """irssi connected to ``server`` as irbot."""
+    return irssi_factory()
 
 
 def test_irssi_chats_with_a_raw_client(irssi: Irssi, connect) -> None:
@@ -112,7 +147,8 @@ class Weechat:
     buffer's lines to ``logs/``, which the test reads as the client's view.
     """
 
-    def __init__(self, binary: str, port: int, home: Path) -> None:
+    def __init__(self, binary: str, port: int, home: Path, settings: Sequence[str] = ()) -> None:
+        """``settings``: more commands before it connects (``/set irc.server.gc...``)."""
         self.home = home
         on_connect = r"/join #lobby\;/msg #lobby hello from weechat"
         startup = [
@@ -123,6 +159,7 @@ class Weechat:
             "/set irc.server.gc.username weechat",
             "/set irc.server.gc.realname weechat e2e",
             f'/set irc.server.gc.command "{on_connect}"',
+            *settings,
             "/connect gc",
         ]
         command = [binary, "--dir", str(home / "weechat"), "--stdout", "-s", "-P", "irc,logger"]
@@ -144,6 +181,14 @@ class Weechat:
     def wait_log(self, pattern: str, timeout: float = DEADLINE) -> str:
         return wait_for(self.channel_log, pattern, "weechat #lobby log", timeout)
 
+    def server_log(self) -> str:
+        """The server buffer's lines so far (connection, SASL, the welcome burst)."""
+        logs = sorted((self.home / "weechat" / "logs").glob("irc.server.gc.weechatlog"))
+        return "".join(path.read_text(errors="replace") for path in logs)
+
+    def wait_server_log(self, pattern: str, timeout: float = DEADLINE) -> str:
+        return wait_for(self.server_log, pattern, "weechat server buffer log", timeout)
+
     def stop(self) -> int | None:
         """SIGTERM (weechat runs ``/quit -yes``), then SIGKILL if it lingers."""
         if self.proc.poll() is None:
@@ -157,13 +202,13 @@ class Weechat:
 
 
 @pytest.fixture
-def weechat_factory(server, tmp_path) -> Iterator[Callable[[], Weechat]]:
-    """Start weechat against ``server`` on demand; always stopped afterwards."""
+def weechat_factory(server, tmp_path) -> Iterator[Callable[..., Weechat]]:
+    """Start weechat against ``server`` (or ``port``) on demand; always stopped afterwards."""
     binary = require("weechat-headless")
     started: list[Weechat] = []
 
-    def start() -> Weechat:
-        started.append(Weechat(binary, server.port, tmp_path))
+    def start(settings: Sequence[str] = (), port: int | None = None) -> Weechat:
+        started.append(Weechat(binary, port or server.port, tmp_path, settings))
         return started[-1]
 
     yield start
@@ -183,3 +228,60 @@ def test_weechat_chats_with_a_raw_client(weechat_factory, connect) -> None:
 
     assert weechat.stop() == 0
     raw.expect(r"^:weebot!\S+ QUIT :Quit: ", timeout=DEADLINE)
+
+
+# --- SASL: accounts made with NickServ, then logins by real clients ----------
+
+
+@pytest.fixture
+def tap(server) -> Iterator[LineTap]:
+    """A line tap in front of ``server``: what the client sends, line by line."""
+    relay = LineTap(server.port)
+    yield relay
+    relay.close()
+
+
+def watch_lobby(connect, nick: str) -> IrcClient:
+    """A raw client in #lobby with extended-join: JOINs name the joiner's account."""
+    raw = connect().register_with_caps(nick, "extended-join")
+    return raw.join("#lobby")
+
+
+def test_weechat_logs_in_with_sasl_scram_sha_256(weechat_factory, connect, server, tap) -> None:
+    password = "wee-secret-42"
+    register_account(server.port, "weebot", password)
+    raw = watch_lobby(connect, "rawscram")
+    weechat = weechat_factory(
+        [
+            "/set irc.server.gc.sasl_mechanism scram-sha-256",
+            "/set irc.server.gc.sasl_username weebot",
+            f"/set irc.server.gc.sasl_password {password}",
+        ],
+        port=tap.port,
+    )
+    # The account in the JOIN (extended-join): logged in before it joined.
+    raw.expect(r"^:weebot!~?weechat@127\.0\.0\.1 JOIN #lobby weebot :weechat e2e$", DEADLINE)
+    raw.send("WHOIS weebot")
+    raw.expect(r" 330 rawscram weebot weebot :is logged in as$")
+    weechat.wait_server_log(r"\tSASL authentication successful$")
+    sent = tap.text()
+    assert "AUTHENTICATE SCRAM-SHA-256" in sent and "AUTHENTICATE PLAIN" not in sent
+    assert password not in sent and base64.b64encode(password.encode()).decode() not in sent
+    assert weechat.stop() == 0
+
+
+def test_irssi_logs_in_with_sasl_plain(irssi_factory, connect, server, tap) -> None:
+    password = "irssi-secret-42"
+    register_account(server.port, "irbot", password)
+    raw = watch_lobby(connect, "rawplain")
+    irssi = irssi_factory(irssi_sasl_config(tap.port, "irbot", password), ["-c", "gc"])
+    with irssi.screen_on_failure():
+        irssi.wait_screen(r"SASL authentication succeeded")
+        irssi.wait_screen(r"Welcome to the greenchat IRC Network irbot")
+        tap.wait_sent(r"^AUTHENTICATE PLAIN$")
+        irssi.type("/join #lobby")
+        raw.expect(r"^:irbot!~?irssi@127\.0\.0\.1 JOIN #lobby irbot :irssi e2e$", DEADLINE)
+        raw.send("WHOIS irbot")
+        raw.expect(r" 330 rawplain irbot irbot :is logged in as$")
+        irssi.type("/quit logged out")
+        raw.expect(r"^:irbot!\S+ QUIT :Quit: logged out$")

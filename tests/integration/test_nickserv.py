@@ -158,3 +158,27 @@ def test_taking_a_registered_nick_by_nick_change_is_guarded_too(make_server, con
     other.send("NICK carol")
     ns_reply(other, "carol is a registered account")
     other.expect(r"^:carol!\S+ NICK :?Guest\d+$")
+
+
+def test_set_email_shown_only_to_the_owner(registered, connect):
+    registered.send("NS SET EMAIL not-an-address")
+    ns_reply(registered, "That is not an e-mail address.")
+    registered.send("NS SET EMAIL alice@example.org")
+    ns_reply(registered, "EMAIL is now alice@example.org.")
+    registered.send("NS INFO")
+    ns_reply(registered, "Account: alice")
+    ns_reply(registered, "Registered at:")
+    ns_reply(registered, r"E-mail: alice@example\.org \(only you see it\)")
+    other = connect().register("other")
+    other.send("NS INFO alice", "PING :done")
+    lines = []
+    while not lines or " PONG " not in lines[-1]:
+        line = other.read_line(5)
+        assert line is not None, lines
+        lines.append(line)
+    assert any("Registered at:" in line for line in lines)
+    assert not any("E-mail" in line for line in lines), lines
+    registered.send("NS SET EMAIL")
+    ns_reply(registered, "EMAIL is cleared.")
+    registered.send("NS SET")
+    ns_reply(registered, r"SET EMAIL \[value\]: an e-mail address")

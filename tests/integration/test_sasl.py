@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import re
+import ssl
 import time
 
 import pytest
+import trustme
 from scramp import ScramClient
+from transcript import IrcClient
 
 from greenchat.store.base import Account
 from greenchat.store.credentials import make_credentials
@@ -40,7 +43,7 @@ def accounts(server):
 def start_sasl(client, mechanism: str = "PLAIN") -> None:
     client.send("CAP LS 302", "NICK sasl", "USER sasl 0 * :sasl")
     ls = client.expect(r" CAP \* LS :")
-    assert re.search(r"\bsasl=PLAIN,SCRAM-SHA-256\b", ls.string), ls.string
+    assert re.search(r"\bsasl=PLAIN,SCRAM-SHA-256,EXTERNAL\b", ls.string), ls.string
     client.send("CAP REQ :sasl")
     client.expect(r" CAP \S+ ACK :?sasl")
     client.send(f"AUTHENTICATE {mechanism}")
@@ -121,7 +124,7 @@ def test_garbage_unknown_mechanisms_and_too_long(connect):
     client.send("AUTHENTICATE !!notbase64!!")
     client.expect(r" 904 sasl :SASL authentication failed: not valid base64")
     client.send("AUTHENTICATE X-UNKNOWN")
-    client.expect(r" 908 sasl PLAIN,SCRAM-SHA-256 :are available SASL mechanisms")
+    client.expect(r" 908 sasl PLAIN,SCRAM-SHA-256,EXTERNAL :are available SASL mechanisms")
     client.expect(r" 904 sasl ")
     client.send("AUTHENTICATE PLAIN")
     client.expect(r"^AUTHENTICATE \+$")
@@ -199,3 +202,75 @@ def test_scram_for_an_unknown_account_fails_at_the_first_step(connect):
     scram = ScramClient(["SCRAM-SHA-256"], "nobody", PASSWORD)
     client.send(f"AUTHENTICATE {b64(scram.get_client_first().encode())}")
     client.expect(r" 904 sasl :SASL authentication failed: Invalid account credentials$")
+
+
+@pytest.fixture
+def cert_server(make_server, tmp_path):
+    """A TLS listener that accepts client certificates from a test CA, and a factory of
+    TLS clients (with a client certificate, or without one)."""
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    server_cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    server_cert.private_key_pem.write_to_path(str(key_file))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = make_server(tls_port=0, tls_cert=cert_file, tls_key=key_file, tls_client_ca=ca_file)
+    client_cert = ca.issue_cert("alice@example.org")
+    opened = []
+
+    def tls_client(with_cert: bool = True) -> IrcClient:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        if with_cert:
+            client_cert.configure_cert(context)
+        client = IrcClient(server.server.tls_address[1], tls=context)
+        opened.append(client)
+        return client
+
+    server.tls_client = tls_client
+    yield server
+    for client in opened:
+        client.close()
+
+
+def test_a_registered_certificate_logs_in_with_external(cert_server):
+    owner = cert_server.tls_client().register("alice")
+    owner.send(f"NS REGISTER {PASSWORD.replace(' ', '-')}")
+    owner.expect(r" 900 alice ")
+    owner.send("NS CERT ADD")
+    owner.expect(r"NOTICE alice :Certificate ([0-9a-f]{64}) added: it logs in to alice")
+    owner.send("NS CERT LIST")
+    owner.expect(r"NOTICE alice :1 certificate\(s\) for alice\.")
+    owner.send("QUIT")
+    owner.expect_closed()
+
+    again = cert_server.tls_client()
+    start_sasl(again, "EXTERNAL")
+    again.send("AUTHENTICATE +")
+    again.expect(r" 900 sasl \S+ alice :You are now logged in as alice")
+    again.expect(r" 903 sasl ")
+
+    stranger = cert_server.tls_client(with_cert=False)
+    start_sasl(stranger, "EXTERNAL")
+    stranger.send("AUTHENTICATE +")
+    stranger.expect(r" 904 \S+ :SASL authentication failed: EXTERNAL needs a TLS client cert")
+
+
+@pytest.mark.parametrize("exempt", [True, False])
+def test_wrong_logins_to_other_accounts_limit_the_address_unless_it_is_exempt(
+    make_server, connect, exempt
+):
+    """Loopback (max-per-ip-exempt) is a bouncer or a gateway: failures there count only
+    against the accounts tried; from any other address they count against it too."""
+    server = make_server(flood_rate=0, **({} if exempt else {"max_per_ip_exempt": []}))
+    create_account(server, "alice")
+    client = connect(port=server.port)
+    start_sasl(client)
+    for i in range(5):
+        client.send(f"AUTHENTICATE {plain(f'nobody{i}', 'wrong')}")
+        client.expect(r" 904 sasl :")
+        client.send("AUTHENTICATE PLAIN")
+        client.expect(r"^AUTHENTICATE \+$")
+    client.send(f"AUTHENTICATE {plain('alice', PASSWORD)}")
+    client.expect(r" 903 sasl " if exempt else r" 904 sasl :.*Too many failed logins")

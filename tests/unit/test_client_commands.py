@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
-from greenchat.cli import LINE_MODE_RETRIES, build_join_parser, join_options
+from greenchat.cli import LINE_MODE_RETRIES, UsageError, build_join_parser, join_options
 from greenchat.client.commands import (
     COMMANDS,
     DEFAULT_QUIT,
@@ -220,8 +221,8 @@ def test_split_text_fits_each_piece_in_a_line() -> None:
 # -- flags -----------------------------------------------------------------------------------
 
 
-def options(*argv: str, interactive: bool = True, **env: str):
-    return join_options(build_join_parser().parse_args(list(argv)), env, interactive)
+def options(*argv: str, interactive: bool = True, ask=None, **env: str):
+    return join_options(build_join_parser().parse_args(list(argv)), env, interactive, ask)
 
 
 def test_zero_flags_defaults() -> None:
@@ -271,6 +272,39 @@ def test_flags() -> None:
     assert not options(NO_COLOR="1").color
     assert options("--max-retries", "1").max_retries == 1
     assert options("--listen", "--password", "pw").password == "pw"
+
+
+def test_sasl_takes_the_password_from_the_environment_or_asks() -> None:
+    assert options().sasl is None
+    o = options("--sasl", "--nick", "zed", GREENCHAT_PASSWORD="s3cret")
+    assert o.sasl == ("zed", "s3cret") and "s3cret" not in repr(o)
+    named = options("--sasl", "--account", "Zed", USER="erin", GREENCHAT_PASSWORD="p")
+    assert named.sasl == ("Zed", "p") and named.nick == "erin"
+    asked: list[str] = []
+    o = options("--sasl", USER="erin", ask=lambda prompt: asked.append(prompt) or "typed")
+    assert o.sasl == ("erin", "typed") and asked == ["password for erin: "]
+    assert options("--sasl", GREENCHAT_PASSWORD="env", ask=lambda _: "typed").sasl[1] == "env"
+
+
+@pytest.mark.parametrize(
+    ("argv", "ask", "message"),
+    [
+        (["--sasl"], None, "--sasl: no password; set GREENCHAT_PASSWORD (stdin is no terminal"),
+        (["--sasl"], lambda _: "", "--sasl: no password; set GREENCHAT_PASSWORD or type it"),
+        (["--account", "zed"], None, "--account names the account for --sasl: add --sasl"),
+    ],
+)
+def test_sasl_without_a_password_is_refused(argv, ask, message) -> None:
+    with pytest.raises(UsageError, match=f"^{re.escape(message)}"):
+        options(*argv, ask=ask)
+
+
+def test_ctrl_c_at_the_password_prompt_is_no_password() -> None:
+    def interrupted(prompt: str) -> str:
+        raise KeyboardInterrupt
+
+    with pytest.raises(UsageError, match="no password"):
+        options("--sasl", ask=interrupted)
 
 
 def test_message_type_is_the_protocol_one() -> None:

@@ -15,6 +15,8 @@ from greenchat.client.events import (
     MessageEvent,
     Reconnecting,
     Registered,
+    SaslFailed,
+    SaslSucceeded,
 )
 from greenchat.client.format import (
     DIM,
@@ -232,6 +234,22 @@ def test_untrusted_text_cannot_send_escape_sequences(utc) -> None:
 # -- client events ------------------------------------------------------------------------
 
 
+def test_a_sasl_login_shows_once(utc) -> None:
+    """Success: the server's 900 in its own words; failure: one alert with the reason
+    (the numerics 903-908 are hidden: the client's event says it)."""
+    logged_in = ":srv 900 me me!u@h alice :You are now logged in as alice"
+    assert show(logged_in) == "22:13 -- You are now logged in as alice"
+    assert PLAIN.event(SaslSucceeded("alice", "SCRAM-SHA-256", time=NOW), "me") is None
+    for numeric in ("903", "904", "905", "906", "907", "908"):
+        assert show(f":srv {numeric} me :SASL authentication whatever") is None
+    assert show("AUTHENTICATE +") is None
+    failed = PLAIN.event(SaslFailed("alice", "Invalid account credentials", "904", time=NOW), "me")
+    assert failed.kind == "alert"
+    assert failed.text == (
+        "22:13 !! not logged in as alice: Invalid account credentials; going on without an account"
+    )
+
+
 def test_connection_events(utc) -> None:
     reconnect = PLAIN.event(Reconnecting(1, 2.06, 5, time=NOW), "me")
     assert reconnect.text == "22:13 !! reconnecting in 2.1 s (attempt 1/5)"
@@ -284,6 +302,17 @@ def test_a_reconnect_shows_one_summary_instead_of_the_welcome_burst() -> None:
     again = [e for e in _session() if quieter.shows(e)]
     # Only our JOIN is left, after the summary the end of the MOTD triggered.
     assert [e.message.command for e in again] == ["JOIN"] and summaries == ["summary"]
+
+
+def test_a_reconnect_hides_the_login_numerics_but_not_a_failed_login() -> None:
+    quieter = ReconnectQuieter(lambda: None)
+    logged_in = MessageEvent(parse(":srv 900 me me!u@h me :You are now logged in as me"))
+    connected = Connected("127.0.0.1", 8546, False)
+    assert [quieter.shows(e) for e in (connected, logged_in)] == [True, True]
+    for event in _session()[1:]:
+        quieter.shows(event)
+    assert not quieter.shows(connected) and not quieter.shows(logged_in)  # reconnected
+    assert quieter.shows(SaslFailed("me", "Invalid account credentials", "904"))
 
 
 def test_a_burst_without_motd_numerics_ends_at_the_first_join() -> None:

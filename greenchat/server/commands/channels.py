@@ -86,12 +86,14 @@ def join(server: ChatServer, conn: Session, msg: Message) -> None:
             continue
         if existing is not None and conn.user not in existing.members:
             refusal = join_refusal(conn, existing, keys[index] if index < len(keys) else "")
-            if refusal is not None:
+            # A registered channel's founder and access-list ops pass (Ergo).
+            if refusal is not None and not server.channel_registry.passes(conn.user, existing):
                 conn.numeric(refusal, existing.name, f"Cannot join channel (+{_MODE_OF[refusal]})")
                 continue
         channel = server.hub.apply(Joined(conn.user.nick, name))
         if channel is None:
             continue  # already a member: nothing to do, as on other servers
+        server.channel_registry.joined(conn.user, channel)  # ChanServ's +o/+v, before NAMES
         if channel.topic:
             send_topic(server, conn, channel)
         send_names(server, conn, channel)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from scramp import ScramException
 
+from greenchat.protocol.casemap import casefold
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import (
     ERR_SASLABORTED,
@@ -26,9 +27,10 @@ from greenchat.protocol.numerics import (
     RPL_SASLSUCCESS,
 )
 from greenchat.protocol.sasl import BadMessage, Reassembly, TooLong, chunks, parse_plain
-from greenchat.server.commands.table import command
+from greenchat.server.commands.table import command, wait_for_store
 from greenchat.server.login import (
     LoginRefused,
+    certfp_of,
     check_limits,
     check_password,
     load_account,
@@ -36,6 +38,7 @@ from greenchat.server.login import (
     login_failed,
     login_succeeded,
 )
+from greenchat.store.base import StoreUnavailable
 from greenchat.store.credentials import SCRAM
 
 if TYPE_CHECKING:
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MECHANISMS", "SaslAttempt", "abort_sasl"]
 
-MECHANISMS = ("PLAIN", "SCRAM-SHA-256")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "EXTERNAL")
 
 
 class SaslAttempt:
@@ -103,6 +106,8 @@ def _continue(server: ChatServer, conn: Session, attempt: SaslAttempt, param: st
             return  # more lines follow
         if attempt.mechanism == "PLAIN":
             _plain(server, conn, message)
+        elif attempt.mechanism == "EXTERNAL":
+            _external(server, conn, message)
         else:
             _scram(server, conn, attempt, message)
     except TooLong:
@@ -119,6 +124,22 @@ def _plain(server: ChatServer, conn: Session, message: bytes) -> None:
     if authzid and authzid != name:
         raise BadMessage("logging in as another account (an authzid) is not allowed")
     account = check_password(server, conn, name, password)
+    _succeed(server, conn, account.name)
+
+
+def _external(server: ChatServer, conn: Session, message: bytes) -> None:
+    """The TLS client certificate is the credential (NickServ CERT ADD listed it);
+    the message is empty, or names the account (an authzid) it must then be."""
+    certfp = certfp_of(conn)
+    if not certfp:
+        raise BadMessage("EXTERNAL needs a TLS client certificate")
+    try:
+        account = wait_for_store(conn, "find_by_certfp", certfp)
+    except StoreUnavailable:
+        raise LoginRefused("Logins are temporarily unavailable; try again later") from None
+    wanted = message.decode("utf-8", "replace")
+    if account is None or (wanted and casefold(wanted) != casefold(account.name)):
+        raise login_failed(server, conn, wanted or certfp)
     _succeed(server, conn, account.name)
 
 

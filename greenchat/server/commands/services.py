@@ -1,4 +1,5 @@
-"""The services' own commands: ``NS``/``NICKSERV`` <command>, as /msg NickServ <command>.
+"""The services' own commands: ``NS``/``NICKSERV`` <command>, as /msg NickServ <command>;
+``CS``/``CHANSERV`` <command>, as /msg ChanServ <command>.
 
 Services are looked up on the server (``server.services``, by casefolded nick), not
 imported: they import the command table themselves.
@@ -28,3 +29,13 @@ def nickserv(server: ChatServer, conn: Session, msg: Message) -> None:
 @command("NS", min_params=1, yields=True)
 def ns(server: ChatServer, conn: Session, msg: Message) -> None:
     _to("nickserv", server, conn, msg)
+
+
+@command("CHANSERV", min_params=1, yields=True)
+def chanserv(server: ChatServer, conn: Session, msg: Message) -> None:
+    _to("chanserv", server, conn, msg)
+
+
+@command("CS", min_params=1, yields=True)
+def cs(server: ChatServer, conn: Session, msg: Message) -> None:
+    _to("chanserv", server, conn, msg)
