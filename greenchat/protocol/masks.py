@@ -8,6 +8,10 @@ and ``?`` (exactly one character) are special; everything else, including
 A partial mask is completed the way servers do before storing a ban:
 ``nick`` -> ``nick!*@*``, ``user@host`` -> ``*!user@host``, ``*@host`` ->
 ``*!*@host``; a lone word with a ``.`` or ``:`` (nicks have neither) is a host.
+
+An account mask matches the account a user is logged in to instead, as Ergo and
+InspIRCd spell it: ``$a:<account glob>`` or ``~a:<account glob>``; ``$a`` alone
+is anyone logged in. It is kept as given.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from functools import lru_cache
 
 from greenchat.protocol.casemap import casefold
 
-__all__ = ["compile_mask", "match_mask", "normalize_mask"]
+__all__ = ["account_glob", "compile_mask", "match_mask", "normalize_mask"]
+
+_ACCOUNT_PREFIXES = ("$a", "~a")
 
 
 class _Glob:
@@ -72,8 +78,21 @@ def match_mask(mask: str, name: str) -> bool:
     return compile_mask(mask).match(casefold(name))
 
 
+@lru_cache(maxsize=4096)
+def account_glob(mask: str) -> str | None:
+    """For an account mask (``$a:name``, ``~a:na*``, ``$a``), the glob its account must
+    match ('*' for ``$a`` alone); None for a nick!user@host mask."""
+    head, colon, glob = mask.partition(":")
+    if head.lower() not in _ACCOUNT_PREFIXES:
+        return None
+    return (glob or "*") if colon else "*"
+
+
 def normalize_mask(mask: str) -> str:
-    """Complete a partial mask to ``nick!user@host``, empty parts becoming ``*``."""
+    """Complete a partial mask to ``nick!user@host``, empty parts becoming ``*``; an
+    account mask stays as it is."""
+    if account_glob(mask) is not None:
+        return mask
     if "!" in mask:
         nick, _, rest = mask.partition("!")
         user, _, host = rest.partition("@")

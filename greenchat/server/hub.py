@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from greenchat.metrics import Buckets
 from greenchat.protocol.casemap import casefold
-from greenchat.protocol.masks import compile_mask
+from greenchat.protocol.masks import account_glob, compile_mask
 from greenchat.server.events import (
     AccountChanged,
     AwayChanged,
@@ -107,11 +107,19 @@ class Channel:
         return symbols if multi_prefix else symbols[:1]
 
     def is_banned(self, user: User) -> bool:
-        """Whether ``user``'s nick!user@host matches a +b mask."""
+        """Whether ``user``'s nick!user@host, or the account it is logged in to
+        (``$a:account`` masks), matches a +b mask."""
         if not self.bans:
             return False
         name = casefold(user.prefix)
-        return any(compile_mask(mask).match(name) for mask in self.bans)
+        for mask in self.bans:
+            glob = account_glob(mask)
+            if glob is None:
+                if compile_mask(mask).match(name):
+                    return True
+            elif user.account and compile_mask(glob).match(casefold(user.account)):
+                return True
+        return False
 
     def invite(self, user: User) -> None:
         """Remember an invite (weakly: it goes with the invited user)."""

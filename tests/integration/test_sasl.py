@@ -274,3 +274,19 @@ def test_wrong_logins_to_other_accounts_limit_the_address_unless_it_is_exempt(
         client.expect(r"^AUTHENTICATE \+$")
     client.send(f"AUTHENTICATE {plain('alice', PASSWORD)}")
     client.expect(r" 903 sasl " if exempt else r" 904 sasl :.*Too many failed logins")
+
+
+def test_account_ban_masks_keep_out_the_account_whatever_the_nick(connect, accounts):
+    accounts("Mallory")
+    op = connect().register("op").join("#room")
+    op.send("MODE #room +b $a:mallory", "MODE #room +b ~a:eve*")
+    op.expect(r" MODE #room \+b \$a:mallory")
+    op.expect(r" MODE #room \+b ~a:eve\*")
+    mallory = connect()
+    start_sasl(mallory)
+    mallory.send(f"AUTHENTICATE {plain('mallory', PASSWORD)}")
+    mallory.expect(r" 903 sasl ")
+    mallory.send("CAP END", "NICK innocent", "JOIN #room")
+    mallory.expect(r" 474 innocent #room :Cannot join channel \(\+b\)")
+    anonymous = connect().register("mallory")  # the nick alone is not the account
+    anonymous.join("#room")

@@ -7,7 +7,7 @@ import time
 import pytest
 from parser_tests.data import mask_match
 
-from greenchat.protocol.masks import match_mask, normalize_mask
+from greenchat.protocol.masks import account_glob, match_mask, normalize_mask
 
 _VECTORS = [
     (case["mask"], name, expected)
@@ -91,3 +91,13 @@ def test_pathological_mask_is_fast() -> None:
 )
 def test_normalize(mask: str, normal: str) -> None:
     assert normalize_mask(mask) == normal
+
+
+def test_account_masks_are_kept_and_name_the_account_glob():
+    assert normalize_mask("$a:Alice") == "$a:Alice"
+    assert normalize_mask("~a:ali*") == "~a:ali*"
+    assert account_glob("$a:Alice") == "Alice"
+    assert account_glob("~A:ali*") == "ali*"
+    assert account_glob("$a") == "*"
+    assert account_glob("alice!*@*") is None
+    assert account_glob("$alice") is None  # a nick that starts with $? not an account mask
