@@ -50,6 +50,7 @@ class ServerConfig:
     network: str = "greenchat"
     motd: Path | None = None
     password: str | None = None
+    verify_command: str | None = None  # sends new accounts their code (account verification)
     log_level: str = "INFO"
     max_clients: int = 10_000
     # Connections from one address; addresses in max_per_ip_exempt (loopback by
@@ -159,6 +160,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("motd", "path", "text file sent as the message of the day (without one clients get "
            "422); re-read on SIGHUP", metavar="FILE"),
     Option("password", "str", "connection password clients must send with PASS"),
+    Option("verify-command", "str", "verify new accounts by e-mail: this command (split as a "
+           "shell would, run without one) sends the code, with GREENCHAT_ACCOUNT, "
+           "GREENCHAT_EMAIL and GREENCHAT_CODE in its environment; REGISTER then needs an "
+           "e-mail address, and the account logs in only after VERIFY", metavar="COMMAND"),
     Option("log-level", "choice", "logging verbosity on stderr",
            choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     Option("max-clients", "int", "most simultaneous connections; beyond it a new one gets "

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import logging
 import math
+import os
 import re
+import secrets
+import shlex
+import subprocess
 import time
 from typing import TYPE_CHECKING
+
+import gevent
+from gevent import monkey
 
 from greenchat.protocol.casemap import casefold, valid_nick
 from greenchat.protocol.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
@@ -38,9 +46,12 @@ __all__ = [
     "log_out",
     "normalize_certfp",
     "register_account",
+    "send_code",
+    "verify_account",
 ]
 
 MIN_PASSWORD = 5
+VERIFY_COMMAND_TIMEOUT = 30.0  # seconds --verify-command may take
 
 log = logging.getLogger("greenchat.login")
 
@@ -164,7 +175,14 @@ def check_password(server: ChatServer, conn: Session, name: str, password: str) 
     if not wait_for(conn, verify_password, password, stored) or account is None:
         raise login_failed(server, conn, name)
     login_succeeded(server, conn, name)
+    require_verified(account)
     return account
+
+
+def require_verified(account: Account) -> None:
+    """LoginRefused for an account still waiting for VERIFY."""
+    if not account.verified:
+        raise LoginRefused(f"{account.name} is not verified yet: VERIFY {account.name} <code>")
 
 
 def _prefix(conn: Session) -> str:
@@ -200,24 +218,83 @@ def register_account(
     server: ChatServer, conn: Session, name: str, password: str, email: str = ""
 ) -> Account:
     """Make account ``name`` (NickServ REGISTER, the REGISTER command) and reserve its
-    nick; RegistrationRefused saying why not. Logging in is the caller's to do."""
+    nick; RegistrationRefused saying why not. With --verify-command the account waits
+    for VERIFY (``account.verified`` is False) and its code has been sent; else logging
+    in is the caller's to do."""
     if not valid_nick(name, server.config.nicklen) or casefold(name) in server.services:
         raise RegistrationRefused("BAD_ACCOUNT_NAME", f"{name} cannot be an account name")
     if len(password) < MIN_PASSWORD or casefold(password) == casefold(name):
-        raise RegistrationRefused(
-            "WEAK_PASSWORD",
-            f"Choose a password of at least {MIN_PASSWORD} characters, not the name",
-        )
+        text = f"Choose a password of at least {MIN_PASSWORD} characters, not the name"
+        raise RegistrationRefused("WEAK_PASSWORD", text)
+    verifying = server.config.verify_command is not None
+    if verifying and not email:
+        raise RegistrationRefused("INVALID_EMAIL", "An e-mail address is needed to verify it")
     if wait_for_store(conn, "get_account", name) is not None:  # no hashing for nothing
         raise RegistrationRefused("ACCOUNT_EXISTS", f"{name} is already registered")
     credentials = wait_for(conn, make_credentials, password)
-    account = Account(name, credentials, time.time(), email=email)
+    code = f"{secrets.randbelow(10**8):08d}" if verifying else ""
+    account = Account(
+        name, credentials, time.time(), email=email, verified=not verifying, verify_code=code
+    )
     try:
         wait_for_store(conn, "create_account", account)
     except AccountExists:
         raise RegistrationRefused("ACCOUNT_EXISTS", f"{name} is already registered") from None
+    if verifying and not send_code(server, conn, account):
+        wait_for_store(conn, "drop_account", name)
+        raise RegistrationRefused("INVALID_EMAIL", f"The code could not be sent to {email}")
     server.registered_nicks.add(casefold(name))
     log.info("account %s registered from %s", name, conn.user.ip)
+    return account
+
+
+def send_code(server: ChatServer, conn: Session, account: Account) -> bool:
+    """Run --verify-command to send ``account`` its code; whether it succeeded. Only
+    ``conn``'s greenlet waits, its labeled reply paused as in ``wait_for``."""
+    command = shlex.split(server.config.verify_command or "")
+    env = {
+        **os.environ,
+        "GREENCHAT_ACCOUNT": account.name,
+        "GREENCHAT_EMAIL": account.email,
+        "GREENCHAT_CODE": account.verify_code,
+    }
+    try:
+        with conn.uncaptured():
+            done = _run(command, env)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("verify-command for %s failed: %s", account.name, exc)
+        return False
+    if done.returncode != 0:
+        log.warning("verify-command for %s exited %d: %s", account.name, done.returncode,
+                    done.stderr.decode("utf-8", "replace").strip()[:200])  # fmt: skip
+        return False
+    return True
+
+
+def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The command, waited for without holding the hub. Under greenchat-serve (which
+    monkey-patches) ``subprocess`` is gevent's: cooperative, on the main loop, where its
+    child watchers live. Unpatched (a server in a thread, as the tests run one), the
+    standard library's blocks a thread of the pool instead."""
+    run = functools.partial(
+        subprocess.run, command, env=env, timeout=VERIFY_COMMAND_TIMEOUT, capture_output=True
+    )
+    if monkey.is_module_patched("subprocess"):
+        return run()
+    return gevent.get_hub().threadpool.apply(run)
+
+
+def verify_account(server: ChatServer, conn: Session, name: str, code: str) -> Account:
+    """VERIFY: the account, now verified, if ``code`` is its code; else LoginRefused
+    (wrong codes count as failed logins: eight digits are not for guessing)."""
+    check_limits(server, conn, name)
+    account = load_account(server, conn, name)
+    if account is None or account.verified or not account.verify_code:
+        raise LoginRefused(f"No verification is pending for {name}")
+    if not hmac.compare_digest(code.encode(), account.verify_code.encode()):
+        raise login_failed(server, conn, name)
+    wait_for_store(conn, "set_verified", account.name)
+    login_succeeded(server, conn, name)
     return account
 
 

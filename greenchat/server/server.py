@@ -107,6 +107,8 @@ class ChatServer:
         self.sessions: set[Session] = set()  # the local ones, each with its user in the hub
         self.flusher = Flusher()
         self.supported_caps = dict(SUPPORTED_CAPS)
+        if self.config.verify_command is not None:  # new accounts need an e-mail address and VERIFY
+            self.supported_caps[ACCOUNT_REGISTRATION] += ",email-required"
         self.services = SERVICES  # NickServ...: casefolded nick -> Service
         self.login_limiter = LoginLimiter()  # failed logins, per address and per account
         # Every account's name, casefolded: a nick that is one is reserved (nick_guard.py).

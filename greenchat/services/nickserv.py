@@ -47,9 +47,12 @@ def _register(server: ChatServer, conn: Session, reply: Reply, args: list[str]) 
         return
     name, email = conn.user.nick, args[1] if len(args) > 1 else ""
     try:
-        register_account(server, conn, name, args[0], email)
+        account = register_account(server, conn, name, args[0], email)
     except RegistrationRefused as exc:
         reply(f"Not registered: {exc}.")
+        return
+    if not account.verified:
+        reply(f"Account created: {name}. A code was sent to {email}: send VERIFY {name} <code>.")
         return
     reply(f"Account created: {name}. You are now logged in.")
     log_in(server, conn, name)

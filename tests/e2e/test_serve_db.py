@@ -6,6 +6,7 @@ import contextlib
 import os
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -127,3 +128,26 @@ def test_in_process_servers_keep_accounts_in_memory_unless_told(tmp_path):
     finally:
         server.stop()
     assert server.server.storage.closed  # closed by stop()
+
+
+def test_the_installed_server_sends_verification_codes_with_its_command(
+    serve, tmp_path, monkeypatch
+):
+    """greenchat-serve monkey-patches, so its --verify-command runs on gevent's
+    subprocess: REGISTER, the code in the command's environment, VERIFY."""
+    outbox = tmp_path / "code"
+    monkeypatch.setenv("OUTBOX", str(outbox))
+    script = "import os; open(os.environ['OUTBOX'], 'w').write(os.environ['GREENCHAT_CODE'])"
+    server = serve("--verify-command", f'{sys.executable} -c "{script}"')
+    client = IrcClient(server.port)
+    try:
+        client.send("CAP LS 302", "CAP REQ :draft/account-registration", "NICK mailed")
+        client.send("USER mailed 0 * :mailed")
+        client.expect(r" ACK :?draft/account-registration")
+        client.send("REGISTER * mailed@example.org sturdy-pass")
+        client.expect(r" REGISTER VERIFICATION_REQUIRED mailed ")
+        client.send(f"VERIFY mailed {outbox.read_text()}")
+        client.expect(r" VERIFY SUCCESS mailed ")
+        client.expect(r" 900 mailed ")
+    finally:
+        client.close()

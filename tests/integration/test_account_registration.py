@@ -3,7 +3,12 @@ two sessions racing to register one account."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
 import threading
+
+import pytest
 
 CAP = "draft/account-registration"
 
@@ -72,3 +77,46 @@ def test_two_sessions_racing_to_register_one_account_one_wins(connect):
     outcomes = [c.expect(r" (REGISTER SUCCESS|FAIL REGISTER ACCOUNT_EXISTS) prize ").group(1)
                 for c in clients]  # fmt: skip
     assert sorted(outcomes) == ["FAIL REGISTER ACCOUNT_EXISTS", "REGISTER SUCCESS"]
+
+
+@pytest.fixture
+def verifying(make_server, tmp_path):
+    """A server whose --verify-command writes each code to a file of its own."""
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    script = (
+        "import os; e = os.environ; "
+        "open(os.path.join(e['OUTBOX'], e['GREENCHAT_ACCOUNT']), 'w')"
+        ".write(e['GREENCHAT_EMAIL'] + ' ' + e['GREENCHAT_CODE'])"
+    )
+    os.environ["OUTBOX"] = str(outbox)  # the command inherits the server's environment
+    server = make_server(verify_command=f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}")
+    server.outbox = outbox
+    yield server
+    del os.environ["OUTBOX"]
+
+
+def test_with_verification_register_needs_an_email_and_verify_logs_in(verifying, connect):
+    client = connect(port=verifying.port)
+    client.send("CAP LS 302", "NICK careful", "USER careful 0 * :careful")
+    client.expect(rf" CAP \* LS :.*{CAP}=before-connect,custom-account-name,email-required")
+    client.send(f"CAP REQ :{CAP}")
+    client.expect(r" ACK ")
+    client.send("REGISTER * * sturdy-pass")
+    client.expect(r" FAIL REGISTER INVALID_EMAIL careful :An e-mail address is needed")
+    client.send("REGISTER * careful@example.org sturdy-pass")
+    client.expect(r" REGISTER VERIFICATION_REQUIRED careful :A code was sent to careful@exa")
+    email, code = (verifying.outbox / "careful").read_text().split()
+    assert email == "careful@example.org" and len(code) == 8
+    client.send("CAP END")
+    client.expect(r" 001 careful ")
+    other = connect(port=verifying.port).register("other")
+    other.send("NS IDENTIFY careful sturdy-pass")
+    other.expect(r"Could not log you in: careful is not verified yet: VERIFY careful <code>")
+    client.send("VERIFY careful 00000000")
+    client.expect(r" FAIL VERIFY INVALID_CODE careful :Invalid account credentials")
+    client.send(f"VERIFY careful {code}")
+    client.expect(r" VERIFY SUCCESS careful :Account verified")
+    client.expect(r" 900 careful \S+ careful :You are now logged in as careful")
+    client.send(f"VERIFY careful {code}")
+    client.expect(r" FAIL VERIFY INVALID_CODE careful :No verification is pending")

@@ -4,8 +4,10 @@
 account: the current nick) and logs the client in; it works before connection
 registration too (``before-connect``) and for a name other than the nick
 (``custom-account-name``). Replies are standard replies: ``REGISTER SUCCESS``,
-or ``FAIL REGISTER <code>``. E-mail verification is not offered (no
-``email-required``), so ``VERIFY`` has nothing to check.
+or ``FAIL REGISTER <code>``. With ``--verify-command`` the server verifies new
+accounts (``email-required``): REGISTER needs an e-mail address, the command
+sends the code, the reply is ``REGISTER VERIFICATION_REQUIRED``, and
+``VERIFY <account> <code>`` verifies the account and logs the client in.
 See https://ircv3.net/specs/extensions/account-registration.
 """
 
@@ -15,7 +17,13 @@ from typing import TYPE_CHECKING
 
 from greenchat.protocol.message import Message
 from greenchat.server.commands.table import command
-from greenchat.server.login import RegistrationRefused, log_in, register_account
+from greenchat.server.login import (
+    LoginRefused,
+    RegistrationRefused,
+    log_in,
+    register_account,
+    verify_account,
+)
 from greenchat.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -58,11 +66,27 @@ def _create(server: ChatServer, conn: Session, name: str, email: str, password: 
         text = "Accounts are temporarily unavailable (storage is failing); try again later"
         _reply(server, conn, "FAIL", "REGISTER", "TEMPORARILY_UNAVAILABLE", name, text)
         return
+    if not account.verified:
+        text = f"A code was sent to {email}: VERIFY {account.name} <code>"
+        _reply(server, conn, "REGISTER", "VERIFICATION_REQUIRED", account.name, text)
+        return
     _reply(server, conn, "REGISTER", "SUCCESS", account.name, "Account created")
     log_in(server, conn, account.name)
 
 
-@command("VERIFY", min_params=2, before_registration=True)
+@command("VERIFY", min_params=2, before_registration=True, yields=True)
 def verify(server: ChatServer, conn: Session, msg: Message) -> None:
-    _reply(server, conn, "FAIL", "VERIFY", "INVALID_CODE", msg.params[0],
-           "No verification is pending: this server does not verify accounts")  # fmt: skip
+    name, code = msg.params[:2]
+    if server.config.verify_command is None:
+        _reply(server, conn, "FAIL", "VERIFY", "INVALID_CODE", name,
+               "No verification is pending: this server does not verify accounts")  # fmt: skip
+        return
+    try:
+        account = verify_account(server, conn, name, code)
+    except LoginRefused as exc:
+        code_name = "TEMPORARILY_UNAVAILABLE" if exc.unavailable else "INVALID_CODE"
+        _reply(server, conn, "FAIL", "VERIFY", code_name, name, str(exc))
+        return
+    _reply(server, conn, "VERIFY", "SUCCESS", account.name, "Account verified")
+    if not conn.user.account:
+        log_in(server, conn, account.name)

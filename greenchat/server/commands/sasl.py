@@ -37,6 +37,7 @@ from greenchat.server.login import (
     log_in,
     login_failed,
     login_succeeded,
+    require_verified,
 )
 from greenchat.store.base import StoreUnavailable
 from greenchat.store.credentials import SCRAM
@@ -140,6 +141,7 @@ def _external(server: ChatServer, conn: Session, message: bytes) -> None:
     wanted = message.decode("utf-8", "replace")
     if account is None or (wanted and casefold(wanted) != casefold(account.name)):
         raise login_failed(server, conn, wanted or certfp)
+    require_verified(account)
     _succeed(server, conn, account.name)
 
 
@@ -180,6 +182,7 @@ def _scram_keys(
         account = load_account(server, conn, name)
         if account is None:
             raise login_failed(server, conn, name)
+        require_verified(account)
     except LoginRefused as exc:
         attempt.refusal = exc
         raise
