@@ -3,7 +3,10 @@
 Workloads (``benchmarks/workloads/``): ``fanout``, ``bigroom``, ``latency``,
 ``idle``, ``slow``, ``joinstorm``, ``websocket`` (greenchat only: the fan-out
 over IRC-over-WebSocket and over TCP against one server, repetitions
-interleaved, and the ratio of their CPU per delivery). Servers (``benchmarks/servers.py``):
+interleaved, and the ratio of their CPU per delivery), ``logins`` (greenchat
+only: 1,000 SASL SCRAM-SHA-256 logins at once while a channel chats; the
+event loop's lag) and ``accounttag`` (greenchat only: the fan-out from
+logged-in senders with and without ``account-tag``). Servers (``benchmarks/servers.py``):
 ``greenchat`` (and ``greenchat-nodelay``, with ``--tcp-nodelay``, in the
 workloads that list it), the thread-per-client baseline ``threaded``, and ``ngircd`` /
 ``inspircd`` when installed (``make bench-peers``). Every case runs against a
@@ -62,6 +65,7 @@ import fanout  # noqa: E402
 import servers  # noqa: E402
 from loadgen import machine_info, raise_fd_limit  # noqa: E402
 from workloads import Case, Metric, Options, Workload, registry  # noqa: E402
+from workloads.logins import LAG_TARGET_MS  # noqa: E402
 
 BASE = "greenchat"
 # Registrations in flight, per server, where the default (--concurrency) is wrong:
@@ -135,7 +139,11 @@ def run_case(name: str, workload: Workload, case: Case, opts: Options, tmp: Path
     t0 = time.monotonic()
     try:
         server = servers.start(
-            name, tmp, metrics=bool(case.params.get("metrics")), web=bool(case.params.get("web"))
+            name,
+            tmp,
+            metrics=bool(case.params.get("metrics")),
+            web=bool(case.params.get("web")),
+            db=bool(case.params.get("db")),
         )
     except Exception as exc:
         return entry | {"error": f"server did not start: {exc}"}
@@ -401,7 +409,14 @@ def check_targets(docs: dict) -> list[tuple[str, bool | None, str]]:
             v("joinstorm", "server_cpu_total_s"), v("joinstorm", "clients"),
             lambda a, b: a <= 10, "{mine:.2f} s for N={other:,}")),
     ]  # fmt: skip
-    return rows + metrics_targets(docs) + websocket_targets(docs) + baseline_targets(docs)
+    return (
+        rows
+        + metrics_targets(docs)
+        + websocket_targets(docs)
+        + logins_targets(docs)
+        + accounttag_targets(docs)
+        + baseline_targets(docs)
+    )
 
 
 # The metrics listener under load (fanout's scraped case): the slowest scrape during the burst.
@@ -450,6 +465,59 @@ def websocket_targets(docs: dict) -> list[tuple[str, bool | None, str]]:
     if found.get("ws_vs_tcp_paired") is not None:
         text += f" (paired repetitions: {found['ws_vs_tcp_paired']:.2f}x)"
     return [(target, found["ws_vs_tcp"] <= fanout.WS_TARGET, text)]
+
+
+def greenchat_result(docs: dict, workload: str, key: str) -> dict[str, Any] | None:
+    """greenchat's first result in ``workload`` that has ``key``."""
+    cases = docs.get(workload, {}).get("servers", {}).get(BASE, {}).get("cases", {})
+    return next((e["result"] for e in cases.values() if key in e.get("result", {})), None)
+
+
+def logins_targets(docs: dict) -> list[tuple[str, bool | None, str]]:
+    """The login storm: the event loop's lag while N clients log in with SCRAM at once."""
+    found = greenchat_result(docs, "logins", "lag_p99_ms")
+    n = f"{found['accounts']:,}" if found else "1,000"
+    target = f"{n} SCRAM logins at once: event-loop lag p99 <= {LAG_TARGET_MS:g} ms"
+    if found is None or found["lag_p99_ms"] is None or found.get("ping_storm_p99_ms") is None:
+        return [(target, None, "not measured" if found is None else "no lag sample in the storms")]
+
+    def ms(key: str) -> str:
+        value = found.get(key)
+        return "-" if value is None else f"{value:.1f}"
+
+    text = (
+        f"lag histogram p99 <= {found['lag_p99_ms']:g} ms ({found['lag_samples']} samples);"
+        f" PING round trip p99 {ms('ping_storm_p99_ms')} ms (calm {ms('ping_quiet_p99_ms')});"
+        f" chat p99 {ms('chat_storm_p99_ms')} ms (calm {ms('chat_quiet_p99_ms')}); login p99"
+        f" {ms('login_p99_ms')} ms, all in {found['storm_s']:.2f} s; failures {found['failures']}"
+    )
+    return [(target, bool(found.get("met")), text)]
+
+
+def accounttag_targets(docs: dict) -> list[tuple[str, bool | None, str]]:
+    """account-tag's fan-out CPU per delivery against the same room without it."""
+    found = greenchat_result(docs, "accounttag", "with_vs_without")
+    n = f"{found['members']:,}" if found else "1,000"
+    target = (
+        f"fan-out CPU per delivery with account-tag within {fanout.CAPS_TARGET - 1:.0%} of"
+        f" without ({n} members)"
+    )
+    if found is None or found["with_vs_without"] is None:
+        return [(target, None, "not measured")]
+    text = (
+        f"{found['with_vs_without']:.3f}x: with {found['with_us_per_delivery']:.3f} vs without"
+        f" {found['without_us_per_delivery']:.3f} µs"
+    )
+    if found.get("with_vs_without_paired") is not None:
+        text += f" (paired repetitions: {found['with_vs_without_paired']:.3f}x)"
+    tags = found.get("account_tags", {})
+    if tags:
+        text += (
+            f"; @account= on {found['tagged_with']:,} of {tags['with']['delivered']:,} lines"
+            f" with, {found['tagged_without']:,} without"
+        )
+    met = found["with_vs_without"] <= fanout.CAPS_TARGET and bool(found.get("tags_ok"))
+    return [(target, met, text)]
 
 
 def baseline_targets(docs: dict) -> list[tuple[str, bool | None, str]]:

@@ -60,6 +60,27 @@ and ``ws_vs_tcp`` has the ratios. ``--baseline REV`` at a revision whose
 ``--help`` lists no ``--web-port`` (before the web listener) measures tcp
 only and says why (``skipped_transports`` in the JSON).
 
+Logged-in senders, with and without account-tag (``--accounts``, ``--with-caps``)
+---------------------------------------------------------------------------------
+``--accounts`` makes an account for each sender (``--accounts all``: for every
+client) through the server before its fleet connects (``REGISTER <nick> *
+<password>`` before connection registration, draft/account-registration;
+``loadgen.register_accounts``), and those clients log in with SASL
+SCRAM-SHA-256 (scramp's ``ScramClient``) before ``CAP END``. Every receiver
+then also counts the ``@account=`` tags in the complete lines it gets
+(``row["tagged"]``), and the JSON's ``account_tags`` compares them with the
+deliveries: a fleet that asked for ``account-tag`` must have one on every
+line (all come from logged-in senders), another none (exit status 1 if
+not). ``--with-caps CAPS`` measures two TCP fleets on one server, ``without``
+(``b0`` ... in ``#fanout``, the ``--caps``) and ``with`` (``a0`` ... in
+``#fan-cp``, the ``--caps`` and CAPS), joined before the first repetition,
+repetitions alternating as with ``--transports``; the report ends with
+``with/without`` (ratio of the medians of server CPU per delivery, and of
+the paired repetitions) against issue 14's target for account-tag, at most
+1.10x (``CAPS_TARGET``), and the JSON has ``with_vs_without``::
+
+    python benchmarks/fanout.py --accounts --with-caps account-tag --repeat 5
+
 With ``--procs P`` the clients are split over P processes (``loadgen.Fleet``):
 the main one holds the senders and its share of receivers, the others are
 ``loadgen.py --worker`` processes run the same round function on their share.
@@ -97,7 +118,8 @@ Usage::
         [--size 64] [--repeat 3] [--procs 1] [--sources 1] [--server-cmd "..."]
         [--baseline REV|PATH] [--server HOST:PORT --server-pid PID [--web-port P]]
         [--metrics [--metrics-url URL] [--scrape-interval 0.02]]
-        [--transports tcp|ws|tcp,ws] [--json PATH]
+        [--transports tcp|ws|tcp,ws] [--accounts [senders|all]] [--with-caps CAPS]
+        [--json PATH]
 
     # WebSocket vs TCP, 1,000 members, one server, interleaved repetitions:
     python benchmarks/fanout.py --clients 1000 --transports tcp,ws --repeat 5
@@ -132,6 +154,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline  # noqa: E402
 import scrape  # noqa: E402
 from loadgen import (  # noqa: E402
+    NICK_PREFIX,
     TRANSPORTS,
     Client,
     Fleet,
@@ -141,6 +164,7 @@ from loadgen import (  # noqa: E402
     machine_info,
     medians,
     raise_fd_limit,
+    register_accounts,
 )
 from servers import METRICS_RE, WEB_RE, exit_on_sigterm, memory_db, record_pid  # noqa: E402
 
@@ -150,6 +174,37 @@ CHANNELS = {"tcp": CHANNEL, "ws": "#fan-ws"}
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
 # The issue's target: a delivery over WebSocket costs the server at most this times TCP's.
 WS_TARGET = 1.5
+# --with-caps: the fleet that requests them, its channel (as long as #fanout) and nick letter.
+WITH_CAPS = ("with", "#fan-cp", "a")
+WITHOUT_CAPS = "without"
+# Issue 14's target: with account-tag (and the senders logged in), a delivery costs the
+# server at most this times a delivery without it.
+CAPS_TARGET = 1.10
+ACCOUNT_TAG = b"@account="  # counted in what the receivers get, with --accounts
+
+
+@dataclass(frozen=True)
+class Series:
+    """One fleet of the benchmark: its name in the results, transport, caps, channel, nicks."""
+
+    name: str
+    transport: str
+    caps: str
+    channel: str
+    prefix: str
+
+
+def series_plan(args: argparse.Namespace) -> list[Series]:
+    """The fleets to measure: one per transport, or with --with-caps, "without" (the
+    --caps) and "with" (the --caps and --with-caps), both over TCP."""
+    if args.with_caps:
+        name, channel, prefix = WITH_CAPS
+        both = " ".join(filter(None, (args.caps, args.with_caps)))
+        return [
+            Series(WITHOUT_CAPS, "tcp", args.caps, CHANNEL, NICK_PREFIX["tcp"]),
+            Series(name, "tcp", both, channel, prefix),
+        ]
+    return [Series(t, t, args.caps, CHANNELS[t], NICK_PREFIX[t]) for t in args.transports]
 
 
 # -- command line -------------------------------------------------------------
@@ -202,6 +257,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " interleaved (tcp 1, ws 1, tcp 2 ...); with both, the ws/tcp ratios are reported",
     )
     p.add_argument("--web-port", type=int, help="the --server's web port (for --transports ws)")
+    p.add_argument(
+        "--accounts",
+        nargs="?",
+        const="senders",
+        choices=("senders", "all"),
+        help="make an account for each sender (or every client) through the server"
+        " (REGISTER) and log them in with SASL SCRAM-SHA-256 before joining; every"
+        " receiver then also counts the '@account=' tags it gets",
+    )
+    p.add_argument(
+        "--with-caps",
+        metavar="CAPS",
+        help="also measure a fleet that requests CAPS (e.g. account-tag) besides --caps, in a"
+        " channel of its own on the same server, repetitions interleaved with the fleet"
+        " without; reports with/without server CPU per delivery",
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
     args = p.parse_args(argv)
     args.metrics = args.metrics or args.metrics_url is not None
@@ -212,6 +283,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f"--transports: a comma-separated list of {', '.join(TRANSPORTS)}")
     if args.web_port is not None and not args.server:
         p.error("--web-port is for --server (a started server's is read from its banner)")
+    if args.with_caps is not None and args.transports != ["tcp"]:
+        p.error("--with-caps compares two TCP fleets: leave --transports at tcp")
+    if args.accounts and "ws" in args.transports:
+        p.error("--accounts is over TCP only")
     if args.server and "ws" in args.transports and args.web_port is None:
         p.error("--transports ws with --server needs --web-port")
     if args.clients < 2 or not 1 <= args.senders <= args.clients:
@@ -347,13 +422,17 @@ class Window:
     """Deliveries in flight: each receiver checks in when it has all of its lines."""
 
     pending: int
+    tag: bytes = b""  # also counted in the receivers' lines (Client.receive's ``also``)
     finished: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     done: Event = field(default_factory=Event)
 
     def receiver(self, client: Client, target: int) -> None:
         try:
-            client.receive(target)
+            if self.tag:
+                client.receive(target, self.tag)
+            else:
+                client.receive(target)
         except OSError as exc:
             self.errors.append(str(exc))
             self.done.set()
@@ -387,6 +466,7 @@ def fanout_round(
     run: int,
     deadline: float,
     channel: str = CHANNEL,
+    tag: str = "",
 ) -> dict[str, Any]:
     """One repetition in one generator process (run by ``Fleet.call`` in each).
 
@@ -395,11 +475,12 @@ def fanout_round(
     before the sends); every process counts its clients' deliveries until
     all are in, a receiver fails or ``deadline`` seconds pass. Returns
     ``complete``, ``last`` (time of the last delivery, or of giving up),
-    ``delivered`` and ``errors``.
+    ``delivered`` and ``errors``; with ``tag`` (``@account=``), also
+    ``tagged``: the complete lines received that carry it.
     """
     for client in clients:
-        client.count = 0
-    window = Window(len(clients))
+        client.count = client.tagged = 0
+    window = Window(len(clients), tag.encode())
     jobs = [
         gevent.spawn(window.receiver, c, expected_for(first + i, senders, messages))
         for i, c in enumerate(clients)
@@ -411,22 +492,33 @@ def fanout_round(
     window.done.wait(timeout=deadline)
     gevent.killall(jobs, block=False)
     delivered = sum(c.count for c in clients)
+    tagged = {"tagged": sum(c.tagged for c in clients)} if tag else {}
     if window.pending:  # incomplete: the window ends now
         return {"complete": False, "last": time.monotonic(), "delivered": delivered,
-                "errors": window.errors[:3]}  # fmt: skip
+                "errors": window.errors[:3]} | tagged  # fmt: skip
     return {"complete": True, "last": max(window.finished, default=time.monotonic()),
-            "delivered": delivered, "errors": []}  # fmt: skip
+            "delivered": delivered, "errors": []} | tagged  # fmt: skip
 
 
 def run_once(
-    fleet: Fleet, server: Server, args: argparse.Namespace, run: int, transport: str = "tcp"
+    fleet: Fleet,
+    server: Server,
+    args: argparse.Namespace,
+    run: int,
+    transport: str = "tcp",
+    series: Series | None = None,
 ) -> dict[str, Any]:
     """One repetition: send the burst, wait for every delivery, take the numbers, sync.
 
-    ``fleet`` is the ``transport``'s fleet, in that transport's channel. With
-    ``args.metrics_url``, the deliveries counter is read before and after,
-    and ``/metrics`` is scraped while the burst is in flight (``row["metrics"]``).
+    ``fleet`` is the ``transport``'s fleet, in that transport's channel (or
+    ``series``'s, in its channel). With ``args.metrics_url``, the deliveries
+    counter is read before and after, and ``/metrics`` is scraped while the
+    burst is in flight (``row["metrics"]``). With ``args.accounts``, the
+    receivers count the account tags they get (``row["tagged"]``).
     """
+    if series is None:
+        series = Series(transport, transport, args.caps, CHANNELS[transport], "")
+    tag = ACCOUNT_TAG.decode() if getattr(args, "accounts", None) else ""
     url = getattr(args, "metrics_url", None)
     before = scrape.read_counter(url) if url else 0  # outside the measured window
     scraper = scrape.Scraper(url, args.scrape_interval) if url else None
@@ -442,14 +534,19 @@ def run_once(
             size=args.size,
             run=run,
             deadline=args.deadline,
-            channel=CHANNELS[transport],
+            channel=series.channel,
+            tag=tag,
         )
         server_after = cpu_seconds(server.pid)
     finally:
         if scraper:
             scraper.stop()
-    row = {"transport": transport}
+    row: dict[str, Any] = {"transport": series.transport}
+    if series.name != series.transport:
+        row["series"] = series.name
     row |= measure(args, run, rounds, t0, cpu_delta(server_before, server_after))
+    if tag:
+        row["tagged"] = sum(r.get("tagged", 0) for r in rounds)
     if scraper:
         after = scrape.read_counter(url)
         row["metrics"] = scrape.run_metrics(
@@ -528,47 +625,63 @@ def print_run(row: dict[str, Any], label: str | None = None) -> None:
 
 
 def ws_vs_tcp(series: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
-    """WebSocket / TCP, from the complete repetitions of both (None unless both ran).
+    """WebSocket / TCP (:func:`ratio_of` with ``WS_TARGET``; None unless both ran)."""
+    return ratio_of(series, "tcp", "ws", WS_TARGET)
+
+
+def with_vs_without(series: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """--with-caps: the fleet with them / the fleet without (``CAPS_TARGET``)."""
+    return ratio_of(series, WITHOUT_CAPS, WITH_CAPS[0], CAPS_TARGET)
+
+
+def ratio_of(
+    series: dict[str, list[dict[str, Any]]], base: str, over: str, target: float
+) -> dict[str, Any] | None:
+    """Series ``over`` / series ``base``, from the complete repetitions of both (None
+    unless both ran).
 
     ``server_us_per_delivery`` and ``deliveries_per_s`` are ratios of the
-    medians; ``paired`` are the ratios of each WebSocket repetition to the
-    TCP one just before it (the same machine state, as near as it gets), and
-    ``paired_median`` their median. ``met``: the median ratio within WS_TARGET.
+    medians; ``paired`` are the ratios of each ``over`` repetition to the
+    ``base`` one just before it (the same machine state, as near as it gets),
+    and ``paired_median`` their median. ``met``: the median ratio within ``target``.
     """
-    tcp = [r for r in series.get("tcp", []) if r["complete"]]
-    ws = [r for r in series.get("ws", []) if r["complete"]]
-    if not tcp or not ws:
+    below = [r for r in series.get(base, []) if r["complete"]]
+    above = [r for r in series.get(over, []) if r["complete"]]
+    if not below or not above:
         return None
     key = "server_us_per_delivery"
-    base, over = medians(tcp), medians(ws)
+    low, high = medians(below), medians(above)
     out: dict[str, Any] = {
-        "target_max": WS_TARGET,
-        "repetitions": min(len(tcp), len(ws)),
-        "tcp_us_per_delivery": base.get(key),
-        "ws_us_per_delivery": over.get(key),
+        "base": base,
+        "over": over,
+        "target_max": target,
+        "repetitions": min(len(below), len(above)),
+        f"{base}_us_per_delivery": low.get(key),
+        f"{over}_us_per_delivery": high.get(key),
     }
     for name in (key, "deliveries_per_s", "wall_s"):
-        if base.get(name) and over.get(name) is not None:
-            out[name] = over[name] / base[name]
-    by_run = {r["run"]: r for r in tcp}
-    paired = [w[key] / by_run[w["run"]][key] for w in ws
+        if low.get(name) and high.get(name) is not None:
+            out[name] = high[name] / low[name]
+    by_run = {r["run"]: r for r in below}
+    paired = [w[key] / by_run[w["run"]][key] for w in above
               if w["run"] in by_run and key in w and by_run[w["run"]].get(key)]  # fmt: skip
     if paired:
         out["paired"] = paired
         out["paired_median"] = statistics.median(paired)
     if key in out:
-        out["met"] = out[key] <= WS_TARGET
+        out["met"] = out[key] <= target
     return out
 
 
 def describe_ratio(found: dict[str, Any]) -> str:
-    """The ws/tcp line of the report."""
+    """The ws/tcp (or with/without) line of the report."""
     key = "server_us_per_delivery"
+    base, over = found.get("base", "tcp"), found.get("over", "ws")
     if key not in found:
-        return "ws/tcp: server CPU per delivery not measured"
+        return f"{over}/{base}: server CPU per delivery not measured"
     text = (
-        f"ws/tcp: server µs/delivery {found['ws_us_per_delivery']:.3f} / "
-        f"{found['tcp_us_per_delivery']:.3f} = {found[key]:.3f}x"
+        f"{over}/{base}: server µs/delivery {found[f'{over}_us_per_delivery']:.3f} / "
+        f"{found[f'{base}_us_per_delivery']:.3f} = {found[key]:.3f}x"
     )
     if "paired_median" in found:
         text += f" (paired repetitions: median {found['paired_median']:.2f}x,"
@@ -576,11 +689,29 @@ def describe_ratio(found: dict[str, Any]) -> str:
     if "deliveries_per_s" in found:
         text += f", deliveries/s {found['deliveries_per_s']:.2f}x"
     verdict = "met" if found["met"] else "NOT met"
-    return text + f"; target <= {WS_TARGET:g}x: {verdict}"
+    return text + f"; target <= {found['target_max']:g}x: {verdict}"
+
+
+def account_tags(args: argparse.Namespace, plan: list[Series], runs: list[dict]) -> dict | None:
+    """With --accounts: the ``@account=`` tags each series' receivers got, against the
+    deliveries (every line is from a logged-in sender: a series whose clients asked
+    for account-tag must have one on every line, the others on none); ``ok``."""
+    if not getattr(args, "accounts", None):
+        return None
+    found: dict[str, Any] = {}
+    for series in plan:
+        rows = [r for r in runs if r.get("series", r["transport"]) == series.name]
+        delivered = sum(r["delivered"] for r in rows)
+        wanted = delivered if "account-tag" in series.caps.split() else 0
+        tagged = sum(r.get("tagged", 0) for r in rows)
+        found[series.name] = {"tagged": tagged, "delivered": delivered, "expected": wanted}
+    found["ok"] = all(v["tagged"] == v["expected"] for v in found.values())
+    return found
 
 
 PARAMETERS = ("clients", "senders", "messages", "size", "repeat", "procs", "sources", "deadline",
-              "caps", "metrics", "scrape_interval", "transports")  # fmt: skip
+              "caps", "metrics", "scrape_interval", "transports", "accounts",
+              "with_caps")  # fmt: skip
 
 
 def write_json(
@@ -630,7 +761,13 @@ def incomplete_message(row: dict[str, Any], deadline: float) -> str:
     return got + f" within the {deadline:g} s deadline"
 
 
-def fleet_spec(args: argparse.Namespace, server: Server, transport: str = "tcp") -> FleetSpec:
+def fleet_spec(
+    args: argparse.Namespace, server: Server, transport: str = "tcp", series: Series | None = None
+) -> FleetSpec:
+    """The fleet of ``transport`` (or of ``series``: its caps and nicks, and with
+    --accounts its senders, or all its clients, logged in)."""
+    if series is not None:
+        transport = series.transport
     host, port = server.host, server.port
     if transport == "ws":
         web = getattr(server, "web_address", None)
@@ -643,60 +780,90 @@ def fleet_spec(args: argparse.Namespace, server: Server, transport: str = "tcp")
         clients=args.clients,
         procs=args.procs,
         concurrency=args.connect_concurrency,
-        caps=args.caps,
+        caps=args.caps if series is None else series.caps,
         sources=args.sources,
         transport=transport,
+        prefix="" if series is None else series.prefix,
+        logins=logins(args),
     )
+
+
+def logins(args: argparse.Namespace) -> int:
+    """How many clients of each fleet log in (the lowest indexes: the senders first)."""
+    accounts = getattr(args, "accounts", None)
+    return {None: 0, "senders": args.senders, "all": args.clients}[accounts]
+
+
+def make_accounts(args: argparse.Namespace, server: Server, series: Series) -> float:
+    """Register the accounts ``series``'s fleet logs in to (REGISTER through the server,
+    its nicks as names); the seconds it took (0 without --accounts)."""
+    count = logins(args)
+    if not count:
+        return 0.0
+    t = time.monotonic()
+    names = [f"{series.prefix}{i}" for i in range(count)]
+    register_accounts(server.host, server.port, names, sources=args.sources, exist_ok=True)
+    return time.monotonic() - t
 
 
 def benchmark(
     args: argparse.Namespace, server: Server, strict: bool = True
 ) -> dict[str, tuple[list[dict[str, Any]], float]]:
-    """Connect and join, then ``args.repeat`` repetitions; {transport: (rows, join time)}.
+    """Connect and join, then ``args.repeat`` repetitions; {series: (rows, join time)}.
 
-    Every transport of ``args.transports`` gets a fleet of ``args.clients`` of
-    its own in a channel of its own (``CHANNELS``), all joined before the first
-    repetition; the repetitions then alternate (tcp 1, ws 1, tcp 2, ws 2 ...),
-    so that whatever else the machine does weighs on both alike. An
+    Every series (:func:`series_plan`: a transport of ``args.transports``, or
+    with ``--with-caps`` the fleets without and with them) gets a fleet of
+    ``args.clients`` of its own in a channel of its own, all joined before the
+    first repetition; the repetitions then alternate (tcp 1, ws 1, tcp 2, ws
+    2 ...), so that whatever else the machine does weighs on both alike. An
     incomplete repetition raises ``RuntimeError``, or with ``strict=False``
     ends every series (its row says how many deliveries were missing).
     """
     if args.senders > len(range(args.clients // args.procs)):
         raise RuntimeError("the main generator process must hold all senders: lower --procs")
-    several = len(args.transports) > 1
+    plan = series_plan(args)
+    several = len(plan) > 1
     with contextlib.ExitStack() as stack:
         fleets, joins = {}, {}
-        for transport in args.transports:
+        for series in plan:
+            registered = make_accounts(args, server, series)
+            if registered:
+                print(f"{logins(args)} accounts of {series.name} registered in {registered:.1f} s")
             t = time.monotonic()
-            fleets[transport] = stack.enter_context(Fleet(fleet_spec(args, server, transport)))
-            fleets[transport].join(CHANNELS[transport], deadline=args.deadline)
-            joins[transport] = time.monotonic() - t
-            over = f" over {transport}" if several or transport != "tcp" else ""
+            fleet = stack.enter_context(Fleet(fleet_spec(args, server, series=series)))
+            fleets[series.name] = fleet
+            fleet.join(series.channel, deadline=args.deadline)
+            joins[series.name] = time.monotonic() - t
+            if series.name in TRANSPORTS:
+                over = f" over {series.transport}" if several or series.transport != "tcp" else ""
+            else:
+                over = f" ({series.name} {args.with_caps})"
             print(
-                f"{args.clients} clients joined {CHANNELS[transport]}{over} in"
-                f" {joins[transport]:.1f} s",
+                f"{args.clients} clients joined {series.channel}{over} in"
+                f" {joins[series.name]:.1f} s",
                 flush=True,
             )
-        runs: dict[str, list[dict[str, Any]]] = {t: [] for t in args.transports}
+        runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in plan}
         for run in range(1, args.repeat + 1):
-            for transport, fleet in fleets.items():
-                row = run_once(fleet, server, args, run, transport)
-                print_run(row, f"{transport} {run}" if several or transport != "tcp" else None)
-                runs[transport].append(row)
+            for series in plan:
+                row = run_once(fleets[series.name], server, args, run, series=series)
+                name = series.name
+                print_run(row, f"{name} {run}" if several or name != "tcp" else None)
+                runs[name].append(row)
                 if row.get("extra_deliveries"):
                     print(f"WARNING: {row['extra_deliveries']} deliveries beyond the expected")
                 if not row["complete"]:
                     if strict:
                         raise RuntimeError(incomplete_message(row, args.deadline))
                     print(incomplete_message(row, args.deadline), flush=True)
-                    return {t: (runs[t], joins[t]) for t in args.transports}
-        return {t: (runs[t], joins[t]) for t in args.transports}
+                    return {n: (runs[n], joins[n]) for n in runs}
+        return {n: (runs[n], joins[n]) for n in runs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     exit_on_sigterm()  # so the finally blocks and the atexit hook stop the server
     args = parse_args(argv)
-    raise_fd_limit(len(args.transports) * (args.clients // args.procs) + 64)
+    raise_fd_limit(len(series_plan(args)) * (args.clients // args.procs) + 64)
     # The baseline's exported tree (in a temporary folder) goes once the server has stopped.
     with contextlib.ExitStack() as stack:
         args.baseline_info = None
@@ -716,7 +883,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not args.transports:
                     print("fanout.py: no transport left to measure", file=sys.stderr)
                     return 2
-            clients = len(args.transports) * args.clients
+            clients = len(series_plan(args)) * args.clients
             flags = default_server_flags(clients, args.metrics, "ws" in args.transports)
             cmd = [*base.command(), *base.args(flags), *memory_db(base.flags)]
             if "--metrics-port" in base.dropped:
@@ -740,7 +907,7 @@ def run_server(args: argparse.Namespace, cmd: list[str] | None) -> int:
             print("no --server-pid: server CPU is not measured", file=sys.stderr)
     else:
         if cmd is None:
-            clients = len(args.transports) * args.clients
+            clients = len(series_plan(args)) * args.clients
             cmd = (
                 shlex.split(args.server_cmd)
                 if args.server_cmd
@@ -766,23 +933,36 @@ def run_server(args: argparse.Namespace, cmd: list[str] | None) -> int:
         return 1
     finally:
         stop_server(server)
+    plan = [s.name for s in series_plan(args)]
     runs = [row for rows, _ in series.values() for row in rows]
-    runs.sort(key=lambda row: (row["run"], args.transports.index(row["transport"])))
+    runs.sort(key=lambda row: (row["run"], plan.index(row.get("series", row["transport"]))))
     extra: dict[str, Any] = {}
     if len(series) == 1:
         summary: dict[str, Any] = medians(runs)
         print(format_row("median", summary))
     else:
         summary = {t: medians(rows) for t, (rows, _) in series.items()}
-        for transport, found in summary.items():
-            print(format_row(f"{transport} med", found))
+        for name, found in summary.items():
+            print(format_row(f"{name} med", found))
         extra["join_s"] = {t: join_s for t, (_, join_s) in series.items()}
-        ratio = ws_vs_tcp({t: rows for t, (rows, _) in series.items()})
-        if ratio is not None:
-            extra["ws_vs_tcp"] = ratio
-            print(describe_ratio(ratio))
+        rows_by = {t: rows for t, (rows, _) in series.items()}
+        for key, ratio in (("ws_vs_tcp", ws_vs_tcp(rows_by)),
+                           ("with_vs_without", with_vs_without(rows_by))):  # fmt: skip
+            if ratio is not None:
+                extra[key] = ratio
+                print(describe_ratio(ratio))
+    tags = account_tags(args, series_plan(args), runs)
+    if tags is not None:
+        extra["account_tags"] = tags
+        counts = [f"{n} {v['tagged']:,} of {v['delivered']:,} lines"
+                  for n, v in tags.items() if n != "ok"]  # fmt: skip
+        verdict = "as expected" if tags["ok"] else "NOT as expected"
+        print(f"account tags: {', '.join(counts)} ({verdict})")
     if args.json:
         write_json(args.json, args, server, runs, summary, extra)
+    if tags is not None and not tags["ok"]:
+        print("FAILED: the account tags received are not the expected ones", file=sys.stderr)
+        return 1
     if args.metrics:
         found = scrape.summarize(runs)
         print(f"metrics: {scrape.describe(found)}")

@@ -71,9 +71,12 @@ from typing import Any
 
 import gevent
 import psutil
+import scramp.core
+import scramp.utils
 from gevent.event import Event
 from gevent.fileobject import FileObjectPosix
 from gevent.lock import BoundedSemaphore
+from scramp import ScramClient, ScramMechanism
 
 PATTERN = b" PRIVMSG #"
 STAMP = b" :T"  # a timed message's text starts with T<send time in ns>
@@ -110,17 +113,30 @@ def raise_fd_limit(needed: int = 0) -> int:
     return target
 
 
+def process_cpu_clock(pid: int) -> int:
+    """Linux's CPU-time clock of process ``pid`` (all its threads, those that ended too):
+    ``clock_getcpuclockid(pid)``, which Python lacks, is ``(~pid << 3) | CPUCLOCK_SCHED``."""
+    return ((~pid) << 3) | 2
+
+
 def cpu_seconds(pid: int | None) -> tuple[float, float, float] | None:
     """(user, system, total) CPU seconds used so far by process ``pid``.
 
-    user and system come from psutil in clock ticks (10 ms); total is the sum
-    of the scheduler's nanosecond run times of all threads when Linux has
-    them, so short runs are still measured precisely.
+    user and system come from psutil in clock ticks (10 ms); total is the
+    scheduler's nanosecond run time of the whole process (its CPU-time clock:
+    every thread, including those that have ended: a thread pool that lets an
+    idle thread go must not make the total go down), so short runs are still
+    measured precisely. Where that clock cannot be read, the sum of the live
+    threads' ``/proc/PID/task/*/schedstat`` run times.
     """
     if pid is None:
         return None
     times = psutil.Process(pid).cpu_times()
     total = times.user + times.system
+    try:
+        return times.user, times.system, time.clock_gettime(process_cpu_clock(pid))
+    except OSError:
+        pass
     with contextlib.suppress(OSError):
         nanoseconds = []
         for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
@@ -183,13 +199,14 @@ class RssSampler:
 class Client:
     """A raw, registered IRC connection that counts the PRIVMSG lines it receives."""
 
-    __slots__ = ("count", "nick", "sock", "tail")
+    __slots__ = ("count", "nick", "sock", "tagged", "tail")
 
     def __init__(self, sock: socket.socket, nick: str) -> None:
         self.sock = sock
         self.nick = nick
         self.tail = b""  # bytes read but not consumed yet (a partial line, or more)
         self.count = 0
+        self.tagged = 0  # complete lines with ``receive``'s ``also`` pattern (account tags)
 
     def read_chunk(self, context: bytes = b"") -> bytes:
         """One big read; ``ConnectionError`` (naming the last line seen) at end of stream."""
@@ -241,8 +258,13 @@ class Client:
             strays += data.count(PATTERN, 0, cut)
             data = data[cut:] + self.read_chunk(data)
 
-    def receive(self, target: int) -> None:
-        """Count complete PRIVMSG lines until ``target`` have arrived (in ``self.count``)."""
+    def receive(self, target: int, also: bytes = b"") -> None:
+        """Count complete PRIVMSG lines until ``target`` have arrived (in ``self.count``).
+
+        With ``also`` (e.g. ``b"@account="``), the complete lines' occurrences of
+        that pattern are counted too, in ``self.tagged``: what the fan-out put on
+        the wire, checked at no per-line cost.
+        """
         recv_into, buf, view = self.sock.recv_into, _BUFFER, _VIEW
         count, tail, recent = self.count, self.tail, b""
         while count < target:
@@ -259,8 +281,13 @@ class Client:
             start = 0
             if tail:
                 start = buf.find(b"\n", 0, n) + 1
-                count += (tail + view[:start]).count(PATTERN)
+                joined = tail + view[:start]
+                count += joined.count(PATTERN)
+                if also:
+                    self.tagged += joined.count(also)
             count += buf.count(PATTERN, start, last)
+            if also:
+                self.tagged += buf.count(also, start, last)
             tail = bytes(view[last:n])
             recent = bytes(view[max(0, last - 512) : last])  # for the error message
             self.count = count
@@ -396,7 +423,9 @@ class WsClient(Client):
             strays += data.count(PATTERN, 0, cut + KEEP)
             data = data[cut:] + self.read_chunk(data)
 
-    def receive(self, target: int) -> None:
+    def receive(self, target: int, also: bytes = b"") -> None:
+        if also:
+            raise NotImplementedError("tag counting over WebSocket is not implemented")
         self.framed = False
         recv_into, buf, view = self.sock.recv_into, _BUFFER, _VIEW
         count, tail, recent = self.count, self.tail, b""
@@ -533,13 +562,20 @@ def connect(
     source: str | None = None,
     rcvbuf: int | None = None,
     transport: str = "tcp",
+    prefix: str = "",
+    login: bool = False,
 ) -> Client:
     """Connect and register as ``b<index>`` (requesting ``caps``); return after 001.
 
     With ``transport="ws"``, ``port`` is greenchat's web port: the client
-    upgrades to a WebSocket first and is ``w<index>``.
+    upgrades to a WebSocket first and is ``w<index>``. ``prefix`` replaces
+    the nick's letter. With ``login``, the client also requests ``sasl`` and
+    logs in to the account named as its nick (:func:`bench_password`, made
+    by :func:`register_accounts`) with SCRAM-SHA-256 before ``CAP END``.
     """
-    nick = f"{NICK_PREFIX[transport]}{index}"
+    nick = f"{prefix or NICK_PREFIX[transport]}{index}"
+    if login:
+        caps = " ".join(filter(None, (caps, "sasl")))
     sock = open_socket(host, port, source, rcvbuf)
     if transport == "tcp":
         client = Client(sock, nick)
@@ -552,7 +588,11 @@ def connect(
     if caps:
         client.send(f"CAP REQ :{caps}\r\n".encode())
     client.send(f"NICK {nick}\r\nUSER {nick} 0 * :bench\r\n".encode())
-    if caps:
+    if login:
+        client.send(b"AUTHENTICATE " + SCRAM_MECHANISM.encode() + b"\r\n")
+        sasl_scram(client, nick, bench_password(nick))
+        client.send(b"CAP END\r\n")
+    elif caps:
         client.lines_until(lambda line: b" CAP " in line and b" ACK " in line)
         client.send(b"CAP END\r\n")
     welcome = f" 001 {nick} ".encode()
@@ -569,15 +609,20 @@ def connect_all(
     sources: int = 1,
     rcvbuf: Callable[[int], int | None] | None = None,
     transport: str = "tcp",
+    prefix: str = "",
+    logins: int = 0,
 ) -> list[Client]:
-    """Register clients ``indexes`` with at most ``concurrency`` registrations in flight."""
+    """Register clients ``indexes`` with at most ``concurrency`` registrations in flight.
+
+    Those with an index below ``logins`` log in to their accounts (SCRAM) first.
+    """
     gate = BoundedSemaphore(concurrency)
 
     def one(index: int) -> Client:
         with gate:
             size = rcvbuf(index) if rcvbuf else None
             source = source_address(index, sources)
-            return connect(host, port, index, caps, source, size, transport)
+            return connect(host, port, index, caps, source, size, transport, prefix, index < logins)
 
     jobs = [gevent.spawn(one, i) for i in indexes]
     try:
@@ -684,6 +729,184 @@ def close_all(clients: list[Client]) -> None:
         client.sock.close()
 
 
+# -- accounts: REGISTER, SASL SCRAM-SHA-256 ------------------------------------------------------
+
+SCRAM_MECHANISM = "SCRAM-SHA-256"
+SASL_CHUNK = 400  # bytes of base64 per AUTHENTICATE line (IRCv3 SASL 3.1)
+# 902 nick locked, 904 failed, 905 too long, 906 aborted, 907 already, 908 mechanisms.
+SASL_FAILURES = {b"902", b"904", b"905", b"906", b"907", b"908"}
+REGISTRATION_CAP = "draft/account-registration"
+
+
+class LoginFailed(RuntimeError):
+    """The server refused a SASL login (904 ...) or an account registration (FAIL)."""
+
+
+def bench_password(name: str) -> str:
+    """The password of benchmark account ``name`` (ASCII: SASLprep leaves it as it is)."""
+    return f"bench-{name}-pw"
+
+
+def _words(line: bytes) -> list[bytes]:
+    """The line's words without its source prefix (``:server``)."""
+    words = line.rstrip(b"\r").split(b" ")
+    return words[1:] if words[0].startswith(b":") else words
+
+
+def register_account(
+    host: str,
+    port: int,
+    name: str,
+    password: str,
+    source: str | None = None,
+    exist_ok: bool = False,
+) -> None:
+    """Make account ``name`` through the server: ``REGISTER name * password`` before
+    connection registration (draft/account-registration's before-connect), then QUIT.
+    The server hashes the password (scrypt, ~30-60 ms in its thread pool). With
+    ``exist_ok``, ``FAIL REGISTER ACCOUNT_EXISTS`` is fine too (a server kept from
+    an earlier run: the benchmark's passwords are always the same)."""
+    client = Client(open_socket(host, port, source, None), name)
+    try:
+        client.send(f"CAP REQ :{REGISTRATION_CAP}\r\nREGISTER {name} * {password}\r\n".encode())
+
+        def done(line: bytes) -> bool:
+            words = _words(line)
+            refused = words[:1] == [b"CAP"] and b"NAK" in words
+            if exist_ok and words[:3] == [b"FAIL", b"REGISTER", b"ACCOUNT_EXISTS"]:
+                return True
+            if refused or words[:2] == [b"FAIL", b"REGISTER"]:
+                raise LoginFailed(f"{name}: server said {line.decode(errors='replace')!r}")
+            return words[:2] == [b"REGISTER", b"SUCCESS"]
+
+        client.lines_until(done)
+    finally:
+        close_all([client])
+
+
+def register_accounts(
+    host: str,
+    port: int,
+    names: Sequence[str],
+    concurrency: int = 16,
+    sources: int = 1,
+    exist_ok: bool = False,
+) -> None:
+    """:func:`register_account` for every name (its :func:`bench_password`), at most
+    ``concurrency`` at a time; the first failure raises."""
+    gate = BoundedSemaphore(concurrency)
+
+    def one(index: int, name: str) -> None:
+        source = source_address(index, sources)
+        with gate:
+            register_account(host, port, name, bench_password(name), source, exist_ok)
+
+    jobs = [gevent.spawn(one, i, name) for i, name in enumerate(names)]
+    try:
+        gevent.joinall(jobs, raise_error=True)
+    except BaseException:
+        gevent.killall(jobs)
+        raise
+
+
+def sasl_reply(client: Client) -> bytes:
+    """The server's next AUTHENTICATE message, its 400-byte lines put back together and
+    decoded (``+``: empty); ``LoginFailed`` on a SASL error numeric instead."""
+    pieces: list[bytes] = []
+
+    def done(line: bytes) -> bool:
+        words = _words(line)
+        if words[:1] == [b"AUTHENTICATE"] and len(words) > 1:
+            pieces.append(b"" if words[1] == b"+" else words[1])
+            return True
+        if words[:1] and words[0] in SASL_FAILURES:
+            raise LoginFailed(f"{client.nick}: server said {line.decode(errors='replace')!r}")
+        return False
+
+    while True:
+        client.lines_until(done)
+        if len(pieces[-1]) < SASL_CHUNK:
+            return base64.b64decode(b"".join(pieces))
+
+
+def sasl_send(client: Client, message: str) -> None:
+    """``message`` base64-encoded in AUTHENTICATE lines of 400 bytes (``+`` ends a
+    message whose last line was full, and is the empty message)."""
+    data = base64.b64encode(message.encode())
+    lines = [data[i : i + SASL_CHUNK] for i in range(0, len(data), SASL_CHUNK)]
+    if not data or len(lines[-1]) == SASL_CHUNK:
+        lines.append(b"+")
+    client.send(b"".join(b"AUTHENTICATE " + line + b"\r\n" for line in lines))
+
+
+def sasl_wait(client: Client, code: bytes) -> None:
+    """Read up to numeric ``code`` (903 ...); ``LoginFailed`` on another SASL numeric."""
+
+    def done(line: bytes) -> bool:
+        words = _words(line)
+        if words[:1] == [code]:
+            return True
+        if words[:1] and words[0] in SASL_FAILURES:
+            raise LoginFailed(f"{client.nick}: server said {line.decode(errors='replace')!r}")
+        return False
+
+    client.lines_until(done)
+
+
+def sasl_scram(client: Client, name: str, password: str) -> None:
+    """Log in with SCRAM-SHA-256 once ``AUTHENTICATE SCRAM-SHA-256`` is sent (the
+    ``sasl`` cap requested before it); return at 903. scramp's ``ScramClient``
+    makes the proof (PBKDF2 of the password: :func:`remember_salted_password`
+    does that ahead) and checks the server's signature."""
+    scram = ScramClient([SCRAM_MECHANISM], name, password)
+    sasl_reply(client)  # "AUTHENTICATE +": go on
+    sasl_send(client, scram.get_client_first())
+    scram.set_server_first(sasl_reply(client).decode())
+    sasl_send(client, scram.get_client_final())
+    scram.set_server_final(sasl_reply(client).decode())  # the server knew the keys
+    client.send(b"AUTHENTICATE +\r\n")
+    sasl_wait(client, b"903")
+
+
+def scram_salt(host: str, port: int, name: str, source: str | None = None) -> tuple[bytes, int]:
+    """Account ``name``'s SCRAM salt and iteration count, as its server-first message
+    gives them to anyone who asks; then ``AUTHENTICATE *`` (906: aborted, not a
+    failed login) and QUIT."""
+    client = Client(open_socket(host, port, source, None), name)
+    try:
+        client.send(f"CAP REQ :sasl\r\nAUTHENTICATE {SCRAM_MECHANISM}\r\n".encode())
+        sasl_reply(client)
+        sasl_send(client, ScramClient([SCRAM_MECHANISM], name, "-").get_client_first())
+        fields = dict(f.split("=", 1) for f in sasl_reply(client).decode().split(","))
+        client.send(b"AUTHENTICATE *\r\n")
+        client.lines_until(lambda line: _words(line)[:1] == [b"906"])
+        return base64.b64decode(fields["s"]), int(fields["i"])
+    finally:
+        close_all([client])
+
+
+# SCRAM's SaltedPassword = PBKDF2(password, salt, i), by (hash, password, salt, i).
+_SALTED: dict[tuple[Any, bytes, bytes, int], bytes] = {}
+_REAL_HI = scramp.utils.hi
+
+
+def _remembered_hi(hf: Any, password: bytes, salt: bytes, iterations: Any) -> bytes:
+    found = _SALTED.get((hf, password, salt, int(iterations)))
+    return found if found is not None else _REAL_HI(hf, password, salt, iterations)
+
+
+def remember_salted_password(password: str, salt: bytes, iterations: int) -> None:
+    """Work out SCRAM's SaltedPassword for ``password`` now (PBKDF2, about 1.5 ms), so
+    that a later ``ScramClient`` login that is given this salt finds it instead of
+    deriving it again. RFC 5802 (section 5) lets a client cache it, as the server
+    announces the same salt at every login; scramp has no such cache, so its
+    ``hi`` is replaced, in this process, by a lookup that falls back to the real one."""
+    hf = ScramMechanism(SCRAM_MECHANISM).hf
+    key = (hf, password.encode(), salt, iterations)
+    _SALTED[key] = _REAL_HI(*key)
+    scramp.core.hi = _remembered_hi
+
+
 # -- several processes ------------------------------------------------------------------------
 
 
@@ -720,6 +943,8 @@ class FleetSpec:
     slow_from: int | None = None  # clients from this index on get SO_RCVBUF slow_rcvbuf
     slow_rcvbuf: int = 4096
     transport: str = "tcp"  # or "ws" (TRANSPORTS)
+    prefix: str = ""  # the nicks' letter instead of NICK_PREFIX[transport]
+    logins: int = 0  # clients below this index log in (SCRAM) to the account named as the nick
 
     def rcvbuf(self, index: int) -> int | None:
         if self.slow_from is not None and index >= self.slow_from:
@@ -731,7 +956,7 @@ def connect_share(spec: FleetSpec, share: range) -> list[Client]:
     raise_fd_limit(len(share) + 64)
     return connect_all(
         spec.host, spec.port, share, spec.concurrency, spec.caps, spec.sources, spec.rcvbuf,
-        spec.transport,
+        spec.transport, spec.prefix, spec.logins,
     )  # fmt: skip
 
 

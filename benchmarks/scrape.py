@@ -86,6 +86,72 @@ def read_counter(url: str) -> int:
     return deliveries_total(scrape(url)[1])
 
 
+# -- histograms and labelled counters (the logins workload) -----------------------------
+
+SAMPLE_RE = re.compile(rb"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)", re.MULTILINE)
+LABEL_RE = re.compile(rb'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')
+
+
+def samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text scrape: {(name, sorted labels): value}."""
+    found = {}
+    for name, labels, value in SAMPLE_RE.findall(body):
+        pairs = tuple(sorted((k.decode(), v.decode()) for k, v in LABEL_RE.findall(labels or b"")))
+        found[(name.decode(), pairs)] = float(value)
+    return found
+
+
+def sample(found: dict, name: str, **labels: str) -> float | None:
+    """One sample of :func:`samples` (None when the scrape has no such series)."""
+    return found.get((name, tuple(sorted(labels.items()))))
+
+
+@dataclass
+class Histogram:
+    """A Prometheus histogram: cumulative counts per upper bound (the last is inf)."""
+
+    buckets: list[tuple[float, float]]  # (le, cumulative count), ascending
+    sum: float
+    count: float
+
+    def minus(self, before: Histogram) -> Histogram:
+        """What was observed between scrape ``before`` and this one."""
+        old = dict(before.buckets)
+        return Histogram(
+            [(le, n - old.get(le, 0.0)) for le, n in self.buckets],
+            self.sum - before.sum,
+            self.count - before.count,
+        )
+
+    def quantile_bound(self, q: float) -> float | None:
+        """The smallest bucket bound below which at least ``q`` of the observations fall
+        (an upper bound of the q-quantile; None with no observation)."""
+        if self.count <= 0:
+            return None
+        return next(le for le, n in self.buckets if n >= q * self.count)
+
+    def counts(self) -> dict[str, int]:
+        """Observations per bucket (not cumulative), by bound: {"0.005": 3, ...}."""
+        out, below = {}, 0.0
+        for le, n in self.buckets:
+            out["+Inf" if le == float("inf") else f"{le:g}"] = int(n - below)
+            below = n
+        return out
+
+
+def histogram(found: dict, name: str) -> Histogram:
+    """Histogram ``name`` from :func:`samples`; ``ScrapeError`` if the scrape lacks it."""
+    buckets = sorted(
+        (float(dict(labels)["le"]), value)
+        for (sample_name, labels), value in found.items()
+        if sample_name == f"{name}_bucket"
+    )
+    total, count = sample(found, f"{name}_sum"), sample(found, f"{name}_count")
+    if not buckets or total is None or count is None:
+        raise ScrapeError(f"no histogram {name} in the scrape")
+    return Histogram(buckets, total, count)
+
+
 @dataclass
 class Scraper:
     """Scrape ``url`` every ``interval`` s, in a child process, from :meth:`start` to :meth:`stop`.

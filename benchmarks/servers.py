@@ -232,6 +232,7 @@ def _command(
     max_clients: int,
     metrics: bool = False,
     web: bool = False,
+    db: Path | None = None,
 ) -> list[str]:
     if _greenchat_family(name):
         flags = [
@@ -247,8 +248,11 @@ def _command(
             *(("--metrics-port", "0") if metrics else ()),
         ]  # fmt: skip
         if base := BASELINES.get(name):
-            return [*base.command(), *base.args(flags), *memory_db(base.flags)]
-        return [*_greenchat_cmd(), *flags, *memory_db()]
+            store = ("--db", str(db)) if db and "--db" in base.flags else memory_db(base.flags)
+            return [*base.command(), *base.args(flags), *store]
+        return [*_greenchat_cmd(), *flags, *(("--db", str(db)) if db else memory_db())]
+    if db:
+        raise ServerStartError(f"{name} has no account store")
     if metrics:
         raise ServerStartError(f"{name} has no Prometheus metrics listener")
     if web:
@@ -320,6 +324,14 @@ def _wait_web_line(proc: subprocess.Popen, log: Path, deadline: float) -> tuple[
     raise ServerStartError(
         "printed no 'in a web browser: http://...' line in time (no --web-port?)"
     )
+
+
+def has_accounts(name: str) -> bool:
+    """Whether server ``name`` has greenchat's accounts (--db: REGISTER, SASL, account-tag)."""
+    if not known(name) or not _greenchat_family(name):
+        return False
+    base = BASELINES.get(name)
+    return base is None or not base.flags or "--db" in base.flags
 
 
 def has_web(name: str) -> bool:
@@ -400,9 +412,10 @@ def _start_once(
     deadline: float,
     metrics: bool = False,
     web: bool = False,
+    db: Path | None = None,
 ) -> RunningServer:
     port = free_port() if name in ("ngircd", "inspircd") else 0
-    cmd = _command(name, rundir, port, max_clients, metrics, web)
+    cmd = _command(name, rundir, port, max_clients, metrics, web, db)
     base = BASELINES.get(name)
     if metrics and base is not None and "--metrics-port" in base.dropped:
         raise ServerStartError(f"{name} does not know --metrics-port")
@@ -438,14 +451,22 @@ def _start_once(
 
 
 def start(
-    name: str, tmpdir: Path, max_clients: int = 20000, metrics: bool = False, web: bool = False
+    name: str,
+    tmpdir: Path,
+    max_clients: int = 20000,
+    metrics: bool = False,
+    web: bool = False,
+    db: bool = False,
 ) -> RunningServer:
     """Start server ``name`` on a free loopback port; return once it registers a client.
 
     With ``metrics`` (greenchat and its baselines only), also its metrics
     listener on a free loopback port: ``metrics_url`` says where. With
     ``web`` (greenchat, and the baselines that have it; :func:`has_web`), its
-    web listener too: ``web_address`` says where.
+    web listener too: ``web_address`` says where. With ``db`` (greenchat; the
+    others raise ``ServerStartError``), its accounts are kept in a SQLite file,
+    ``tmpdir/NAME/greenchat.db``, made afresh (any left from an earlier case is
+    removed), instead of ``--db :memory:``.
 
     ``tmpdir/NAME/`` receives ``NAME.log`` (the server's stdout and stderr)
     and, for the peers, the rendered config (and InspIRCd's pid file and log).
@@ -456,11 +477,15 @@ def start(
     _check_known(name)
     rundir = Path(tmpdir) / name
     rundir.mkdir(parents=True, exist_ok=True)
+    store = rundir / "greenchat.db" if db else None
+    if store is not None:
+        for path in (store, *(store.with_name(store.name + end) for end in ("-wal", "-shm"))):
+            path.unlink(missing_ok=True)
     tries = 3 if name in ("ngircd", "inspircd") else 1
     for attempt in range(1, tries + 1):
         deadline = time.monotonic() + START_DEADLINE
         try:
-            return _start_once(name, rundir, max_clients, deadline, metrics, web)
+            return _start_once(name, rundir, max_clients, deadline, metrics, web, store)
         except ServerStartError as exc:
             log = rundir / f"{name}.log"
             if attempt == tries:

@@ -43,7 +43,9 @@ class Case:
     ``params["metrics"]`` true: the server starts with its metrics listener
     (``servers.start(metrics=True)``, greenchat only) and ``run`` gets a
     server whose ``metrics_url`` is set; ``params["web"]`` true: with its
-    web listener (``servers.start(web=True)``), ``web_address`` set.
+    web listener (``servers.start(web=True)``), ``web_address`` set;
+    ``params["db"]`` true: its accounts in a fresh SQLite file in the run's
+    temporary folder (``servers.start(db=True)``) instead of ``:memory:``.
     """
 
     label: str
@@ -86,10 +88,10 @@ class Workload:
 
 def registry() -> dict[str, Workload]:
     """Every workload by name, in the order bench.py runs them."""
-    from workloads import idle, joinstorm, latency, rooms, slow, websocket
+    from workloads import accounttag, idle, joinstorm, latency, logins, rooms, slow, websocket
 
     found = [rooms.FANOUT, rooms.BIGROOM, latency.LATENCY, idle.IDLE, slow.SLOW, joinstorm.STORM,
-             websocket.WEBSOCKET]  # fmt: skip
+             websocket.WEBSOCKET, logins.LOGINS, accounttag.ACCOUNTTAG]  # fmt: skip
     return {w.name: w for w in found}
 
 

@@ -117,6 +117,26 @@ def test_websocket_fanout_of_greenchat_only(results: Path) -> None:
     assert "WS/TCP" in summary
 
 
+def test_account_workloads_of_greenchat_only(results: Path) -> None:
+    """logins and accounttag: greenchat measures them (no failure, every tag where it
+    belongs), the threaded baseline says why not, and summary.md has both targets."""
+    for workload in ("logins", "accounttag"):
+        data = load(results, workload)
+        assert set(data["servers"]) == {"greenchat", "threaded"}
+        assert data["servers"]["threaded"]["cases"]["N=20"]["skipped"]
+    logins = load(results, "logins")["servers"]["greenchat"]["cases"]["N=20"]["result"]
+    assert logins["failures"] == 0 and logins["logins_counted"] == 2 * 20  # 2 storms
+    assert logins["login_p99_ms"] > 0 and logins["ping_storm_p99_ms"] > 0
+    tagged = load(results, "accounttag")["servers"]["greenchat"]["cases"]["N=20"]["result"]
+    assert tagged["complete"] and tagged["dropped"] == 0 and tagged["tags_ok"]
+    assert tagged["tagged_with"] == tagged["delivered"] // 2 and tagged["tagged_without"] == 0
+    summary = (results / "summary.md").read_text()
+    assert "| 20 SCRAM logins at once: event-loop lag p99 <= 10 ms |" in summary
+    assert "| fan-out CPU per delivery with account-tag within 10% of without (20 members) |" in (
+        summary
+    )
+
+
 def test_summary_and_plots(results: Path) -> None:
     summary = (results / "summary.md").read_text()
     assert "## Targets (greenchat)" in summary

@@ -175,3 +175,119 @@ def test_fanout_benchmark_against_a_baseline_revision(tmp_path: Path) -> None:
     assert base["revision"] == "HEAD" and base["name"].startswith("greenchat@")
     assert str(temp) in data["server"]["command"]  # it ran from the exported tree
     assert list(temp.iterdir()) == []
+
+
+def test_account_tag_fanout_counts_every_tag(tmp_path: Path) -> None:
+    """--accounts --with-caps account-tag: the senders register and log in (SCRAM), a fleet
+    without and one with account-tag, repetitions interleaved; every delivery arrives and
+    carries @account= exactly in the fleet that asked for it."""
+    result, data = run_fanout(tmp_path, "--messages", "20", "--repeat", "2", "--accounts",
+                              "--with-caps", "account-tag")  # fmt: skip
+    assert data["parameters"]["accounts"] == "senders"
+    assert data["parameters"]["with_caps"] == "account-tag"
+    assert [(r["series"], r["run"]) for r in data["runs"]] == [
+        ("without", 1), ("with", 1), ("without", 2), ("with", 2)
+    ]  # fmt: skip
+    for run in data["runs"]:
+        assert run["complete"] and run["delivered"] == run["expected"] == 2 * 20 * 19
+        assert run["tagged"] == (run["delivered"] if run["series"] == "with" else 0)
+    tags = data["account_tags"]
+    assert tags["ok"] and tags["with"]["tagged"] == tags["with"]["delivered"] == 2 * 2 * 20 * 19
+    assert tags["without"]["tagged"] == 0
+    ratio = data["with_vs_without"]
+    with_, without = (data["median"][s]["server_us_per_delivery"] for s in ("with", "without"))
+    assert ratio["server_us_per_delivery"] == pytest.approx(with_ / without)
+    assert ratio["target_max"] == 1.1 and len(ratio["paired"]) == 2
+    assert "2 accounts of with registered" in result.stdout
+    assert "20 clients joined #fan-cp (with account-tag)" in result.stdout
+    assert "account tags: without 0 of 1,520 lines, with 1,520 of 1,520 lines" in result.stdout
+
+
+def test_receive_counts_a_tag_across_any_read_boundary() -> None:
+    """Client.receive(target, also) counts the PRIVMSGs and the lines with the tag once
+    each, however the stream is cut into reads."""
+    rng = random.Random(14)
+    for _ in range(30):
+        lines = [(b"@account=a1 " if rng.random() < 0.5 else b"")
+                 + b":a1!a1@127.0.0.1 PRIVMSG #fan-cp :" + b"x" * rng.choice((1, 60, 300))
+                 for _ in range(rng.randrange(1, 150))]  # fmt: skip
+        stream = b"".join(line + b"\r\n" for line in lines)
+        ours, theirs = socket.socketpair()
+        client = loadgen.Client(ours, "a0")
+
+        def write(stream: bytes = stream, theirs: socket.socket = theirs) -> None:
+            pos = 0
+            while pos < len(stream):
+                step = rng.choice((1, 8, 9, 10, 64, 5000))
+                theirs.sendall(stream[pos : pos + step])
+                pos += step
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            client.receive(len(lines), b"@account=")
+            assert client.count == len(lines)
+            assert client.tagged == sum(line.startswith(b"@account=") for line in lines)
+        finally:
+            writer.join(10)
+            ours.close()
+            theirs.close()
+
+
+def test_histogram_delta_from_two_scrapes() -> None:
+    """scrape.py reads a histogram and a labelled counter from Prometheus text, and the
+    delta's quantile bound is the bucket the quantile falls under."""
+    import scrape
+
+    def body(counts: tuple[int, ...], total: float, ok: int) -> bytes:
+        bounds = ("0.001", "0.005", "0.01", "+Inf")
+        pairs = zip(bounds, counts, strict=True)
+        rows = [f'lag_seconds_bucket{{le="{b}"}} {float(c)}' for b, c in pairs]
+        rows += [f"lag_seconds_sum {total}", f"lag_seconds_count {float(counts[-1])}",
+                 f'logins_total{{result="ok"}} {float(ok)}', "# HELP x y"]  # fmt: skip
+        return "\n".join(rows).encode()
+
+    before = scrape.samples(body((5, 5, 5, 5), 0.002, 1))
+    after = scrape.samples(body((5, 105, 106, 107), 0.5, 301))
+    assert scrape.sample(after, "logins_total", result="ok") == 301.0
+    delta = scrape.histogram(after, "lag_seconds").minus(scrape.histogram(before, "lag_seconds"))
+    assert delta.count == 102 and delta.sum == pytest.approx(0.498)
+    assert delta.counts() == {"0.001": 0, "0.005": 100, "0.01": 1, "+Inf": 1}
+    assert delta.quantile_bound(0.5) == 0.005 and delta.quantile_bound(0.99) == 0.01
+    assert delta.quantile_bound(1.0) == float("inf")
+
+
+def test_logins_workload_smoke(tmp_path: Path) -> None:
+    """bench.py's logins workload, tiny: 20 accounts made through the server, then 20
+    SCRAM logins at once (and again 5 at a time) while 3 chatters and a PING prober
+    run; no failure, every latency field there, and the target row in summary.md (the
+    threaded baseline skips)."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--workloads",
+           "logins", "--servers", "greenchat,threaded", "--out", str(out),
+           "--no-plots"]  # fmt: skip
+    done = run_bounded(cmd, timeout=40)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads((out / "logins.json").read_text())
+    assert "SASL" in data["servers"]["threaded"]["cases"]["N=20"]["skipped"]
+    entry = data["servers"]["greenchat"]["cases"]["N=20"]
+    assert entry["params"]["db"] is True and entry["params"]["metrics"] is True
+    result = entry["result"]
+    assert result["failures"] == 0 and result["complete"] and not result.get("errors")
+    # One storm all at once and one with at most 5 in flight: 20 logins each.
+    assert result["logins_counted"] == result["logins_expected"] == 40
+    assert [r["concurrency"] for r in result["runs"]] == [0, 5]
+    assert result["bounded_concurrency"] == 5 and result["bounded_login_p99_ms"] > 0
+    assert result["chat_lost"] == result["pings_lost"] == 0
+    assert result["scram_iterations"] == [4096] and result["register_s"] > 0
+    assert 0 < result["login_p50_ms"] <= result["login_p99_ms"] <= result["login_max_ms"]
+    assert result["storm_s"] > 0 and result["server_ms_per_login"] > 0
+    for key in ("ping_storm_p99_ms", "ping_quiet_p99_ms", "chat_storm_p99_ms",
+                "chat_quiet_p99_ms"):  # fmt: skip
+        assert result[key] > 0, key
+    # The lag probe fires every 0.5 s: a tiny storm may see no sample, but the fields exist.
+    assert {"lag_p99_ms", "lag_samples", "lag_buckets"} <= set(result)
+    row = result["runs"][0]
+    assert row["logins"] == 20 and row["failed"] == 0 and row["ping_samples"] > 0
+    summary = (out / "summary.md").read_text()
+    assert "| 20 SCRAM logins at once: event-loop lag p99 <= 10 ms |" in summary
