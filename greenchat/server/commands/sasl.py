@@ -70,7 +70,7 @@ class SaslAttempt:
 def authenticate(server: ChatServer, conn: Session, msg: Message) -> None:
     param = msg.params[0]
     if param == "*":
-        conn.sasl = None
+        _end(conn)
         conn.numeric(ERR_SASLABORTED, "SASL authentication aborted")
     elif not conn.has_cap("sasl"):
         conn.numeric(ERR_SASLFAIL, "SASL authentication failed: enable the sasl capability first")
@@ -83,7 +83,7 @@ def authenticate(server: ChatServer, conn: Session, msg: Message) -> None:
 def abort_sasl(conn: Session) -> None:
     """Registration is completing mid-login (CAP END): the login ends, 906."""
     if conn.sasl is not None:
-        conn.sasl = None
+        _end(conn)
         conn.numeric(ERR_SASLABORTED, "SASL authentication aborted")
 
 
@@ -112,7 +112,7 @@ def _continue(server: ChatServer, conn: Session, attempt: SaslAttempt, param: st
         else:
             _scram(server, conn, attempt, message)
     except TooLong:
-        conn.sasl = None
+        _end(conn)
         conn.numeric(ERR_SASLTOOLONG, "SASL message too long")
     except BadMessage as exc:
         _fail(conn, f"SASL authentication failed: {exc}")
@@ -196,12 +196,20 @@ def _send(server: ChatServer, conn: Session, message: bytes) -> None:
         conn.send(Message("AUTHENTICATE", (piece,)))
 
 
+def _end(conn: Session) -> None:
+    """The login is over. scramp's server holds our auth_fn, which holds the attempt:
+    dropping it frees both at once, not at the cycle collector's next pass."""
+    if conn.sasl is not None:
+        conn.sasl.scram = None
+        conn.sasl = None
+
+
 def _succeed(server: ChatServer, conn: Session, account: str) -> None:
-    conn.sasl = None
+    _end(conn)
     log_in(server, conn, account)
     conn.numeric(RPL_SASLSUCCESS, "SASL authentication successful")
 
 
 def _fail(conn: Session, text: str) -> None:
-    conn.sasl = None
+    _end(conn)
     conn.numeric(ERR_SASLFAIL, text)
