@@ -54,10 +54,17 @@ def show_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+# Connections the kernel may hold before accept(): gevent's default, 128, overflows when
+# a thousand clients connect at once (a reconnect storm, a login storm), and each one
+# dropped retries only after a second. The kernel caps it at net.core.somaxconn.
+BACKLOG = 4096
+
+
 class Listener(StreamServer):
     """A StreamServer that pauses (and says so once) while descriptors run out."""
 
     def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("backlog", BACKLOG)
         super().__init__(*args, **kwargs)
         self.exhausted = False
         self._pause = MIN_PAUSE
