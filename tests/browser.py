@@ -124,12 +124,24 @@ class Browser:
 
     # -- doing things --------------------------------------------------------------------
 
-    def login(self, url: str, nick: str, channel: str | None = None) -> None:
-        """Open the page, pick ``nick`` (and a channel), and wait to be in."""
+    def login(
+        self,
+        url: str,
+        nick: str,
+        channel: str | None = None,
+        password: str = "",
+        create: bool = False,
+    ) -> None:
+        """Open the page, pick ``nick`` (a channel, a password to log in with, or to
+        create the account with), and wait to be in."""
         self.driver.get(url)
         nick_box = self.element("nick")
         nick_box.clear()
         nick_box.send_keys(nick)
+        if password:
+            self.element("password").send_keys(password)
+        if create:
+            self.element("create").click()
         if channel is not None:
             channel_box = self.element("channel")
             channel_box.clear()

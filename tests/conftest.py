@@ -9,6 +9,7 @@ import pytest
 from serve_process import ServeProcess
 from transcript import IrcClient, ServerThread
 
+from greenchat.client import IrcClient as LibraryClient
 from greenchat.server.config import ServerConfig
 
 # Fails the run if a process the tests started outlives it (tests/process_guard.py).
@@ -49,6 +50,22 @@ def connect(server):
 
     yield make
     for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def clients():
+    """Factory: greenchat's own client library (``greenchat.client.IrcClient``) to a
+    port; closed after the test."""
+    made: list[LibraryClient] = []
+
+    def make(port: int, nick: str, **options) -> LibraryClient:
+        client = LibraryClient("127.0.0.1", port, nick, **options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
         client.close()
 
 

@@ -326,16 +326,17 @@ class ChatServer:
         cfg = self.config
         if len(self.sessions) >= cfg.max_clients:
             return "Server full"
-        if cfg.max_per_ip and self.per_ip[ip] >= cfg.max_per_ip and not self._exempted(ip):
+        if (
+            cfg.max_per_ip
+            and self.per_ip[ip] >= cfg.max_per_ip
+            and not self.exempt_from_address_limits(ip)
+        ):
             return "Too many connections from your address"
         return None
 
     def exempt_from_address_limits(self, ip: str) -> bool:
         """Whether ``ip`` is in max-per-ip-exempt (loopback by default): no limit per
         address applies to it (connections, failed logins)."""
-        return self._exempted(ip)
-
-    def _exempted(self, ip: str) -> bool:
         try:
             address = ipaddress.ip_address(ip.removeprefix("::ffff:"))
         except ValueError:

@@ -21,26 +21,11 @@ from greenchat.client import (
     ClientError,
     Disconnected,
     GaveUp,
-    IrcClient,
     JoinError,
     MessageEvent,
     Reconnecting,
     Registered,
 )
-
-
-@pytest.fixture
-def clients():
-    made: list[IrcClient] = []
-
-    def make(port: int, nick: str, **options) -> IrcClient:
-        client = IrcClient("127.0.0.1", port, nick, **options)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
 
 
 def test_registers_with_the_caps_it_wants(server, clients):

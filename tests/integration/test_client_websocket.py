@@ -35,20 +35,6 @@ def web_port(server) -> int:
     return server.server.web_address[1]
 
 
-@pytest.fixture
-def clients():
-    made: list[IrcClient] = []
-
-    def make(port: int, nick: str, **options) -> IrcClient:
-        client = IrcClient("127.0.0.1", port, nick, **options)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
 def privmsg_from(nick: str, text: str) -> Callable[[Message], bool]:
     return lambda m: (
         m.command == "PRIVMSG" and m.source.startswith(f"{nick}!") and m.params[-1] == text
