@@ -173,6 +173,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     monkey.patch_all()
     import gevent
 
+    from greenchat.server.collector import settle_after_start
     from greenchat.server.listener import ListenError
     from greenchat.server.server import ChatServer
     from greenchat.store.base import StoreError
@@ -190,6 +191,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     except ListenError as exc:
         print(f"greenchat-serve: {exc}", file=sys.stderr)
         return 1
+    settle_after_start()  # the garbage collector's pauses, short from here on
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, gevent.spawn, server.stop)
     gevent.signal_handler(signal.SIGHUP, gevent.spawn, _reload, server, args)

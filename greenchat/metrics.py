@@ -191,6 +191,12 @@ class Collector(_Collector):
             "Account store calls that failed underneath (I/O error, disk full)",
             value=self.server.storage.failures if self.server.storage else 0,
         )
+        yield CounterMetricFamily(
+            "greenchat_registration_waits",
+            "Turns of registering connections that waited for a later pass of the event "
+            "loop (--registration-slice)",
+            value=self.server.registration_lane.waits,
+        )
         yield _by_label(
             "greenchat_disconnects",
             "Connections ended, by reason",
@@ -201,7 +207,7 @@ class Collector(_Collector):
             "greenchat_registration_seconds", "Seconds from connect to the welcome (001)"
         )
         yield metrics.loop_lag.family(
-            "greenchat_event_loop_lag_seconds", "How late a 0.5 s timer fires on the event loop"
+            "greenchat_event_loop_lag_seconds", "How late a 0.1 s timer fires on the event loop"
         )
         yield hub.fanout_sizes.family(
             "greenchat_fanout_recipients", "Recipients of one fanned-out line"
@@ -248,6 +254,7 @@ METRIC_NAMES = (
     "greenchat_excess_floods_total",
     "greenchat_logins_total",
     "greenchat_store_failures_total",
+    "greenchat_registration_waits_total",
     "greenchat_disconnects_total",
     "greenchat_registration_seconds",
     "greenchat_event_loop_lag_seconds",

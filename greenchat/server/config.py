@@ -69,6 +69,10 @@ class ServerConfig:
     ping_interval: float = 90.0
     ping_timeout: float = 60.0
     registration_timeout: float = 60.0
+    # Seconds of each event-loop pass that connections still registering (or
+    # logging in) may take; the rest wait for a later pass (lane.py), so a storm
+    # of a thousand logins cannot stall registered users' chat. 0: no limit.
+    registration_slice: float = 0.001
     nick_grace: float = 30.0  # seconds to log in to the account a nick is registered as
     # How long a closing connection may take to flush its last lines.
     close_grace: float = 2.0
@@ -193,6 +197,10 @@ OPTIONS: tuple[Option, ...] = (
            minimum=1, maximum=86_400),
     Option("registration-timeout", "float", "seconds a connection may take to register "
            "(NICK/USER/CAP END)", metavar="SECONDS", minimum=1, maximum=86_400),
+    Option("registration-slice", "float", "seconds of each pass of the event loop that "
+           "connections still registering or logging in may take; the others wait for a "
+           "later pass, so a storm of connections cannot stall chat (0: no limit)",
+           metavar="SECONDS", minimum=0, maximum=1, restart=True),
     Option("tcp-nodelay", "bool", "send each flush at once (TCP_NODELAY) instead of letting "
            "the kernel merge small writes behind unacknowledged data (Nagle): lower latency "
            "on slow links, about twice the CPU per delivery at steady rates"),

@@ -17,6 +17,10 @@ from typing import Any
 __all__ = ["SendQueue"]
 
 
+def _ignore(*_: object) -> None:
+    """A detached queue's callbacks."""
+
+
 class SendQueue:
     __slots__ = (
         "_chunks",
@@ -77,6 +81,18 @@ class SendQueue:
         self.closed = True
         if self._chunks:
             self._wake(self._owner)
+
+    def detach(self) -> None:
+        """Drop the callbacks into the owner, once it is finished with the queue.
+
+        They point back at the session that owns the queue, so without this every
+        departed session would be a reference cycle, freed only by the garbage
+        collector, whose full collections stop the event loop (issue 14's login
+        storm). Afterwards the queue takes nothing and wakes nobody.
+        """
+        self.closed = True
+        self._wake = self._on_overflow = _ignore
+        self._owner = None
 
     def unshift(self, data: bytes) -> None:
         """Put unsent ``data`` back in front of anything queued since :meth:`take`."""

@@ -39,6 +39,7 @@ from greenchat.server.events import KINDS
 from greenchat.server.flusher import Flusher
 from greenchat.server.hub import Hub
 from greenchat.server.labeled import LabeledReply
+from greenchat.server.lane import RegistrationLane
 from greenchat.server.listener import (
     Listener,
     TlsHandshakeError,
@@ -106,6 +107,8 @@ class ChatServer:
         self.hub.observe(self.channel_registry.on_event)
         self.sessions: set[Session] = set()  # the local ones, each with its user in the hub
         self.flusher = Flusher()
+        # Work for connections still registering takes turns here (lane.py).
+        self.registration_lane = RegistrationLane(self.config.registration_slice)
         self.supported_caps = dict(SUPPORTED_CAPS)
         if self.config.verify_command is not None:  # new accounts need an e-mail address and VERIFY
             self.supported_caps[ACCOUNT_REGISTRATION] += ",email-required"
@@ -292,6 +295,9 @@ class ChatServer:
     def serve_transport(self, transport: Transport, address: tuple) -> None:
         """A session over ``transport`` (TCP, TLS, or a WebSocket past its handshake,
         web.py), once admitted; returns when it ends."""
+        # Setting a session up is a turn of registration work too: a thousand
+        # accepted at once would otherwise be set up in one pass of the loop.
+        self.registration_lane.take_turn()
         if self.config.tcp_nodelay:
             transport.set_nodelay()
         refusal = self._admit(address[0])
@@ -309,6 +315,7 @@ class ChatServer:
         """``handle`` behind a TLS handshake (bounded in time); for both TLS listeners."""
 
         def handle_tls(sock: socket.socket, address: tuple) -> None:
+            self.registration_lane.take_turn()  # a handshake costs a millisecond or two
             try:
                 tls = tls_handshake(self.tls_context, sock, self.config.tls_handshake_timeout)
             except TlsHandshakeError as exc:
@@ -396,7 +403,7 @@ class ChatServer:
 
     # -- keepalive -----------------------------------------------------------
 
-    def _measure_loop_lag(self, period: float = 0.5) -> None:
+    def _measure_loop_lag(self, period: float = 0.1) -> None:
         """How late a timer fires: the time every greenlet waits for the loop."""
         while True:
             start = time.monotonic()

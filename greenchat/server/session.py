@@ -242,6 +242,7 @@ class Session:
         framer = transport.reader(self.sendq.put)  # replies (a WebSocket's Pong) go as they are
         recv = transport.recv
         recvq = self.server.config.recvq
+        lane = self.server.registration_lane
         backlog: list = []  # lines read but not handled yet: flood control holds them
         wait = 0.0
         while self.close_reason is None:
@@ -249,6 +250,8 @@ class Session:
             if data is not None:
                 if not data:
                     return "Connection closed"
+                if not self.user.registered:  # a storm of them must not stall chat
+                    lane.take_turn()
                 self.last_active = time.monotonic()
                 self.ping_sent = False
                 try:
@@ -404,3 +407,12 @@ class Session:
             metrics.add_sent(self.sendq)  # its last lines
         user = self.user
         log.info("disconnect %s from %s:%s: %s", user.nick or "*", user.host, self.port, reason)
+        self._unlink()
+
+    def _unlink(self) -> None:
+        """Break the references back to this session (its user's, its queue's), so
+        reference counting frees it now. Left as cycles, a storm of departures
+        feeds the garbage collector tens of thousands of objects, and a full
+        collection stops the event loop for 100 ms or more."""
+        self.user.session = None
+        self.sendq.detach()

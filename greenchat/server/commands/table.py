@@ -114,4 +114,7 @@ def wait_for_store(conn: Session, call: str, *args: Any) -> Any:
     if storage is None:
         raise StoreUnavailable("the server has no storage open")
     with conn.uncaptured():
-        return storage.run(getattr(storage.store, call), *args)
+        result = storage.run(getattr(storage.store, call), *args)
+    if not conn.user.registered:  # a login while registering: its next step takes a turn
+        conn.server.registration_lane.take_turn()
+    return result
