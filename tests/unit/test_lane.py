@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 import gevent
+import gevent.event
 import pytest
 
 from greenchat.server.lane import RegistrationLane
@@ -25,17 +26,22 @@ def clock() -> Clock:
 
 
 def run_turns(lane: RegistrationLane, clock: Clock, count: int) -> list[tuple[int, int]]:
-    """``count`` greenlets, started together, each take a turn and work 1 ms; returns
-    (which, loop iteration) in the order the work ran."""
+    """``count`` greenlets, let go together (one Event: one callback wakes them all, in
+    one pass of the loop), each take a turn and work 1 ms; returns (which, loop
+    iteration) in the order the work ran."""
     loop = gevent.get_hub().loop
     done: list[tuple[int, int]] = []
+    go = gevent.event.Event()
 
     def work(which: int) -> None:
+        go.wait()
         lane.take_turn()
         done.append((which, loop.iteration))
         clock.now += 0.001
 
     greenlets = [gevent.spawn(work, which) for which in range(count)]
+    gevent.idle()  # every one of them has started and waits for the go
+    go.set()
     assert len(gevent.joinall(greenlets, timeout=10, raise_error=True)) == count
     return done
 
