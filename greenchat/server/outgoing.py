@@ -71,8 +71,9 @@ def new_msgid() -> str:
 
 def format_server_time(when: float) -> str:
     """IRCv3 server-time: ISO 8601 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z."""
-    seconds = int(when)
-    millis = int((when - seconds) * 1000)
+    # Whole milliseconds first: a time stored as ms / 1000 (history) is not exact in
+    # binary, and truncating its fraction could show it a millisecond early.
+    seconds, millis = divmod(round(when * 1000), 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 

@@ -37,6 +37,8 @@ from greenchat.server.commands.sasl import MECHANISMS
 from greenchat.server.config import OPTIONS, ConfigError, ServerConfig
 from greenchat.server.events import KINDS
 from greenchat.server.flusher import Flusher
+from greenchat.server.history import CAPABILITY as HISTORY_CAPABILITY
+from greenchat.server.history import HistoryRecorder
 from greenchat.server.hub import Hub
 from greenchat.server.labeled import LabeledReply
 from greenchat.server.lane import RegistrationLane
@@ -76,6 +78,7 @@ SUPPORTED_CAPS = {
     "echo-message": "",
     "extended-join": "",
     "extended-monitor": "",
+    HISTORY_CAPABILITY: "",
     "invite-notify": "",
     "labeled-response": "",
     "message-tags": "",
@@ -105,6 +108,9 @@ class ChatServer:
         # ChanServ's channels: restored by start(), their changes saved as they happen.
         self.channel_registry = ChannelRegistry(self.hub)
         self.hub.observe(self.channel_registry.on_event)
+        # Every message, stored in batches off the loop (CHATHISTORY reads it back).
+        self.history = HistoryRecorder(self)
+        self.hub.observe(self.history.on_event)
         self.sessions: set[Session] = set()  # the local ones, each with its user in the hub
         self.flusher = Flusher()
         # Work for connections still registering takes turns here (lane.py).
@@ -202,6 +208,7 @@ class ChatServer:
             self.storage.close()
             self.storage = None
             raise
+        self.history.start()
         self._keepalive = gevent.spawn(self._keepalive_loop)
         self._lag_probe = gevent.spawn(self._measure_loop_lag)
         # Worded unlike the "listening on" line cli.py prints on stdout: in a
@@ -283,6 +290,7 @@ class ChatServer:
             self.metrics_listener.stop()
         if self.storage is not None:  # after the sessions: none of them still waits on it
             self.channel_registry.close()  # what registered channels have not saved yet
+            self.history.close()  # every message accepted is stored before the exit
             self.storage.close()
         self._stopped.set()
         log.info("stopped")

@@ -24,6 +24,7 @@ from greenchat.protocol.numerics import (
     RPL_WELCOME,
     RPL_YOURHOST,
 )
+from greenchat.server.history import isupport_tokens as history_tokens
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
@@ -48,7 +49,7 @@ _TOKENS_PER_LINE = 12
 def isupport_tokens(server: ChatServer) -> list[str]:
     """The 005 tokens: each one describes something this server really does."""
     cfg = server.config
-    return [
+    tokens = [
         f"AWAYLEN={cfg.awaylen}",
         f"CASEMAPPING={CASEMAPPING}",
         f"CHANLIMIT={CHANNEL_PREFIXES}:{cfg.max_channels}",
@@ -68,7 +69,9 @@ def isupport_tokens(server: ChatServer) -> list[str]:
         f"TOPICLEN={cfg.topiclen}",
         "UTF8ONLY",
         "WHOX",
+        *history_tokens(),
     ]
+    return sorted(tokens)
 
 
 def send_welcome(server: ChatServer, conn: Session) -> None:

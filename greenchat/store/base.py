@@ -8,15 +8,20 @@ server's nicks and channels); records keep the name as first registered.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = [
+    "PRIVATE_PREFIX",
     "Account",
     "AccountExists",
     "AccountStore",
     "ChannelExists",
     "Credentials",
+    "HistoryBound",
+    "HistoryItem",
+    "HistoryStore",
     "RegisteredChannel",
     "StoreError",
     "StoreUnavailable",
@@ -80,6 +85,74 @@ class RegisteredChannel:
     limit: int = 0  # +l; 0 for none
     bans: tuple[tuple[str, str, float], ...] = ()  # (mask, set by, when)
     access: dict[str, str] = field(default_factory=dict)  # account name -> modes, "o" or "v"
+
+
+# A private conversation's key (HistoryItem.target): this prefix, then its two
+# parties, sorted, with a space between; a party is "a:<account>" or "n:<nick>",
+# casefolded (server/history.py). Channels are keyed by their casefolded name.
+PRIVATE_PREFIX = "dm:"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One stored line of a conversation: a message, or a change played back with
+    ``draft/event-playback`` (JOIN, PART, QUIT, NICK, TOPIC, MODE, KICK).
+
+    ``target`` is the conversation's key (the server's: a channel's casefolded
+    name, or the two parties of a private conversation); ``params`` are the
+    line's parameters after its command, as sent; ``seq`` is the store's total
+    order, given when the item is appended (0 before).
+    """
+
+    target: str
+    msgid: str
+    time: float  # unix time: the server-time recipients saw
+    command: str  # PRIVMSG, NOTICE, TAGMSG, JOIN, ...
+    source: str  # nick!user@host
+    account: str  # the sender's account; '' when not logged in
+    params: tuple[str, ...]
+    tags: str = ""  # the sender's client-only tags, escaped
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBound:
+    """One end of a history query, exclusive: a stored message (by msgid) or a time."""
+
+    msgid: str = ""
+    time: float = 0.0
+
+
+class HistoryStore(Protocol):
+    """Stored conversations. Every call may raise StoreUnavailable."""
+
+    def append_history(self, items: Sequence[HistoryItem]) -> None:
+        """Store ``items`` in order, in one transaction (a batch of the writer)."""
+
+    def history(
+        self,
+        target: str,
+        after: HistoryBound | None,
+        before: HistoryBound | None,
+        limit: int,
+        latest: bool,
+    ) -> list[HistoryItem]:
+        """Up to ``limit`` items of ``target`` strictly between the bounds (None: no
+        bound), in ascending order: the latest of them when ``latest``, else the
+        earliest. A bound naming a msgid ``target`` does not have matches nothing."""
+
+    def history_targets(
+        self, targets: Sequence[str], since: float, until: float, limit: int
+    ) -> list[tuple[str, float]]:
+        """Which of ``targets`` have items with times in [since, until], and the
+        latest such time of each, earliest first, at most ``limit``."""
+
+    def conversations_of(self, party: str) -> list[str]:
+        """The private conversations' keys that ``party`` is one of the two of."""
+
+    def expire_history(self, older_than: float, keep_per_target: int, batch: int) -> int:
+        """Delete at most ``batch`` items that are older than ``older_than`` or beyond
+        the newest ``keep_per_target`` of their target (0: no such limit); how many."""
 
 
 class AccountStore(Protocol):

@@ -1,4 +1,5 @@
-"""Accounts and registered channels in SQLite (the stdlib ``sqlite3``): the default store.
+"""Accounts, registered channels and history in SQLite (the stdlib ``sqlite3``): the
+default store.
 
 The only module with SQL in it. One connection, used by one thread at a time
 (the server's storage thread, ``greenchat.server.storage``); every call is one
@@ -26,22 +27,31 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from greenchat.protocol.casemap import casefold
 from greenchat.store.base import (
+    PRIVATE_PREFIX,
     Account,
     AccountExists,
     ChannelExists,
     Credentials,
+    HistoryBound,
+    HistoryItem,
     RegisteredChannel,
     StoreError,
     StoreUnavailable,
 )
 
-__all__ = ["BUSY_TIMEOUT", "MEMORY", "MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
+__all__ = [
+    "BUSY_TIMEOUT",
+    "MEMORY",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SqliteStore",
+]
 
 MEMORY = ":memory:"
 # How long a statement waits for another process's lock before giving up: at open
@@ -139,11 +149,42 @@ def _v2_settings_and_access_rows(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE channels DROP COLUMN access")
 
 
+def _v3_history(db: sqlite3.Connection) -> None:
+    """Stored conversations (CHATHISTORY): one row per line, ``seq`` their total
+    order; msgids and times are looked up by target through indexes. The parties
+    of each private conversation, to list a user's (TARGETS)."""
+    db.execute(
+        """CREATE TABLE history (
+            seq INTEGER PRIMARY KEY,
+            target TEXT NOT NULL,
+            msgid TEXT NOT NULL,
+            time REAL NOT NULL,
+            command TEXT NOT NULL,
+            source TEXT NOT NULL,
+            account TEXT NOT NULL,
+            params TEXT NOT NULL,
+            tags TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX history_by_target ON history (target, seq)")
+    db.execute("CREATE INDEX history_by_msgid ON history (target, msgid)")
+    db.execute("CREATE INDEX history_by_time ON history (target, time)")
+    db.execute("CREATE INDEX history_by_age ON history (time)")
+    db.execute(
+        """CREATE TABLE private_parties (
+            party TEXT NOT NULL,
+            target TEXT NOT NULL,
+            PRIMARY KEY (party, target)
+        ) WITHOUT ROWID"""
+    )
+
+
 # Step N brings a database from user_version N-1 to N. Append; never change one
 # that has shipped (files out there are at its version already).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_accounts_certfps_channels,
     _v2_settings_and_access_rows,
+    _v3_history,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -537,6 +578,106 @@ class SqliteStore:
         ).fetchall()
         return dict(rows)
 
+    # -- history -----------------------------------------------------------------------
+
+    def append_history(self, items: Sequence[HistoryItem]) -> None:
+        rows = [
+            (i.target, i.msgid, i.time, i.command, i.source, i.account, json.dumps(i.params),
+             i.tags)
+            for i in items
+        ]  # fmt: skip
+        parties = {
+            (party, item.target)
+            for item in items
+            if item.target.startswith(PRIVATE_PREFIX)
+            for party in item.target[len(PRIVATE_PREFIX) :].split(" ")
+        }
+        with self._transaction(write=True) as db:
+            db.executemany(
+                "INSERT INTO history (target, msgid, time, command, source, account, params,"
+                " tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO private_parties (party, target) VALUES (?, ?)", parties
+            )
+
+    def history(
+        self,
+        target: str,
+        after: HistoryBound | None,
+        before: HistoryBound | None,
+        limit: int,
+        latest: bool,
+    ) -> list[HistoryItem]:
+        where, args = ["target = ?"], [target]
+        for bound, op in ((after, ">"), (before, "<")):
+            if bound is None:
+                continue
+            if bound.msgid:  # a msgid the target lacks: NULL, and nothing compares true
+                where.append(f"seq {op} (SELECT seq FROM history WHERE target = ? AND msgid = ?)")
+                args += [target, bound.msgid]
+            else:
+                where.append(f"time {op} ?")
+                args.append(bound.time)
+        order = "DESC" if latest else "ASC"
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                f"SELECT * FROM history WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        items = [_history_item(row) for row in rows]
+        return items[::-1] if latest else items
+
+    def history_targets(
+        self, targets: Sequence[str], since: float, until: float, limit: int
+    ) -> list[tuple[str, float]]:
+        found = []
+        with self._transaction(write=False) as db:
+            for target in targets:
+                row = db.execute(
+                    "SELECT MAX(time) FROM history WHERE target = ? AND time >= ? AND time <= ?",
+                    (target, since, until),
+                ).fetchone()
+                if row[0] is not None:
+                    found.append((target, row[0]))
+        found.sort(key=lambda pair: pair[1])
+        return found[:limit]
+
+    def conversations_of(self, party: str) -> list[str]:
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT target FROM private_parties WHERE party = ?", (party,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def expire_history(self, older_than: float, keep_per_target: int, batch: int) -> int:
+        with self._transaction(write=True) as db:
+            gone = db.execute(
+                "DELETE FROM history WHERE seq IN"
+                " (SELECT seq FROM history WHERE time < ? ORDER BY time LIMIT ?)",
+                (older_than, batch),
+            ).rowcount
+            if keep_per_target and gone < batch:
+                gone += self._trim_targets(db, keep_per_target, batch - gone)
+        return gone
+
+    def _trim_targets(self, db: sqlite3.Connection, keep: int, batch: int) -> int:
+        """Delete, up to ``batch``, the items beyond the newest ``keep`` of each target."""
+        gone = 0
+        over = db.execute(
+            "SELECT target, COUNT(*) FROM history GROUP BY target HAVING COUNT(*) > ?", (keep,)
+        ).fetchall()
+        for target, count in over:
+            if gone >= batch:
+                break
+            gone += db.execute(
+                "DELETE FROM history WHERE seq IN (SELECT seq FROM history WHERE target = ?"
+                " ORDER BY seq LIMIT ?)",
+                (target, min(count - keep, batch - gone)),
+            ).rowcount
+        return gone
+
     # -- life ------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -548,6 +689,20 @@ class SqliteStore:
         with suppress(sqlite3.Error):
             db.execute("PRAGMA optimize")
         db.close()
+
+
+def _history_item(row: sqlite3.Row) -> HistoryItem:
+    return HistoryItem(
+        target=row["target"],
+        msgid=row["msgid"],
+        time=row["time"],
+        command=row["command"],
+        source=row["source"],
+        account=row["account"],
+        params=tuple(json.loads(row["params"])),
+        tags=row["tags"],
+        seq=row["seq"],
+    )
 
 
 def _has_account(db: sqlite3.Connection, key: str) -> bool:

@@ -66,3 +66,6 @@ def test_add_tags_to_lines_with_and_without_tags():
 
 def test_server_time_format():
     assert format_server_time(0.5) == "1970-01-01T00:00:00.500Z"
+    # A time stored as whole milliseconds / 1000 (history) shows those milliseconds,
+    # though 1764633284.958 is 1764633284.9579999 in binary.
+    assert format_server_time(1764633284958 / 1000) == "2025-12-01T23:54:44.958Z"

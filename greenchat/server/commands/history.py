@@ -1,0 +1,215 @@
+"""CHATHISTORY (IRCv3 draft/chathistory): LATEST, BEFORE, AFTER, AROUND, BETWEEN, TARGETS.
+
+Replies come in a ``chathistory`` batch (``draft/chathistory-targets`` for
+TARGETS) when the client has ``batch``, an empty one when there is nothing, in
+ascending order; each line carries its stored time and msgid as the client's
+capabilities ask (server-time, message-tags, account-tag). Errors are the
+spec's FAIL codes. Channel history goes only to the channel's members, a
+private conversation's only to its two parties (server/history.py keys it).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from typing import TYPE_CHECKING
+
+from greenchat.protocol.casemap import casefold
+from greenchat.protocol.message import Message
+from greenchat.server.commands.table import command
+from greenchat.server.history import MAX_LIMIT, party_of, private_key
+from greenchat.server.labeled import new_batch_id
+from greenchat.server.outgoing import (
+    ACCOUNT_TAG,
+    MESSAGE_TAGS,
+    SERVER_TIME,
+    Relay,
+    add_tags,
+    format_server_time,
+)
+from greenchat.store.base import PRIVATE_PREFIX, HistoryBound, HistoryItem, StoreUnavailable
+
+if TYPE_CHECKING:
+    from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
+
+__all__ = ["conversation_key", "parse_timestamp"]
+
+SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS")
+_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?Z$")
+# The variant bits a history line may use: no extended-join, and no WebSocket
+# framing (the session's line writer frames what is enqueued).
+_TAG_BITS = SERVER_TIME | MESSAGE_TAGS | ACCOUNT_TAG
+
+
+class _Refused(Exception):
+    """A FAIL reply: its code and parameters after ``CHATHISTORY``."""
+
+    def __init__(self, *params: str) -> None:
+        super().__init__(params[-1])
+        self.params = params
+
+
+def parse_timestamp(text: str) -> float | None:
+    """``YYYY-MM-DDThh:mm:ss.sssZ`` as unix time, or None."""
+    found = _TIMESTAMP.match(text)
+    if found is None:
+        return None
+    try:
+        parsed = time.strptime(found[1], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+    fraction = float("0." + found[2]) if found[2] else 0.0
+    return calendar.timegm(parsed) + fraction
+
+
+def _bound(sub: str, text: str) -> HistoryBound:
+    kind, _, value = text.partition("=")
+    if kind == "msgid" and value:
+        return HistoryBound(msgid=value)
+    if kind == "timestamp" and (when := parse_timestamp(value)) is not None:
+        return HistoryBound(time=when)
+    raise _Refused("INVALID_PARAMS", sub, f"Invalid message reference: {text}")
+
+
+def _limit(sub: str, text: str) -> int:
+    """0 and anything over the maximum mean the maximum (as Ergo does)."""
+    if not text.isdigit():
+        raise _Refused("INVALID_PARAMS", sub, f"Invalid limit: {text}")
+    value = int(text)
+    return MAX_LIMIT if value == 0 or value > MAX_LIMIT else value
+
+
+@command("CHATHISTORY", min_params=1, yields=True)
+def chathistory(server: ChatServer, conn: Session, msg: Message) -> None:
+    sub = msg.params[0].upper()
+    try:
+        if sub not in SUBCOMMANDS:
+            raise _Refused("INVALID_PARAMS", msg.params[0], "Unknown subcommand")
+        needed = 4 if sub == "BETWEEN" else 3  # after the subcommand
+        if len(msg.params) - 1 < needed:
+            raise _Refused("NEED_MORE_PARAMS", sub, "Not enough parameters")
+        if sub == "TARGETS":
+            _targets(server, conn, sub, msg.params[1:4])
+        else:
+            _messages(server, conn, sub, msg.params[1:])
+    except _Refused as refused:
+        _fail(server, conn, *refused.params)
+    except StoreUnavailable:
+        target = msg.params[1] if len(msg.params) > 1 else "*"
+        _fail(server, conn, "MESSAGE_ERROR", sub, target,
+              "History is unavailable for the moment; try again later")  # fmt: skip
+
+
+def _fail(server: ChatServer, conn: Session, *params: str) -> None:
+    """``FAIL CHATHISTORY <code> <context...> :<text>``; what the client sent is echoed
+    only where it can stand as a word, else as '*'."""
+    words = tuple(p if _is_word(p) else "*" for p in params[:-1])
+    conn.send(Message("FAIL", ("CHATHISTORY", *words, params[-1]), server.config.name))
+
+
+def _is_word(text: str) -> bool:
+    return bool(text) and not text.startswith(":") and not any(c in text for c in " \r\n\0")
+
+
+def conversation_key(server: ChatServer, conn: Session, sub: str, target: str) -> str:
+    """The stored conversation ``target`` names for this client; _Refused when it may
+    not read it (a channel it is not in)."""
+    hub = server.hub
+    key = casefold(target)
+    channel = hub.channels.get(key)
+    if channel is not None:
+        if conn.user not in channel.members:
+            raise _Refused("INVALID_TARGET", sub, target, "You are not on that channel")
+        return key
+    if target[:1] in "#&":
+        raise _Refused("INVALID_TARGET", sub, target, "No such channel")
+    accounts = server.registered_nicks
+    mine = party_of(conn.user, conn.user.nick, accounts)
+    return private_key(mine, party_of(hub.nicks.get(key), target, accounts))
+
+
+def _messages(server: ChatServer, conn: Session, sub: str, params: list[str]) -> None:
+    target = params[0]
+    key = conversation_key(server, conn, sub, target)
+    read = server.history.read
+    if sub == "BETWEEN":
+        first, second = _bound(sub, params[1]), _bound(sub, params[2])
+        limit = _limit(sub, params[3])
+        items = read("history", key, first, second, limit, False)
+        if not items:  # the references in reverse order: counted back from the first
+            items = read("history", key, second, first, limit, True)
+    else:
+        limit = _limit(sub, params[2])
+        if sub == "LATEST":
+            after = None if params[1] == "*" else _bound(sub, params[1])
+            items = read("history", key, after, None, limit, True)
+        elif sub == "BEFORE":
+            items = read("history", key, None, _bound(sub, params[1]), limit, True)
+        elif sub == "AFTER":
+            items = read("history", key, _bound(sub, params[1]), None, limit, False)
+        else:
+            items = _around(read, key, _bound(sub, params[1]), limit)
+    _send_batch(server, conn, "chathistory", target, [_line(conn, i) for i in items])
+
+
+def _around(read, key: str, ref: HistoryBound, limit: int) -> list[HistoryItem]:
+    """Half the limit before the reference, the rest from it on: a msgid's own line
+    is the first of the second half (also when it is the first line of all)."""
+    before = read("history", key, None, ref, limit // 2, True)
+    start = HistoryBound(msgid=before[-1].msgid) if before else None
+    if start is None and not ref.msgid:
+        start = ref  # a time before everything: what follows it
+    after = read("history", key, start, None, limit - len(before), False)
+    return before + after
+
+
+def _line(conn: Session, item: HistoryItem) -> bytes:
+    relay = Relay(
+        item.source, item.command, item.params, trailing=item.command != "TAGMSG",
+        client_tags=item.tags, when=item.time, msgid=item.msgid, account=item.account,
+    )  # fmt: skip
+    return relay.bytes_for(conn.user.variant & _TAG_BITS)
+
+
+def _targets(server: ChatServer, conn: Session, sub: str, params: list[str]) -> None:
+    since, until = (_bound(sub, p) for p in params[:2])
+    if since.msgid or until.msgid:
+        raise _Refused("INVALID_PARAMS", sub, "TARGETS takes timestamps")
+    limit = _limit(sub, params[2])
+    low, high = sorted((since.time, until.time))
+    channels = {key: channel.name for key, channel in conn.user.channels.items()}
+    accounts = server.registered_nicks
+    mine = party_of(conn.user, conn.user.nick, accounts)
+    private = {k: _other_party(k, mine) for k in server.history.read("conversations_of", mine)}
+    found = server.history.read("history_targets", [*channels, *private], low, high, limit)
+    name = server.config.name
+    lines = [
+        f":{name} CHATHISTORY TARGETS {channels.get(key) or private[key]} "
+        f"timestamp={format_server_time(when)}\r\n".encode()
+        for key, when in found
+    ]
+    _send_batch(server, conn, "draft/chathistory-targets", None, lines)
+
+
+def _other_party(key: str, mine: str) -> str:
+    one, other = key[len(PRIVATE_PREFIX) :].split(" ")
+    return (other if one == mine else one)[2:]
+
+
+def _send_batch(
+    server: ChatServer, conn: Session, kind: str, target: str | None, lines: list[bytes]
+) -> None:
+    if not conn.has_cap("batch"):
+        for line in lines:
+            conn.enqueue(line)
+        return
+    ref = new_batch_id()
+    name = server.config.name
+    opened = f":{name} BATCH +{ref} {kind}" + (f" {target}" if target else "")
+    conn.enqueue(f"{opened}\r\n".encode())
+    tag = f"batch={ref}".encode()
+    for line in lines:
+        conn.enqueue(add_tags(line, tag))
+    conn.enqueue(f":{name} BATCH -{ref}\r\n".encode())

@@ -1,0 +1,179 @@
+"""History: every message stored off the event loop, in batches (issue 15).
+
+:class:`HistoryRecorder` is an observer of the hub (events.py). For a PRIVMSG,
+NOTICE or TAGMSG it notes, at once and without yielding, what the store needs:
+the conversation's key, and the sender's prefix and account as they are now. A
+writer greenlet hands everything noted so far to the storage thread as one
+transaction (storage.py) and, while that write runs, the next batch gathers. So
+an idle server writes each message at once, a busy one a few large batches a
+second, and the fan-out pays one append per message, never per recipient.
+
+A read (CHATHISTORY) takes what is still waiting with it: on the one storage
+thread that batch is written first, then the query runs, so a client always
+finds what it was just sent. While the store fails, at most
+:data:`MAX_PENDING` items wait in memory; past that the oldest are dropped, and
+counted.
+
+Conversations are keyed by the server: a channel by its casefolded name; two
+users by both parties (:func:`private_key`), each their account when logged in,
+else their nick, so a conversation follows its parties across nicks and sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from gevent.event import Event as Flag
+
+from greenchat.protocol.casemap import casefold
+from greenchat.server.events import Event, Messaged
+from greenchat.store.base import PRIVATE_PREFIX, HistoryItem, StoreUnavailable
+
+if TYPE_CHECKING:
+    from greenchat.server.server import ChatServer
+    from greenchat.server.user import User
+
+__all__ = [
+    "CAPABILITY",
+    "MAX_LIMIT",
+    "MAX_PENDING",
+    "HistoryRecorder",
+    "isupport_tokens",
+    "party_of",
+    "private_key",
+]
+
+log = logging.getLogger("greenchat.history")
+
+CAPABILITY = "draft/chathistory"
+MAX_LIMIT = 100  # ISUPPORT CHATHISTORY: most lines one CHATHISTORY command returns
+MAX_PENDING = 100_000  # items held while the store fails; then the oldest go
+RETRY_AFTER = 1.0  # seconds between attempts while the store fails
+
+
+def isupport_tokens() -> list[str]:
+    return [f"CHATHISTORY={MAX_LIMIT}", "MSGREFTYPES=msgid,timestamp"]
+
+
+def party_of(user: User | None, nick: str, accounts: set[str]) -> str:
+    """One side of a private conversation: ``a:<account>`` for a logged-in user (or an
+    absent nick that is an account's name), else ``n:<nick>``, casefolded."""
+    if user is not None:
+        return "a:" + casefold(user.account) if user.account else "n:" + casefold(user.nick)
+    key = casefold(nick)
+    return ("a:" if key in accounts else "n:") + key
+
+
+def private_key(one: str, other: str) -> str:
+    return PRIVATE_PREFIX + " ".join(sorted((one, other)))
+
+
+class HistoryRecorder:
+    """Notes every message the hub applies; writes them in batches; reads with them."""
+
+    def __init__(self, server: ChatServer) -> None:
+        self.server = server
+        self.pending: list[HistoryItem] = []
+        self.dropped = 0  # items dropped while the store failed (a metric)
+        self._wake = Flag()
+        self._writer: gevent.Greenlet | None = None
+
+    # -- noting (in the hub's observer call: never yields) ----------------------------
+
+    def on_event(self, event: Event) -> None:
+        if type(event) is Messaged:
+            self._messaged(event)
+
+    def _messaged(self, event: Messaged) -> None:
+        hub = self.server.hub
+        sender = hub.nicks.get(casefold(event.source))
+        if sender is None:
+            return
+        target = casefold(event.target)
+        if target not in hub.channels:
+            accounts = self.server.registered_nicks
+            recipient = hub.nicks.get(target)
+            target = private_key(
+                party_of(sender, event.source, accounts),
+                party_of(recipient, event.target, accounts),
+            )
+        params = (event.target,) if event.verb == "TAGMSG" else (event.target, event.text)
+        when = round(event.time * 1000) / 1000  # what server-time showed: milliseconds
+        item = HistoryItem(
+            target, event.msgid, when, event.verb, sender.prefix, sender.account,
+            params, event.tags,
+        )  # fmt: skip
+        self._note([item])
+
+    def _note(self, items: list[HistoryItem]) -> None:
+        pending = self.pending
+        was_empty = not pending
+        pending += items
+        if len(pending) > MAX_PENDING:
+            excess = len(pending) - MAX_PENDING
+            del pending[:excess]
+            self.dropped += excess
+        if was_empty:
+            self._wake.set()
+
+    def _put_back(self, batch: list[HistoryItem]) -> None:
+        """A batch the store could not take goes in front of what came since."""
+        self.pending, newer = [], self.pending
+        self._note(batch + newer)
+
+    # -- writing ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._writer = gevent.spawn(self._write_loop)
+
+    def _write_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self.pending and not self._write_pending():
+                gevent.sleep(RETRY_AFTER)
+                self._wake.set()
+
+    def _write_pending(self) -> bool:
+        """Write what is waiting, in one transaction; False if the store failed."""
+        storage = self.server.storage
+        batch, self.pending = self.pending, []
+        try:
+            storage.run(storage.store.append_history, batch)
+        except StoreUnavailable:  # logged once by storage.py, counted there
+            self._put_back(batch)
+            return False
+        return True
+
+    def read(self, method: str, *args: Any) -> Any:
+        """``store.<method>(*args)`` after what is still waiting has been written, both
+        on the storage thread; blocks the calling greenlet. StoreUnavailable if either
+        fails (the waiting items are kept then)."""
+        storage = self.server.storage
+        if storage is None:
+            raise StoreUnavailable("the server has no storage open")
+        store = storage.store
+        batch, self.pending = self.pending, []
+
+        def write_then_read() -> Any:
+            if batch:
+                store.append_history(batch)
+            return getattr(store, method)(*args)
+
+        try:
+            return storage.run(write_then_read)
+        except StoreUnavailable:
+            self._put_back(batch)
+            raise
+
+    def close(self) -> None:
+        """Write everything still waiting (the server is stopping), then stop."""
+        if self._writer is not None:
+            self._writer.kill()
+            self._writer = None
+        if self.pending and self.server.storage is not None:
+            left = len(self.pending)
+            if not self._write_pending():
+                log.error("history: %d messages could not be stored before stopping", left)

@@ -1,0 +1,154 @@
+"""The HistoryStore contract (greenchat/store/base.py), run against every implementation,
+as tests/contract/test_account_store.py does for accounts: appending in batches, the
+total order, both kinds of bound, latest and earliest pages, targets, expiry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_account_store import FACTORIES, Factory
+
+from greenchat.store.base import HistoryBound, HistoryItem, HistoryStore, StoreUnavailable
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def factory(request, tmp_path: Path) -> Factory:
+    return FACTORIES[request.param](tmp_path)
+
+
+@pytest.fixture
+def store(factory: Factory):
+    opened = factory.open()
+    yield opened
+    opened.close()
+
+
+def item(n: int, target: str = "#room", when: float | None = None, **fields) -> HistoryItem:
+    values = {
+        "target": target,
+        "msgid": f"m{n}",
+        "time": 1000.0 + n if when is None else when,
+        "command": "PRIVMSG",
+        "source": "alice!a@host",
+        "account": "alice",
+        "params": (target, f"line {n}"),
+    }
+    return HistoryItem(**(values | fields))
+
+
+def texts(items: list[HistoryItem]) -> list[str]:
+    return [i.params[-1] for i in items]
+
+
+def fill(store: HistoryStore, count: int, target: str = "#room") -> None:
+    store.append_history([item(n, target) for n in range(count)])
+
+
+def test_items_come_back_as_appended_with_a_rising_seq(store):
+    first = item(1, tags="+draft/react=x", params=("#room", "hello :) there"))
+    store.append_history([first, item(2, command="NOTICE", account="")])
+    got = store.history("#room", None, None, 10, latest=True)
+    assert [i.msgid for i in got] == ["m1", "m2"]
+    assert got[0].params == ("#room", "hello :) there") and got[0].tags == "+draft/react=x"
+    assert got[1].command == "NOTICE" and got[1].account == ""
+    assert 0 < got[0].seq < got[1].seq
+    assert store.history("#other", None, None, 10, latest=True) == []
+
+
+def test_latest_and_earliest_pages_are_ascending(store):
+    fill(store, 10)
+    assert texts(store.history("#room", None, None, 3, latest=True)) == [
+        "line 7", "line 8", "line 9"
+    ]  # fmt: skip
+    assert texts(store.history("#room", None, None, 3, latest=False)) == [
+        "line 0", "line 1", "line 2"
+    ]  # fmt: skip
+
+
+def test_msgid_bounds_are_exclusive_and_page_without_gaps_or_repeats(store):
+    fill(store, 25)
+    seen: list[str] = []
+    before = None
+    while page := store.history("#room", None, before, 7, latest=True):
+        seen = texts(page) + seen
+        before = HistoryBound(msgid=page[0].msgid)
+    assert seen == [f"line {n}" for n in range(25)]
+    between = store.history("#room", HistoryBound(msgid="m3"), HistoryBound(msgid="m7"), 10, False)
+    assert texts(between) == ["line 4", "line 5", "line 6"]
+
+
+def test_time_bounds_are_exclusive(store):
+    fill(store, 10)  # times 1000 ... 1009
+    got = store.history("#room", HistoryBound(time=1002.0), HistoryBound(time=1005.0), 10, False)
+    assert texts(got) == ["line 3", "line 4"]
+
+
+def test_same_time_lines_keep_their_order(store):
+    store.append_history([item(n, when=5000.0) for n in range(5)])
+    assert texts(store.history("#room", None, None, 10, latest=False)) == [
+        f"line {n}" for n in range(5)
+    ]
+
+
+def test_a_msgid_the_target_lacks_matches_nothing(store):
+    fill(store, 5)
+    fill(store, 5, target="#other")
+    assert store.history("#room", HistoryBound(msgid="nope"), None, 10, False) == []
+    # a msgid of another target is no bound here
+    store.append_history([item(99, target="#other")])
+    assert store.history("#room", None, HistoryBound(msgid="m99"), 10, True) == []
+
+
+def test_targets_with_lines_in_a_window(store):
+    store.append_history([item(1, "#a", when=10.0), item(2, "#b", when=20.0)])
+    store.append_history([item(3, "#a", when=30.0), item(4, "#c", when=40.0)])
+    assert store.history_targets(["#a", "#b", "#c", "#d"], 0.0, 35.0, 10) == [
+        ("#b", 20.0), ("#a", 30.0)
+    ]  # fmt: skip
+    assert store.history_targets(["#a", "#b", "#c"], 0.0, 100.0, 2) == [
+        ("#b", 20.0), ("#a", 30.0)
+    ]  # fmt: skip
+
+
+def test_private_conversations_are_found_by_either_party(store):
+    store.append_history([item(1, "dm:a:alice a:bob"), item(2, "dm:a:bob n:carol")])
+    assert sorted(store.conversations_of("a:bob")) == ["dm:a:alice a:bob", "dm:a:bob n:carol"]
+    assert store.conversations_of("a:alice") == ["dm:a:alice a:bob"]
+    assert store.conversations_of("n:dave") == []
+
+
+def test_expiry_by_age_and_per_target_in_batches(store):
+    store.append_history([item(n, "#old", when=float(n)) for n in range(10)])
+    store.append_history([item(100 + n, "#big", when=1000.0 + n) for n in range(10)])
+    assert store.expire_history(5.0, 0, batch=3) == 3  # a batch at a time
+    assert store.expire_history(5.0, 0, batch=100) == 2
+    assert texts(store.history("#old", None, None, 100, False))[0] == "line 5"
+    assert store.expire_history(0.0, 4, batch=100) == 6 + 1  # #big down to 4, #old to 4
+    assert len(store.history("#big", None, None, 100, False)) == 4
+    assert texts(store.history("#big", None, None, 100, False))[0] == "line 106"
+    assert store.expire_history(0.0, 4, batch=100) == 0
+
+
+def test_history_survives_a_reopen(factory):
+    if factory.reopen is None:
+        pytest.skip("nothing survives a close")
+    store = factory.open()
+    fill(store, 3)
+    store.close()
+    again = factory.reopen()
+    try:
+        assert texts(again.history("#room", None, None, 10, False)) == [
+            "line 0", "line 1", "line 2"
+        ]  # fmt: skip
+    finally:
+        again.close()
+
+
+def test_a_closed_store_is_unavailable(factory):
+    store = factory.open()
+    store.close()
+    with pytest.raises(StoreUnavailable):
+        store.append_history([item(1)])
+    with pytest.raises(StoreUnavailable):
+        store.history("#room", None, None, 10, True)

@@ -1,0 +1,187 @@
+"""CHATHISTORY over real sockets (IRCv3 draft/chathistory): every subcommand, the
+batches, who may read what, pagination without gaps or repeats, and the spec's edge
+cases: an unknown msgid, a future time, limits of 0 and over the maximum, BETWEEN
+reversed, AROUND the first line, a target the asker may not see."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from greenchat.server.history import MAX_LIMIT
+
+CAPS = "batch server-time message-tags draft/chathistory"
+
+
+@pytest.fixture
+def room(make_server, connect):
+    """alice and bob in #h (flood control off), alice's client, bob's client."""
+    server = make_server(flood_rate=0)
+    alice = connect(port=server.port).register_with_caps("alice", CAPS)
+    bob = connect(port=server.port).register_with_caps("bob", CAPS)
+    alice.join("#h")
+    bob.join("#h")
+    return server, alice, bob
+
+
+def say(client, target: str, count: int, start: int = 0) -> None:
+    client.send(*(f"PRIVMSG {target} :line {n}" for n in range(start, start + count)))
+    client.sync()
+
+
+def batch(client, command: str) -> list[str]:
+    """Send ``command``; the lines of the chathistory batch it gets back."""
+    client.send(command)
+    opened = client.expect(r"BATCH \+(\S+) (chathistory|draft/chathistory-targets)")
+    ref, lines = opened[1], []
+    while (line := client.read_line()) is not None:
+        if re.search(rf" BATCH -{re.escape(ref)}$", line):
+            return lines
+        assert f"batch={ref}" in line, line
+        lines.append(line)
+    raise AssertionError("the batch never closed")
+
+
+def texts(lines: list[str]) -> list[str]:
+    return [line.rsplit(" :", 1)[1] for line in lines]
+
+
+def msgid(line: str) -> str:
+    return re.search(r"msgid=([^; ]+)", line)[1]
+
+
+def test_advertised(room):
+    _, alice, _ = room
+    alice.send("CAP LS 302")
+    alice.expect(r"CAP alice LS .*draft/chathistory")
+    alice.send("VERSION")
+    alice.expect(rf"005 alice .*CHATHISTORY={MAX_LIMIT} ")
+    alice.expect(r"005 alice .*MSGREFTYPES=msgid,timestamp ")
+
+
+def test_latest_gives_the_last_lines_ascending_with_time_and_msgid(room):
+    _, alice, bob = room
+    say(alice, "#h", 5)
+    lines = batch(bob, "CHATHISTORY LATEST #h * 3")
+    assert texts(lines) == ["line 2", "line 3", "line 4"]
+    for line in lines:
+        assert re.match(r"@\S*time=\d{4}-\d\d-\d\dT[\d:.]+Z", line), line
+        assert ":alice!" in line and " PRIVMSG #h :" in line
+    assert len({msgid(line) for line in lines}) == 3
+
+
+def test_paging_back_by_msgid_neither_skips_nor_repeats(room):
+    _, alice, bob = room
+    say(alice, "#h", 25)
+    seen: list[str] = []
+    ref = "*"
+    while True:
+        command = "LATEST #h *" if ref == "*" else f"BEFORE #h msgid={ref}"
+        lines = batch(bob, f"CHATHISTORY {command} 7")
+        if not lines:
+            break
+        seen = texts(lines) + seen
+        ref = msgid(lines[0])
+    assert seen == [f"line {n}" for n in range(25)]
+
+
+def test_after_and_between_both_ways(room):
+    _, alice, bob = room
+    say(alice, "#h", 10)
+    every = batch(bob, "CHATHISTORY LATEST #h * 10")
+    ids = [msgid(line) for line in every]
+    assert texts(batch(bob, f"CHATHISTORY AFTER #h msgid={ids[6]} 10")) == [
+        "line 7", "line 8", "line 9"
+    ]  # fmt: skip
+    forward = batch(bob, f"CHATHISTORY BETWEEN #h msgid={ids[1]} msgid={ids[8]} 3")
+    assert texts(forward) == ["line 2", "line 3", "line 4"]
+    reverse = batch(bob, f"CHATHISTORY BETWEEN #h msgid={ids[8]} msgid={ids[1]} 3")
+    assert texts(reverse) == ["line 5", "line 6", "line 7"]  # counted back from the first
+
+
+def test_around_the_first_line_and_in_the_middle(room):
+    _, alice, bob = room
+    say(alice, "#h", 10)
+    ids = [msgid(line) for line in batch(bob, "CHATHISTORY LATEST #h * 10")]
+    assert texts(batch(bob, f"CHATHISTORY AROUND #h msgid={ids[0]} 4")) == [
+        "line 0", "line 1", "line 2", "line 3"
+    ]  # fmt: skip
+    assert texts(batch(bob, f"CHATHISTORY AROUND #h msgid={ids[5]} 4")) == [
+        "line 3", "line 4", "line 5", "line 6"
+    ]  # fmt: skip
+
+
+def test_timestamps_in_the_future_and_far_past(room):
+    _, alice, bob = room
+    say(alice, "#h", 3)
+    future = "timestamp=2999-01-01T00:00:00.000Z"
+    assert texts(batch(bob, f"CHATHISTORY BEFORE #h {future} 10")) == [
+        "line 0", "line 1", "line 2"
+    ]  # fmt: skip
+    assert batch(bob, f"CHATHISTORY AFTER #h {future} 10") == []
+    past = "timestamp=2000-01-01T00:00:00.000Z"
+    assert texts(batch(bob, f"CHATHISTORY AFTER #h {past} 2")) == ["line 0", "line 1"]
+
+
+def test_limits_of_zero_and_over_the_maximum_mean_the_maximum(room):
+    _, alice, bob = room
+    say(alice, "#h", MAX_LIMIT + 5)
+    assert len(batch(bob, "CHATHISTORY LATEST #h * 0")) == MAX_LIMIT
+    over = batch(bob, f"CHATHISTORY LATEST #h * {MAX_LIMIT * 10}")
+    assert texts(over)[-1] == f"line {MAX_LIMIT + 4}" and len(over) == MAX_LIMIT
+
+
+def test_an_unknown_msgid_gives_an_empty_batch(room):
+    _, alice, bob = room
+    say(alice, "#h", 3)
+    assert batch(bob, "CHATHISTORY BEFORE #h msgid=nosuchid 10") == []
+
+
+def test_bad_requests_get_fail(room, connect):
+    server, _, bob = room
+    bob.send("CHATHISTORY SIDEWAYS #h * 10")
+    bob.expect(r"FAIL CHATHISTORY INVALID_PARAMS SIDEWAYS :")
+    bob.send("CHATHISTORY BEFORE #h yesterday 10")
+    bob.expect(r"FAIL CHATHISTORY INVALID_PARAMS BEFORE :Invalid message reference")
+    bob.send("CHATHISTORY LATEST #h * many")
+    bob.expect(r"FAIL CHATHISTORY INVALID_PARAMS LATEST :Invalid limit")
+    bob.send("CHATHISTORY BETWEEN #h *")
+    bob.expect(r"FAIL CHATHISTORY NEED_MORE_PARAMS BETWEEN :")
+    outsider = connect(port=server.port).register_with_caps("eve", CAPS)
+    outsider.send("CHATHISTORY LATEST #h * 10")
+    outsider.expect(r"FAIL CHATHISTORY INVALID_TARGET LATEST #h :")
+    outsider.send("CHATHISTORY LATEST #nowhere * 10")
+    outsider.expect(r"FAIL CHATHISTORY INVALID_TARGET LATEST #nowhere :")
+
+
+def test_a_private_conversation_is_its_two_parties_only(room, connect):
+    server, alice, bob = room
+    say(alice, "bob", 2)
+    bob.send("PRIVMSG alice :reply")
+    bob.sync()
+    assert texts(batch(alice, "CHATHISTORY LATEST bob * 10")) == ["line 0", "line 1", "reply"]
+    assert texts(batch(bob, "CHATHISTORY LATEST alice * 10")) == ["line 0", "line 1", "reply"]
+    eve = connect(port=server.port).register_with_caps("eve", CAPS)
+    assert batch(eve, "CHATHISTORY LATEST alice * 10") == []
+    assert batch(eve, "CHATHISTORY LATEST bob * 10") == []
+
+
+def test_targets_lists_channels_and_conversations_with_their_last_time(room):
+    _, alice, bob = room
+    say(alice, "#h", 1)
+    say(alice, "bob", 1)
+    lines = batch(bob, "CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z "
+                       "timestamp=2999-01-01T00:00:00.000Z 10")  # fmt: skip
+    found = [re.search(r"CHATHISTORY TARGETS (\S+) timestamp=\S+Z$", line)[1] for line in lines]
+    assert found == ["#h", "alice"]
+
+
+def test_without_batch_the_lines_come_plain(room, connect):
+    server, alice, _ = room
+    say(alice, "#h", 2)
+    plain = connect(port=server.port).register_with_caps("plain", "draft/chathistory")
+    plain.join("#h")
+    plain.send("CHATHISTORY LATEST #h * 10")
+    plain.expect(r"^:alice!\S+ PRIVMSG #h :line 0$")
+    plain.expect(r"^:alice!\S+ PRIVMSG #h :line 1$")
