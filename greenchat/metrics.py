@@ -191,6 +191,22 @@ class Collector(_Collector):
             "Account store calls that failed underneath (I/O error, disk full)",
             value=self.server.storage.failures if self.server.storage else 0,
         )
+        history = self.server.history
+        yield GaugeMetricFamily(
+            "greenchat_history_pending",
+            "Messages waiting to be stored (they pile up while the store fails)",
+            value=len(history.pending),
+        )
+        yield CounterMetricFamily(
+            "greenchat_history_dropped",
+            "Messages never stored: past the pending limit while the store failed",
+            value=history.dropped,
+        )
+        yield CounterMetricFamily(
+            "greenchat_history_expired",
+            "Stored messages deleted by retention (--history-max-age, --history-max-per-target)",
+            value=history.expired,
+        )
         yield CounterMetricFamily(
             "greenchat_registration_waits",
             "Turns of registering connections that waited for a later pass of the event "
@@ -254,6 +270,9 @@ METRIC_NAMES = (
     "greenchat_excess_floods_total",
     "greenchat_logins_total",
     "greenchat_store_failures_total",
+    "greenchat_history_pending",
+    "greenchat_history_dropped_total",
+    "greenchat_history_expired_total",
     "greenchat_registration_waits_total",
     "greenchat_disconnects_total",
     "greenchat_registration_seconds",

@@ -76,6 +76,14 @@ class ServerConfig:
     nick_grace: float = 30.0  # seconds to log in to the account a nick is registered as
     # How long a closing connection may take to flush its last lines.
     close_grace: float = 2.0
+    # History retention (server/history.py): older lines, and those beyond the newest
+    # N of a conversation, are deleted in the background (0: no such limit).
+    # Which channel history a member may read: all of it ("none"), or only what was
+    # said since they connected ("registration-time") or joined ("join-time").
+    history_query_cutoff: str = "none"
+    history_max_age: float = 7 * 86_400.0
+    history_max_per_target: int = 0
+    history_expire_every: float = 60.0  # seconds between expiry passes (tests shorten it)
     # Nagle's algorithm stays on by default, as in InspIRCd and ngIRCd: at a
     # steady message rate the kernel then merges a client's small writes that
     # follow unacknowledged data into one segment, which halves server CPU per
@@ -201,6 +209,16 @@ OPTIONS: tuple[Option, ...] = (
            "connections still registering or logging in may take; the others wait for a "
            "later pass, so a storm of connections cannot stall chat (0: no limit)",
            metavar="SECONDS", minimum=0, maximum=1, restart=True),
+    Option("history-query-cutoff", "choice", "which channel history a member may read with "
+           "CHATHISTORY: all of it (none), or only what was said since they connected "
+           "(registration-time) or joined the channel (join-time)",
+           choices=("none", "registration-time", "join-time")),
+    Option("history-max-age", "float", "seconds a stored message is kept for CHATHISTORY "
+           "(default 7 days; 0 keeps them all)", metavar="SECONDS", minimum=0,
+           maximum=100 * 365 * 86_400),
+    Option("history-max-per-target", "int", "most stored messages kept per channel or "
+           "private conversation, the oldest deleted first (0: no limit)", minimum=0,
+           maximum=1_000_000_000),
     Option("tcp-nodelay", "bool", "send each flush at once (TCP_NODELAY) instead of letting "
            "the kernel merge small writes behind unacknowledged data (Nagle): lower latency "
            "on slow links, about twice the CPU per delivery at steady rates"),

@@ -21,14 +21,17 @@ else their nick, so a conversation follows its parties across nicks and sessions
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event as Flag
 
 from greenchat.protocol.casemap import casefold
-from greenchat.server.events import Event, Messaged
+from greenchat.server.events import Event, Joined, Kicked, Messaged, Parted
 from greenchat.store.base import PRIVATE_PREFIX, HistoryItem, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -51,6 +54,7 @@ CAPABILITY = "draft/chathistory"
 MAX_LIMIT = 100  # ISUPPORT CHATHISTORY: most lines one CHATHISTORY command returns
 MAX_PENDING = 100_000  # items held while the store fails; then the oldest go
 RETRY_AFTER = 1.0  # seconds between attempts while the store fails
+EXPIRE_BATCH = 1000  # lines deleted per transaction: expiry never holds the store long
 
 
 def isupport_tokens() -> list[str]:
@@ -70,6 +74,10 @@ def private_key(one: str, other: str) -> str:
     return PRIVATE_PREFIX + " ".join(sorted((one, other)))
 
 
+def _time_of(item: HistoryItem) -> float:
+    return item.time
+
+
 class HistoryRecorder:
     """Notes every message the hub applies; writes them in batches; reads with them."""
 
@@ -79,12 +87,38 @@ class HistoryRecorder:
         self.dropped = 0  # items dropped while the store failed (a metric)
         self._wake = Flag()
         self._writer: gevent.Greenlet | None = None
+        self._expirer: gevent.Greenlet | None = None
+        self.expired = 0  # lines deleted by retention (a metric)
+        # When each local member joined each channel (for --history-query-cutoff
+        # join-time); weak: a user that is gone takes its entries along.
+        self._joined: weakref.WeakKeyDictionary[User, dict[str, float]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- noting (in the hub's observer call: never yields) ----------------------------
 
     def on_event(self, event: Event) -> None:
-        if type(event) is Messaged:
+        kind = type(event)
+        if kind is Messaged:
             self._messaged(event)
+        elif kind is Joined:
+            user = self.server.hub.nicks.get(casefold(event.nick))
+            if user is not None:
+                self._joined.setdefault(user, {})[casefold(event.channel)] = event.time
+        elif kind is Parted or kind is Kicked:
+            nick = event.nick if kind is Parted else event.target
+            user = self.server.hub.nicks.get(casefold(nick))
+            if user is not None:
+                self._joined.get(user, {}).pop(casefold(event.channel), None)
+
+    def cutoff(self, user: User, channel_key: str) -> float:
+        """The oldest channel history ``user`` may read (--history-query-cutoff)."""
+        rule = self.server.config.history_query_cutoff
+        if rule == "registration-time":
+            return float(user.signon)
+        if rule == "join-time":
+            return self._joined.get(user, {}).get(channel_key, time.time())
+        return 0.0
 
     def _messaged(self, event: Messaged) -> None:
         hub = self.server.hub
@@ -119,14 +153,40 @@ class HistoryRecorder:
             self._wake.set()
 
     def _put_back(self, batch: list[HistoryItem]) -> None:
-        """A batch the store could not take goes in front of what came since."""
+        """A batch the store could not take goes back with what came since, in time
+        order (the writer's and a read's batches may fail in either order)."""
         self.pending, newer = [], self.pending
-        self._note(batch + newer)
+        self._note(sorted(batch + newer, key=_time_of))
 
     # -- writing ----------------------------------------------------------------------
 
     def start(self) -> None:
         self._writer = gevent.spawn(self._write_loop)
+        self._expirer = gevent.spawn(self._expire_loop)
+
+    # -- retention --------------------------------------------------------------------
+
+    def _expire_loop(self) -> None:
+        """Every ``history_expire_every`` seconds, delete what is past the limits, a
+        batch per store call (so logins and writes get the store in between), until
+        nothing more is due."""
+        while True:
+            gevent.sleep(self.server.config.history_expire_every)
+            with contextlib.suppress(StoreUnavailable):  # logged by storage.py; next pass
+                while self.expire_once() == EXPIRE_BATCH:
+                    gevent.sleep(0)
+
+    def expire_once(self) -> int:
+        """One batch of retention; how many lines went."""
+        cfg, storage = self.server.config, self.server.storage
+        if storage is None or not (cfg.history_max_age or cfg.history_max_per_target):
+            return 0
+        older_than = time.time() - cfg.history_max_age if cfg.history_max_age else 0.0
+        gone = storage.run(
+            storage.store.expire_history, older_than, cfg.history_max_per_target, EXPIRE_BATCH
+        )
+        self.expired += gone
+        return gone
 
     def _write_loop(self) -> None:
         while True:
@@ -170,9 +230,10 @@ class HistoryRecorder:
 
     def close(self) -> None:
         """Write everything still waiting (the server is stopping), then stop."""
-        if self._writer is not None:
-            self._writer.kill()
-            self._writer = None
+        for greenlet in (self._writer, self._expirer):
+            if greenlet is not None:
+                greenlet.kill()
+        self._writer = self._expirer = None
         if self.pending and self.server.storage is not None:
             left = len(self.pending)
             if not self._write_pending():

@@ -136,10 +136,12 @@ class HistoryStore(Protocol):
         before: HistoryBound | None,
         limit: int,
         latest: bool,
+        not_before: float = 0.0,
     ) -> list[HistoryItem]:
         """Up to ``limit`` items of ``target`` strictly between the bounds (None: no
-        bound), in ascending order: the latest of them when ``latest``, else the
-        earliest. A bound naming a msgid ``target`` does not have matches nothing."""
+        bound) and no older than ``not_before``, in ascending order: the latest of
+        them when ``latest``, else the earliest. A bound naming a msgid ``target``
+        does not have matches nothing."""
 
     def history_targets(
         self, targets: Sequence[str], since: float, until: float, limit: int

@@ -609,8 +609,12 @@ class SqliteStore:
         before: HistoryBound | None,
         limit: int,
         latest: bool,
+        not_before: float = 0.0,
     ) -> list[HistoryItem]:
         where, args = ["target = ?"], [target]
+        if not_before:
+            where.append("time >= ?")
+            args.append(not_before)
         for bound, op in ((after, ">"), (before, "<")):
             if bound is None:
                 continue

@@ -84,6 +84,14 @@ def test_time_bounds_are_exclusive(store):
     assert texts(got) == ["line 3", "line 4"]
 
 
+def test_not_before_cuts_older_lines_off(store):
+    fill(store, 10)  # times 1000 ... 1009
+    got = store.history("#room", None, None, 10, latest=False, not_before=1007.0)
+    assert texts(got) == ["line 7", "line 8", "line 9"]
+    older = store.history("#room", None, HistoryBound(msgid="m8"), 10, True, not_before=1007.0)
+    assert texts(older) == ["line 7"]
+
+
 def test_same_time_lines_keep_their_order(store):
     store.append_history([item(n, when=5000.0) for n in range(5)])
     assert texts(store.history("#room", None, None, 10, latest=False)) == [

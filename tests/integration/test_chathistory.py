@@ -6,6 +6,7 @@ reversed, AROUND the first line, a target the asker may not see."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -185,3 +186,61 @@ def test_without_batch_the_lines_come_plain(room, connect):
     plain.send("CHATHISTORY LATEST #h * 10")
     plain.expect(r"^:alice!\S+ PRIVMSG #h :line 0$")
     plain.expect(r"^:alice!\S+ PRIVMSG #h :line 1$")
+
+
+def wait_for_history(client, target: str, want: list[str], timeout: float = 10.0) -> None:
+    """CHATHISTORY LATEST until it shows ``want``: retention runs in the background."""
+    deadline = time.monotonic() + timeout
+    while (got := texts(batch(client, f"CHATHISTORY LATEST {target} * 100"))) != want:
+        assert time.monotonic() < deadline, f"history still {got}, not {want}"
+        client.sync()  # a round trip between tries, no sleep
+
+
+def test_retention_by_age_and_per_conversation(make_server, connect):
+    server = make_server(flood_rate=0, history_max_per_target=3, history_expire_every=0.05)
+    alice = connect(port=server.port).register_with_caps("alice", CAPS)
+    alice.join("#h")
+    say(alice, "#h", 8)
+    wait_for_history(alice, "#h", ["line 5", "line 6", "line 7"])
+    aged = make_server(flood_rate=0, history_max_age=0.2, history_expire_every=0.05)
+    bob = connect(port=aged.port).register_with_caps("bob", CAPS)
+    bob.join("#old")
+    say(bob, "#old", 3)
+    wait_for_history(bob, "#old", [])
+    assert aged.server.history.expired == 3
+
+
+def test_a_failing_store_loses_nothing_and_chathistory_says_so(room):
+    """Writes refused underneath (SQLite's query_only, as a read-only disk would): chat
+    goes on, CHATHISTORY answers MESSAGE_ERROR, and once the store recovers every
+    message is there, in order."""
+    server, alice, bob = room
+    storage = server.server.storage
+
+    def query_only(on: bool) -> None:
+        server.call(storage.run, storage.store._db.execute, f"PRAGMA query_only = {int(on)}")
+
+    query_only(True)
+    say(alice, "#h", 3)
+    bob.expect(r":alice!\S+ PRIVMSG #h :line 2$")  # chat goes on
+    bob.send("CHATHISTORY LATEST #h * 10")
+    bob.expect(r"FAIL CHATHISTORY MESSAGE_ERROR LATEST #h :History is unavailable")
+    assert server.call(lambda: storage.failures) >= 1
+    query_only(False)
+    assert texts(batch(bob, "CHATHISTORY LATEST #h * 10")) == ["line 0", "line 1", "line 2"]
+
+
+def test_join_time_cutoff_hides_what_was_said_before_joining(make_server, connect):
+    server = make_server(flood_rate=0, history_query_cutoff="join-time")
+    alice = connect(port=server.port).register_with_caps("alice", CAPS)
+    alice.join("#c")
+    say(alice, "#c", 2)
+    bob = connect(port=server.port).register_with_caps("bob", CAPS)
+    bob.join("#c")
+    say(alice, "#c", 1, start=2)
+    bob.expect(r"PRIVMSG #c :line 2$")
+    assert texts(batch(bob, "CHATHISTORY LATEST #c * 10")) == ["line 2"]
+    assert texts(batch(alice, "CHATHISTORY LATEST #c * 10")) == ["line 0", "line 1", "line 2"]
+    bob.send("PART #c")
+    bob.join("#c")  # a new join: a new cutoff
+    assert batch(bob, "CHATHISTORY LATEST #c * 10") == []

@@ -113,27 +113,31 @@ def _is_word(text: str) -> bool:
     return bool(text) and not text.startswith(":") and not any(c in text for c in " \r\n\0")
 
 
-def conversation_key(server: ChatServer, conn: Session, sub: str, target: str) -> str:
-    """The stored conversation ``target`` names for this client; _Refused when it may
-    not read it (a channel it is not in)."""
+def conversation_key(server: ChatServer, conn: Session, sub: str, target: str) -> tuple[str, float]:
+    """The stored conversation ``target`` names for this client and the oldest time it
+    may read there (--history-query-cutoff, for channels); _Refused when it may not
+    read it at all (a channel it is not in)."""
     hub = server.hub
     key = casefold(target)
     channel = hub.channels.get(key)
     if channel is not None:
         if conn.user not in channel.members:
             raise _Refused("INVALID_TARGET", sub, target, "You are not on that channel")
-        return key
+        return key, server.history.cutoff(conn.user, key)
     if target[:1] in "#&":
         raise _Refused("INVALID_TARGET", sub, target, "No such channel")
     accounts = server.registered_nicks
     mine = party_of(conn.user, conn.user.nick, accounts)
-    return private_key(mine, party_of(hub.nicks.get(key), target, accounts))
+    return private_key(mine, party_of(hub.nicks.get(key), target, accounts)), 0.0
 
 
 def _messages(server: ChatServer, conn: Session, sub: str, params: list[str]) -> None:
     target = params[0]
-    key = conversation_key(server, conn, sub, target)
-    read = server.history.read
+    key, not_before = conversation_key(server, conn, sub, target)
+
+    def read(method: str, *args: object) -> list[HistoryItem]:
+        return server.history.read(method, *args, not_before)
+
     if sub == "BETWEEN":
         first, second = _bound(sub, params[1]), _bound(sub, params[2])
         limit = _limit(sub, params[3])
