@@ -167,8 +167,13 @@ def test_commands_completion_history_and_unread_marks(open_browser, web, tcp):
     page.type("/join #side")
     page.wait(lambda: page.text("title") == "#side", "#side on screen")
     bob.send("PRIVMSG #lobby :anyone?")
-    lobby = page.wait(lambda: page.channel_button("#lobby"), "the #lobby button")
-    page.wait(lambda: "unread" in page.classes(lobby), "#lobby marked unread")
+
+    # Looked up afresh each time: the channel list is drawn again as lines arrive.
+    def lobby_unread() -> bool:
+        button = page.channel_button("#lobby")
+        return button is not None and "unread" in page.classes(button)
+
+    page.wait(lobby_unread, "#lobby marked unread")
 
     page.type("/topic Side talk")
     page.wait(lambda: page.text("topic") == "Side talk", "the new topic")
