@@ -80,6 +80,7 @@ class ServerConfig:
     # N of a conversation, are deleted in the background (0: no such limit).
     # Which channel history a member may read: all of it ("none"), or only what was
     # said since they connected ("registration-time") or joined ("join-time").
+    history: bool = True  # store messages for CHATHISTORY; False: none kept, cap not offered
     history_query_cutoff: str = "none"
     history_max_age: float = 7 * 86_400.0
     history_max_per_target: int = 0
@@ -209,6 +210,8 @@ OPTIONS: tuple[Option, ...] = (
            "connections still registering or logging in may take; the others wait for a "
            "later pass, so a storm of connections cannot stall chat (0: no limit)",
            metavar="SECONDS", minimum=0, maximum=1, restart=True),
+    Option("history", "bool", "store every message for CHATHISTORY (--no-history: none is "
+           "stored and draft/chathistory is not offered)", restart=True),
     Option("history-query-cutoff", "choice", "which channel history a member may read with "
            "CHATHISTORY: all of it (none), or only what was said since they connected "
            "(registration-time) or joined the channel (join-time)",

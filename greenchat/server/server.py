@@ -110,12 +110,15 @@ class ChatServer:
         self.hub.observe(self.channel_registry.on_event)
         # Every message, stored in batches off the loop (CHATHISTORY reads it back).
         self.history = HistoryRecorder(self)
-        self.hub.observe(self.history.on_event)
+        if self.config.history:
+            self.hub.observe(self.history.on_event)
         self.sessions: set[Session] = set()  # the local ones, each with its user in the hub
         self.flusher = Flusher()
         # Work for connections still registering takes turns here (lane.py).
         self.registration_lane = RegistrationLane(self.config.registration_slice)
         self.supported_caps = dict(SUPPORTED_CAPS)
+        if not self.config.history:
+            del self.supported_caps[HISTORY_CAPABILITY]
         if self.config.verify_command is not None:  # new accounts need an e-mail address and VERIFY
             self.supported_caps[ACCOUNT_REGISTRATION] += ",email-required"
         self.services = SERVICES  # NickServ...: casefolded nick -> Service
@@ -208,7 +211,8 @@ class ChatServer:
             self.storage.close()
             self.storage = None
             raise
-        self.history.start()
+        if self.config.history:
+            self.history.start()
         self._keepalive = gevent.spawn(self._keepalive_loop)
         self._lag_probe = gevent.spawn(self._measure_loop_lag)
         # Worded unlike the "listening on" line cli.py prints on stdout: in a

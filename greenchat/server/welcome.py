@@ -69,7 +69,7 @@ def isupport_tokens(server: ChatServer) -> list[str]:
         f"TOPICLEN={cfg.topiclen}",
         "UTF8ONLY",
         "WHOX",
-        *history_tokens(),
+        *(history_tokens() if cfg.history else ()),
     ]
     return sorted(tokens)
 

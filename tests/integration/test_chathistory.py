@@ -244,3 +244,20 @@ def test_join_time_cutoff_hides_what_was_said_before_joining(make_server, connec
     bob.send("PART #c")
     bob.join("#c")  # a new join: a new cutoff
     assert batch(bob, "CHATHISTORY LATEST #c * 10") == []
+
+
+def test_without_history_nothing_is_offered_or_kept(make_server, connect):
+    server = make_server(history=False)
+    alice = connect(port=server.port)
+    alice.send("CAP LS 302")
+    caps = alice.expect(r"CAP \* LS :(.*)$")[1]
+    assert "draft/chathistory" not in caps
+    alice.send("CAP END")
+    alice.register("alice")
+    alice.send("VERSION")
+    first = alice.expect(r" 005 alice .*CHANTYPES=\S+ (\S+)")  # where it would be
+    assert not first[1].startswith("CHATHISTORY")
+    alice.join("#h")
+    alice.send("PRIVMSG #h :not kept", "CHATHISTORY LATEST #h * 10")
+    alice.expect(r"FAIL CHATHISTORY MESSAGE_ERROR LATEST #h :This server keeps no history")
+    assert server.server.history.pending == []

@@ -109,7 +109,9 @@ def test_unregistered_client_times_out(make_server):
 
 def test_stalled_reader_is_dropped_and_others_get_every_line(make_server):
     """One member never reads while another pushes 20,000 lines at once."""
-    server = make_server(sendq=64 * 1024, flood_rate=0)
+    # A long close grace: the stalled socket is read only once the others have every
+    # line, and its ERROR must still be there to read then.
+    server = make_server(sendq=64 * 1024, flood_rate=0, close_grace=30.0)
     port = server.port
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -85,6 +85,9 @@ def _limit(sub: str, text: str) -> int:
 def chathistory(server: ChatServer, conn: Session, msg: Message) -> None:
     sub = msg.params[0].upper()
     try:
+        if not server.config.history:
+            target = msg.params[1] if len(msg.params) > 1 else "*"
+            raise _Refused("MESSAGE_ERROR", sub, target, "This server keeps no history")
         if sub not in SUBCOMMANDS:
             raise _Refused("INVALID_PARAMS", msg.params[0], "Unknown subcommand")
         needed = 4 if sub == "BETWEEN" else 3  # after the subcommand
