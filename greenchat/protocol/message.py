@@ -16,6 +16,7 @@ __all__ = [
     "Message",
     "clip_line",
     "escape_tag_value",
+    "middle_or_star",
     "parse",
     "parse_tags",
     "serialize",
@@ -85,6 +86,14 @@ def parse_tags(raw: str) -> dict[str, str]:
 
 def _forbidden(text: str) -> bool:
     return "\r" in text or "\n" in text or "\0" in text
+
+
+def middle_or_star(param: str) -> str:
+    """``param`` where it can stand as a middle parameter, else '*': for replies that
+    echo what a client sent (a nick, a channel, a subcommand) before their text."""
+    if not param or param[0] == ":" or " " in param or _forbidden(param):
+        return "*"
+    return param
 
 
 def parse(line: str) -> Message:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
 
-__all__ = ["LabeledReply", "new_batch_id", "send_labeled"]
+__all__ = ["LabeledReply", "new_batch_id", "send_batch", "send_labeled"]
 
 _batch_ids = itertools.count(1)
 
@@ -41,12 +41,22 @@ def send_labeled(server: ChatServer, conn: Session, label: str, lines: list[byte
         for line in lines:
             conn.enqueue(add_tags(line, tag))
     else:
-        ref = new_batch_id()
-        conn.enqueue(_batch_start(name, tag, ref))
-        batch_tag = f"batch={ref}".encode()
-        for line in lines:
-            conn.enqueue(add_tags(line, batch_tag))
-        conn.enqueue(f":{name} BATCH -{ref}\r\n".encode())
+        send_batch(conn, name, "labeled-response", lines, start_tags=tag)
+
+
+def send_batch(
+    conn: Session, server_name: str, kind: str, lines: list[bytes], *params: str,
+    start_tags: bytes = b"",
+) -> None:  # fmt: skip
+    """Queue ``lines`` in one batch of ``kind`` (``params`` after it on the opening
+    line, which also carries ``start_tags``): BATCH +ref, each line tagged, BATCH -ref."""
+    ref = new_batch_id()
+    opened = " ".join((f":{server_name} BATCH +{ref}", kind, *params)) + "\r\n"
+    conn.enqueue(add_tags(opened.encode(), start_tags) if start_tags else opened.encode())
+    tag = f"batch={ref}".encode()
+    for line in lines:
+        conn.enqueue(add_tags(line, tag))
+    conn.enqueue(f":{server_name} BATCH -{ref}\r\n".encode())
 
 
 def _label_tag(label: str) -> bytes:

@@ -32,7 +32,7 @@ import gevent
 
 from greenchat.protocol.caps import CapNegotiation
 from greenchat.protocol.framing import FramingError, LineTooLong
-from greenchat.protocol.message import InvalidMessage, Message, clip_line, parse
+from greenchat.protocol.message import InvalidMessage, Message, clip_line, middle_or_star, parse
 from greenchat.protocol.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
 from greenchat.protocol.websocket import BadLine, Closed
 from greenchat.server.flood import TokenBucket
@@ -64,10 +64,6 @@ def _line_bytes(item: bytes | LineTooLong | BadLine | Closed) -> int:
     if type(item) is bytes:
         return len(item)
     return item.length if isinstance(item, LineTooLong) else 0
-
-
-def _is_word(param: str) -> bool:
-    return bool(param) and " " not in param and not param.startswith(":")
 
 
 def _command_word(line: bytes) -> str:
@@ -202,7 +198,7 @@ class Session:
         try:
             data = Message(code, params, self.server.config.name).to_bytes(trailing)
         except InvalidMessage:
-            safe = tuple(p if _is_word(p) else "*" for p in params[:-1]) + params[-1:]
+            safe = tuple(map(middle_or_star, params[:-1])) + params[-1:]
             data = Message(code, safe, self.server.config.name).to_bytes(trailing)
         self.user.enqueue(clip_line(data))
 

@@ -191,6 +191,7 @@ def test_drop(founded, account, connect):
     founded.send("CS INFO #c")
     cs_reply(founded, "#c is not registered.")
     founded.send("PART #c")  # an ordinary channel again: it goes with its last member
+    founded.expect(r"^:alice!\S+ PART #c")  # gone before carol's JOIN is read
     carol.join("#c")
     assert names_of(carol, "#c") == "@carol"
 

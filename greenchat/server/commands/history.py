@@ -16,16 +16,15 @@ import time
 from typing import TYPE_CHECKING
 
 from greenchat.protocol.casemap import casefold
-from greenchat.protocol.message import Message
+from greenchat.protocol.message import Message, middle_or_star
 from greenchat.server.commands.table import command
 from greenchat.server.history import MAX_LIMIT, party_of, private_key
-from greenchat.server.labeled import new_batch_id
+from greenchat.server.labeled import send_batch
 from greenchat.server.outgoing import (
     ACCOUNT_TAG,
     MESSAGE_TAGS,
     SERVER_TIME,
     Relay,
-    add_tags,
     format_server_time,
 )
 from greenchat.store.base import PRIVATE_PREFIX, HistoryBound, HistoryItem, StoreUnavailable
@@ -108,12 +107,8 @@ def chathistory(server: ChatServer, conn: Session, msg: Message) -> None:
 def _fail(server: ChatServer, conn: Session, *params: str) -> None:
     """``FAIL CHATHISTORY <code> <context...> :<text>``; what the client sent is echoed
     only where it can stand as a word, else as '*'."""
-    words = tuple(p if _is_word(p) else "*" for p in params[:-1])
+    words = tuple(map(middle_or_star, params[:-1]))
     conn.send(Message("FAIL", ("CHATHISTORY", *words, params[-1]), server.config.name))
-
-
-def _is_word(text: str) -> bool:
-    return bool(text) and not text.startswith(":") and not any(c in text for c in " \r\n\0")
 
 
 def conversation_key(server: ChatServer, conn: Session, sub: str, target: str) -> tuple[str, float]:
@@ -212,11 +207,4 @@ def _send_batch(
         for line in lines:
             conn.enqueue(line)
         return
-    ref = new_batch_id()
-    name = server.config.name
-    opened = f":{name} BATCH +{ref} {kind}" + (f" {target}" if target else "")
-    conn.enqueue(f"{opened}\r\n".encode())
-    tag = f"batch={ref}".encode()
-    for line in lines:
-        conn.enqueue(add_tags(line, tag))
-    conn.enqueue(f":{name} BATCH -{ref}\r\n".encode())
+    send_batch(conn, server.config.name, kind, lines, *((target,) if target else ()))
