@@ -275,6 +275,16 @@ class IrcClient(IrcSteps):
         self.expect(r" (376|422) ")
         return self
 
+    def read_cap_ls(self) -> list[str]:
+        """The capabilities of a ``CAP LS 302`` reply (sent already), read across its
+        continuation lines (``CAP * LS * :...``)."""
+        caps: list[str] = []
+        while True:
+            match = self.expect(r" CAP \S+ LS (\* )?:?(.*)$")
+            caps += match[2].split()
+            if not match[1]:
+                return caps
+
     def sync(self, token: str = "sync") -> None:
         """Round-trip a PING so everything sent before it has been handled."""
         self.send(f"PING :{token}")

@@ -84,6 +84,7 @@ class ServerConfig:
     history_query_cutoff: str = "none"
     history_max_age: float = 7 * 86_400.0
     history_max_per_target: int = 0
+    history_autoreplay: int = 0  # lines replayed on JOIN to clients without chathistory
     history_expire_every: float = 60.0  # seconds between expiry passes (tests shorten it)
     # Nagle's algorithm stays on by default, as in InspIRCd and ngIRCd: at a
     # steady message rate the kernel then merges a client's small writes that
@@ -222,6 +223,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("history-max-per-target", "int", "most stored messages kept per channel or "
            "private conversation, the oldest deleted first (0: no limit)", minimum=0,
            maximum=1_000_000_000),
+    Option("history-autoreplay", "int", "lines of a channel's history replayed on JOIN to "
+           "clients without draft/chathistory, with their times (in a batch with the batch "
+           "capability; 0: none, as Ergo's default)", metavar="LINES", minimum=0,
+           maximum=100),
     Option("tcp-nodelay", "bool", "send each flush at once (TCP_NODELAY) instead of letting "
            "the kernel merge small writes behind unacknowledged data (Nagle): lower latency "
            "on slow links, about twice the CPU per delivery at steady rates"),

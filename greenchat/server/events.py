@@ -37,6 +37,7 @@ __all__ = [
     "Parted",
     "Quit",
     "RealnameChanged",
+    "Redacted",
     "TopicSet",
     "UserModeChanged",
     "UserRegistered",
@@ -235,6 +236,21 @@ class Messaged(Event):
     time: float = field(default_factory=_now)
 
 
+@dataclass(frozen=True, slots=True)
+class Redacted(Event):
+    """``by`` deleted the message ``msgid`` of ``target`` (REDACT: its sender, a
+    channel operator or an IRC operator); it has left the stored history already.
+    ``redact_msgid`` is the REDACT line's own msgid."""
+
+    kind: ClassVar[str] = "redact"
+    by: str
+    target: str
+    msgid: str
+    reason: str = ""
+    redact_msgid: str = ""
+    time: float = field(default_factory=_now)
+
+
 # -- the serialized form ----------------------------------------------------------------
 
 # kind -> class. Listed, not registered by a hook: slots=True dataclasses are
@@ -258,6 +274,7 @@ KINDS: dict[str, type[Event]] = {
         HostChanged,
         Killed,
         Messaged,
+        Redacted,
     )
 }
 

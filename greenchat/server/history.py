@@ -31,7 +31,19 @@ import gevent
 from gevent.event import Event as Flag
 
 from greenchat.protocol.casemap import casefold
-from greenchat.server.events import Event, Joined, Kicked, Messaged, Parted
+from greenchat.server.events import (
+    ChannelModeChanged,
+    Event,
+    Joined,
+    Kicked,
+    Messaged,
+    NickChanged,
+    Parted,
+    Quit,
+    TopicSet,
+)
+from greenchat.server.hub import mode_params
+from greenchat.server.outgoing import new_msgid
 from greenchat.store.base import PRIVATE_PREFIX, HistoryItem, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -40,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAPABILITY",
+    "EVENT_PLAYBACK",
     "MAX_LIMIT",
     "MAX_PENDING",
     "HistoryRecorder",
@@ -51,6 +64,8 @@ __all__ = [
 log = logging.getLogger("greenchat.history")
 
 CAPABILITY = "draft/chathistory"
+# With it, CHATHISTORY also plays back the channel events stored below.
+EVENT_PLAYBACK = "draft/event-playback"
 MAX_LIMIT = 100  # ISUPPORT CHATHISTORY: most lines one CHATHISTORY command returns
 MAX_PENDING = 100_000  # items held while the store fails; then the oldest go
 RETRY_AFTER = 1.0  # seconds between attempts while the store fails
@@ -102,14 +117,75 @@ class HistoryRecorder:
         if kind is Messaged:
             self._messaged(event)
         elif kind is Joined:
-            user = self.server.hub.nicks.get(casefold(event.nick))
-            if user is not None:
-                self._joined.setdefault(user, {})[casefold(event.channel)] = event.time
+            user = self._user(event.nick)
+            self._joined.setdefault(user, {})[casefold(event.channel)] = event.time
+            self._channel_event(event, user.prefix, user.account, event.channel, "JOIN",
+                                (event.channel,))  # fmt: skip
         elif kind is Parted or kind is Kicked:
-            nick = event.nick if kind is Parted else event.target
-            user = self.server.hub.nicks.get(casefold(nick))
-            if user is not None:
-                self._joined.get(user, {}).pop(casefold(event.channel), None)
+            self._left(event)
+        elif kind is TopicSet:
+            user = self._user(event.by)
+            self._channel_event(event, user.prefix, user.account, event.channel, "TOPIC",
+                                (event.channel, event.topic))  # fmt: skip
+        elif kind is ChannelModeChanged:
+            self._mode_changed(event)
+        elif kind is NickChanged:
+            user = self._user(event.new)
+            old_prefix = event.old + user.prefix[len(user.nick) :]
+            self._note([
+                self._event_item(event, old_prefix, user.account, key, "NICK", (event.new,))
+                for key in user.channels
+            ])  # fmt: skip
+
+    def before_event(self, event: Event) -> None:
+        """A QUIT is stored in each of the user's channels, which the hub forgets as it
+        applies it: so it is noted just before."""
+        if type(event) is Quit:
+            user = self._user(event.nick)
+            self._note([
+                self._event_item(event, user.prefix, user.account, key, "QUIT", (event.reason,))
+                for key in user.channels
+            ])  # fmt: skip
+
+    def _user(self, nick: str) -> User:
+        return self.server.hub.nicks[casefold(nick)]
+
+    def _left(self, event: Parted | Kicked) -> None:
+        if type(event) is Parted:
+            user = self._user(event.nick)
+            params = (event.channel, event.reason) if event.reason else (event.channel,)
+            self._channel_event(event, user.prefix, user.account, event.channel, "PART", params)
+            gone = user
+        else:
+            by = self._user(event.by)
+            params = (event.channel, event.target, event.reason)
+            self._channel_event(event, by.prefix, by.account, event.channel, "KICK", params)
+            gone = self.server.hub.nicks.get(casefold(event.target))
+        if gone is not None:
+            self._joined.get(gone, {}).pop(casefold(event.channel), None)
+
+    def _mode_changed(self, event: ChannelModeChanged) -> None:
+        if event.by == self.server.config.name:  # a service's change comes from the server
+            source, account = event.by, ""
+        else:
+            user = self._user(event.by)
+            source, account = user.prefix, user.account
+        params = (event.channel, *mode_params(event.changes))
+        self._channel_event(event, source, account, event.channel, "MODE", params)
+
+    def _channel_event(
+        self, event: Event, source: str, account: str, channel: str, command: str,
+        params: tuple[str, ...],
+    ) -> None:  # fmt: skip
+        self._note([self._event_item(event, source, account, casefold(channel), command, params)])
+
+    @staticmethod
+    def _event_item(
+        event: Event, source: str, account: str, key: str, command: str, params: tuple[str, ...]
+    ) -> HistoryItem:
+        """A channel event stored for draft/event-playback, with a msgid of its own."""
+        when = round(event.time * 1000) / 1000  # type: ignore[attr-defined]
+        return HistoryItem(key, new_msgid(), when, command, source, account, params)
 
     def cutoff(self, user: User, channel_key: str) -> float:
         """The oldest channel history ``user`` may read (--history-query-cutoff)."""

@@ -37,6 +37,7 @@ from greenchat.server.events import (
     Parted,
     Quit,
     RealnameChanged,
+    Redacted,
     TopicSet,
     UserModeChanged,
     UserRegistered,
@@ -47,7 +48,10 @@ from greenchat.server.presence import Presence
 if TYPE_CHECKING:
     from greenchat.server.user import User
 
-__all__ = ["PREFIXES", "Channel", "Hub"]
+__all__ = ["PREFIXES", "REDACTION", "Channel", "Hub"]
+
+# IRCv3 message-redaction: only clients with it are shown a REDACT.
+REDACTION = "draft/message-redaction"
 
 # Member prefix modes and their symbols, highest rank first (ISUPPORT PREFIX).
 PREFIXES = (("o", "@"), ("v", "+"))
@@ -171,6 +175,7 @@ class Hub:
     def __init__(self, whowas_size: int = 1000, name: str = "greenchat.local") -> None:
         self.name = name  # the server name, source of the server's own MODE lines
         self.observers: tuple[Callable[[Event], None], ...] = ()  # see observe()
+        self.observers_before: tuple[Callable[[Event], None], ...] = ()
         self.nicks: dict[str, User] = {}  # casefolded nick -> user
         self.channels: dict[str, Channel] = {}  # casefolded name -> channel
         # Casefolded names of channels kept while nobody is in them: the ones
@@ -251,14 +256,21 @@ class Hub:
         Returns what the kind's applier returns (the channel joined, the relay
         of a message...), for the handler's own replies.
         """
+        for observer in self.observers_before:
+            observer(event)
         result = self._appliers[type(event)](self, event)
         for observer in self.observers:
             observer(event)
         return result
 
-    def observe(self, observer: Callable[[Event], None]) -> None:
-        """Call ``observer(event)`` after every applied event (it must not block)."""
-        self.observers += (observer,)
+    def observe(self, observer: Callable[[Event], None], before: bool = False) -> None:
+        """Call ``observer(event)`` after every applied event (it must not block); with
+        ``before``, just before it is applied, while the state it changes is still there
+        (history notes a QUIT in each of the user's channels)."""
+        if before:
+            self.observers_before += (observer,)
+        else:
+            self.observers += (observer,)
 
     def _user(self, nick: str) -> User:
         return self.nicks[casefold(nick)]
@@ -487,6 +499,23 @@ class Hub:
                 target.send_relay(relay)
         return relay
 
+    def _redacted(self, event: Redacted) -> None:
+        """Members (or the two parties) with draft/message-redaction see the REDACT,
+        the one who sent it too; without the capability nothing changes on screen."""
+        user = self._user(event.by)
+        params = (event.target, event.msgid, *((event.reason,) if event.reason else ()))
+        relay = Relay(
+            user.prefix, "REDACT", params, trailing=bool(event.reason), when=event.time,
+            msgid=event.redact_msgid, account=user.account,
+        )  # fmt: skip
+        channel = self.channels.get(casefold(event.target))
+        if channel is not None:
+            self.fanout(channel.members, relay, require_cap=REDACTION)
+            return
+        other = self.nicks.get(casefold(event.target))
+        recipients = [user] if other is None or other is user else [user, other]
+        self.fanout(recipients, relay, require_cap=REDACTION)
+
     _appliers: ClassVar[dict[type, Callable[[Hub, Any], Any]]] = {
         UserRegistered: _registered,
         NickChanged: _nick_changed,
@@ -504,6 +533,7 @@ class Hub:
         HostChanged: _host_changed,
         Killed: _killed,
         Messaged: _messaged,
+        Redacted: _redacted,
     }
 
     def _drop_member(self, channel: Channel, user: User) -> None:

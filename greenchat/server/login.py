@@ -195,6 +195,7 @@ def log_in(server: ChatServer, conn: Session, account: str) -> None:
     AccountChanged event (account-notify, +r)."""
     user = conn.user
     server.metrics.logins["ok"] += 1
+    server.read_markers.load(conn, account)  # before JOINs need them (MARKREAD)
     conn.numeric(RPL_LOGGEDIN, _prefix(conn), account, f"You are now logged in as {account}")
     log.info("%s logged in as %s", _prefix(conn), account)
     if user.registered:

@@ -38,8 +38,8 @@ from greenchat.server.config import OPTIONS, ConfigError, ServerConfig
 from greenchat.server.events import KINDS
 from greenchat.server.flusher import Flusher
 from greenchat.server.history import CAPABILITY as HISTORY_CAPABILITY
-from greenchat.server.history import HistoryRecorder
-from greenchat.server.hub import Hub
+from greenchat.server.history import EVENT_PLAYBACK, HistoryRecorder
+from greenchat.server.hub import REDACTION, Hub
 from greenchat.server.labeled import LabeledReply
 from greenchat.server.lane import RegistrationLane
 from greenchat.server.listener import (
@@ -53,6 +53,8 @@ from greenchat.server.login import LoginLimiter
 from greenchat.server.memory import Trimmer
 from greenchat.server.metrics_http import MetricsListener
 from greenchat.server.paging import pace
+from greenchat.server.read_markers import CAPABILITY as READ_MARKER
+from greenchat.server.read_markers import ReadMarkers
 from greenchat.server.session import Session
 from greenchat.server.storage import Storage
 from greenchat.server.transport import Transport, transport_for
@@ -79,10 +81,13 @@ SUPPORTED_CAPS = {
     "extended-join": "",
     "extended-monitor": "",
     HISTORY_CAPABILITY: "",
+    EVENT_PLAYBACK: "",
     "invite-notify": "",
     "labeled-response": "",
     "message-tags": "",
     "multi-prefix": "",
+    REDACTION: "",
+    READ_MARKER: "",
     "sasl": ",".join(MECHANISMS),
     "server-time": "",
     "setname": "",
@@ -90,6 +95,9 @@ SUPPORTED_CAPS = {
     "userhost-in-names": "",
 }
 
+
+# Offered only with --history: they read or change what is stored.
+HISTORY_CAPS = (HISTORY_CAPABILITY, EVENT_PLAYBACK, REDACTION)
 
 # Settings ChatServer reads only at start (their Option says restart=True).
 RESTART_ONLY = frozenset(option.attr for option in OPTIONS if option.restart)
@@ -112,13 +120,18 @@ class ChatServer:
         self.history = HistoryRecorder(self)
         if self.config.history:
             self.hub.observe(self.history.on_event)
+            self.hub.observe(self.history.before_event, before=True)
+        # Who read how far (MARKREAD), by account; the observer follows logins.
+        self.read_markers = ReadMarkers(self)
+        self.hub.observe(self.read_markers.on_event)
         self.sessions: set[Session] = set()  # the local ones, each with its user in the hub
         self.flusher = Flusher()
         # Work for connections still registering takes turns here (lane.py).
         self.registration_lane = RegistrationLane(self.config.registration_slice)
         self.supported_caps = dict(SUPPORTED_CAPS)
         if not self.config.history:
-            del self.supported_caps[HISTORY_CAPABILITY]
+            for cap in HISTORY_CAPS:
+                del self.supported_caps[cap]
         if self.config.verify_command is not None:  # new accounts need an e-mail address and VERIFY
             self.supported_caps[ACCOUNT_REGISTRATION] += ",email-required"
         self.services = SERVICES  # NickServ...: casefolded nick -> Service

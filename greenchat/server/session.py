@@ -142,6 +142,12 @@ class Session:
         # Clipped like numerics: PONG, CAP NAK and the like echo what the client sent.
         self.user.enqueue(clip_line(msg.to_bytes()))
 
+    def fail(self, command: str, code: str, *params: str) -> None:
+        """A standard reply: ``FAIL <command> <code> <context...> :<text>``, the text
+        last. What the client sent is echoed only where it can stand as a word."""
+        words = tuple(map(middle_or_star, params[:-1]))
+        self.send(Message("FAIL", (command, code, *words, params[-1]), self.server.config.name))
+
     def send_relay(self, relay: Relay) -> None:
         """Queue a relayed event in the form this client's capabilities ask for."""
         self.user.send_relay(relay)

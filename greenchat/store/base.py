@@ -137,11 +137,26 @@ class HistoryStore(Protocol):
         limit: int,
         latest: bool,
         not_before: float = 0.0,
+        messages_only: bool = False,
     ) -> list[HistoryItem]:
         """Up to ``limit`` items of ``target`` strictly between the bounds (None: no
         bound) and no older than ``not_before``, in ascending order: the latest of
-        them when ``latest``, else the earliest. A bound naming a msgid ``target``
-        does not have matches nothing."""
+        them when ``latest``, else the earliest; only PRIVMSG, NOTICE and TAGMSG
+        when ``messages_only`` (a client without event-playback). A bound naming a
+        msgid ``target`` does not have matches nothing."""
+
+    def history_item(self, target: str, msgid: str) -> HistoryItem | None:
+        """The item of ``target`` with this msgid (REDACT checks who sent it)."""
+
+    def delete_history(self, target: str, msgid: str) -> bool:
+        """Delete that item (REDACT); False if ``target`` has no such msgid."""
+
+    def read_markers(self, account: str) -> dict[str, float]:
+        """The account's read markers (draft/read-marker): conversation -> time."""
+
+    def set_read_marker(self, account: str, target: str, when: float) -> float:
+        """Move the account's marker of ``target`` to ``when`` unless it is there or
+        later already (a marker never goes back); the marker's time after."""
 
     def history_targets(
         self, targets: Sequence[str], since: float, until: float, limit: int

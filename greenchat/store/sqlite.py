@@ -186,6 +186,21 @@ def _v4_no_age_index(db: sqlite3.Connection) -> None:
     db.execute("DROP INDEX IF EXISTS history_by_age")
 
 
+def _v5_read_markers(db: sqlite3.Connection) -> None:
+    """Each account's read marker per conversation (draft/read-marker: MARKREAD)."""
+    db.execute(
+        """CREATE TABLE read_markers (
+            account TEXT NOT NULL,
+            target TEXT NOT NULL,
+            time REAL NOT NULL,
+            PRIMARY KEY (account, target)
+        ) WITHOUT ROWID"""
+    )
+
+
+# What CHATHISTORY returns to a client without draft/event-playback.
+_MESSAGE_COMMANDS = "('PRIVMSG', 'NOTICE', 'TAGMSG')"
+
 # Step N brings a database from user_version N-1 to N. Append; never change one
 # that has shipped (files out there are at its version already).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
@@ -193,6 +208,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v2_settings_and_access_rows,
     _v3_history,
     _v4_no_age_index,
+    _v5_read_markers,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -496,6 +512,7 @@ class SqliteStore:
                 return False
             db.execute("DELETE FROM channels WHERE founder_key = ?", (key,))  # access cascades
             db.execute("DELETE FROM channel_access WHERE account_key = ?", (key,))
+            db.execute("DELETE FROM read_markers WHERE account = ?", (key,))
             db.execute("DELETE FROM accounts WHERE key = ?", (key,))  # certfps, settings cascade
             return True
 
@@ -618,8 +635,11 @@ class SqliteStore:
         limit: int,
         latest: bool,
         not_before: float = 0.0,
+        messages_only: bool = False,
     ) -> list[HistoryItem]:
         where, args = ["target = ?"], [target]
+        if messages_only:
+            where.append(f"command IN {_MESSAGE_COMMANDS}")
         if not_before:
             where.append("time >= ?")
             args.append(not_before)
@@ -640,6 +660,41 @@ class SqliteStore:
             ).fetchall()
         items = [_history_item(row) for row in rows]
         return items[::-1] if latest else items
+
+    def history_item(self, target: str, msgid: str) -> HistoryItem | None:
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                "SELECT * FROM history WHERE target = ? AND msgid = ?", (target, msgid)
+            ).fetchone()
+        return None if row is None else _history_item(row)
+
+    def delete_history(self, target: str, msgid: str) -> bool:
+        with self._transaction(write=True) as db:
+            gone = db.execute(
+                "DELETE FROM history WHERE target = ? AND msgid = ?", (target, msgid)
+            ).rowcount
+        return gone > 0
+
+    def read_markers(self, account: str) -> dict[str, float]:
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT target, time FROM read_markers WHERE account = ?", (casefold(account),)
+            ).fetchall()
+        return dict(rows)
+
+    def set_read_marker(self, account: str, target: str, when: float) -> float:
+        key = casefold(account)
+        with self._transaction(write=True) as db:
+            db.execute(
+                "INSERT INTO read_markers (account, target, time) VALUES (?, ?, ?)"
+                " ON CONFLICT (account, target) DO UPDATE SET time = excluded.time"
+                " WHERE excluded.time > time",
+                (key, target, when),
+            )
+            row = db.execute(
+                "SELECT time FROM read_markers WHERE account = ? AND target = ?", (key, target)
+            ).fetchone()
+        return row[0]
 
     def history_targets(
         self, targets: Sequence[str], since: float, until: float, limit: int

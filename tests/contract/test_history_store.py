@@ -138,6 +138,40 @@ def test_expiry_by_age_and_per_target_in_batches(store):
     assert store.expire_history(0.0, 4, batch=100) == 0
 
 
+def test_events_are_left_out_for_messages_only(store):
+    join = item(1, command="JOIN", params=("#room",))
+    store.append_history([item(0), join, item(2, command="TAGMSG", params=("#room",)), item(3)])
+    assert [i.msgid for i in store.history("#room", None, None, 10, True)] == [
+        "m0", "m1", "m2", "m3"
+    ]  # fmt: skip
+    only = store.history("#room", None, None, 10, True, messages_only=True)
+    assert [i.msgid for i in only] == ["m0", "m2", "m3"]
+    # A bound may still name an event's msgid.
+    after = store.history("#room", HistoryBound(msgid="m1"), None, 10, False, messages_only=True)
+    assert [i.msgid for i in after] == ["m2", "m3"]
+
+
+def test_one_item_is_found_and_deleted_by_msgid(store):
+    fill(store, 3)
+    assert store.history_item("#room", "m1").params == ("#room", "line 1")
+    assert store.history_item("#other", "m1") is None
+    assert store.delete_history("#other", "m1") is False
+    assert store.delete_history("#room", "m1") is True
+    assert store.delete_history("#room", "m1") is False
+    assert store.history_item("#room", "m1") is None
+    assert texts(store.history("#room", None, None, 10, False)) == ["line 0", "line 2"]
+
+
+def test_read_markers_only_move_forward(store):
+    assert store.read_markers("Alice") == {}
+    assert store.set_read_marker("Alice", "#room", 100.5) == 100.5
+    assert store.set_read_marker("alice", "#room", 50.0) == 100.5  # never back
+    assert store.set_read_marker("ALICE", "bob", 7.0) == 7.0
+    assert store.set_read_marker("alice", "#room", 200.25) == 200.25
+    assert store.read_markers("alice") == {"#room": 200.25, "bob": 7.0}
+    assert store.read_markers("carol") == {}
+
+
 def test_history_survives_a_reopen(factory):
     if factory.reopen is None:
         pytest.skip("nothing survives a close")

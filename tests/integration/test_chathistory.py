@@ -55,7 +55,7 @@ def msgid(line: str) -> str:
 def test_advertised(room):
     _, alice, _ = room
     alice.send("CAP LS 302")
-    alice.expect(r"CAP alice LS .*draft/chathistory")
+    assert "draft/chathistory" in alice.read_cap_ls()
     alice.send("VERSION")
     alice.expect(rf"005 alice .*CHATHISTORY={MAX_LIMIT} ")
     alice.expect(r"005 alice .*MSGREFTYPES=msgid,timestamp ")
@@ -178,6 +178,64 @@ def test_targets_lists_channels_and_conversations_with_their_last_time(room):
     assert found == ["#h", "alice"]
 
 
+def test_event_playback_replays_channel_changes(room, connect):
+    """With draft/event-playback: JOIN, PART, TOPIC, MODE, KICK, NICK and QUIT come
+    back in order with the messages, each with its time and a msgid; without it,
+    only the messages."""
+    server, alice, bob = room
+    carol = connect(port=server.port).register_with_caps("carol", CAPS)
+    carol.join("#h")
+    alice.send("TOPIC #h :history", "MODE #h +v carol", "PRIVMSG #h :hello")
+    carol.expect(r"PRIVMSG #h :hello$")  # each client waits for the one before it
+    carol.send("NICK carla", "PART #h :bye", "JOIN #h")
+    carol.expect(r" 366 carla #h ")
+    alice.expect(r"carla!\S+ JOIN #h")
+    alice.send("KICK #h carla :out")
+    bob.expect(r"KICK #h carla :out$")
+    bob.send("PRIVMSG #h :after", "QUIT :gone")
+    bob.expect_closed()
+    watcher = connect(port=server.port).register_with_caps("dave", CAPS + " draft/event-playback")
+    watcher.join("#h")
+    lines = batch(watcher, "CHATHISTORY LATEST #h * 100")
+    shown = [re.sub(r"^@\S+ :(\w+)!\S+ ", r"\1 ", line) for line in lines]
+    assert shown == [
+        "alice JOIN #h", "bob JOIN #h", "carol JOIN #h", "alice TOPIC #h :history",
+        "alice MODE #h +v carol", "alice PRIVMSG #h :hello", "carol NICK :carla",
+        "carla PART #h :bye", "carla JOIN #h", "alice KICK #h carla :out",
+        "bob PRIVMSG #h :after", "bob QUIT :Quit: gone", "dave JOIN #h",
+    ]  # fmt: skip
+    assert all(re.match(r"@(\S+;)?time=\S+;msgid=", line) for line in lines)
+    assert len({msgid(line) for line in lines}) == len(lines)
+    assert texts(batch(alice, "CHATHISTORY LATEST #h * 100")) == ["hello", "after"]
+    # Paging by an event's msgid skips nothing for either kind of client.
+    after = batch(alice, f"CHATHISTORY AFTER #h msgid={msgid(lines[6])} 100")
+    assert texts(after) == ["after"]
+
+
+def test_autoreplay_on_join_for_clients_without_chathistory(make_server, connect):
+    server = make_server(flood_rate=0, history_autoreplay=3)
+    alice = connect(port=server.port).register_with_caps("alice", CAPS)
+    alice.join("#h")
+    say(alice, "#h", 5)
+    plain = connect(port=server.port)
+    plain.register("plain")
+    plain.send("JOIN #h")
+    plain.expect(r" 366 plain #h ")
+    for n in (2, 3, 4):  # the time at the head of the text: no server-time here
+        plain.expect(rf"^:alice!\S+ PRIVMSG #h :\[\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\] line {n}$")
+    tagged = connect(port=server.port).register_with_caps("tagged", "batch server-time")
+    tagged.send("JOIN #h")
+    tagged.expect(r" 366 tagged #h ")
+    tagged.expect(r"BATCH \+\S+ chathistory #h$")
+    for n in (2, 3, 4):
+        tagged.expect(rf"^@batch=\S+;time=\S+ :alice!\S+ PRIVMSG #h :line {n}$")
+    tagged.expect(r"BATCH -\S+$")
+    asker = connect(port=server.port).register_with_caps("asker", CAPS)
+    asker.join("#h")
+    asker.sync()
+    assert not [line for line in asker.lines if "line " in line]  # it asks by itself
+
+
 def test_without_batch_the_lines_come_plain(room, connect):
     server, alice, _ = room
     say(alice, "#h", 2)
@@ -207,7 +265,7 @@ def test_retention_by_age_and_per_conversation(make_server, connect):
     bob.join("#old")
     say(bob, "#old", 3)
     wait_for_history(bob, "#old", [])
-    assert aged.server.history.expired == 3
+    assert aged.server.history.expired == 3 + 1  # and bob's JOIN (event-playback)
 
 
 def test_a_failing_store_loses_nothing_and_chathistory_says_so(room):
@@ -250,8 +308,8 @@ def test_without_history_nothing_is_offered_or_kept(make_server, connect):
     server = make_server(history=False)
     alice = connect(port=server.port)
     alice.send("CAP LS 302")
-    caps = alice.expect(r"CAP \* LS :(.*)$")[1]
-    assert "draft/chathistory" not in caps
+    caps = alice.read_cap_ls()
+    assert "draft/chathistory" not in caps and "draft/event-playback" not in caps
     alice.send("CAP END")
     alice.register("alice")
     alice.send("VERSION")

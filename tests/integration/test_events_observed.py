@@ -26,6 +26,8 @@ def test_every_kind_of_change_is_observed_as_an_event(make_server, connect):
         "NICK op2",
     )
     op.sync()
+    said = next(e for e in list(seen) if e.kind == "message" and e.text == "hi")
+    op.send(f"REDACT #e {said.msgid} :oops")  # as the channel's operator
     carol = connect("carol", port=server.port)
     op.send("INVITE carol #e", "KICK #e bob :bye", "PART #e")
     op.sync()

@@ -16,14 +16,7 @@ def tags_of(line: str) -> dict[str, str]:
 def test_cap_ls_302_lists_implemented_caps(connect):
     client = connect()
     client.send("CAP LS 302")
-    caps = set()
-    while True:
-        line = client.read_line()
-        match = re.search(r" CAP \* LS (\* )?:?(.*)$", line)
-        assert match, line
-        caps |= set(match.group(2).split())
-        if not match.group(1):
-            break
+    caps = set(client.read_cap_ls())
     for cap in (
         "batch",
         "cap-notify",

@@ -28,6 +28,7 @@ from greenchat.server.events import (
     Parted,
     Quit,
     RealnameChanged,
+    Redacted,
     TopicSet,
     UserModeChanged,
     UserRegistered,
@@ -55,6 +56,7 @@ EXAMPLES: list[Event] = [
     Killed("oper", "mallory", "Killed (oper (flood))", time=13.0),
     Messaged("PRIVMSG", "alice", "#lobby", "hi :) \x01ACTION waves\x01", "+draft/reply=1", "m1"),
     Messaged("TAGMSG", "alice", "bob", "", "+typing=active", "m2", time=14.0),
+    Redacted("alice", "#lobby", "m1", "typo", "m3", time=15.0),
 ]
 
 

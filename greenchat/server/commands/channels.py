@@ -42,10 +42,11 @@ from greenchat.protocol.numerics import (
     RPL_TOPIC,
     RPL_TOPICWHOTIME,
 )
-from greenchat.server.commands import users
+from greenchat.server.commands import history, users
 from greenchat.server.commands.lookup import channel_or_403, user_or_401
 from greenchat.server.commands.table import command
 from greenchat.server.events import ChannelModeChanged, Joined, Parted, TopicSet
+from greenchat.server.read_markers import CAPABILITY as READ_MARKER
 from greenchat.server.welcome import (
     CHANNEL_MODES,
     KEY_MODES,
@@ -80,23 +81,25 @@ def join(server: ChatServer, conn: Session, msg: Message) -> None:
             _refuse_name(server, conn, name)
             continue
         existing = server.hub.get_channel(name)
-        joining = existing is None or conn.user not in existing.members
-        if joining and len(conn.user.channels) >= server.config.max_channels:
+        if existing is not None and conn.user in existing.members:
+            continue  # already a member: nothing to do, as on other servers
+        if len(conn.user.channels) >= server.config.max_channels:
             conn.numeric(ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
             continue
-        if existing is not None and conn.user not in existing.members:
+        if existing is not None:
             refusal = join_refusal(conn, existing, keys[index] if index < len(keys) else "")
             # A registered channel's founder and access-list ops pass (Ergo).
             if refusal is not None and not server.channel_registry.passes(conn.user, existing):
                 conn.numeric(refusal, existing.name, f"Cannot join channel (+{_MODE_OF[refusal]})")
                 continue
         channel = server.hub.apply(Joined(conn.user.nick, name))
-        if channel is None:
-            continue  # already a member: nothing to do, as on other servers
         server.channel_registry.joined(conn.user, channel)  # ChanServ's +o/+v, before NAMES
+        if conn.has_cap(READ_MARKER):  # the spec: after the JOIN, before the end of NAMES
+            server.read_markers.send(conn, channel.name)
         if channel.topic:
             send_topic(server, conn, channel)
         send_names(server, conn, channel)
+        history.autoreplay(server, conn, channel)
 
 
 def _refuse_name(server: ChatServer, conn: Session, name: str) -> None:

@@ -11,14 +11,21 @@ private conversation's only to its two parties (server/history.py keys it).
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import re
 import time
 from typing import TYPE_CHECKING
 
 from greenchat.protocol.casemap import casefold
-from greenchat.protocol.message import Message, middle_or_star
+from greenchat.protocol.message import Message
 from greenchat.server.commands.table import command
-from greenchat.server.history import MAX_LIMIT, party_of, private_key
+from greenchat.server.history import (
+    CAPABILITY,
+    EVENT_PLAYBACK,
+    MAX_LIMIT,
+    party_of,
+    private_key,
+)
 from greenchat.server.labeled import send_batch
 from greenchat.server.outgoing import (
     ACCOUNT_TAG,
@@ -30,16 +37,20 @@ from greenchat.server.outgoing import (
 from greenchat.store.base import PRIVATE_PREFIX, HistoryBound, HistoryItem, StoreUnavailable
 
 if TYPE_CHECKING:
+    from greenchat.server.hub import Channel
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
+    from greenchat.server.user import User
 
-__all__ = ["conversation_key", "parse_timestamp"]
+__all__ = ["NotVisible", "autoreplay", "conversation_of", "history_relay", "parse_timestamp"]
 
 SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS")
 _TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?Z$")
 # The variant bits a history line may use: no extended-join, and no WebSocket
 # framing (the session's line writer frames what is enqueued).
 _TAG_BITS = SERVER_TIME | MESSAGE_TAGS | ACCOUNT_TAG
+# Stored lines whose last parameter goes without ':' unless it needs one, as live.
+_NO_TRAILING = frozenset({"TAGMSG", "JOIN", "MODE"})
 
 
 class _Refused(Exception):
@@ -104,37 +115,53 @@ def chathistory(server: ChatServer, conn: Session, msg: Message) -> None:
               "History is unavailable for the moment; try again later")  # fmt: skip
 
 
-def _fail(server: ChatServer, conn: Session, *params: str) -> None:
-    """``FAIL CHATHISTORY <code> <context...> :<text>``; what the client sent is echoed
-    only where it can stand as a word, else as '*'."""
-    words = tuple(map(middle_or_star, params[:-1]))
-    conn.send(Message("FAIL", ("CHATHISTORY", *words, params[-1]), server.config.name))
+def _fail(server: ChatServer, conn: Session, code: str, *params: str) -> None:
+    conn.fail("CHATHISTORY", code, *params)
 
 
-def conversation_key(server: ChatServer, conn: Session, sub: str, target: str) -> tuple[str, float]:
-    """The stored conversation ``target`` names for this client and the oldest time it
-    may read there (--history-query-cutoff, for channels); _Refused when it may not
-    read it at all (a channel it is not in)."""
+class NotVisible(Exception):
+    """A conversation the asker may not read (``str()`` says why)."""
+
+
+def conversation_of(server: ChatServer, user: User, target: str) -> str:
+    """The stored conversation ``target`` names for ``user``: a channel it is in (else
+    NotVisible), or its private conversation with that nick."""
     hub = server.hub
     key = casefold(target)
     channel = hub.channels.get(key)
     if channel is not None:
-        if conn.user not in channel.members:
-            raise _Refused("INVALID_TARGET", sub, target, "You are not on that channel")
-        return key, server.history.cutoff(conn.user, key)
+        if user not in channel.members:
+            raise NotVisible("You are not on that channel")
+        return key
     if target[:1] in "#&":
-        raise _Refused("INVALID_TARGET", sub, target, "No such channel")
+        raise NotVisible("No such channel")
     accounts = server.registered_nicks
-    mine = party_of(conn.user, conn.user.nick, accounts)
-    return private_key(mine, party_of(hub.nicks.get(key), target, accounts)), 0.0
+    mine = party_of(user, user.nick, accounts)
+    return private_key(mine, party_of(hub.nicks.get(key), target, accounts))
+
+
+def _conversation_key(
+    server: ChatServer, conn: Session, sub: str, target: str
+) -> tuple[str, float]:
+    """The stored conversation and the oldest time this client may read there
+    (--history-query-cutoff, for channels); _Refused when it may not read it."""
+    try:
+        key = conversation_of(server, conn.user, target)
+    except NotVisible as exc:
+        raise _Refused("INVALID_TARGET", sub, target, str(exc)) from None
+    if key.startswith(PRIVATE_PREFIX):
+        return key, 0.0
+    return key, server.history.cutoff(conn.user, key)
 
 
 def _messages(server: ChatServer, conn: Session, sub: str, params: list[str]) -> None:
     target = params[0]
-    key, not_before = conversation_key(server, conn, sub, target)
+    key, not_before = _conversation_key(server, conn, sub, target)
+    messages_only = not conn.has_cap(EVENT_PLAYBACK)
 
     def read(method: str, *args: object) -> list[HistoryItem]:
-        return server.history.read(method, *args, not_before)
+        with conn.uncaptured():  # what others send meanwhile is no part of a labeled reply
+            return server.history.read(method, *args, not_before, messages_only)
 
     if sub == "BETWEEN":
         first, second = _bound(sub, params[1]), _bound(sub, params[2])
@@ -167,12 +194,47 @@ def _around(read, key: str, ref: HistoryBound, limit: int) -> list[HistoryItem]:
     return before + after
 
 
+def autoreplay(server: ChatServer, conn: Session, channel: Channel) -> None:
+    """After a JOIN, the channel's last --history-autoreplay lines, for a client that
+    cannot ask with CHATHISTORY: in a batch with ``batch``; with their times as tags
+    (server-time), else at the head of the text, so old lines do not pass for new."""
+    count = server.config.history_autoreplay
+    if not count or not server.config.history or conn.has_cap(CAPABILITY):
+        return
+    cutoff = server.history.cutoff(conn.user, channel.key)
+    messages_only = not conn.has_cap(EVENT_PLAYBACK)
+    try:
+        with conn.uncaptured():
+            items = server.history.read(
+                "history", channel.key, None, None, count, True, cutoff, messages_only
+            )
+    except StoreUnavailable:
+        return  # logged once by storage.py; the JOIN itself went through
+    stamped = conn.has_cap("server-time")
+    lines = [_line(conn, item if stamped else _stamp_text(item)) for item in items]
+    if lines:
+        _send_batch(server, conn, "chathistory", channel.name, lines)
+
+
+def _stamp_text(item: HistoryItem) -> HistoryItem:
+    """``[2026-12-02 10:11:12] text``: the time where a client without server-time sees it."""
+    if item.command not in ("PRIVMSG", "NOTICE"):
+        return item
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.time))
+    return dataclasses.replace(item, params=(*item.params[:-1], f"[{when}] {item.params[-1]}"))
+
+
 def _line(conn: Session, item: HistoryItem) -> bytes:
-    relay = Relay(
-        item.source, item.command, item.params, trailing=item.command != "TAGMSG",
+    relay = history_relay(item)
+    return relay.bytes_for(conn.user.variant & _TAG_BITS)
+
+
+def history_relay(item: HistoryItem) -> Relay:
+    """A stored line as it went out live, with its stored time and msgid."""
+    return Relay(
+        item.source, item.command, item.params, trailing=item.command not in _NO_TRAILING,
         client_tags=item.tags, when=item.time, msgid=item.msgid, account=item.account,
     )  # fmt: skip
-    return relay.bytes_for(conn.user.variant & _TAG_BITS)
 
 
 def _targets(server: ChatServer, conn: Session, sub: str, params: list[str]) -> None:
