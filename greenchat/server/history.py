@@ -218,6 +218,8 @@ class HistoryRecorder:
         self._note([item])
 
     def _note(self, items: list[HistoryItem]) -> None:
+        if not items:  # a QUIT or NICK of a user in no channel
+            return
         pending = self.pending
         was_empty = not pending
         pending += items

@@ -230,6 +230,24 @@ def test_weechat_chats_with_a_raw_client(weechat_factory, connect) -> None:
     raw.expect(r"^:weebot!\S+ QUIT :Quit: ", timeout=DEADLINE)
 
 
+def test_weechat_gets_the_lobbys_last_lines_on_join(weechat_factory, make_server, connect):
+    """--history-autoreplay: weechat asks for no chathistory, yet sees what was said
+    before it came, with the times the lines were said (server-time, in a batch)."""
+    server = make_server(history_autoreplay=3)
+    raw: IrcClient = connect(port=server.port).register_with_caps(
+        "rawwee", "echo-message server-time"
+    )
+    raw.join("#lobby")
+    for n in range(4):
+        raw.send(f"PRIVMSG #lobby :before weechat {n}")
+        raw.expect(rf"PRIVMSG #lobby :before weechat {n}$")
+    weechat = weechat_factory(port=server.port)
+    raw.expect(r" :weebot!\S+ PRIVMSG #lobby :hello from weechat$", timeout=DEADLINE)
+    log = weechat.wait_log(r"\t@rawwee\tbefore weechat 3$")
+    assert "before weechat 0" not in log  # three lines, the last three
+    assert re.search(r"\t@rawwee\tbefore weechat 1\n.*\t@rawwee\tbefore weechat 2\n", log)
+
+
 # --- SASL: accounts made with NickServ, then logins by real clients ----------
 
 
