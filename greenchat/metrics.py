@@ -118,6 +118,8 @@ class ServerMetrics:
         self.lock = _allocate_lock()
         self.registration = Buckets((0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60))
         self.loop_lag = Buckets((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
+        # One CHATHISTORY (or REDACT) query's time in the store (history.py).
+        self.history_reads = Buckets((0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1))
 
     def on_event(self, event: Event) -> None:
         self.events[event.kind] += 1
@@ -225,6 +227,10 @@ class Collector(_Collector):
         yield metrics.loop_lag.family(
             "greenchat_event_loop_lag_seconds", "How late a 0.1 s timer fires on the event loop"
         )
+        yield metrics.history_reads.family(
+            "greenchat_history_read_seconds",
+            "Seconds one history query took in the store (CHATHISTORY, autoreplay, REDACT)",
+        )
         yield hub.fanout_sizes.family(
             "greenchat_fanout_recipients", "Recipients of one fanned-out line"
         )
@@ -277,5 +283,6 @@ METRIC_NAMES = (
     "greenchat_disconnects_total",
     "greenchat_registration_seconds",
     "greenchat_event_loop_lag_seconds",
+    "greenchat_history_read_seconds",
     "greenchat_fanout_recipients",
 )

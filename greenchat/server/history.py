@@ -295,16 +295,19 @@ class HistoryRecorder:
         store = storage.store
         batch, self.pending = self.pending, []
 
-        def write_then_read() -> Any:
+        def write_then_read() -> tuple[Any, float]:
             if batch:
                 store.append_history(batch)
-            return getattr(store, method)(*args)
+            start = time.perf_counter()
+            return getattr(store, method)(*args), time.perf_counter() - start
 
         try:
-            return storage.run(write_then_read)
+            result, took = storage.run(write_then_read)
         except StoreUnavailable:
             self._put_back(batch)
             raise
+        self.server.metrics.history_reads.observe(took)
+        return result
 
     def close(self) -> None:
         """Write everything still waiting (the server is stopping), then stop."""
