@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from greenchat.client.history import FETCH_LINES, MAX_LINES
 from greenchat.protocol.casemap import casefold, is_channel_name
 from greenchat.protocol.message import InvalidMessage, Message, parse
 
@@ -20,6 +21,7 @@ __all__ = [
     "COMMANDS",
     "Act",
     "Action",
+    "FetchHistory",
     "Join",
     "Part",
     "Quit",
@@ -51,6 +53,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "whois": ("nick", "details about a user"),
     "away": ("[message]", "mark yourself away; without a message: back"),
     "list": ("[args]", "list channels"),
+    "history": (
+        "[N]",
+        f"N older lines of the current target (default {FETCH_LINES}, max {MAX_LINES})",
+    ),
     "raw": ("LINE", "send a raw IRC line, e.g. /raw MODE #lobby +t"),
     "quit": ("[reason]", "leave the server and exit (also Ctrl-C or Ctrl-D)"),
     "help": ("[command]", "this help"),
@@ -116,7 +122,15 @@ class Show:
     error: bool = False
 
 
-Action = Say | Act | Join | Part | Send | Switch | Quit | Show
+@dataclass(frozen=True, slots=True)
+class FetchHistory:
+    """/history: ``count`` lines of ``target`` from before the oldest one shown."""
+
+    target: str
+    count: int = FETCH_LINES
+
+
+Action = Say | Act | Join | Part | Send | Switch | Quit | Show | FetchHistory
 
 
 # -- parsing -------------------------------------------------------------------
@@ -233,6 +247,15 @@ def _list(rest: str, target: str | None) -> Action:
     return Send(Message("LIST", tuple(rest.split())))
 
 
+def _history(rest: str, target: str | None) -> Action:
+    words = rest.split()
+    if len(words) > 1 or (words and not re.fullmatch(r"0*[1-9][0-9]{0,8}", words[0])):
+        return _usage("history")
+    if target is None:
+        return _NO_TARGET
+    return FetchHistory(target, int(words[0])) if words else FetchHistory(target)
+
+
 def _raw(rest: str, target: str | None) -> Action:
     try:
         return Send(parse(rest)) if rest else _usage("raw")
@@ -263,6 +286,7 @@ _HANDLERS = {
     "whois": _whois,
     "away": _away,
     "list": _list,
+    "history": _history,
     "raw": _raw,
     "quote": _raw,
     "quit": _quit,

@@ -9,6 +9,10 @@ Pure functions only (no I/O, no terminal, no gevent), so every rule is unit-test
 - joins, parts, quits, nick changes and kicks dimmed: they are context, not talk;
 - CTCP ACTION (``/me``) as ``* nick text``; a line mentioning our nick highlighted;
 - numerics as readable text instead of ``401 me bob :No such nick``;
+- history (a chathistory batch, history.py's :class:`Block`) between separator lines,
+  dimmed, each line with its own time (and date, when not today), a "read up to
+  here" line at the read marker, and never highlighted as a mention;
+- ``REDACT`` as ``* nick deleted a message``;
 - no escape sequences at all with ``--no-color`` or ``NO_COLOR`` (https://no-color.org).
 
 Text from the network is untrusted: IRC formatting codes and every other
@@ -36,6 +40,7 @@ from greenchat.client.events import (
     Registered,
     SaslFailed,
 )
+from greenchat.client.history import Block
 from greenchat.protocol.casemap import casefold, is_channel_name
 from greenchat.protocol.message import Message, split_source
 
@@ -45,6 +50,7 @@ __all__ = [
     "Kind",
     "Line",
     "clean",
+    "history_stamp",
     "mentions",
     "nick_color",
     "timestamp",
@@ -67,7 +73,8 @@ Kind = Literal["chat", "info", "alert"]
 # Lines a user never needs to see: protocol plumbing and end-of-list markers, and
 # SASL's outcome numerics (903-908: the client's SaslFailed event says it once).
 HIDDEN = frozenset(
-    {"PING", "PONG", "CAP", "AUTHENTICATE", "TAGMSG", "BATCH", "004", "005", "366", "376"}
+    {"PING", "PONG", "CAP", "AUTHENTICATE", "TAGMSG", "BATCH", "MARKREAD"}
+    | {"004", "005", "366", "376"}
     | {"903", "904", "905", "906", "907", "908"}
 )
 # Numerics whose only useful content is the trailing text.
@@ -127,6 +134,30 @@ def timestamp(msg: Message | None = None, now: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if now is None else now).strftime("%H:%M")
 
 
+def history_stamp(msg: Message, now: float | None = None) -> str:
+    """A history line's own time: HH:MM on the day of ``now`` (or today), else with the
+    date (``2024-05-01 10:02``), in local time; no ``time`` tag: :func:`timestamp`'s."""
+    raw = msg.tags.get("time")
+    if raw:
+        try:
+            when = datetime.fromisoformat(raw).astimezone()
+        except ValueError:
+            pass
+        else:
+            today = datetime.fromtimestamp(time.time() if now is None else now).date()
+            return when.strftime("%H:%M" if when.date() == today else "%Y-%m-%d %H:%M")
+    return timestamp(msg, now)
+
+
+# Separator lines around a history block.
+HISTORY_BEGIN = "── history of {target} ──"
+HISTORY_MORE = "── earlier history of {target} ──"
+READ_MARKER = "── read up to here ──"
+HISTORY_END = "── end of history ──"
+HISTORY_START = "── end of history: nothing earlier in {target} ──"
+NO_MORE_HISTORY = "no more history in {target}"
+
+
 @dataclass(frozen=True)
 class Formatter:
     """Turns messages and client events into :class:`Line` objects, with or without colour."""
@@ -152,6 +183,44 @@ class Formatter:
         marker = "!!" if kind == "alert" else "--"
         body = self._wrap(ALERT, f"{marker} {text}") if kind == "alert" else f"-- {text}"
         return self._line(timestamp(None, now), body, kind)
+
+    # -- history ------------------------------------------------------------------
+
+    def history(self, block: Block, me: str, now: float | None = None) -> list[Line]:
+        """A history block: a separator, its lines dimmed with their own times, "read up
+        to here" at the read marker, a separator. An empty block on joining shows
+        nothing; an empty answer to /history says there is no more."""
+        target = clean(block.target)
+        if not block.lines:
+            if block.kind == "more":
+                return [self.status(NO_MORE_HISTORY.format(target=target), "chat", now)]
+            return []
+        head = HISTORY_MORE if block.kind == "more" else HISTORY_BEGIN
+        lines = [self._separator(head.format(target=target))]
+        for index, msg in enumerate(block.lines):
+            line = self.history_line(msg, me, now)
+            if line is not None:
+                lines.append(line)
+            if index == block.marker_after:
+                lines.append(Line(self._wrap(BOLD, READ_MARKER), "chat"))
+        tail = HISTORY_START if block.exhausted else HISTORY_END
+        lines.append(self._separator(tail.format(target=target)))
+        return lines
+
+    def history_line(self, msg: Message, me: str, now: float | None = None) -> Line | None:
+        """One line of history: as live, but dimmed, never highlighted, its own time."""
+        command = msg.command.upper()
+        if command in HIDDEN or command.isdigit():
+            return None
+        body = self._body(msg, me)
+        if body is None:
+            return None
+        text = self.dim(_strip_escapes(body[0]))
+        return Line(f"{self.dim(history_stamp(msg, now))} {text}", "chat")
+
+    def _separator(self, text: str) -> Line:
+        """Not dimmed: it stands out from the dimmed lines it frames."""
+        return Line(text, "chat")
 
     # -- client events -----------------------------------------------------------
 
@@ -194,13 +263,18 @@ class Formatter:
         stamp = timestamp(msg, now)
         if command.isdigit():
             return self._numeric(msg, stamp)
+        body = self._body(msg, me)
+        return None if body is None else self._line(stamp, *body)
+
+    def _body(self, msg: Message, me: str) -> tuple[str, Kind] | None:
+        """A (non-numeric) line's text after the time, and its kind."""
+        command = msg.command.upper()
         sender = clean(split_source(msg.source or "")[0])
         handler = getattr(self, "_on_" + command.lower(), None)
         if handler is not None:  # None from a handler: nothing to show (or malformed)
-            result = handler(msg, sender, me)
-            return None if result is None else self._line(stamp, *result)
+            return handler(msg, sender, me)
         words = [sender, command, *(clean(p) for p in msg.params)]
-        return self._line(stamp, "-- " + " ".join(w for w in words if w), "info")
+        return "-- " + " ".join(w for w in words if w), "info"
 
     def _on_privmsg(self, msg: Message, sender: str, me: str) -> tuple[str, Kind] | None:
         if len(msg.params) < 2:
@@ -280,6 +354,14 @@ class Formatter:
     def _on_away(self, msg: Message, sender: str, me: str) -> tuple[str, Kind] | None:
         text = f"is away: {clean(msg.params[0])}" if msg.params else "is back"
         return self._dimmed("", f"--- {sender} {text}")
+
+    def _on_redact(self, msg: Message, sender: str, me: str) -> tuple[str, Kind] | None:
+        """``REDACT <target> <msgid> [:reason]`` (draft/message-redaction)."""
+        if len(msg.params) < 2:
+            return None
+        target = msg.params[0]
+        where = target if is_channel_name(target) else ""
+        return self._dimmed(where, f"* {sender} deleted a message{_reason(msg.params[2:])}")
 
     def _on_error(self, msg: Message, sender: str, me: str) -> tuple[str, Kind] | None:
         text = clean(msg.params[-1]) if msg.params else "ERROR"

@@ -16,8 +16,16 @@ greenchat-join does not monkey-patch, so each gets a thread of its own:
 What crosses threads: actions (immutable, via the hub's thread-safe callback
 queue), display lines (``sys.stdout.write`` of one whole line; the
 patch_stdout proxy is thread-safe), the current target (a single attribute,
-assigned atomically) and, for tab completion, copies of the client's
-channel and member dicts.
+assigned atomically), the unread counts for the prompt (a tuple, replaced
+whole) and, for tab completion, copies of the client's channel and member dicts.
+
+History and read markers (history.py's :class:`Scrollback`, fed every server
+line in the client thread): on joining a channel its last 50 lines are shown
+between separators, dimmed, with their own times; ``/history [N]`` shows older
+ones; "read up to here" marks the account's read marker, and the client sends
+MARKREAD for the current target when the user has read it (a debounce timer
+sends the ones that had to wait). Windows other than the current target with
+unread lines show on the prompt: ``#lobby [#dev 3, bob 1]> ``.
 
 Without a terminal (``echo hi | greenchat-join``) or with ``--listen`` there
 is no prompt: a reader thread posts each stdin line for the first channel,
@@ -51,6 +59,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from greenchat.client.commands import (
     Act,
     Action,
+    FetchHistory,
     Join,
     Part,
     Quit,
@@ -62,7 +71,7 @@ from greenchat.client.commands import (
     parse_input,
     split_text,
 )
-from greenchat.client.connection import ClientError, IrcClient, JoinError
+from greenchat.client.connection import DEFAULT_CAPS, ClientError, IrcClient, JoinError
 from greenchat.client.events import (
     ClientEvent,
     Connected,
@@ -72,6 +81,7 @@ from greenchat.client.events import (
     Registered,
 )
 from greenchat.client.format import Formatter, Kind, Line
+from greenchat.client.history import HISTORY_CAPS, JOIN_LINES, Outcome, Scrollback
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.message import Message, split_source
 
@@ -82,6 +92,8 @@ log = logging.getLogger("greenchat.join")
 EXIT_OK, EXIT_FAILED, EXIT_GAVE_UP = 0, 1, 2
 READY_TIMEOUT = 10.0  # how long an interactive line waits for a (re)connection
 QUIT_TIMEOUT = 8.0  # how long we wait for the server to close after QUIT
+# What greenchat-join asks the server for: the library's caps, and history's.
+JOIN_CAPS = tuple(dict.fromkeys(DEFAULT_CAPS + HISTORY_CAPS))
 # Reconnect delays double from 1 s up to about a minute (jittered: half to all of it),
 # so a chat window left open reconnects within a minute of the server's return.
 BACKOFF_MAX = 60.0
@@ -123,16 +135,24 @@ class ClientThread:
         wait_ready: float | None = READY_TIMEOUT,
         on_change: Callable[[], None] = lambda: None,
         on_exit: Callable[[], None] = lambda: None,
+        shows_chat: bool = True,
     ) -> None:
+        """``shows_chat``: chat lines reach a reader (a prompt, --listen): only then is
+        history asked for and are windows marked read."""
         self.options = options
         self.formatter = Formatter(color=options.color)
         self.show = show
         self.wait_ready = wait_ready  # None: wait as long as the client keeps trying
         self.on_change = on_change  # the current target changed (redraw the prompt)
         self.on_exit = on_exit  # the thread is about to end (close the prompt)
+        self.shows_chat = shows_chat
         self.target: str | None = options.channels[0] if options.channels else None
         self.exit_code = EXIT_OK
         self.client: IrcClient | None = None
+        self.scrollback: Scrollback | None = None  # history and read markers (client thread)
+        # (window, unread lines) for the prompt: a tuple, replaced whole (read anywhere).
+        self.unread: tuple[tuple[str, int], ...] = ()
+        self._mark_timer: gevent.Greenlet | None = None  # sends MARKREADs that had to wait
         self._hub: gevent.hub.Hub | None = None
         self._inbox: Queue | None = None
         self._quitting = False  # QUIT sent: the goodbye that follows is no alarm
@@ -186,6 +206,8 @@ class ClientThread:
             self._inbox = Queue()
             self._quit_wanted = gevent.event.Event()
             self.client = self._make_client()
+            join_lines = JOIN_LINES if self.shows_chat else 0
+            self.scrollback = Scrollback(self.client.state, join_lines=join_lines)
             self.client.subscribe(self._on_event)
             o = self.options
             self._say(f"connecting to {o.host}:{o.port} as {o.nick}")
@@ -194,6 +216,8 @@ class ClientThread:
             worker = gevent.spawn(self._work)
             self.client.stopped.wait()
             worker.kill(block=True, timeout=2)
+            if self._mark_timer is not None:
+                self._mark_timer.kill(block=False)
         except Exception:
             log.exception("client thread failed")
             self.exit_code = EXIT_FAILED
@@ -215,6 +239,7 @@ class ClientThread:
             max_retries=o.max_retries,
             backoff_max=BACKOFF_MAX,
             sasl=o.sasl,
+            caps=JOIN_CAPS if self.shows_chat else DEFAULT_CAPS,
         )
 
     def _say(self, text: str, kind: Kind = "info") -> None:
@@ -227,9 +252,13 @@ class ClientThread:
             return  # we asked for it
         if isinstance(event, GaveUp):
             self.exit_code = EXIT_GAVE_UP
+        shown = True
         if isinstance(event, MessageEvent):
             self._track_target(event.message)
-        if not self._quieter.shows(event):
+            shown = self._history(event.message)
+        elif isinstance(event, Disconnected) and self.scrollback is not None:
+            self._carry_out(Outcome(released=self.scrollback.disconnected()))
+        if not self._quieter.shows(event) or not shown:
             return
         line = self.formatter.event(event, self.client.nick)
         if line is not None:
@@ -241,6 +270,77 @@ class ClientThread:
         rejoin = f"; rejoining {channels}" if channels else ""
         account = f", logged in as {self.client.account}" if self.client.account else ""
         self._say(f"reconnected to {o.host}:{o.port} as {self.client.nick}{account}{rejoin}")
+
+    # -- history and read markers (history.py decides, this carries it out) -----------
+
+    def _history(self, msg: Message) -> bool:
+        """Feed ``msg`` to the scrollback; whether to show it as a live line."""
+        if self.scrollback is None:
+            return True
+        outcome = self.scrollback.feed(msg, self.target, time.monotonic())
+        self._carry_out(outcome)
+        return outcome.show
+
+    def _carry_out(self, outcome: Outcome) -> None:
+        assert self.client is not None
+        self._send_quietly(outcome.send)
+        nick = self.client.nick
+        if outcome.block is not None:
+            for line in self.formatter.history(outcome.block, nick):
+                self.show(line)
+        for msg in outcome.released:  # live lines that waited for the history
+            line = self.formatter.message(msg, nick)
+            if line is not None:
+                self.show(line)
+        if outcome.changed:
+            self._publish_unread()
+        self._schedule_marks()
+
+    def _read(self, target: str | None) -> None:
+        """The user has read ``target``: no unread lines there, and tell the server."""
+        if self.scrollback is None or target is None:
+            return
+        self._send_quietly(self.scrollback.read(target, time.monotonic()))
+        self._publish_unread()
+        self._schedule_marks()
+
+    def _fetch(self, action: FetchHistory) -> None:
+        assert self.scrollback is not None and self.client is not None
+        request = self.scrollback.fetch(action.target, action.count)
+        if isinstance(request, str):
+            self._say(request)
+        else:
+            self.client.send(request)
+
+    def _send_quietly(self, lines: list[Message]) -> None:
+        """Send what the scrollback asks for; a lost connection only loses the lines."""
+        assert self.client is not None
+        for line in lines:
+            with contextlib.suppress(ClientError):
+                self.client.send(line)
+
+    def _publish_unread(self) -> None:
+        assert self.scrollback is not None
+        unread = tuple(self.scrollback.unread().items())
+        if unread != self.unread:
+            self.unread = unread
+            self.on_change()
+
+    def _schedule_marks(self) -> None:
+        """A MARKREAD waits for its interval: send it when that has passed."""
+        timer = self._mark_timer
+        if self.scrollback is None or (timer is not None and not timer.dead):
+            return
+        delay = self.scrollback.next_due(time.monotonic())
+        if delay is not None:
+            self._mark_timer = gevent.spawn_later(delay + 0.01, self._flush_marks)
+
+    def _flush_marks(self) -> None:
+        self._mark_timer = None
+        assert self.scrollback is not None and self.client is not None
+        if not self.client.connected:
+            return  # kept: the next line after reconnecting schedules it again
+        self._carry_out(self.scrollback.poll(time.monotonic()))
 
     def _track_target(self, msg: Message) -> None:
         """Our part or kick from the current target: move to another joined channel."""
@@ -256,6 +356,7 @@ class ClientThread:
         joined = [c.name for c in dict(self.client.state.channels).values()]
         self.target = joined[0] if joined else None
         self.on_change()
+        self._read(self.target)
 
     # -- the worker: carries out actions in order -----------------------------------
 
@@ -295,15 +396,20 @@ class ClientThread:
         elif isinstance(action, Quit):
             self._quit(action.reason)
         elif isinstance(action, Switch):
-            pass  # the prompt thread already switched
+            self._read(action.target)  # the prompt thread already switched
         elif isinstance(action, Finish):
             self._finish()
         elif not self._connected():
             self._say("not connected: not sent", "alert")
         elif isinstance(action, Say | Act):
             self._speak(action)
+            self._read(action.target)
         elif isinstance(action, Join):
             self._join(action)
+            if casefold(action.channel) in self.client.state.channels:
+                self._read(action.channel)
+        elif isinstance(action, FetchHistory):
+            self._fetch(action)
         elif isinstance(action, Part):
             self.client.part(action.channel, action.reason)
         elif isinstance(action, Send):
@@ -468,7 +574,13 @@ class Terminal:
         )
 
     def _prompt_message(self) -> str:
-        return f"{self.client.target or '(no target)'}> "
+        """``#lobby> ``, and other windows with unread lines: ``#lobby [#dev 3, bob 1]> ``."""
+        target = self.client.target
+        others = [
+            f"{name} {count}" for name, count in self.client.unread if not _same(name, target or "")
+        ]
+        hint = f" [{', '.join(others)}]" if others else ""
+        return f"{target or '(no target)'}{hint}> "
 
     async def _prompt_loop(self) -> None:
         while True:
@@ -557,7 +669,7 @@ class LineMode:
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.client = ClientThread(options, self._show, wait_ready=None)
+        self.client = ClientThread(options, self._show, wait_ready=None, shows_chat=options.listen)
 
     def run(self) -> int:
         # "Until killed": SIGTERM quits as cleanly as Ctrl-C (QUIT sent, exit 0).
