@@ -78,22 +78,114 @@ function nickColor(nick) {
   return "c" + (((crc ^ 0xffffffff) >>> 0) % 12);
 }
 
+// ---- lines in time: history, read markers (pure: no DOM, no state) ---------------------------
+// A line (an "entry") has at least {msg, kind, time: Date}; from the server also serverTime
+// (its time tag), msgid, and nick; mine is true for our own.
+
+// What identifies a line, to hold it once: its msgid; and for a join, part, quit... (whose
+// live msgid is not the one history gives it) what it is, by whom, and in which second.
+function lineKeys(entry, second = 0) {
+  const keys = [];
+  if (entry.msgid) keys.push(`id:${entry.msgid}`);
+  if (entry.kind === "event" && entry.serverTime) {
+    const what = [entry.msg.command, entry.msg.source, entry.msg.params[0] || ""].join(" ");
+    keys.push(`ev:${what} ${Math.floor(entry.time.getTime() / 1000) + second}`);
+  }
+  return keys;
+}
+
+// Whether a line from history is one of those held (seen: their lineKeys): the same msgid,
+// or the same event within a second or so (live and stored times may differ by a little).
+function isHeld(seen, entry) {
+  return [-1, 0, 1].some((second) => lineKeys(entry, second).some((key) => seen.has(key)));
+}
+
+// Both lists in time order, as one; of two lines at the same time, the incoming one first
+// (history is older than what it is merged into).
+function mergeLines(lines, incoming) {
+  const out = [];
+  let i = 0;
+  let j = 0;
+  while (i < lines.length && j < incoming.length) {
+    out.push(incoming[j].time <= lines[i].time ? incoming[j++] : lines[i++]);
+  }
+  return out.concat(lines.slice(i), incoming.slice(j));
+}
+
+// CHATHISTORY BEFORE's reference: the oldest line shown that the server surely stored (a
+// message with a msgid, not deleted), or the oldest line history returned (the cursor),
+// whichever is older, as msgid=...; as timestamp=... when it has no msgid or byTime is
+// set; else the oldest server time shown; null when there is none (ask for the LATEST).
+function historyReference(lines, cursor, byTime = false) {
+  let best = lines.find((entry) => entry.msgid && entry.kind !== "event" && !entry.redacted) || null;
+  if (cursor && (!best || cursor.time <= best.time)) best = cursor;
+  if (best && best.msgid && !byTime) return `msgid=${best.msgid}`;
+  if (best && best.serverTime) return `timestamp=${best.serverTime}`;
+  const timed = lines.find((entry) => entry.serverTime);
+  return timed ? `timestamp=${timed.serverTime}` : null;
+}
+
+// MARKREAD's last parameter: "timestamp=..." as a Date, "*" as null; undefined if neither.
+function parseMarker(value) {
+  if (value === "*") return null;
+  const found = /^timestamp=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z)$/.exec(value);
+  if (!found) return undefined;
+  const time = new Date(found[1]);
+  return Number.isNaN(time.getTime()) ? undefined : time;
+}
+
+// A line someone else said, which can be unread.
+function countable(entry) {
+  return (entry.kind === "message" || entry.kind === "notice") && Boolean(entry.nick) &&
+    !entry.mine && !entry.redacted;
+}
+
+// Where the "new messages" rule goes: the index of the line it is drawn above (the one
+// after the last line at or before the marker), or -1 when no unread line follows it.
+function ruleIndex(lines, marker) {
+  let at = 0;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (lines[i].time <= marker) { at = i + 1; break; }
+  }
+  return lines.slice(at).some(countable) ? at : -1;
+}
+
+// {count, mentioned} of the countable lines newer than the marker.
+function unreadCounts(lines, marker) {
+  let count = 0;
+  let mentioned = false;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (lines[i].time <= marker) {
+      if (lines[i].serverTime) break; // in server order from here on; a note of ours may not be
+      continue;
+    }
+    if (!countable(lines[i])) continue;
+    count += 1;
+    mentioned = mentioned || Boolean(lines[i].mentioned);
+  }
+  return { count, mentioned };
+}
+
 // ---- the chat state ------------------------------------------------------------------------
 
 const WANTED_CAPS = ["server-time", "echo-message", "message-tags", "multi-prefix", "batch",
   "away-notify", "extended-join", "chghost", "setname", "labeled-response", "draft/chathistory",
-  "draft/event-playback"];
+  "draft/event-playback", "draft/read-marker", "draft/message-redaction"];
 const LOGIN_CAPS = ["sasl", "draft/account-registration"];
 const PREFIX_RANK = { "~": 0, "&": 1, "@": 2, "%": 3, "+": 4 };
 const HISTORY_LINES = 50;
-const MAX_BUFFER_LINES = 1000;
+const MAX_BUFFER_LINES = 1000;  // live lines beyond this drop the oldest (scrolling back may pass it)
+const HISTORY_TIMEOUT = 15000;  // ms: a CHATHISTORY still unanswered is given up (scroll up to retry)
+const MARKREAD_DELAY = 1500;    // ms: at most one MARKREAD per buffer this often
+const HISTORY_RETRY = 5000;     // ms after a FAIL CHATHISTORY before asking again
+const TOP_ZONE = 40;            // px from the top of the list: scrolled "to the top"
 
 const state = {
   nick: "",
   wantNick: "",
   caps: new Set(),       // enabled
   offered: new Map(),    // cap -> value, from CAP LS
-  buffers: new Map(),    // folded name -> {name, topic, members: Map(nick -> prefixes), lines, unread, mentioned}
+  buffers: new Map(),    // folded name -> a buffer (newBuffer)
   current: "",           // folded name of the buffer on screen
   history: [],           // lines the user sent, for Up
   historyAt: 0,
@@ -103,14 +195,45 @@ const state = {
   account: "",           // the account logged in to
   accountName: "",       // the account to log in to: the nick picked on the login form
   loggingIn: false,      // CAP END waits for the login (or registration) to end
+  batches: new Map(),    // open BATCH reference -> {type, target, lines}
+  redacted: new Set(),   // msgids redacted before their line was seen (history may bring it)
 };
+
+function newBuffer(name) {
+  return {
+    name, topic: "", members: new Map(), lines: [],
+    unread: 0, mentioned: false, // live lines since last shown, when there is no read marker
+    joined: false,       // a channel we are in (history may be asked for)
+    seen: new Set(),     // lineKeys of every line held: history is deduplicated against it
+    loading: "",         // the CHATHISTORY in flight: "latest", "before" (scrolled up), "fill"
+    loadTimer: null,
+    asked: "",           // the reference of that CHATHISTORY BEFORE
+    byTime: false,       // the msgid given found nothing: the next one by its time instead
+    failedAt: 0,         // when the last FAIL CHATHISTORY for it came (ms)
+    historyEnd: false,   // an empty batch came back: nothing older
+    cursor: null,        // the oldest line history has returned: {msgid, serverTime, time}
+    marker: undefined,   // draft/read-marker: a Date, null for none ("*"), undefined: not told
+    markerFresh: false,  // the next MARKREAD is the first since joining: it places the rule
+    rule: null,          // where the "new messages" rule is drawn (a Date, or none)
+    wanted: 0,           // ms: the newest line seen, to send in the next MARKREAD
+    sent: 0,             // ms: the last MARKREAD sent
+    markTimer: null,
+    op: false,           // we may delete others' lines here (channel operator)
+  };
+}
+
+// A channel, or a conversation with someone (not the server, not ourselves).
+function conversational(name) {
+  return isChannel(name) || (name !== "server" && !name.includes(".") && !isMe(name));
+}
 
 function buffer(name) {
   const key = casefold(name);
   if (!state.buffers.has(key)) {
-    state.buffers.set(key, { name, topic: "", members: new Map(), lines: [], unread: false,
-      mentioned: false });
+    const b = newBuffer(name);
+    state.buffers.set(key, b);
     if (!state.current) state.current = key;
+    if (!isChannel(name)) askMarker(b);
     renderChannels();
   }
   return state.buffers.get(key);
@@ -141,7 +264,13 @@ function connect() {
     retryDelay = 1000;
     state.caps.clear();
     state.offered.clear();
+    state.batches.clear();
     state.registered = false;
+    for (const b of state.buffers.values()) {
+      b.joined = false;
+      stopLoading(b);
+      b.sent = 0;
+    }
     state.account = "";
     state.loggingIn = false;
     send("CAP LS 302");
@@ -240,6 +369,7 @@ const handlers = {
         if (cap.startsWith("-")) state.caps.delete(cap.slice(1));
         else if (cap) state.caps.add(cap);
       }
+      $("history-edge").hidden = !hasHistory();
       if (!state.registered && !startLogin()) send("CAP END");
     } else if (sub === "NAK" && !state.registered) {
       send("CAP END");
@@ -265,6 +395,7 @@ const handlers = {
     state.registered = true;
     setStatus(`connected as ${state.nick}${state.account ? ` (logged in as ${state.account})` : ""}`, false);
     for (const name of savedChannels()) send(buildLine("JOIN", name)); // rejoin after a reconnect too
+    for (const b of state.buffers.values()) if (!isChannel(b.name)) askMarker(b);
     remember();
   },
   "433": () => { // nick in use: try with a _ (before registration) or say so
@@ -290,44 +421,50 @@ const handlers = {
       b.members.set(nick, entry.slice(0, entry.length - nick.length));
     }
   },
-  "366": (m) => { buffer(m.params[1]).namesPending = false; renderMembers(); },
+  "366": (m) => {
+    const b = buffer(m.params[1]);
+    b.namesPending = false;
+    renderMembers();
+    const op = amOp(b);
+    if (op !== b.op) { // the delete buttons on others' lines come or go
+      b.op = op;
+      if (casefold(b.name) === state.current) keepView(drawLines);
+    }
+  },
   JOIN: (m) => {
     const b = buffer(m.params[0]);
     b.members.set(m.nick, "");
     if (isMe(m.nick)) {
-      state.current = casefold(b.name);
+      b.joined = true;
+      b.markerFresh = true;
+      setCurrent(casefold(b.name));
+      requestHistory(b, "latest");
       remember();
       renderAll();
-      if (state.caps.has("draft/chathistory")) {
-        send(buildLine("CHATHISTORY", "LATEST", b.name, "*", String(HISTORY_LINES)));
-      }
     }
-    add(b, { msg: m, kind: "event", text: `${m.nick} joined ${b.name}` });
+    add(b, { msg: m, kind: "event", text: eventText(m) });
     renderMembers();
   },
   PART: (m) => {
     const b = buffer(m.params[0]);
     b.members.delete(m.nick);
-    const why = m.params[1] ? ` (${m.params[1]})` : "";
     if (isMe(m.nick)) {
       dropBuffer(b);
     } else {
-      add(b, { msg: m, kind: "event", text: `${m.nick} left ${b.name}${why}` });
+      add(b, { msg: m, kind: "event", text: eventText(m) });
       renderMembers();
     }
   },
   KICK: (m) => {
     const b = buffer(m.params[0]);
     b.members.delete(m.params[1]);
-    add(b, { msg: m, kind: "event", text: `${m.params[1]} was kicked by ${m.nick} (${m.params[2] || ""})` });
-    if (isMe(m.params[1])) remember();
+    add(b, { msg: m, kind: "event", text: eventText(m) });
+    if (isMe(m.params[1])) { b.joined = false; remember(); }
     renderMembers();
   },
   QUIT: (m) => {
     for (const b of state.buffers.values()) {
-      if (b.members.delete(m.nick)) {
-        add(b, { msg: m, kind: "event", text: `${m.nick} quit (${m.params[0] || ""})` });
-      }
+      if (b.members.delete(m.nick)) add(b, { msg: m, kind: "event", text: eventText(m) });
     }
     renderMembers();
   },
@@ -338,7 +475,7 @@ const handlers = {
       if (b.members.has(m.nick)) {
         b.members.set(now, b.members.get(m.nick));
         b.members.delete(m.nick);
-        add(b, { msg: m, kind: "event", text: `${m.nick} is now ${now}` });
+        add(b, { msg: m, kind: "event", text: eventText(m) });
       }
     }
     renderMembers();
@@ -346,22 +483,94 @@ const handlers = {
   TOPIC: (m) => {
     const b = buffer(m.params[0]);
     b.topic = m.params[1] || "";
-    add(b, { msg: m, kind: "event", text: `${m.nick} set the topic: ${b.topic}` });
+    add(b, { msg: m, kind: "event", text: eventText(m) });
     renderTopic();
   },
   MODE: (m) => {
     if (!isChannel(m.params[0])) return;
-    add(buffer(m.params[0]), { msg: m, kind: "event", text: `${m.nick} set mode ${m.params.slice(1).join(" ")}` });
+    add(buffer(m.params[0]), { msg: m, kind: "event", text: eventText(m) });
     send(buildLine("NAMES", m.params[0])); // prefixes may have changed
   },
   PRIVMSG: (m) => message(m, "message"),
   NOTICE: (m) => message(m, "notice"),
+  BATCH: (m) => {
+    const [ref = "", type = "", target = ""] = m.params;
+    if (ref.startsWith("+")) {
+      state.batches.set(ref.slice(1), { type: type.toLowerCase(), target, lines: [] });
+    } else if (ref.startsWith("-")) {
+      const batch = state.batches.get(ref.slice(1));
+      state.batches.delete(ref.slice(1));
+      if (batch && batch.type === "chathistory") historyBatch(batch);
+    }
+  },
+  MARKREAD: (m) => { // draft/read-marker: where this account has read up to, on any device
+    const [target, value = ""] = m.params;
+    const b = state.buffers.get(casefold(target || ""));
+    const marker = parseMarker(value);
+    if (!b || marker === undefined) return;
+    b.marker = marker;
+    if (marker) b.sent = Math.max(b.sent, marker.getTime());
+    // The rule moves with the marker, except in the buffer being read: there it stays
+    // where the new lines began until the reader leaves.
+    if (b.markerFresh || !viewing(b)) b.rule = readUpTo(b);
+    b.markerFresh = false;
+    if (casefold(b.name) === state.current) keepView(placeRule);
+    renderChannels();
+  },
+  REDACT: (m) => redact(m.params[1], m.params[2] || "", m.nick),
   ERROR: (m) => note(`Server: ${m.params[0] || "closing"}`, "error"),
   FAIL: (m) => {
-    if (m.params[0] === "REGISTER" && state.loggingIn) endLogin(m.params[m.params.length - 1]);
-    else note(m.params[m.params.length - 1], "error");
+    const [command, , context = ""] = m.params; // FAIL <command> <code> [<context>...] :text
+    const text = m.params[m.params.length - 1];
+    if (command === "REGISTER" && state.loggingIn) {
+      endLogin(text);
+    } else if (command === "MARKREAD") {
+      // Not a thing to bother the reader with: the marker just stays where it was.
+    } else if (command === "CHATHISTORY") { // FAIL CHATHISTORY <code> <subcommand> [<target>] :text
+      const b = m.params.slice(2, -1).map((p) => state.buffers.get(casefold(p))).find(Boolean);
+      if (b) { stopLoading(b); b.failedAt = Date.now(); renderHistoryEdge(); }
+      note(`History: ${text}`, "error", b);
+    } else if (command === "REDACT") {
+      const msgid = m.params.length > 4 ? m.params[3] : "";
+      const found = msgid && findLine(msgid);
+      if (found) { found.entry.pendingRedact = false; redrawLine(found.entry); }
+      note(`Could not delete the message: ${text}`, "error", found ? found.b : state.buffers.get(casefold(context)));
+    } else {
+      note(text, "error");
+    }
   },
 };
+
+// What a join, part, kick, quit, nick change, topic or mode change says (live or played back).
+function eventText(m) {
+  const [first = "", second = "", third = ""] = m.params;
+  switch (m.command) {
+    case "JOIN": return `${m.nick} joined ${first}`;
+    case "PART": return `${m.nick} left ${first}${second ? ` (${second})` : ""}`;
+    case "KICK": return `${second} was kicked by ${m.nick} (${third})`;
+    case "QUIT": return `${m.nick} quit (${first})`;
+    case "NICK": return `${m.nick} is now ${first}`;
+    case "TOPIC": return `${m.nick} set the topic: ${second}`;
+    case "MODE": return isChannel(first) ? `${m.nick} set mode ${m.params.slice(1).join(" ")}` : "";
+    default: return "";
+  }
+}
+
+// A PRIVMSG or NOTICE as a line (null for CTCP other than ACTION, and for the server's).
+function messageEntry(m, kind) {
+  const [target, text = ""] = m.params;
+  if (!m.nick || m.nick.includes(".")) return null;
+  let body = text;
+  let action = false;
+  if (body.startsWith("\x01ACTION ") && body.endsWith("\x01")) {
+    body = body.slice(8, -1);
+    action = true;
+  } else if (body.startsWith("\x01")) {
+    return null; // other CTCP: not shown
+  }
+  const mentioned = !isMe(m.nick) && (mentions(body) || !isChannel(target));
+  return { msg: m, kind, nick: m.nick, text: body, action, mentioned };
+}
 
 function message(m, kind) {
   const [target, text = ""] = m.params;
@@ -369,22 +578,25 @@ function message(m, kind) {
     note(text, "notice");
     return;
   }
+  const entry = messageEntry(m, kind);
+  if (!entry) return;
   const b = buffer(isChannel(target) ? target : isMe(m.nick) ? target : m.nick);
-  let body = text;
-  let action = false;
-  if (body.startsWith("\x01ACTION ") && body.endsWith("\x01")) {
-    body = body.slice(8, -1);
-    action = true;
-  } else if (body.startsWith("\x01")) {
-    return; // other CTCP: not shown
+  add(b, entry);
+  if (entry.mine && casefold(b.name) === state.current) { // our own line: read up to here
+    b.rule = null;
+    keepView(placeRule);
+    scrollDown(true);
+    wantMarkRead(b);
   }
-  const mentioned = !isMe(m.nick) && (mentions(body) || !isChannel(target));
-  add(b, { msg: m, kind, nick: m.nick, text: body, action, mentioned });
 }
 
 function handle(m) {
-  const batch = m.tags.batch;
-  if (m.command === "BATCH" || (batch && m.command !== "PRIVMSG" && m.command !== "NOTICE")) return;
+  const batch = m.tags.batch && state.batches.get(m.tags.batch);
+  if (batch && batch.type === "chathistory") { // kept for the end of the batch
+    batch.lines.push(m);
+    return;
+  }
+  if (m.tags.batch && !batch && m.command !== "PRIVMSG" && m.command !== "NOTICE") return;
   const handler = handlers[m.command];
   if (handler) {
     handler(m);
@@ -395,42 +607,302 @@ function handle(m) {
 
 // ---- adding lines and buffers ----------------------------------------------------------------------
 
-function add(b, entry) {
+// The times, msgid and owner of a line, from its message.
+function finish(entry) {
+  const tags = entry.msg.tags;
   entry.time = when(entry.msg);
-  const history = Boolean(entry.msg.tags.batch);
+  entry.serverTime = tags.time || "";
+  entry.msgid = tags.msgid || "";
+  entry.mine = Boolean(entry.nick) && isMe(entry.nick);
+  entry.redacted = entry.msgid && state.redacted.has(entry.msgid) ? { reason: "" } : null;
+  return entry;
+}
+
+// A live line: at the end of its buffer.
+function add(b, entry) {
+  finish(entry);
+  for (const key of lineKeys(entry)) b.seen.add(key);
   b.lines.push(entry);
-  if (history) b.lines.sort((x, y) => x.time - y.time); // a chathistory batch: in time order
-  if (b.lines.length > MAX_BUFFER_LINES) b.lines.splice(0, b.lines.length - MAX_BUFFER_LINES);
-  const key = casefold(b.name);
-  if (key === state.current) {
-    if (history) renderMessages(); else appendMessage(entry);
-  } else if (entry.kind !== "event" && !history) {
-    b.unread = true;
+  const current = casefold(b.name) === state.current;
+  if (current) appendMessage(b, entry);
+  if (b.lines.length > MAX_BUFFER_LINES && (!current || atBottom())) {
+    trim(b, b.lines.length - MAX_BUFFER_LINES);
+  }
+  if (current) {
+    keepView(placeRule);
+    if (entry.serverTime && viewing(b) && atBottom()) wantMarkRead(b);
+  } else if (countable(entry)) {
+    b.unread += 1;
     b.mentioned = b.mentioned || Boolean(entry.mentioned);
     renderChannels();
   }
 }
 
-function note(text, kind) {
-  const b = state.buffers.get(state.current) || buffer(state.nick || "server");
-  add(b, { msg: { tags: {} }, kind, text });
+// Drop the oldest lines of a buffer (history can bring them back).
+function trim(b, count) {
+  for (const entry of b.lines.splice(0, count)) {
+    for (const key of lineKeys(entry)) b.seen.delete(key);
+    if (entry.node) entry.node.remove();
+  }
+  b.historyEnd = false;
+  b.cursor = null;
+  if (casefold(b.name) === state.current) renderHistoryEdge();
+}
+
+// A line of ours (no server time, no msgid) in buffer b, or where the user is looking.
+function note(text, kind, b) {
+  const where = b || state.buffers.get(state.current) || buffer(state.nick || "server");
+  add(where, { msg: { tags: {} }, kind, text });
 }
 
 function dropBuffer(b) {
+  flushMarkRead(b);
   state.buffers.delete(casefold(b.name));
-  if (state.current === casefold(b.name)) state.current = [...state.buffers.keys()][0] || "";
+  if (state.current === casefold(b.name)) setCurrent([...state.buffers.keys()][0] || "");
   remember();
   renderAll();
+}
+
+// Another buffer on screen. The one left was read as far as it was seen (said now, not
+// in a moment); the one shown draws its rule where its reader left off.
+function setCurrent(key) {
+  const before = state.buffers.get(state.current);
+  if (state.current === key) return;
+  if (before) {
+    flushMarkRead(before);
+    before.rule = readUpTo(before);
+  }
+  state.current = key;
+  const b = state.buffers.get(key);
+  if (b) b.rule = readUpTo(b);
+}
+
+// The read marker, or what we told the server and it has not answered yet.
+function readUpTo(b) {
+  return b.sent ? new Date(b.sent) : b.marker || null;
 }
 
 function show(key) {
   const b = state.buffers.get(key);
   if (!b) return;
-  state.current = key;
-  b.unread = b.mentioned = false;
+  setCurrent(key);
+  b.unread = 0;
+  b.mentioned = false;
   closePanels();
   renderAll();
   document.getElementById("input").focus();
+}
+
+// ---- history: CHATHISTORY on join and when scrolled to the top ------------------------------
+
+function hasHistory() {
+  return state.caps.has("draft/chathistory") && state.caps.has("batch");
+}
+
+// Ask for a buffer's latest lines, or ("before", "fill") those older than the oldest shown.
+function requestHistory(b, why) {
+  if (!hasHistory() || !state.registered || b.loading || !conversational(b.name)) return;
+  if (isChannel(b.name) && !b.joined) return;
+  if (why !== "latest" && (b.historyEnd || Date.now() - b.failedAt < HISTORY_RETRY)) return;
+  const ref = why === "latest" ? null : historyReference(b.lines, b.cursor, b.byTime);
+  b.loading = why;
+  b.asked = ref || "";
+  b.loadTimer = setTimeout(() => { stopLoading(b); renderHistoryEdge(); }, HISTORY_TIMEOUT);
+  if (ref) send(buildLine("CHATHISTORY", "BEFORE", b.name, ref, String(HISTORY_LINES)));
+  else send(buildLine("CHATHISTORY", "LATEST", b.name, "*", String(HISTORY_LINES)));
+  if (casefold(b.name) === state.current) renderHistoryEdge();
+}
+
+function stopLoading(b) {
+  clearTimeout(b.loadTimer);
+  b.loading = "";
+}
+
+// The lines of a chathistory batch, merged into their buffer: older ones above, none twice.
+function historyBatch(batch) {
+  const b = batch.target && state.buffers.get(casefold(batch.target));
+  if (!b) return; // not asked for (or the buffer was closed meanwhile)
+  const why = b.loading;
+  stopLoading(b);
+  const entries = [];
+  const redactions = [];
+  for (const m of batch.lines) {
+    let entry = null;
+    if (m.command === "PRIVMSG" || m.command === "NOTICE") {
+      entry = messageEntry(m, m.command === "PRIVMSG" ? "message" : "notice");
+    } else if (m.command === "REDACT") {
+      redactions.push(m);
+    } else {
+      const text = eventText(m);
+      if (text) entry = { msg: m, kind: "event", text };
+    }
+    if (entry) entries.push(finish(entry));
+  }
+  // The oldest line returned (shown or not: a CTCP, say), where the next BEFORE starts.
+  const first = batch.lines.find((m) => m.command !== "REDACT" && (m.tags.msgid || m.tags.time));
+  if (first && (!b.cursor || when(first) <= b.cursor.time)) {
+    b.cursor = { msgid: first.tags.msgid || "", serverTime: first.tags.time || "", time: when(first) };
+  }
+  // Nothing older: the beginning. Unless the msgid asked about is unknown to the server
+  // (deleted since, say): then once more by its time.
+  let again = false;
+  if (!batch.lines.length && why) {
+    again = why !== "latest" && b.asked.startsWith("msgid=") && !b.byTime;
+    if (again) b.byTime = true;
+    else b.historyEnd = true;
+  } else {
+    b.byTime = false;
+  }
+  const fresh = entries.filter((entry) => {
+    if (isHeld(b.seen, entry)) return false;
+    for (const key of lineKeys(entry)) b.seen.add(key);
+    return true;
+  });
+  b.lines = mergeLines(b.lines, fresh);
+  for (const m of redactions) redact(m.params[1], m.params[2] || "", m.nick);
+  if (casefold(b.name) === state.current) {
+    // Scrolled up for these: the line at the top stays put. Else at the bottom if there.
+    keepView(drawLines, why === "before");
+    if (fresh.length && viewing(b)) wantMarkRead(b);
+  }
+  if (again) requestHistory(b, why);
+  else fillView(b, why);
+  renderChannels();
+}
+
+// Keep asking while the list does not fill the pane, or the user is still at its top.
+function fillView(b, why) {
+  if (b.historyEnd || casefold(b.name) !== state.current) return;
+  const pane = document.querySelector(".messages-pane");
+  if (pane.scrollHeight <= pane.clientHeight + 1) requestHistory(b, "fill");
+  else if (why === "before" && pane.scrollTop < TOP_ZONE) requestHistory(b, "before");
+}
+
+function scrolled() {
+  const b = state.buffers.get(state.current);
+  if (!b) return;
+  const pane = document.querySelector(".messages-pane");
+  if (pane.scrollTop < TOP_ZONE && pane.scrollHeight > pane.clientHeight + 1) requestHistory(b, "before");
+  if (viewing(b)) wantMarkRead(b);
+}
+
+// ---- read markers (draft/read-marker) ---------------------------------------------------------
+
+function pageActive() {
+  return document.visibilityState === "visible" && document.hasFocus();
+}
+
+// The user is reading buffer b now.
+function viewing(b) {
+  return casefold(b.name) === state.current && pageActive();
+}
+
+// MARKREAD <nick>: where a private conversation was read to (channels are told on JOIN).
+function askMarker(b) {
+  if (state.caps.has("draft/read-marker") && state.registered && conversational(b.name)) {
+    send(buildLine("MARKREAD", b.name));
+  }
+}
+
+// Note the newest line on screen; a MARKREAD for it goes within MARKREAD_DELAY, once.
+function wantMarkRead(b) {
+  if (!state.caps.has("draft/read-marker") || !conversational(b.name)) return;
+  const last = b.lines.findLast((entry) => entry.serverTime);
+  if (!last || last.time.getTime() <= Math.max(b.wanted, b.sent)) return; // read to the end
+  const newest = newestVisible(b);
+  if (!newest) return;
+  b.wanted = Math.max(b.wanted, newest.time.getTime());
+  if (!b.markTimer) b.markTimer = setTimeout(() => sendMarkRead(b), MARKREAD_DELAY);
+}
+
+function flushMarkRead(b) {
+  if (b.markTimer) { clearTimeout(b.markTimer); sendMarkRead(b); }
+}
+
+function sendMarkRead(b) {
+  b.markTimer = null;
+  if (b.wanted <= b.sent || !state.registered) return; // only forwards
+  b.sent = b.wanted;
+  send(buildLine("MARKREAD", b.name, `timestamp=${new Date(b.wanted).toISOString()}`));
+}
+
+// The newest line with a server time that is at least partly on screen.
+function newestVisible(b) {
+  const pane = document.querySelector(".messages-pane");
+  const bottom = pane.getBoundingClientRect().bottom;
+  for (let i = b.lines.length - 1; i >= 0; i--) {
+    const entry = b.lines[i];
+    if (!entry.serverTime || !entry.node || !entry.node.isConnected) continue;
+    if (entry.node.getBoundingClientRect().top < bottom) return entry;
+  }
+  return null;
+}
+
+// The page came back into view: what is on screen now is read.
+function pageBack() {
+  const b = state.buffers.get(state.current);
+  if (b && pageActive()) wantMarkRead(b);
+}
+
+// The page went out of view: the rule follows the marker again, so that what comes
+// meanwhile is below it.
+function pageLeft() {
+  const b = state.buffers.get(state.current);
+  if (!b) return;
+  flushMarkRead(b);
+  b.rule = readUpTo(b);
+  keepView(placeRule);
+}
+
+// ---- redaction (draft/message-redaction) -----------------------------------------------------
+
+function findLine(msgid) {
+  for (const b of state.buffers.values()) {
+    const entry = b.lines.find((e) => e.msgid === msgid);
+    if (entry) return { b, entry };
+  }
+  return null;
+}
+
+// REDACT <target> <msgid> [:reason]: the line is shown as deleted.
+function redact(msgid, reason, by) {
+  if (!msgid) return;
+  const found = findLine(msgid);
+  if (!found) {
+    state.redacted.add(msgid);
+    if (state.redacted.size > 1000) state.redacted.delete(state.redacted.values().next().value);
+    return;
+  }
+  const { b, entry } = found;
+  const other = by && !isMe(by) && casefold(by) !== casefold(entry.nick || "");
+  entry.redacted = { reason, by: other ? by : "" }; // "by bob" when not its sender, nor us
+  entry.pendingRedact = false;
+  redrawLine(entry);
+  renderChannels();
+  if (casefold(b.name) === state.current) keepView(placeRule);
+}
+
+function amOp(b) {
+  if (!isChannel(b.name)) return false;
+  for (const [nick, prefixes] of b.members) {
+    if (isMe(nick)) return /[~&@]/.test(prefixes);
+  }
+  return false;
+}
+
+function canDelete(b, entry) {
+  return state.caps.has("draft/message-redaction") && Boolean(entry.msgid) && !entry.redacted &&
+    entry.kind !== "event" && Boolean(entry.nick) && (entry.mine || amOp(b));
+}
+
+function deleteLine(b, entry) {
+  send(buildLine("REDACT", b.name, entry.msgid));
+  if (state.caps.has("echo-message")) { // the server's REDACT back marks it deleted
+    entry.pendingRedact = true;
+    redrawLine(entry);
+  } else {
+    redact(entry.msgid, "", state.nick);
+  }
 }
 
 // ---- what the user types ----------------------------------------------------------------------
@@ -553,12 +1025,26 @@ function renderAll() {
   renderMessages();
 }
 
+// Unread lines: those newer than the read marker, or (with no marker) those that came
+// while the buffer was not on screen. None for the buffer on screen.
+function unreadOf(key, b) {
+  if (key === state.current) return { count: 0, mentioned: false };
+  const upTo = readUpTo(b);
+  if (upTo) return unreadCounts(b.lines, upTo);
+  return { count: b.unread, mentioned: b.mentioned };
+}
+
 function renderChannels() {
   const list = $("channel-list");
   list.replaceChildren(...[...state.buffers.entries()].map(([key, b]) => {
     const button = el("button", { type: "button", textContent: b.name });
-    button.classList.toggle("unread", b.unread);
-    button.classList.toggle("mentioned", b.mentioned);
+    const { count, mentioned } = unreadOf(key, b);
+    button.classList.toggle("unread", count > 0);
+    button.classList.toggle("mentioned", count > 0 && mentioned);
+    if (count > 0) {
+      button.append(el("span", { className: "count", textContent: count > 99 ? "99+" : String(count) },
+        el("span", { className: "visually-hidden", textContent: " unread" })));
+    }
     button.setAttribute("aria-current", String(key === state.current));
     button.dataset.buffer = b.name;
     button.addEventListener("click", () => show(key));
@@ -586,32 +1072,129 @@ function renderMembers() {
     el("li", { className: nickColor(nick), textContent: (prefixes ? prefixes[0] : "") + nick })));
 }
 
-function renderMessage(entry) {
+function renderMessage(b, entry) {
   const time = el("time", {
     dateTime: entry.time.toISOString(),
     textContent: entry.time.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
   });
   const item = el("li", { className: entry.kind }, time);
+  if (entry.msgid) item.dataset.msgid = entry.msgid;
   if (entry.nick) {
     const shown = entry.action ? `* ${entry.nick}` : entry.kind === "notice" ? `-${entry.nick}-` : `<${entry.nick}>`;
     item.append(el("span", { className: `nick ${nickColor(entry.nick)}`, textContent: shown }));
   }
-  item.append(el("span", { className: "text", textContent: entry.text }));
-  if (entry.mentioned) item.classList.add("mention");
+  if (entry.redacted) {
+    const { reason, by } = entry.redacted;
+    const why = [by && `by ${by}`, reason].filter(Boolean).join(": ");
+    item.classList.add("redacted");
+    item.append(el("span", { className: "text", textContent: `message deleted${why ? ` (${why})` : ""}` }));
+  } else {
+    item.append(el("span", { className: "text", textContent: entry.text }));
+    if (entry.mentioned) item.classList.add("mention");
+    if (entry.pendingRedact) item.classList.add("deleting");
+    else if (canDelete(b, entry)) item.append(deleteButton(b, entry));
+  }
+  entry.node = item;
   return item;
 }
 
-function renderMessages() {
-  const b = state.buffers.get(state.current);
-  $("messages").replaceChildren(...(b ? b.lines.map(renderMessage) : []));
-  scrollDown(true);
+// A small button on the line, shown on hover or focus; a second click within a few
+// seconds deletes the line for everyone.
+function deleteButton(b, entry) {
+  const button = el("button", { type: "button", className: "delete", textContent: "delete",
+    title: "Delete this message for everyone" });
+  let timer = null;
+  button.addEventListener("click", () => {
+    if (!button.classList.contains("armed")) {
+      button.classList.add("armed");
+      button.textContent = "delete?";
+      timer = setTimeout(() => { button.classList.remove("armed"); button.textContent = "delete"; }, 4000);
+      return;
+    }
+    clearTimeout(timer);
+    deleteLine(b, entry);
+  });
+  return button;
 }
 
-function appendMessage(entry) {
+// A line drawn again where it is (deleted, or being deleted).
+function redrawLine(entry) {
+  const b = state.buffers.get(state.current);
+  if (!b || !entry.node || !entry.node.isConnected) return;
+  const old = entry.node;
+  keepView(() => old.replaceWith(renderMessage(b, entry)));
+}
+
+// The whole list of the buffer on screen.
+function drawLines() {
+  const b = state.buffers.get(state.current);
+  $("messages").replaceChildren(...(b ? b.lines.map((entry) => renderMessage(b, entry)) : []));
+  placeRule();
+  renderHistoryEdge();
+}
+
+function renderMessages() {
+  drawLines();
+  scrollDown(true);
+  const b = state.buffers.get(state.current);
+  if (b) {
+    fillView(b, "");
+    if (viewing(b)) wantMarkRead(b);
+  }
+}
+
+function appendMessage(b, entry) {
+  const bottom = atBottom();
+  $("messages").append(renderMessage(b, entry));
+  scrollDown(bottom);
+}
+
+// The "new messages" rule, after the last line at or before the buffer's rule time.
+function placeRule() {
+  const b = state.buffers.get(state.current);
+  const at = b && b.rule ? ruleIndex(b.lines, b.rule) : -1;
+  const next = at >= 0 && b.lines[at].node && b.lines[at].node.isConnected ? b.lines[at].node : null;
+  const rules = [...$("messages").querySelectorAll(".read-marker")];
+  if (next && rules.length === 1 && rules[0].nextSibling === next) return; // where it was
+  for (const old of rules) old.remove();
+  if (!next) return;
+  const rule = el("li", { className: "read-marker" }, el("span", { textContent: "new messages" }));
+  rule.setAttribute("role", "separator");
+  next.before(rule);
+}
+
+// The line above the list: "loading…", "beginning of history", or nothing.
+function renderHistoryEdge() {
+  const edge = $("history-edge");
+  const b = state.buffers.get(state.current);
+  edge.hidden = !hasHistory();
+  edge.textContent = !b ? "" : b.loading ? "loading…" : b.historyEnd ? "beginning of history" : "";
+  edge.classList.toggle("end", Boolean(b && !b.loading && b.historyEnd));
+}
+
+function atBottom() {
   const pane = document.querySelector(".messages-pane");
-  const atBottom = pane.scrollHeight - pane.scrollTop - pane.clientHeight < 40;
-  $("messages").append(renderMessage(entry));
-  scrollDown(atBottom);
+  return pane.scrollHeight - pane.scrollTop - pane.clientHeight < 40;
+}
+
+// Change the list without moving what the user is looking at: the first line at least
+// partly on screen stays where it is (or, at the bottom and not anchoring, the bottom).
+function keepView(change, anchor = false) {
+  const pane = document.querySelector(".messages-pane");
+  const stick = !anchor && atBottom();
+  const top = pane.getBoundingClientRect().top;
+  let held = null;
+  let offset = 0;
+  if (!stick) {
+    const b = state.buffers.get(state.current);
+    held = b && b.lines.find((e) => e.node && e.node.isConnected && e.node.getBoundingClientRect().bottom > top);
+    if (held) offset = held.node.getBoundingClientRect().top - top;
+  }
+  change();
+  if (stick) scrollDown(true);
+  else if (held && held.node && held.node.isConnected) {
+    pane.scrollTop += held.node.getBoundingClientRect().top - top - offset;
+  }
 }
 
 function scrollDown(really) {
@@ -656,6 +1239,10 @@ function start(event) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelector(".messages-pane").addEventListener("scroll", scrolled, { passive: true });
+  window.addEventListener("focus", pageBack);
+  window.addEventListener("blur", pageLeft);
+  document.addEventListener("visibilitychange", () => (document.hidden ? pageLeft() : pageBack()));
   $("nick").value = localStorage.getItem("greenchat.nick") || "";
   try {
     for (const name of JSON.parse(localStorage.getItem("greenchat.channels") || "[]")) buffer(name);
