@@ -6,6 +6,9 @@ which updates the state, fans the change out to the users who see it and
 then hands the same event to every observer (metrics now; history and the
 backplane next), so no observer touches a handler.
 
+A change a channel's members see (a JOIN, a MODE...) carries the msgid its line
+goes out with, so the copy history stores for event-playback has the same one.
+
 Events name users by nick and channels by name, never by object, so each has
 a stable serialized form: :func:`dumps` gives one line of JSON with a version
 and a kind, :func:`loads` reads it back into an equal event. The next issues
@@ -19,6 +22,8 @@ import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from greenchat.server.outgoing import new_msgid
 
 __all__ = [
     "VERSION",
@@ -47,7 +52,7 @@ __all__ = [
     "to_dict",
 ]
 
-VERSION = 1  # of the serialized form; bump when a field changes meaning
+VERSION = 2  # of the serialized form; bump when a field changes (2: channel events' msgid)
 
 
 class EventError(ValueError):
@@ -84,6 +89,7 @@ class NickChanged(Event):
     kind: ClassVar[str] = "nick"
     old: str
     new: str
+    msgid: str = field(default_factory=new_msgid)  # the live line's and the stored one's
     time: float = field(default_factory=_now)
 
 
@@ -92,6 +98,7 @@ class Joined(Event):
     kind: ClassVar[str] = "join"
     nick: str
     channel: str
+    msgid: str = field(default_factory=new_msgid)  # the live line's and the stored one's
     time: float = field(default_factory=_now)
 
 
@@ -101,6 +108,7 @@ class Parted(Event):
     nick: str
     channel: str
     reason: str = ""
+    msgid: str = field(default_factory=new_msgid)  # the live line's and the stored one's
     time: float = field(default_factory=_now)
 
 
@@ -111,6 +119,7 @@ class Kicked(Event):
     channel: str
     target: str
     reason: str
+    msgid: str = field(default_factory=new_msgid)  # the live line's and the stored one's
     time: float = field(default_factory=_now)
 
 
@@ -121,6 +130,7 @@ class Quit(Event):
     kind: ClassVar[str] = "quit"
     nick: str
     reason: str
+    msgid: str = field(default_factory=new_msgid)  # the live line's and the stored one's
     time: float = field(default_factory=_now)
 
 
@@ -130,6 +140,7 @@ class TopicSet(Event):
     by: str
     channel: str
     topic: str
+    msgid: str = field(default_factory=new_msgid)  # the live line's and the stored one's
     time: float = field(default_factory=_now)
 
 
@@ -145,6 +156,7 @@ class ChannelModeChanged(Event):
     by: str
     channel: str
     changes: tuple[tuple[str, str, str], ...]
+    msgid: str = field(default_factory=new_msgid)  # the live line's and the stored one's
     time: float = field(default_factory=_now)
 
 

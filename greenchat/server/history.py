@@ -43,7 +43,6 @@ from greenchat.server.events import (
     TopicSet,
 )
 from greenchat.server.hub import mode_params
-from greenchat.server.outgoing import new_msgid
 from greenchat.store.base import PRIVATE_PREFIX, HistoryItem, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -89,6 +88,15 @@ def private_key(one: str, other: str) -> str:
     return PRIVATE_PREFIX + " ".join(sorted((one, other)))
 
 
+# The events stored for draft/event-playback: each carries its line's msgid and time.
+ChannelChange = Joined | Parted | Kicked | Quit | NickChanged | TopicSet | ChannelModeChanged
+
+
+def _stored_time(event: ChannelChange | Messaged) -> float:
+    """An event's time as stored: in whole milliseconds, what server-time showed."""
+    return round(event.time * 1000) / 1000
+
+
 def _time_of(item: HistoryItem) -> float:
     return item.time
 
@@ -118,7 +126,9 @@ class HistoryRecorder:
             self._messaged(event)
         elif kind is Joined:
             user = self._user(event.nick)
-            self._joined.setdefault(user, {})[casefold(event.channel)] = event.time
+            # In stored time's milliseconds: a line said in the same one as the JOIN,
+            # after it, is stored with a time that may round below the exact JOIN time.
+            self._joined.setdefault(user, {})[casefold(event.channel)] = _stored_time(event)
             self._channel_event(event, user.prefix, user.account, event.channel, "JOIN",
                                 (event.channel,))  # fmt: skip
         elif kind is Parted or kind is Kicked:
@@ -174,18 +184,19 @@ class HistoryRecorder:
         self._channel_event(event, source, account, event.channel, "MODE", params)
 
     def _channel_event(
-        self, event: Event, source: str, account: str, channel: str, command: str,
+        self, event: ChannelChange, source: str, account: str, channel: str, command: str,
         params: tuple[str, ...],
     ) -> None:  # fmt: skip
         self._note([self._event_item(event, source, account, casefold(channel), command, params)])
 
     @staticmethod
     def _event_item(
-        event: Event, source: str, account: str, key: str, command: str, params: tuple[str, ...]
-    ) -> HistoryItem:
-        """A channel event stored for draft/event-playback, with a msgid of its own."""
-        when = round(event.time * 1000) / 1000  # type: ignore[attr-defined]
-        return HistoryItem(key, new_msgid(), when, command, source, account, params)
+        event: ChannelChange, source: str, account: str, key: str, command: str,
+        params: tuple[str, ...],
+    ) -> HistoryItem:  # fmt: skip
+        """A channel event stored for draft/event-playback, with the msgid and time its
+        live line had."""
+        return HistoryItem(key, event.msgid, _stored_time(event), command, source, account, params)
 
     def cutoff(self, user: User, channel_key: str) -> float:
         """The oldest channel history ``user`` may read (--history-query-cutoff)."""
@@ -210,7 +221,7 @@ class HistoryRecorder:
                 party_of(recipient, event.target, accounts),
             )
         params = (event.target,) if event.verb == "TAGMSG" else (event.target, event.text)
-        when = round(event.time * 1000) / 1000  # what server-time showed: milliseconds
+        when = _stored_time(event)
         item = HistoryItem(
             target, event.msgid, when, event.verb, sender.prefix, sender.account,
             params, event.tags,

@@ -290,7 +290,10 @@ class Hub:
     def _nick_changed(self, event: NickChanged) -> None:
         """Rename a registered user and tell everyone who shares a channel."""
         user = self._user(event.old)
-        relay = Relay(user.prefix, "NICK", (event.new,), account=user.account)
+        relay = Relay(
+            user.prefix, "NICK", (event.new,), when=event.time, msgid=event.msgid,
+            account=user.account,
+        )  # fmt: skip
         self.claim_nick(user, event.new)
         user.set_nick(event.new)
         user.send_relay(relay)
@@ -312,7 +315,7 @@ class Hub:
             channel.invited.discard(user)  # an invite is good for one join
         channel.members[user] = modes
         user.channels[key] = channel
-        self.fanout(channel.members, _join_relay(user, channel))
+        self.fanout(channel.members, _join_relay(user, channel, event))
         if user.away:  # hook: away-notify members learn at once that the newcomer is away
             away = Relay(user.prefix, "AWAY", (user.away,), account=user.account)
             self.fanout(channel.members, away, exclude=user, require_cap="away-notify")
@@ -324,7 +327,15 @@ class Hub:
         params = (channel.name, reason) if reason else (channel.name,)
         self.fanout(
             channel.members,
-            Relay(user.prefix, "PART", params, trailing=bool(reason), account=user.account),
+            Relay(
+                user.prefix,
+                "PART",
+                params,
+                trailing=bool(reason),
+                when=event.time,
+                msgid=event.msgid,
+                account=user.account,
+            ),
         )
         self._drop_member(channel, user)
 
@@ -333,7 +344,10 @@ class Hub:
         user, target = self._user(event.by), self._user(event.target)
         channel = self.channels[casefold(event.channel)]
         params = (channel.name, target.nick, event.reason)
-        self.fanout(channel.members, Relay(user.prefix, "KICK", params, account=user.account))
+        relay = Relay(
+            user.prefix, "KICK", params, when=event.time, msgid=event.msgid, account=user.account
+        )
+        self.fanout(channel.members, relay)
         self._drop_member(channel, target)
 
     def _quit(self, event: Quit) -> None:
@@ -342,7 +356,11 @@ class Hub:
         self.users.discard(user)
         self.registered_count -= 1
         self.invisible_count -= "i" in user.modes
-        self.send_to_peers(user, Relay(user.prefix, "QUIT", (event.reason,), account=user.account))
+        relay = Relay(
+            user.prefix, "QUIT", (event.reason,), when=event.time, msgid=event.msgid,
+            account=user.account,
+        )  # fmt: skip
+        self.send_to_peers(user, relay)
         self.presence.gone(user)  # hook: WHOWAS, MONITOR, opers
         for channel in list(user.channels.values()):
             self._drop_member(channel, user)
@@ -355,7 +373,14 @@ class Hub:
         channel.topic_set_at = int(event.time)
         self.fanout(
             channel.members,
-            Relay(user.prefix, "TOPIC", (channel.name, event.topic), account=user.account),
+            Relay(
+                user.prefix,
+                "TOPIC",
+                (channel.name, event.topic),
+                when=event.time,
+                msgid=event.msgid,
+                account=user.account,
+            ),
         )
 
     def _channel_modes_changed(self, event: ChannelModeChanged) -> None:
@@ -373,7 +398,11 @@ class Hub:
         for sign, char, arg in event.changes:
             channel.apply_mode(sign, char, arg, source, int(event.time), self._user)
         params = (channel.name, *mode_params(event.changes))
-        self.fanout(channel.members, Relay(source, "MODE", params, trailing=False, account=account))
+        relay = Relay(
+            source, "MODE", params, trailing=False, when=event.time, msgid=event.msgid,
+            account=account,
+        )  # fmt: skip
+        self.fanout(channel.members, relay)
 
     def _invited(self, event: Invited) -> Relay:
         """The invitee gets the INVITE; with invite-notify, members who could have
@@ -604,10 +633,12 @@ def mode_params(changes: Iterable[tuple[str, str, str]]) -> list[str]:
     return ["".join(letters), *args]
 
 
-def _join_relay(user: User, channel: Channel) -> Relay:
-    """``user``'s JOIN of ``channel``; extended-join recipients also get the account
-    ('*': none) and the real name."""
+def _join_relay(user: User, channel: Channel, event: Joined | None = None) -> Relay:
+    """``user``'s JOIN of ``channel`` (as ``event`` had it, with its time and msgid);
+    extended-join recipients also get the account ('*': none) and the real name."""
     ext = (channel.name, user.account or "*", user.realname)
     return Relay(
-        user.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext, account=user.account
-    )
+        user.prefix, "JOIN", (channel.name,), trailing=False, ext_params=ext,
+        when=event.time if event else None, msgid=event.msgid if event else None,
+        account=user.account,
+    )  # fmt: skip

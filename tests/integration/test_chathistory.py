@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from greenchat.protocol.message import parse
 from greenchat.server.history import MAX_LIMIT
 
 CAPS = "batch server-time message-tags draft/chathistory"
@@ -206,6 +207,10 @@ def test_event_playback_replays_channel_changes(room, connect):
     ]  # fmt: skip
     assert all(re.match(r"@(\S+;)?time=\S+;msgid=", line) for line in lines)
     assert len({msgid(line) for line in lines}) == len(lines)
+    # Each stored event has the msgid and time its live line had.
+    live = parse(next(line for line in watcher.lines if re.search(r":dave!\S+ JOIN #h$", line)))
+    stored = parse(lines[-1])
+    assert (live.tags["msgid"], live.tags["time"]) == (stored.tags["msgid"], stored.tags["time"])
     assert texts(batch(alice, "CHATHISTORY LATEST #h * 100")) == ["hello", "after"]
     # Paging by an event's msgid skips nothing for either kind of client.
     after = batch(alice, f"CHATHISTORY AFTER #h msgid={msgid(lines[6])} 100")

@@ -78,11 +78,12 @@ def test_round_trip(event: Event):
 
 def test_the_serialized_form_is_stable():
     """Stored and published by later versions: a change here needs a new VERSION."""
-    assert dumps(Joined("alice", "#lobby", time=3.0)) == (
-        '{"v":1,"kind":"join","nick":"alice","channel":"#lobby","time":3.0}'
+    assert dumps(Joined("alice", "#lobby", msgid="m1", time=3.0)) == (
+        '{"v":2,"kind":"join","nick":"alice","channel":"#lobby","msgid":"m1","time":3.0}'
     )
-    assert dumps(ChannelModeChanged("op", "#c", (("+", "l", "7"),), time=1.0)) == (
-        '{"v":1,"kind":"cmode","by":"op","channel":"#c","changes":[["+","l","7"]],"time":1.0}'
+    assert dumps(ChannelModeChanged("op", "#c", (("+", "l", "7"),), msgid="m2", time=1.0)) == (
+        '{"v":2,"kind":"cmode","by":"op","channel":"#c","changes":[["+","l","7"]],'
+        '"msgid":"m2","time":1.0}'
     )
 
 
@@ -97,10 +98,10 @@ def test_events_are_frozen():
     [
         "not json",
         "[]",
-        '{"v":2,"kind":"join","nick":"a","channel":"#c"}',
-        '{"v":1,"kind":"teleport"}',
-        '{"v":1,"kind":"join","nick":"a"}',
-        '{"v":1,"kind":"join","nick":"a","channel":"#c","extra":1}',
+        '{"v":1,"kind":"join","nick":"a","channel":"#c"}',
+        '{"v":2,"kind":"teleport"}',
+        '{"v":2,"kind":"join","nick":"a"}',
+        '{"v":2,"kind":"join","nick":"a","channel":"#c","extra":1}',
     ],
 )
 def test_what_cannot_be_read_is_a_clear_error(text: str):
