@@ -82,22 +82,15 @@ function nickColor(nick) {
 // A line (an "entry") has at least {msg, kind, time: Date}; from the server also serverTime
 // (its time tag), msgid, and nick; mine is true for our own.
 
-// What identifies a line, to hold it once: its msgid; and for a join, part, quit... (whose
-// live msgid is not the one history gives it) what it is, by whom, and in which second.
-function lineKeys(entry, second = 0) {
-  const keys = [];
-  if (entry.msgid) keys.push(`id:${entry.msgid}`);
-  if (entry.kind === "event" && entry.serverTime) {
-    const what = [entry.msg.command, entry.msg.source, entry.msg.params[0] || ""].join(" ");
-    keys.push(`ev:${what} ${Math.floor(entry.time.getTime() / 1000) + second}`);
-  }
-  return keys;
+// What identifies a line, to hold it once: its msgid (a stored join, part, quit... has the
+// msgid its live line had, as a message does).
+function lineKeys(entry) {
+  return entry.msgid ? [`id:${entry.msgid}`] : [];
 }
 
-// Whether a line from history is one of those held (seen: their lineKeys): the same msgid,
-// or the same event within a second or so (live and stored times may differ by a little).
+// Whether a line from history is one of those held (seen: their lineKeys).
 function isHeld(seen, entry) {
-  return [-1, 0, 1].some((second) => lineKeys(entry, second).some((key) => seen.has(key)));
+  return lineKeys(entry).some((key) => seen.has(key));
 }
 
 // Both lists in time order, as one; of two lines at the same time, the incoming one first

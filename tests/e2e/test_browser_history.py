@@ -356,8 +356,8 @@ def test_the_pages_history_helpers(open_browser, web):
           held: [
             isHeld(new Set(lineKeys(line(1, { msgid: "m1" }))), line(9, { msgid: "m1" })),
             isHeld(new Set(lineKeys(line(1, { msgid: "m1" }))), line(1, { msgid: "m2" })),
-            isHeld(new Set(lineKeys(join)), { ...join, msgid: "other", time: at(8) }),
-            isHeld(new Set(lineKeys(join)), { ...join, time: at(20) }),
+            isHeld(new Set(lineKeys({ ...join, msgid: "j1" })), { ...join, msgid: "j1" }),
+            isHeld(new Set(lineKeys(join)), join),
           ],
         };
         """
