@@ -28,6 +28,10 @@ CHROMIUM_BINARIES = ("chromium", "chromium-browser")
 CHROMEDRIVER = "chromedriver"
 
 
+# Screenshots of failing browser tests, and the README's picture.
+ARTIFACTS = Path(__file__).parents[1] / "test-artifacts" / "browser"
+
+
 def find_chromium() -> tuple[str, str] | None:
     """(browser, driver) paths, or None when either is missing."""
     browser = next(filter(None, map(shutil.which, CHROMIUM_BINARIES)), None)

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from browser import Browser, find_chromium
+from browser import ARTIFACTS, Browser
 from parser_tests.data import msg_split
 from transcript import IrcClient, ServerThread
 
@@ -23,40 +23,9 @@ from greenchat.protocol.casemap import casefold
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).parents[2]
-ARTIFACTS = ROOT / "test-artifacts" / "browser"
 # Where `make screenshot` wants the README's picture (the test always writes ARTIFACTS').
 README_SCREENSHOT = os.environ.get("GREENCHAT_README_SCREENSHOT")
 PHONE = (390, 780)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> tuple[str, str]:
-    found = find_chromium()
-    if found is None:
-        pytest.skip("chromium and chromedriver are not installed (`make test-deps` installs them)")
-    return found
-
-
-@pytest.fixture
-def open_browser(chromium, request):
-    """Factory: a new headless Chromium; on failure its screenshot is kept."""
-    opened: list[Browser] = []
-
-    def make(size: tuple[int, int] = (1100, 700)) -> Browser:
-        browser = Browser(*chromium, size=size)
-        opened.append(browser)
-        return browser
-
-    yield make
-    report = getattr(request.node, "report_call", None)
-    for index, browser in enumerate(opened):
-        try:
-            if report is not None and report.failed:
-                shot = browser.screenshot(ARTIFACTS / f"{request.node.name}-{index}.png")
-                print(f"screenshot of the failing page: {shot}")
-        finally:
-            browser.close()
 
 
 @pytest.fixture

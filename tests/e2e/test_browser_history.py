@@ -14,18 +14,15 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from browser import Browser, find_chromium
+from browser import Browser
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from transcript import IrcClient, register_account
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).parents[2]
-ARTIFACTS = ROOT / "test-artifacts" / "browser"
 EVERYTHING = 150  # lines said before the browser comes
 CAPS = "server-time message-tags"
 
@@ -60,35 +57,6 @@ if (!rule) return null;
 return [rule.previousElementSibling && rule.previousElementSibling.textContent,
         rule.nextElementSibling && rule.nextElementSibling.textContent];
 """
-
-
-@pytest.fixture(scope="module")
-def chromium() -> tuple[str, str]:
-    found = find_chromium()
-    if found is None:
-        pytest.skip("chromium and chromedriver are not installed (`make test-deps` installs them)")
-    return found
-
-
-@pytest.fixture
-def open_browser(chromium, request):
-    """Factory: a new headless Chromium; on failure its screenshot is kept."""
-    opened: list[Browser] = []
-
-    def make(size: tuple[int, int] = (1100, 700)) -> Browser:
-        browser = Browser(*chromium, size=size)
-        opened.append(browser)
-        return browser
-
-    yield make
-    report = getattr(request.node, "report_call", None)
-    for index, browser in enumerate(opened):
-        try:
-            if report is not None and report.failed:
-                shot = browser.screenshot(ARTIFACTS / f"{request.node.name}-{index}.png")
-                print(f"screenshot of the failing page: {shot}")
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,8 +22,9 @@ from pathlib import Path
 
 import pytest
 import trustme
+from join_screen import JOIN, JoinScreen, join_screens
 from serve_process import ServeProcess
-from tmux_session import DEADLINE, TmuxSession, clean_env
+from tmux_session import DEADLINE, clean_env
 from transcript import IrcClient, register_account, wait_for
 
 from greenchat.client import DEFAULT_CAPS
@@ -34,29 +34,11 @@ from greenchat.client.terminal import ClientThread, Options
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 
-JOIN = Path(sys.executable).parent / "greenchat-join"
 PROMPT = "#lobby> "
 
 
-class Tmux(TmuxSession):
+class Tmux(JoinScreen):
     """greenchat-join in a private tmux, 120x30."""
-
-    def __init__(self) -> None:
-        # Without GREENCHAT_PASSWORD: --sasl asks at the prompt unless a test says otherwise.
-        env = clean_env(TERM="xterm-256color")
-        env.pop("GREENCHAT_PASSWORD", None)
-        super().__init__(env, "greenchat-join screen")
-
-    def start(self, command: list[str]) -> Tmux:
-        """Run ``command`` under a shell that prints its exit status and stays.
-
-        The shell reaps the program and reports the status on screen: tmux's own
-        pane_dead_status was seen to miss an exit now and then (the program left
-        as a zombie, never reaped).
-        """
-        script = '"$0" "$@"; echo "[exit status $?]"; exec sleep 600'
-        super().start(["sh", "-c", script, *command])
-        return self
 
     def write(self, text: str) -> None:
         """Type ``text`` literally and wait until the input line shows it."""
@@ -67,11 +49,6 @@ class Tmux(TmuxSession):
         self.write(text)
         self.keys("Enter")
 
-    def input_line(self) -> str:
-        """The last non-empty line on screen: where the prompt is."""
-        lines = self.screen().rstrip().splitlines()
-        return lines[-1] if lines else ""
-
     def wait_input(self, pattern: str, timeout: float = DEADLINE) -> str:
         prompt = re.escape(PROMPT.rstrip())
         return wait_for(self.input_line, rf"^{prompt} ?{pattern}\s*$", "input line", timeout)
@@ -81,27 +58,11 @@ class Tmux(TmuxSession):
         self.wait_screen(r"-- users on #lobby: ")
         self.wait_input("")
 
-    def exit_status(self, timeout: float = DEADLINE) -> int:
-        """Wait for the program to exit; its exit status, as the wrapping shell printed it."""
-        text = self.wait_screen(r"^\[exit status \d+\]", timeout)
-        return int(re.search(r"^\[exit status (\d+)\]", text, re.M).group(1))
-
 
 @pytest.fixture
 def join_tmux() -> Iterator[Callable[..., Tmux]]:
     """Factory: ``greenchat-join ARGS...`` in a private tmux; all killed afterwards."""
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (`make test-deps` installs it)")
-    sessions: list[Tmux] = []
-
-    def start(*args: str) -> Tmux:
-        session = Tmux()
-        sessions.append(session)
-        return session.start([str(JOIN), *args])
-
-    yield start
-    for session in sessions:
-        session.kill()
+    yield from join_screens(Tmux)
 
 
 def test_help_documents_every_flag() -> None:

@@ -14,34 +14,23 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
-import shutil
-import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
-from tmux_session import DEADLINE, TmuxSession, clean_env
+from join_screen import JoinScreen, join_screens
+from tmux_session import DEADLINE
 from transcript import IrcClient, register_account, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
-JOIN = Path(sys.executable).parent / "greenchat-join"
 PASSWORD = "history-secret-1"
 BEGIN, END = "── history of #lobby ──", "── end of history ──"
 MARKER = "── read up to here ──"
 
 
-class Tmux(TmuxSession):
+class Tmux(JoinScreen):
     """greenchat-join in a private tmux; ``screen()`` includes what scrolled away."""
-
-    def __init__(self, **env: str) -> None:
-        super().__init__(clean_env(TERM="xterm-256color", **env), "greenchat-join screen")
-
-    def start(self, command: list[str]) -> Tmux:
-        script = '"$0" "$@"; echo "[exit status $?]"; exec sleep 600'
-        super().start(["sh", "-c", script, *command])
-        return self
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "t")
@@ -49,10 +38,6 @@ class Tmux(TmuxSession):
     def styled(self) -> str:
         """The visible pane with its escape sequences (dim, highlight...)."""
         return self.tmux("capture-pane", "-p", "-e", "-J", "-t", "t")
-
-    def input_line(self) -> str:
-        lines = self.screen().rstrip().splitlines()
-        return lines[-1] if lines else ""
 
     def wait_input(self, pattern: str) -> str:
         return wait_for(self.input_line, pattern, "input line", DEADLINE)
@@ -66,26 +51,11 @@ class Tmux(TmuxSession):
         self.wait_screen(rf"-- users on {re.escape(channel)}: ")
         self.wait_input(rf"^{re.escape(channel)}( \[.*\])?> ?$")
 
-    def exit_status(self) -> int:
-        text = self.wait_screen(r"^\[exit status \d+\]")
-        return int(re.search(r"^\[exit status (\d+)\]", text, re.M).group(1))
-
 
 @pytest.fixture
 def join_tmux() -> Iterator[Callable[..., Tmux]]:
     """Factory: ``greenchat-join ARGS...`` in a private tmux; all killed afterwards."""
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (`make test-deps` installs it)")
-    sessions: list[Tmux] = []
-
-    def start(*args: str, **env: str) -> Tmux:
-        session = Tmux(**env)
-        sessions.append(session)
-        return session.start([str(JOIN), *args])
-
-    yield start
-    for session in sessions:
-        session.kill()
+    yield from join_screens(Tmux)
 
 
 @pytest.fixture

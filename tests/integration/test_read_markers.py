@@ -15,9 +15,12 @@ CAPS = "server-time message-tags draft/read-marker"
 PASSWORD = "correct-horse"
 
 
-def identify(client, account: str) -> None:
+def logged_in(connect, port: int, nick: str, account: str = "alice"):
+    """A client with CAPS, registered as ``nick``, then logged in to ``account``."""
+    client = connect(port=port).register_with_caps(nick, CAPS)
     client.send(f"PRIVMSG NickServ :IDENTIFY {account} {PASSWORD}")
     client.expect(rf" 900 \S+ \S+ {account} ")
+    return client
 
 
 def stamp(when: float) -> str:
@@ -67,10 +70,8 @@ def test_bad_requests_get_the_spec_fail_codes(make_server, connect):
 def test_an_accounts_sessions_share_markers_and_keep_them(make_server, connect):
     server = make_server()
     register_account(server.port, "alice", PASSWORD)
-    phone = connect(port=server.port).register_with_caps("alice", CAPS)
-    identify(phone, "alice")
-    laptop = connect(port=server.port).register_with_caps("alice_", CAPS)
-    identify(laptop, "alice")
+    phone = logged_in(connect, server.port, "alice")
+    laptop = logged_in(connect, server.port, "alice_")
     other = connect(port=server.port).register_with_caps("bob", CAPS)
     for client in (phone, laptop, other):
         client.join("#r")
@@ -83,8 +84,7 @@ def test_an_accounts_sessions_share_markers_and_keep_them(make_server, connect):
     for client in (phone, laptop):
         client.send("QUIT")
         client.expect_closed()
-    again = connect(port=server.port).register_with_caps("alice", CAPS)
-    identify(again, "alice")
+    again = logged_in(connect, server.port, "alice")
     again.send("JOIN #r")
     again.expect(rf"MARKREAD #r {re.escape(stamp(when))}$")  # from the store
 
@@ -93,15 +93,13 @@ def test_markers_survive_a_restart(make_server, connect, tmp_path):
     db = tmp_path / "markers.db"
     server = make_server(db=str(db))
     register_account(server.port, "alice", PASSWORD)
-    alice = connect(port=server.port).register_with_caps("alice", CAPS)
-    identify(alice, "alice")
+    alice = logged_in(connect, server.port, "alice")
     when = time.time() - 5
     alice.send(f"MARKREAD bob {stamp(when)}")
     alice.expect(r"MARKREAD bob timestamp=")
     server.stop()
     again = make_server(db=str(db))
-    alice = connect(port=again.port).register_with_caps("alice", CAPS)
-    identify(alice, "alice")
+    alice = logged_in(connect, again.port, "alice")
     alice.send("MARKREAD BOB")
     alice.expect(rf"MARKREAD BOB {re.escape(stamp(when))}$")
 
@@ -109,8 +107,7 @@ def test_markers_survive_a_restart(make_server, connect, tmp_path):
 def test_a_failing_store_answers_internal_error(make_server, connect):
     server = make_server()
     register_account(server.port, "alice", PASSWORD)
-    alice = connect(port=server.port).register_with_caps("alice", CAPS)
-    identify(alice, "alice")
+    alice = logged_in(connect, server.port, "alice")
     storage = server.server.storage
 
     def query_only(on: bool) -> None:

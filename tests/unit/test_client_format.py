@@ -37,16 +37,6 @@ COLOR = Formatter(color=True)
 PLAIN = Formatter(color=False)
 
 
-@pytest.fixture
-def utc(monkeypatch):
-    """Local time is UTC for the test (timestamps are shown in local time)."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
 def show(line: str, me: str = "me", fmt: Formatter = PLAIN) -> str | None:
     result = fmt.message(parse(line), me, now=NOW)
     return None if result is None else result.text

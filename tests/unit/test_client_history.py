@@ -4,8 +4,6 @@ msgid, marker placement, unread counts, /history and MARKREAD's debounce
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from greenchat.client.commands import COMMANDS, FetchHistory, Show, help_text, parse_input
@@ -26,16 +24,6 @@ ME = "me"
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 PLAIN = Formatter(color=False)
 COLOR = Formatter(color=True)
-
-
-@pytest.fixture
-def utc(monkeypatch):
-    """Local time is UTC for the test (times are shown in local time)."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def scrollback(caps=HISTORY_CAPS, isupport: dict[str, str] | None = None, **kw) -> Scrollback:
