@@ -3,10 +3,12 @@
 :class:`HistoryRecorder` is an observer of the hub (events.py). For a PRIVMSG,
 NOTICE or TAGMSG it notes, at once and without yielding, what the store needs:
 the conversation's key, and the sender's prefix and account as they are now. A
-writer greenlet hands everything noted so far to the storage thread as one
-transaction (storage.py) and, while that write runs, the next batch gathers. So
-an idle server writes each message at once, a busy one a few large batches a
-second, and the fan-out pays one append per message, never per recipient.
+writer greenlet hands everything noted so far to the storage thread (storage.py),
+which stores it in transactions of :data:`WRITE_CHUNK` items, and while that write
+runs the next batch gathers. So an idle server writes each message at once, a busy
+one larger batches, and the fan-out pays one append per message, never per
+recipient. Channel events (JOIN, PART, QUIT, NICK, TOPIC, MODE, KICK) are noted
+the same way, for draft/event-playback.
 
 A read (CHATHISTORY) takes what is still waiting with it: on the one storage
 thread that batch is written first, then the query runs, so a client always
@@ -43,7 +45,7 @@ from greenchat.server.events import (
     TopicSet,
 )
 from greenchat.server.hub import mode_params
-from greenchat.store.base import PRIVATE_PREFIX, HistoryItem, StoreUnavailable
+from greenchat.store.base import PRIVATE_PREFIX, HistoryItem, HistoryStore, StoreUnavailable
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
@@ -54,6 +56,7 @@ __all__ = [
     "EVENT_PLAYBACK",
     "MAX_LIMIT",
     "MAX_PENDING",
+    "WRITE_CHUNK",
     "HistoryRecorder",
     "isupport_tokens",
     "party_of",
@@ -68,6 +71,7 @@ EVENT_PLAYBACK = "draft/event-playback"
 MAX_LIMIT = 100  # ISUPPORT CHATHISTORY: most lines one CHATHISTORY command returns
 MAX_PENDING = 100_000  # items held while the store fails; then the oldest go
 RETRY_AFTER = 1.0  # seconds between attempts while the store fails
+WRITE_CHUNK = 500  # items a transaction of the writer (see _Chunks)
 EXPIRE_BATCH = 1000  # lines deleted per transaction: expiry never holds the store long
 
 
@@ -99,6 +103,25 @@ def _stored_time(event: ChannelChange | Messaged) -> float:
 
 def _time_of(item: HistoryItem) -> float:
     return item.time
+
+
+class _Chunks:
+    """Items to append, WRITE_CHUNK a transaction, on the storage thread. Turning items
+    into a statement's JSON holds the GIL: this many take a millisecond of the event
+    loop's time, and the INSERT after lets go of it. However far behind the writer is,
+    one turn of the writer greenlet catches up."""
+
+    def __init__(self, store: HistoryStore, items: list[HistoryItem]) -> None:
+        self.store, self.items, self.written = store, items, 0
+
+    def write(self) -> None:
+        items = self.items
+        while self.written < len(items):
+            self.store.append_history(items[self.written : self.written + WRITE_CHUNK])
+            self.written += WRITE_CHUNK
+
+    def unwritten(self) -> list[HistoryItem]:
+        return self.items[self.written :]
 
 
 class HistoryRecorder:
@@ -235,7 +258,9 @@ class HistoryRecorder:
         was_empty = not pending
         pending += items
         if len(pending) > MAX_PENDING:
-            excess = len(pending) - MAX_PENDING
+            # Down to nine tenths at once: deleting from the front of a list is O(n), so
+            # dropping one item per message noted would cost every message that much.
+            excess = len(pending) - MAX_PENDING + MAX_PENDING // 10
             del pending[:excess]
             self.dropped += excess
         if was_empty:
@@ -286,13 +311,14 @@ class HistoryRecorder:
                 self._wake.set()
 
     def _write_pending(self) -> bool:
-        """Write what is waiting, in one transaction; False if the store failed."""
+        """Write what is waiting; False if the store failed (what was not written waits)."""
         storage = self.server.storage
         batch, self.pending = self.pending, []
+        chunks = _Chunks(storage.store, batch)
         try:
-            storage.run(storage.store.append_history, batch)
+            storage.run(chunks.write)
         except StoreUnavailable:  # logged once by storage.py, counted there
-            self._put_back(batch)
+            self._put_back(chunks.unwritten())
             return False
         return True
 
@@ -304,18 +330,18 @@ class HistoryRecorder:
         if storage is None:
             raise StoreUnavailable("the server has no storage open")
         store = storage.store
-        batch, self.pending = self.pending, []
+        chunks = _Chunks(store, self.pending)
+        self.pending = []
 
         def write_then_read() -> tuple[Any, float]:
-            if batch:
-                store.append_history(batch)
+            chunks.write()
             start = time.perf_counter()
             return getattr(store, method)(*args), time.perf_counter() - start
 
         try:
             result, took = storage.run(write_then_read)
         except StoreUnavailable:
-            self._put_back(batch)
+            self._put_back(chunks.unwritten())
             raise
         self.server.metrics.history_reads.observe(took)
         return result
