@@ -104,17 +104,19 @@ def test_help_unknown_commands_and_the_reserved_nick(connect):
     assert not any("NickServ" in line for line in client.expect(r"PONG").string.splitlines())
 
 
-def test_a_failing_store_gets_a_clear_answer_and_chat_goes_on(server, connect):
+def test_a_failing_store_gets_a_clear_answer_and_chat_goes_on(make_server, connect):
     """Writes refused underneath (SQLite's query_only, as a read-only disk would):
     REGISTER says accounts are unavailable, the failure is counted, chat goes on,
-    and once the store recovers REGISTER works."""
+    and once the store recovers REGISTER works. Without history: its writer would fail
+    too, and count (test_chathistory.py has that case)."""
+    server = make_server(history=False)
     storage = server.server.storage
 
     def query_only(on: bool) -> None:
         server.call(storage.run, storage.store._db.execute, f"PRAGMA query_only = {int(on)}")
 
-    alice = connect().register("alice").join("#c")
-    bob = connect().register("bob").join("#c")
+    alice = connect(port=server.port).register("alice").join("#c")
+    bob = connect(port=server.port).register("bob").join("#c")
     query_only(True)
     alice.send(f"NS REGISTER {PASSWORD}")
     ns_reply(alice, "Accounts are temporarily unavailable")
