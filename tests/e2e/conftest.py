@@ -1,10 +1,12 @@
 """Fixtures of the browser tests (test_browser.py, test_browser_history.py): a headless
-Chromium on demand, with a screenshot of each kept when its test fails."""
+Chromium on demand, with a screenshot of each kept when its test fails; the page's URL;
+people on plain IRC in #lobby."""
 
 from __future__ import annotations
 
 import pytest
 from browser import ARTIFACTS, Browser, find_chromium
+from transcript import IrcClient
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +36,24 @@ def open_browser(chromium, request):
                 print(f"screenshot of the failing page: {shot}")
         finally:
             browser.close()
+
+
+@pytest.fixture
+def web(server) -> str:
+    host, port = server.server.web_address
+    return f"http://{host}:{port}/"
+
+
+@pytest.fixture
+def tcp(connect):
+    """Factory: someone on plain IRC, registered (with ``caps``) and in ``#lobby``."""
+
+    def make(nick: str, caps: str = "") -> IrcClient:
+        client = connect()
+        if caps:
+            client.register_with_caps(nick, caps)
+        else:
+            client.register(nick)
+        return client.join("#lobby")
+
+    return make

@@ -28,22 +28,6 @@ README_SCREENSHOT = os.environ.get("GREENCHAT_README_SCREENSHOT")
 PHONE = (390, 780)
 
 
-@pytest.fixture
-def web(server) -> str:
-    host, port = server.server.web_address
-    return f"http://{host}:{port}/"
-
-
-@pytest.fixture
-def tcp(connect):
-    """Factory: someone on plain IRC, registered and in ``#lobby``."""
-
-    def make(nick: str) -> IrcClient:
-        return connect().register(nick).join("#lobby")
-
-    return make
-
-
 def colour_class(nick: str) -> str:
     """The class the page gives ``nick``: greenchat-join's colour for it, by index."""
     return f"c{PALETTE.index(nick_color(nick))}"

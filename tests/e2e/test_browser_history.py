@@ -65,27 +65,6 @@ def server(make_server):
     return make_server(flood_rate=0)
 
 
-@pytest.fixture
-def web(server) -> str:
-    host, port = server.server.web_address
-    return f"http://{host}:{port}/"
-
-
-@pytest.fixture
-def tcp(connect):
-    """Factory: someone on plain IRC, registered (with ``caps``) and in ``#lobby``."""
-
-    def make(nick: str, caps: str = "") -> IrcClient:
-        client = connect()
-        if caps:
-            client.register_with_caps(nick, caps)
-        else:
-            client.register(nick)
-        return client.join("#lobby")
-
-    return make
-
-
 def old_lines(page: Browser) -> list[int]:
     """The numbers of bob's "old line NNN" lines on the page, top to bottom."""
     return [
