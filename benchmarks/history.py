@@ -169,31 +169,12 @@ def start_server(
         *SERVER_FLAGS,
         *extra,
     ]  # fmt: skip
-    log = tmp / f"{name}.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp,
-            preexec_fn=servers._raise_fd_limit,
-            start_new_session=True,
-        )
-    servers.record_pid(proc.pid)
-    server = servers.RunningServer(name, HOST, 0, proc.pid, proc, log)
-    servers._running[proc.pid] = server
     deadline = time.monotonic() + servers.START_DEADLINE
     try:
-        server.host, server.port = servers._wait_listening_line(proc, log, deadline)
-        if metrics:
-            server.metrics_url = servers._wait_metrics_line(proc, log, deadline)
-        servers._wait_registration(proc, server.host, server.port, deadline)
-    except BaseException as exc:
-        servers.stop(server)
-        if isinstance(exc, servers.ServerStartError):
-            raise servers.ServerStartError(f"{name}: {exc}{servers._log_tail(log)}") from None
-        raise
+        server = servers.launch(name, cmd, tmp, deadline, metrics=metrics, append_log=True)
+    except servers.ServerStartError as exc:
+        log = servers._log_tail(tmp / f"{name}.log")
+        raise servers.ServerStartError(f"{name}: {exc}{log}") from None
     server.command = cmd  # type: ignore[attr-defined]
     return server
 

@@ -421,8 +421,25 @@ def _start_once(
         raise ServerStartError(f"{name} does not know --metrics-port")
     if web and base is not None and "--web-port" in base.dropped:
         raise ServerStartError(f"{name} has no web listener (no --web-port)")
+    return launch(name, cmd, rundir, deadline, port, metrics, web)
+
+
+def launch(
+    name: str,
+    cmd: list[str],
+    rundir: Path,
+    deadline: float,
+    port: int = 0,
+    metrics: bool = False,
+    web: bool = False,
+    append_log: bool = False,
+) -> RunningServer:
+    """Run ``cmd`` as server ``name`` in ``rundir`` (its output in ``NAME.log``, appended
+    to with ``append_log``: a restart on the same files); return once it listens (on
+    ``port``, or where its log says for 0) and registers a client; stopped if it does
+    not by ``deadline``. Stopped at exit if still running."""
     log = rundir / f"{name}.log"
-    with log.open("wb") as out:
+    with log.open("ab" if append_log else "wb") as out:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,

@@ -212,7 +212,8 @@ OPTIONS: tuple[Option, ...] = (
            "later pass, so a storm of connections cannot stall chat (0: no limit)",
            metavar="SECONDS", minimum=0, maximum=1, restart=True),
     Option("history", "bool", "store every message for CHATHISTORY (--no-history: none is "
-           "stored and draft/chathistory is not offered)", restart=True),
+           "stored, and draft/chathistory, draft/event-playback and "
+           "draft/message-redaction are not offered)", restart=True),
     Option("history-query-cutoff", "choice", "which channel history a member may read with "
            "CHATHISTORY: all of it (none), or only what was said since they connected "
            "(registration-time) or joined the channel (join-time)",

@@ -154,8 +154,10 @@ class HistoryRecorder:
             self._joined.setdefault(user, {})[casefold(event.channel)] = _stored_time(event)
             self._channel_event(event, user.prefix, user.account, event.channel, "JOIN",
                                 (event.channel,))  # fmt: skip
-        elif kind is Parted or kind is Kicked:
-            self._left(event)
+        elif kind is Parted:
+            self._parted(event)
+        elif kind is Kicked:
+            self._kicked(event)
         elif kind is TopicSet:
             user = self._user(event.by)
             self._channel_event(event, user.prefix, user.account, event.channel, "TOPIC",
@@ -183,17 +185,17 @@ class HistoryRecorder:
     def _user(self, nick: str) -> User:
         return self.server.hub.nicks[casefold(nick)]
 
-    def _left(self, event: Parted | Kicked) -> None:
-        if type(event) is Parted:
-            user = self._user(event.nick)
-            params = (event.channel, event.reason) if event.reason else (event.channel,)
-            self._channel_event(event, user.prefix, user.account, event.channel, "PART", params)
-            gone = user
-        else:
-            by = self._user(event.by)
-            params = (event.channel, event.target, event.reason)
-            self._channel_event(event, by.prefix, by.account, event.channel, "KICK", params)
-            gone = self.server.hub.nicks.get(casefold(event.target))
+    def _parted(self, event: Parted) -> None:
+        user = self._user(event.nick)
+        params = (event.channel, event.reason) if event.reason else (event.channel,)
+        self._channel_event(event, user.prefix, user.account, event.channel, "PART", params)
+        self._joined.get(user, {}).pop(casefold(event.channel), None)
+
+    def _kicked(self, event: Kicked) -> None:
+        by = self._user(event.by)
+        params = (event.channel, event.target, event.reason)
+        self._channel_event(event, by.prefix, by.account, event.channel, "KICK", params)
+        gone = self.server.hub.nicks.get(casefold(event.target))
         if gone is not None:
             self._joined.get(gone, {}).pop(casefold(event.channel), None)
 

@@ -198,7 +198,8 @@ def _v5_read_markers(db: sqlite3.Connection) -> None:
     )
 
 
-# A history row as the elements of a JSON array (history()): params is JSON already.
+# A history row as the elements of a JSON array (history(), history_item()): params is
+# JSON already.
 _HISTORY_COLUMNS = "seq, target, msgid, time, command, source, account, json(params), tags"
 
 # What CHATHISTORY returns to a client without draft/event-playback.
@@ -682,11 +683,13 @@ class SqliteStore:
         return sorted(map(_history_row, json.loads(found)), key=_seq_of)
 
     def history_item(self, target: str, msgid: str) -> HistoryItem | None:
-        with self._transaction(write=False) as db:
+        with self._transaction(write=False, statements=1) as db:
             row = db.execute(
-                "SELECT * FROM history WHERE target = ? AND msgid = ?", (target, msgid)
+                f"SELECT json_array({_HISTORY_COLUMNS}) FROM history"
+                " WHERE target = ? AND msgid = ?",
+                (target, msgid),
             ).fetchone()
-        return None if row is None else _history_item(row)
+        return None if row is None else _history_row(json.loads(row[0]))
 
     def delete_history(self, target: str, msgid: str) -> bool:
         with self._transaction(write=True) as db:
@@ -793,20 +796,6 @@ def _history_row(row: list) -> HistoryItem:
 
 def _seq_of(item: HistoryItem) -> int:
     return item.seq
-
-
-def _history_item(row: sqlite3.Row) -> HistoryItem:
-    return HistoryItem(
-        target=row["target"],
-        msgid=row["msgid"],
-        time=row["time"],
-        command=row["command"],
-        source=row["source"],
-        account=row["account"],
-        params=tuple(json.loads(row["params"])),
-        tags=row["tags"],
-        seq=row["seq"],
-    )
 
 
 def _has_account(db: sqlite3.Connection, key: str) -> bool:
