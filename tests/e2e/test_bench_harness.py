@@ -213,14 +213,19 @@ def test_baseline_revision_measured_in_the_same_run(tmp_path: Path) -> None:
     (label, entry), *_ = data["servers"][name]["cases"].items()
     result = entry["result"]
     assert result["complete"] and result["delivered"] == result["expected"] > 0
-    assert result["server_us_per_delivery"] > 0
+    # The server's CPU comes from its nanosecond clock; where that cannot be read, from
+    # 10 ms ticks, which the quick run's 2-3 ms may not reach (a 0, with no ratio).
+    ticks_only = result["server_cpu_s"] == result["server_user_s"] + result["server_sys_s"]
+    measured = result["server_us_per_delivery"] > 0
+    assert measured or ticks_only, result
     info = data["servers"][name]["server"]
     assert info["commit"] == info["revision"] == head
     assert "flags_left_out" not in info  # HEAD knows every flag the harness passes
     against = data["vs_baseline"]
     assert against["baseline"] == name and against["target"]["max_ratio"] == 1.1
-    assert against["cases"][label]["server_us_per_delivery"] > 0
-    assert data["ratios"][name][label]["server_us_per_delivery"] > 0
+    if measured:
+        assert against["cases"][label]["server_us_per_delivery"] > 0
+        assert data["ratios"][name][label]["server_us_per_delivery"] > 0
     summary = (out / "summary.md").read_text()
     assert f"| fanout: CPU/delivery within 10% of {name} |" in summary
     assert f"## Current vs baseline: greenchat / {name}" in summary

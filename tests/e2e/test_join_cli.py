@@ -102,7 +102,11 @@ def test_message_arriving_keeps_the_half_typed_line(server, connect, join_tmux) 
         raw.expect(r"^:carol!\S+ JOIN #lobby")
         carol.write("half")
         raw.send("PRIVMSG #lobby :interrupting you")
-        carol.wait_screen(r"#lobby <rawirc> interrupting you$")
+        # The line is printed above the prompt, then the prompt is drawn again with
+        # what was typed: wait for both, as the screen may be caught in between.
+        carol.wait_screen(
+            r"#lobby <rawirc> interrupting you$(?:\n.*)*\n" + re.escape(PROMPT) + r"half\s*\Z"
+        )
         assert carol.input_line().rstrip() == PROMPT + "half"
         screen = carol.screen().rstrip().splitlines()
         assert any("interrupting you" in line for line in screen[:-1])
