@@ -956,14 +956,22 @@ class HistoryClient:
         loadgen.close_all([self.client])
 
 
-READ_HISTOGRAM = "greenchat_history_read_seconds"  # one query's time in the store
+# The server's histograms of a query: one in the store, and the whole command (a
+# CHATHISTORY's handler from its start to its reply queued); ms-keys of each row.
+SERVER_HISTOGRAMS = {
+    "store_read": "greenchat_history_read_seconds",
+    "command": "greenchat_chathistory_seconds",
+}
 
 
-def _read_seconds(url: str) -> scrape.Histogram | None:
+def _server_seconds(url: str) -> dict[str, scrape.Histogram]:
+    """Each of SERVER_HISTOGRAMS the server has (a tree may lack one), by key."""
     found = scrape.samples(scrape.scrape(url)[1])
-    if scrape.sample(found, READ_HISTOGRAM + "_count") is None:
-        return None  # a tree without the metric
-    return scrape.histogram(found, READ_HISTOGRAM)
+    return {
+        key: scrape.histogram(found, name)
+        for key, name in SERVER_HISTOGRAMS.items()
+        if scrape.sample(found, name + "_count") is not None
+    }
 
 
 def time_server_queries(
@@ -987,7 +995,7 @@ def time_server_queries(
                 out[f"ping_{mode}"] = with_unit(pct(pings), "ms")
                 for name in ("latest", "before"):
                     sub = name.upper()
-                    before = _read_seconds(server.metrics_url)
+                    before = _server_seconds(server.metrics_url)
                     ms, lines = [], set()
                     for _ in range(queries):
                         ref = "msgid=" + pick(msgids, rng) if name == "before" else "*"
@@ -1000,13 +1008,13 @@ def time_server_queries(
                         **with_unit(pct(ms), "ms"),
                         "mean_ms": statistics.fmean(ms),
                     }
-                    after = _read_seconds(server.metrics_url)
-                    if before is not None and after is not None:
-                        delta = after.minus(before)
-                        row["store_read_p50_bound_ms"] = delta.quantile_bound(0.5) * 1000
-                        row["store_read_p99_bound_ms"] = delta.quantile_bound(0.99) * 1000
-                        row["store_read_mean_ms"] = delta.sum / max(delta.count, 1) * 1000
-                        row["store_read_buckets"] = delta.counts()
+                    after = _server_seconds(server.metrics_url)
+                    for key in before.keys() & after.keys():
+                        delta = after[key].minus(before[key])
+                        row[f"{key}_p50_bound_ms"] = delta.quantile_bound(0.5) * 1000
+                        row[f"{key}_p99_bound_ms"] = delta.quantile_bound(0.99) * 1000
+                        row[f"{key}_mean_ms"] = delta.sum / max(delta.count, 1) * 1000
+                        row[f"{key}_buckets"] = delta.counts()
                     out[f"{name}_{mode}"] = row
             finally:
                 client.close()
@@ -1059,11 +1067,15 @@ def part_query(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             print(
                 f"query: CHATHISTORY {name}: round trip p50 {found['p50_ms']:.3f} ms, p99"
                 f" {found['p99_ms']:.3f} ms, max {found['max_ms']:.3f} ms ({found['lines']}"
-                f" lines); in the store p99 <= {fmt(found.get('store_read_p99_bound_ms'), 'g')}"
-                f" ms",
+                f" lines); on the server p99 <= {fmt(found.get('command_p99_bound_ms'), 'g')}"
+                f" ms, in the store p99 <= {fmt(found.get('store_read_p99_bound_ms'), 'g')} ms",
                 flush=True,
             )
         worst_rtt = max(server[n]["p99_ms"] for n in QUERY_CASES)
+        # The target is the server's time: its own histogram of the command, where the
+        # tree has it (a bucket's upper bound), else the round trip (an upper bound too).
+        on_server = [server[n].get("command_p99_bound_ms") for n in QUERY_CASES]
+        worst_server = max(on_server) if None not in on_server else worst_rtt
         worst_store = max(found["p99_ms"] for found in store.values())
         return {
             "rows": args.rows,
@@ -1079,11 +1091,14 @@ def part_query(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
                 "target_p99_ms": QUERY_TARGET_MS,
                 "worst_round_trip_p99_ms": worst_rtt,
                 "worst_store_call_p99_ms": worst_store,
+                "worst_server_p99_bound_ms": worst_server,
+                "server_measured": None not in on_server,
                 "round_trip_met": worst_rtt <= QUERY_TARGET_MS,
+                "server_met": worst_server <= QUERY_TARGET_MS,
                 "store_call_met": worst_store <= QUERY_TARGET_MS,
                 "msgid_index_used": plan["msgid_index_used"],
                 "msgid_index_used_after": plan_after["msgid_index_used"],
-                "met": worst_rtt <= QUERY_TARGET_MS and plan["msgid_index_used"],
+                "met": worst_server <= QUERY_TARGET_MS and plan["msgid_index_used"],
             },
         }
     finally:
@@ -1459,12 +1474,15 @@ def summary_md(out: Path) -> str:
             " `messages`: a client without draft/event-playback (the store filters on"
             " the command), `events`: with it. A PING on the same connection takes"
             f" {fmt(data['server'].get('ping_messages', {}).get('p50_ms'), '.3f')} ms (p50):"
-            " the round trip is the server's time, near enough. The store's own time"
-            " comes from greenchat_history_read_seconds (its bucket bounds).",
+            " the round trip adds the client's reading of 100 lines to the server's time."
+            " The server's own times are bucket bounds of its histograms:"
+            " greenchat_chathistory_seconds (the whole command, from its handler's start to"
+            " its reply queued) and greenchat_history_read_seconds (the store's query).",
             "",
             "| query | store call p50 ms | p99 ms | in the server's store p99 <= ms |"
+            " on the server p50 <= ms | p99 <= ms | mean ms |"
             " CHATHISTORY round trip p50 ms | p99 ms | max ms |",
-            "|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name in QUERY_CASES:
             s_, c = data["store"].get(name), data["server"][name]
@@ -1473,7 +1491,10 @@ def summary_md(out: Path) -> str:
             lines.append(
                 f"| {label} ({mode}) | {fmt(s_ and s_['p50_ms'], '.3f')} |"
                 f" {fmt(s_ and s_['p99_ms'], '.3f')} |"
-                f" {fmt(c.get('store_read_p99_bound_ms'), 'g')} | {c['p50_ms']:.3f} |"
+                f" {fmt(c.get('store_read_p99_bound_ms'), 'g')} |"
+                f" {fmt(c.get('command_p50_bound_ms'), 'g')} |"
+                f" {fmt(c.get('command_p99_bound_ms'), 'g')} |"
+                f" {fmt(c.get('command_mean_ms'), '.3f')} | {c['p50_ms']:.3f} |"
                 f" {c['p99_ms']:.3f} | {c['max_ms']:.3f} |"
             )
         lines += ["", "EXPLAIN QUERY PLAN of the SQL the store runs:", "", "```"]
@@ -1498,8 +1519,9 @@ def summary_md(out: Path) -> str:
         targets.append(
             (
                 f"CHATHISTORY LATEST/BEFORE 100 on {data['rows']:,} rows p99 <="
-                f" {QUERY_TARGET_MS:g} ms (round trip), msgid through an index",
-                f"worst p99 {v['worst_round_trip_p99_ms']:.3f} ms (store call"
+                f" {QUERY_TARGET_MS:g} ms on the server, msgid through an index",
+                f"worst p99 <= {fmt(v.get('worst_server_p99_bound_ms'), 'g')} ms on the server"
+                f" (round trip {v['worst_round_trip_p99_ms']:.3f} ms, store call"
                 f" {v['worst_store_call_p99_ms']:.3f} ms), index"
                 f" {'used' if v['msgid_index_used'] else 'NOT used'}",
                 v["met"],

@@ -120,6 +120,10 @@ class ServerMetrics:
         self.loop_lag = Buckets((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
         # One CHATHISTORY (or REDACT) query's time in the store (history.py).
         self.history_reads = Buckets((0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1))
+        # A whole CHATHISTORY command on the server: checks, the store, the reply queued.
+        self.chathistory = Buckets(
+            (0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.05, 0.25, 1)
+        )
 
     def on_event(self, event: Event) -> None:
         self.events[event.kind] += 1
@@ -231,6 +235,11 @@ class Collector(_Collector):
             "greenchat_history_read_seconds",
             "Seconds one history query took in the store (CHATHISTORY, autoreplay, REDACT)",
         )
+        yield metrics.chathistory.family(
+            "greenchat_chathistory_seconds",
+            "Seconds one CHATHISTORY command took on the server, from its handler's start "
+            "to its reply queued (the store's part included)",
+        )
         yield hub.fanout_sizes.family(
             "greenchat_fanout_recipients", "Recipients of one fanned-out line"
         )
@@ -284,5 +293,6 @@ METRIC_NAMES = (
     "greenchat_registration_seconds",
     "greenchat_event_loop_lag_seconds",
     "greenchat_history_read_seconds",
+    "greenchat_chathistory_seconds",
     "greenchat_fanout_recipients",
 )

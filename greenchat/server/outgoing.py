@@ -37,7 +37,9 @@ __all__ = [
     "add_tags",
     "format_server_time",
     "new_msgid",
+    "render_line",
     "variant_of",
+    "wire_body",
 ]
 
 SERVER_TIME = 1
@@ -69,12 +71,34 @@ def new_msgid() -> str:
     return f"{_RUN_ID}{next(_counter):x}"
 
 
+# The last whole second format_server_time rendered, and its text: lines come in time
+# order (live, and a page of history), so most share it; strftime is most of the cost.
+_last_second: tuple[int, str] = (-1, "")
+_MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))
+
+
 def format_server_time(when: float) -> str:
     """IRCv3 server-time: ISO 8601 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z."""
+    global _last_second
     # Whole milliseconds first: a time stored as ms / 1000 (history) is not exact in
     # binary, and truncating its fraction could show it a millisecond early.
     seconds, millis = divmod(round(when * 1000), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    cached, text = _last_second
+    if seconds != cached:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, text)  # one tuple: a reader sees both or neither
+    return text + _MILLIS[millis]
+
+
+def wire_body(command: str, params: tuple[str, ...], trailing: bool) -> str:
+    """``COMMAND p1 p2 :last``: the last parameter takes ':' when ``trailing`` (message
+    text, reasons: always, as every server sends them) or when it needs one."""
+    if not params:
+        return command
+    last = params[-1]
+    if trailing or not last or " " in last or last[0] == ":":
+        last = ":" + last
+    return " ".join((command, *params[:-1], last))
 
 
 def add_tags(line: bytes, tags: bytes) -> bytes:
@@ -142,26 +166,31 @@ class Relay:
         params = self.params
         if variant & EXTENDED_JOIN and self.ext_params is not None:
             params = self.ext_params
-        if params:
-            last = params[-1]
-            if self.trailing or not last or " " in last or last[0] == ":":
-                last = ":" + last
-            body = " ".join((self.command, *params[:-1], last))
-        else:
-            body = self.command
-        line = f":{self.source} {body}\r\n"
-        tags = []
-        if variant & SERVER_TIME:
-            tags.append("time=" + format_server_time(self.when))
-        if variant & MESSAGE_TAGS:
-            tags.append("msgid=" + escape_tag_value(self.msgid))
-            if self.client_tags:
-                tags.append(self.client_tags)
-        if variant & ACCOUNT_TAG and self.account:
-            tags.append("account=" + escape_tag_value(self.account))
-        if tags:
-            line = "@" + ";".join(tags) + " " + line
-        data = clip_line(line.encode())
+        data = render_line(
+            self.source, wire_body(self.command, params, self.trailing), variant, self.when,
+            self.msgid if variant & MESSAGE_TAGS else "", self.client_tags, self.account,
+        )  # fmt: skip
         if variant & (WS_TEXT | WS_BINARY):
             return frame_lines(data, text=bool(variant & WS_TEXT))
         return data
+
+
+def render_line(
+    source: str, body: str, variant: int, when: float, msgid: str, client_tags: str,
+    account: str,
+) -> bytes:  # fmt: skip
+    """``:source body`` with the tags ``variant`` asks for (server-time, message-tags with
+    the sender's client-only tags, account-tag), clipped to the line limit."""
+    line = f":{source} {body}\r\n"
+    tags = []
+    if variant & SERVER_TIME:
+        tags.append("time=" + format_server_time(when))
+    if variant & MESSAGE_TAGS:
+        tags.append("msgid=" + escape_tag_value(msgid))
+        if client_tags:
+            tags.append(client_tags)
+    if variant & ACCOUNT_TAG and account:
+        tags.append("account=" + escape_tag_value(account))
+    if tags:
+        line = "@" + ";".join(tags) + " " + line
+    return clip_line(line.encode())

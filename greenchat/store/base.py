@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "PRIVATE_PREFIX",
@@ -93,10 +93,12 @@ class RegisteredChannel:
 PRIVATE_PREFIX = "dm:"
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryItem:
+class HistoryItem(NamedTuple):
     """One stored line of a conversation: a message, or a change played back with
     ``draft/event-playback`` (JOIN, PART, QUIT, NICK, TOPIC, MODE, KICK).
+
+    A named tuple, not a frozen dataclass: a page of history makes a hundred of them,
+    and a frozen dataclass's ``__init__`` costs several times a tuple's.
 
     ``target`` is the conversation's key (the server's: a channel's casefolded
     name, or the two parties of a private conversation); ``params`` are the

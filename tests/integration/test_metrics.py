@@ -77,9 +77,14 @@ def test_the_numbers_follow_what_happens(metrics_server, connect):
     assert after["greenchat_sent_lines_total"] > before["greenchat_sent_lines_total"] + 20
     assert after["greenchat_registration_seconds_count"] == 3
     assert after["greenchat_history_read_seconds_count"] == 0
+    assert after["greenchat_chathistory_seconds_count"] == 0
     alice.send("CAP REQ draft/chathistory", "CHATHISTORY LATEST #m * 5")
     alice.expect(r"PRIVMSG #m :line 9$")
-    assert scrape(port)["greenchat_history_read_seconds_count"] == 1
+    asked = scrape(port)
+    assert asked["greenchat_history_read_seconds_count"] == 1
+    assert asked["greenchat_chathistory_seconds_count"] == 1
+    # The whole command took at least its store query.
+    assert asked["greenchat_chathistory_seconds_sum"] >= asked["greenchat_history_read_seconds_sum"]
     carol.send("QUIT :bye")
     carol.expect_closed()
     bob.expect(r"QUIT :Quit: bye$")

@@ -69,3 +69,17 @@ def test_server_time_format():
     # A time stored as whole milliseconds / 1000 (history) shows those milliseconds,
     # though 1764633284.958 is 1764633284.9579999 in binary.
     assert format_server_time(1764633284958 / 1000) == "2025-12-01T23:54:44.958Z"
+
+
+def test_server_time_of_seconds_taken_in_turn():
+    """The last second's text is reused: a different second, back and forth, and a
+    time that rounds up into the next second are each shown as themselves."""
+    times = [0.5, 86400.25, 0.75, 59.9996, 86400.25]
+    shown = [format_server_time(t) for t in times]
+    assert shown == [
+        "1970-01-01T00:00:00.500Z",
+        "1970-01-02T00:00:00.250Z",
+        "1970-01-01T00:00:00.750Z",
+        "1970-01-01T00:01:00.000Z",
+        "1970-01-02T00:00:00.250Z",
+    ]

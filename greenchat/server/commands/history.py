@@ -11,7 +11,6 @@ private conversation's only to its two parties (server/history.py keys it).
 from __future__ import annotations
 
 import calendar
-import dataclasses
 import re
 import time
 from typing import TYPE_CHECKING
@@ -31,8 +30,9 @@ from greenchat.server.outgoing import (
     ACCOUNT_TAG,
     MESSAGE_TAGS,
     SERVER_TIME,
-    Relay,
     format_server_time,
+    render_line,
+    wire_body,
 )
 from greenchat.store.base import PRIVATE_PREFIX, HistoryBound, HistoryItem, StoreUnavailable
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from greenchat.server.session import Session
     from greenchat.server.user import User
 
-__all__ = ["NotVisible", "autoreplay", "conversation_of", "history_relay", "parse_timestamp"]
+__all__ = ["NotVisible", "autoreplay", "conversation_of", "history_line", "parse_timestamp"]
 
 SUBCOMMANDS = ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS")
 _TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?Z$")
@@ -93,6 +93,14 @@ def _limit(sub: str, text: str) -> int:
 
 @command("CHATHISTORY", min_params=1, yields=True)
 def chathistory(server: ChatServer, conn: Session, msg: Message) -> None:
+    started = time.perf_counter()
+    try:
+        _chathistory(server, conn, msg)
+    finally:
+        server.metrics.chathistory.observe(time.perf_counter() - started)
+
+
+def _chathistory(server: ChatServer, conn: Session, msg: Message) -> None:
     sub = msg.params[0].upper()
     try:
         if not server.config.history:
@@ -221,20 +229,18 @@ def _stamp_text(item: HistoryItem) -> HistoryItem:
     if item.command not in ("PRIVMSG", "NOTICE"):
         return item
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item.time))
-    return dataclasses.replace(item, params=(*item.params[:-1], f"[{when}] {item.params[-1]}"))
+    return item._replace(params=(*item.params[:-1], f"[{when}] {item.params[-1]}"))
 
 
 def _line(conn: Session, item: HistoryItem) -> bytes:
-    relay = history_relay(item)
-    return relay.bytes_for(conn.user.variant & _TAG_BITS)
+    return history_line(item, conn.user.variant & _TAG_BITS)
 
 
-def history_relay(item: HistoryItem) -> Relay:
-    """A stored line as it went out live, with its stored time and msgid."""
-    return Relay(
-        item.source, item.command, item.params, trailing=item.command not in _NO_TRAILING,
-        client_tags=item.tags, when=item.time, msgid=item.msgid, account=item.account,
-    )  # fmt: skip
+def history_line(item: HistoryItem, variant: int) -> bytes:
+    """A stored line as it went out live, with its stored time and msgid, rendered for
+    ``variant`` straight from the item (no Relay: each line goes to one client)."""
+    body = wire_body(item.command, item.params, item.command not in _NO_TRAILING)
+    return render_line(item.source, body, variant, item.time, item.msgid, item.tags, item.account)
 
 
 def _targets(server: ChatServer, conn: Session, sub: str, params: list[str]) -> None:
