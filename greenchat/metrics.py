@@ -209,6 +209,11 @@ class Collector(_Collector):
             value=history.dropped,
         )
         yield CounterMetricFamily(
+            "greenchat_history_holds",
+            "Times a sender's input waited for the history store to catch up",
+            value=history.holds,
+        )
+        yield CounterMetricFamily(
             "greenchat_history_expired",
             "Stored messages deleted by retention (--history-max-age, --history-max-per-target)",
             value=history.expired,
@@ -287,6 +292,7 @@ METRIC_NAMES = (
     "greenchat_store_failures_total",
     "greenchat_history_pending",
     "greenchat_history_dropped_total",
+    "greenchat_history_holds_total",
     "greenchat_history_expired_total",
     "greenchat_registration_waits_total",
     "greenchat_disconnects_total",

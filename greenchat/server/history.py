@@ -10,6 +10,14 @@ one larger batches, and the fan-out pays one append per message, never per
 recipient. Channel events (JOIN, PART, QUIT, NICK, TOPIC, MODE, KICK) are noted
 the same way, for draft/event-playback.
 
+When the store is healthy but slower than the chat (more lines a second than it
+writes), senders wait rather than lines being lost: past :data:`HIGH_WATER`
+items waiting or being written, a session whose user just sent a stored line
+stops reading its input (up to :data:`HOLD_MAX` at a time) until the backlog is
+under :data:`LOW_WATER` (:meth:`HistoryRecorder.hold`). Those who only read, and
+PINGs, go on. So under overload the accepted rate falls to the store's, as with
+a server that writes each message before taking the next (Ergo with MySQL).
+
 A read (CHATHISTORY) takes what is still waiting with it: on the one storage
 thread that batch is written first, then the query runs, so a client always
 finds what it was just sent. While the store fails, at most
@@ -54,6 +62,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CAPABILITY",
     "EVENT_PLAYBACK",
+    "HIGH_WATER",
+    "LOW_WATER",
     "MAX_LIMIT",
     "MAX_PENDING",
     "WRITE_CHUNK",
@@ -73,6 +83,12 @@ MAX_PENDING = 100_000  # items held while the store fails; then the oldest go
 RETRY_AFTER = 1.0  # seconds between attempts while the store fails
 WRITE_CHUNK = 500  # items a transaction of the writer (see _Chunks)
 EXPIRE_BATCH = 1000  # lines deleted per transaction: expiry never holds the store long
+# Senders wait past HIGH_WATER items waiting or being written (about half a second of
+# the store's writing on the benchmark machine), until under LOW_WATER.
+HIGH_WATER = 20_000
+LOW_WATER = 5_000
+HOLD_MAX = 1.0  # seconds a sender waits at most per turn of its reader
+HOLD_LOG_EVERY = 60.0  # seconds between log lines about senders waiting
 
 
 def isupport_tokens() -> list[str]:
@@ -115,10 +131,18 @@ class _Chunks:
         self.store, self.items, self.written = store, items, 0
 
     def write(self) -> None:
+        while self.left():
+            self.write_one()
+
+    def write_one(self) -> bool:
+        """Append the next chunk; whether there are more."""
         items = self.items
-        while self.written < len(items):
-            self.store.append_history(items[self.written : self.written + WRITE_CHUNK])
-            self.written += WRITE_CHUNK
+        self.store.append_history(items[self.written : self.written + WRITE_CHUNK])
+        self.written = min(self.written + WRITE_CHUNK, len(items))
+        return self.written < len(items)
+
+    def left(self) -> int:
+        return len(self.items) - self.written
 
     def unwritten(self) -> list[HistoryItem]:
         return self.items[self.written :]
@@ -135,6 +159,15 @@ class HistoryRecorder:
         self._writer: gevent.Greenlet | None = None
         self._expirer: gevent.Greenlet | None = None
         self.expired = 0  # lines deleted by retention (a metric)
+        # Backpressure (see the module's docstring): items handed to the store and not
+        # yet written, whether senders wait, who, and the times they waited (a metric).
+        self.in_flight = 0
+        self.backlogged = False
+        self.held: set[User] = set()
+        self.holds = 0
+        self._drained = Flag()
+        self._drained.set()
+        self._hold_logged = -HOLD_LOG_EVERY
         # When each local member joined each channel (for --history-query-cutoff
         # join-time); weak: a user that is gone takes its entries along.
         self._joined: weakref.WeakKeyDictionary[User, dict[str, float]] = (
@@ -252,6 +285,8 @@ class HistoryRecorder:
             params, event.tags,
         )  # fmt: skip
         self._note([item])
+        if self.backlogged:
+            self.held.add(sender)
 
     def _note(self, items: list[HistoryItem]) -> None:
         if not items:  # a QUIT or NICK of a user in no channel
@@ -267,6 +302,40 @@ class HistoryRecorder:
             self.dropped += excess
         if was_empty:
             self._wake.set()
+        if not self.backlogged and len(pending) + self.in_flight > HIGH_WATER:
+            self._start_holding()
+
+    # -- backpressure -----------------------------------------------------------------
+
+    def _start_holding(self) -> None:
+        storage = self.server.storage
+        if storage is None or not storage.healthy:
+            return  # a failing store: chat goes on, and the oldest lines go past MAX_PENDING
+        self.backlogged = True
+        self._drained.clear()
+        now = time.monotonic()
+        if now - self._hold_logged >= HOLD_LOG_EVERY:
+            self._hold_logged = now
+            log.warning(
+                "history: the store is %d lines behind; senders wait until it catches up",
+                len(self.pending) + self.in_flight,
+            )
+
+    def _stop_holding(self) -> None:
+        self.backlogged = False
+        self.held.clear()
+        self._drained.set()
+
+    def _release_if_caught_up(self) -> None:
+        if self.backlogged and len(self.pending) + self.in_flight < LOW_WATER:
+            self._stop_holding()
+
+    def hold(self, user: User) -> None:
+        """In a session's reader, between chunks of input: while the store is behind,
+        a user who sent stored lines waits (up to HOLD_MAX) for it to catch up."""
+        if self.backlogged and user in self.held:
+            self.holds += 1
+            self._drained.wait(HOLD_MAX)
 
     def _put_back(self, batch: list[HistoryItem]) -> None:
         """A batch the store could not take goes back with what came since, in time
@@ -317,11 +386,19 @@ class HistoryRecorder:
         storage = self.server.storage
         batch, self.pending = self.pending, []
         chunks = _Chunks(storage.store, batch)
+        self.in_flight = len(batch)
         try:
-            storage.run(chunks.write)
+            # A store call per chunk: held senders go on as soon as the backlog is down.
+            while storage.run(chunks.write_one):
+                self.in_flight = chunks.left()
+                self._release_if_caught_up()
         except StoreUnavailable:  # logged once by storage.py, counted there
             self._put_back(chunks.unwritten())
+            self._stop_holding()  # chat goes on while the store fails
             return False
+        finally:
+            self.in_flight = 0
+        self._release_if_caught_up()
         return True
 
     def read(self, method: str, *args: Any) -> Any:
@@ -346,6 +423,7 @@ class HistoryRecorder:
             self._put_back(chunks.unwritten())
             raise
         self.server.metrics.history_reads.observe(took)
+        self._release_if_caught_up()
         return result
 
     def close(self) -> None:
@@ -354,6 +432,7 @@ class HistoryRecorder:
             if greenlet is not None:
                 greenlet.kill()
         self._writer = self._expirer = None
+        self._stop_holding()
         if self.pending and self.server.storage is not None:
             left = len(self.pending)
             if not self._write_pending():

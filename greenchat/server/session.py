@@ -246,6 +246,7 @@ class Session:
         recvq = self.server.config.recvq
         lane = self.server.registration_lane
         backlog: list = []  # lines read but not handled yet: flood control holds them
+        history = self.server.history
         wait = 0.0
         while self.close_reason is None:
             data = transport.recv_within(wait) if backlog else recv(RECV_BYTES)
@@ -272,6 +273,8 @@ class Session:
             wait = self._handle_due(backlog)
             # An idle connection waits in recv: keep nothing of this chunk alive.
             data = items = None
+            if history.backlogged:  # the store is behind: a sender of stored lines waits
+                history.hold(self.user)
             # Let output flush (and other readers run) before taking more input.
             gevent.sleep(0)
         return self.close_reason
