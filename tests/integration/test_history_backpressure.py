@@ -96,7 +96,5 @@ def test_a_failing_store_holds_nobody(low_water, make_server, connect):
     assert server.call(lambda: (recorder.holds, recorder.backlogged)) == (holds, False)
     query_only(False)
     until(server, lambda: storage.healthy and not recorder.pending, "stored after recovery")
-    stored = server.call(
-        storage.run, storage.store.history, "#h", None, None, 100, True, 0.0, True
-    )
+    stored = server.call(storage.run, storage.store.history, "#h", None, None, 100, True, 0.0, True)
     assert [item.params[-1] for item in stored] == [f"line {n}" for n in range(80)]
