@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
 
-__all__ = ["LabeledReply", "new_batch_id", "send_batch", "send_labeled"]
+__all__ = [
+    "LabeledReply",
+    "close_batch",
+    "new_batch_id",
+    "open_batch",
+    "send_batch",
+    "send_labeled",
+]
 
 _batch_ids = itertools.count(1)
 
@@ -50,12 +57,26 @@ def send_batch(
 ) -> None:  # fmt: skip
     """Queue ``lines`` in one batch of ``kind`` (``params`` after it on the opening
     line, which also carries ``start_tags``): BATCH +ref, each line tagged, BATCH -ref."""
+    ref = open_batch(conn, server_name, kind, *params, start_tags=start_tags)
+    tag = f"batch={ref}".encode()
+    enqueue = conn.enqueue
+    for line in lines:
+        enqueue(add_tags(line, tag))
+    close_batch(conn, server_name, ref)
+
+
+def open_batch(
+    conn: Session, server_name: str, kind: str, *params: str, start_tags: bytes = b""
+) -> str:
+    """Queue ``BATCH +ref kind params...``; the new ref, for the lines' ``batch`` tags
+    (for lines rendered with the tag in them; else :func:`send_batch`)."""
     ref = new_batch_id()
     opened = " ".join((f":{server_name} BATCH +{ref}", kind, *params)) + "\r\n"
     conn.enqueue(add_tags(opened.encode(), start_tags) if start_tags else opened.encode())
-    tag = f"batch={ref}".encode()
-    for line in lines:
-        conn.enqueue(add_tags(line, tag))
+    return ref
+
+
+def close_batch(conn: Session, server_name: str, ref: str) -> None:
     conn.enqueue(f":{server_name} BATCH -{ref}\r\n".encode())
 
 

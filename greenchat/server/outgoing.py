@@ -177,12 +177,13 @@ class Relay:
 
 def render_line(
     source: str, body: str, variant: int, when: float, msgid: str, client_tags: str,
-    account: str,
+    account: str, first_tag: str = "",
 ) -> bytes:  # fmt: skip
     """``:source body`` with the tags ``variant`` asks for (server-time, message-tags with
-    the sender's client-only tags, account-tag), clipped to the line limit."""
+    the sender's client-only tags, account-tag) after ``first_tag`` (a batch's, say),
+    clipped to the line limit."""
     line = f":{source} {body}\r\n"
-    tags = []
+    tags = [first_tag] if first_tag else []
     if variant & SERVER_TIME:
         tags.append("time=" + format_server_time(when))
     if variant & MESSAGE_TAGS:

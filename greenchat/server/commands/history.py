@@ -25,7 +25,7 @@ from greenchat.server.history import (
     party_of,
     private_key,
 )
-from greenchat.server.labeled import send_batch
+from greenchat.server.labeled import close_batch, open_batch, send_batch
 from greenchat.server.outgoing import (
     ACCOUNT_TAG,
     MESSAGE_TAGS,
@@ -188,7 +188,7 @@ def _messages(server: ChatServer, conn: Session, sub: str, params: list[str]) ->
             items = read("history", key, _bound(sub, params[1]), None, limit, False)
         else:
             items = _around(read, key, _bound(sub, params[1]), limit)
-    _send_batch(server, conn, "chathistory", target, [_line(conn, i) for i in items])
+    _send_history(server, conn, target, items)
 
 
 def _around(read, key: str, ref: HistoryBound, limit: int) -> list[HistoryItem]:
@@ -218,10 +218,10 @@ def autoreplay(server: ChatServer, conn: Session, channel: Channel) -> None:
             )
     except StoreUnavailable:
         return  # logged once by storage.py; the JOIN itself went through
-    stamped = conn.has_cap("server-time")
-    lines = [_line(conn, item if stamped else _stamp_text(item)) for item in items]
-    if lines:
-        _send_batch(server, conn, "chathistory", channel.name, lines)
+    if not conn.has_cap("server-time"):
+        items = [_stamp_text(item) for item in items]
+    if items:
+        _send_history(server, conn, channel.name, items)
 
 
 def _stamp_text(item: HistoryItem) -> HistoryItem:
@@ -232,15 +232,29 @@ def _stamp_text(item: HistoryItem) -> HistoryItem:
     return item._replace(params=(*item.params[:-1], f"[{when}] {item.params[-1]}"))
 
 
-def _line(conn: Session, item: HistoryItem) -> bytes:
-    return history_line(item, conn.user.variant & _TAG_BITS)
+def _send_history(server: ChatServer, conn: Session, target: str, items: list[HistoryItem]) -> None:
+    """The stored lines in a ``chathistory`` batch (one at a time without ``batch``),
+    rendered with their batch tag in them."""
+    variant = conn.user.variant & _TAG_BITS
+    if not conn.has_cap("batch"):
+        for item in items:
+            conn.enqueue(history_line(item, variant))
+        return
+    name = server.config.name
+    ref = open_batch(conn, name, "chathistory", target)
+    tag, enqueue = f"batch={ref}", conn.enqueue
+    for item in items:
+        enqueue(history_line(item, variant, tag))
+    close_batch(conn, name, ref)
 
 
-def history_line(item: HistoryItem, variant: int) -> bytes:
+def history_line(item: HistoryItem, variant: int, first_tag: str = "") -> bytes:
     """A stored line as it went out live, with its stored time and msgid, rendered for
     ``variant`` straight from the item (no Relay: each line goes to one client)."""
     body = wire_body(item.command, item.params, item.command not in _NO_TRAILING)
-    return render_line(item.source, body, variant, item.time, item.msgid, item.tags, item.account)
+    return render_line(
+        item.source, body, variant, item.time, item.msgid, item.tags, item.account, first_tag
+    )
 
 
 def _targets(server: ChatServer, conn: Session, sub: str, params: list[str]) -> None:
