@@ -20,10 +20,11 @@ serve: $(STAMP)
 join: $(STAMP)
 	$(BIN)/greenchat-join $(ARGS)
 
-# Real clients the tests drive, as "command:debian-package": irssi and weechat in tmux
-# (tests/e2e/test_real_clients.py) and a headless Chromium (tests/e2e/test_browser.py).
+# Real programs the tests drive, as "command:debian-package": irssi and weechat in tmux
+# (tests/e2e/test_real_clients.py), a headless Chromium (tests/e2e/test_browser.py) and
+# a redis-server for the Redis store (tests/contract, tests/redis_server.py).
 CLIENT_DEPS := irssi:irssi weechat-headless:weechat-headless tmux:tmux \
-	chromium:chromium chromedriver:chromium-driver
+	chromium:chromium chromedriver:chromium-driver redis-server:redis-server
 
 # Install the missing ones with apt-get (non-interactive; sudo only when not root).
 # Without a way to install, warn and go on (those tests skip), except under CI.

@@ -7,11 +7,13 @@ that opens a fresh store, and one that opens the same data again after a close
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from redis_server import shared_url
 
 from greenchat.store.base import (
     Account,
@@ -22,6 +24,7 @@ from greenchat.store.base import (
     StoreUnavailable,
 )
 from greenchat.store.credentials import SCRAM_ITERATIONS, make_credentials
+from greenchat.store.redis_store import RedisStore
 from greenchat.store.sqlite import MEMORY, SqliteStore
 
 # scrypt and SCRAM's key derivation take tens of milliseconds: made once.
@@ -46,7 +49,14 @@ def sqlite_memory(tmp_path: Path) -> Factory:
     return Factory("sqlite-memory", lambda: SqliteStore(MEMORY), None)
 
 
-FACTORIES = {"sqlite-file": sqlite_file, "sqlite-memory": sqlite_memory}
+def redis_store(tmp_path: Path) -> Factory:
+    """On the session's redis-server (tests/contract/conftest.py); a network of its own
+    per test keeps each test's keys apart, as a fresh file does."""
+    url, network = shared_url(), f"test-{uuid.uuid4().hex}"
+    return Factory("redis", lambda: RedisStore(url, network), lambda: RedisStore(url, network))
+
+
+FACTORIES = {"sqlite-file": sqlite_file, "sqlite-memory": sqlite_memory, "redis": redis_store}
 
 
 @pytest.fixture(params=list(FACTORIES))
