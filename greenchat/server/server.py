@@ -209,6 +209,7 @@ class ChatServer:
         self.storage = Storage(SqliteStore(self.config.db))
         started: list[Listener] = []
         try:
+            self.storage.start_checkpoints()
             names = self.storage.run(self.storage.store.account_names)
             self.registered_nicks = {casefold(name) for name in names}
             self.channel_registry.load(self.storage)  # registered channels, in the hub

@@ -1,6 +1,6 @@
 """A store slower than the chat (healthy, just behind): the senders of stored lines
 wait, nothing accepted is lost, and readers and PINGs go on. A failing store holds
-nobody: chat goes on."""
+nobody: chat goes on. The WAL is checkpointed off the writer's path."""
 
 from __future__ import annotations
 
@@ -98,3 +98,27 @@ def test_a_failing_store_holds_nobody(low_water, make_server, connect):
     until(server, lambda: storage.healthy and not recorder.pending, "stored after recovery")
     stored = server.call(storage.run, storage.store.history, "#h", None, None, 100, True, 0.0, True)
     assert [item.params[-1] for item in stored] == [f"line {n}" for n in range(80)]
+
+
+def test_the_server_checkpoints_the_wal_on_a_thread_of_its_own(
+    monkeypatch, tmp_path, make_server, connect
+):
+    """No write of the server's copies the WAL back (defer_checkpoints); its storage's
+    own thread does, every CHECKPOINT_EVERY: the lines reach the database file itself."""
+    from greenchat.server import storage as storage_module
+
+    monkeypatch.setattr(storage_module, "CHECKPOINT_EVERY", 0.05)
+    path = tmp_path / "chat.db"
+    server = make_server(flood_rate=0, db=str(path))
+    alice = connect(port=server.port).register("alice")
+    alice.join("#h")
+    recorder = server.server.history
+    until(server, lambda: not recorder.pending and not recorder.in_flight, "JOIN stored")
+    before = path.stat().st_size
+    alice.send(*lines(0, 2000))
+    alice.send("PING :sent")
+    alice.expect(r" PONG \S+ :?sent$")
+    deadline = time.monotonic() + DEADLINE
+    while path.stat().st_size <= before + 100_000:  # 2,000 lines: some 300 KB of pages
+        assert time.monotonic() < deadline, "the lines never reached the database file"
+        time.sleep(0.05)

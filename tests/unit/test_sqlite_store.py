@@ -331,3 +331,49 @@ def test_a_step_that_fails_leaves_the_file_at_its_version(tmp_path):
         assert db.execute("SELECT settings FROM accounts").fetchone()[0] == "not json"
     finally:
         db.close()
+
+
+def _lines(start: int, count: int) -> list:
+    from greenchat.store.base import HistoryItem
+
+    return [
+        HistoryItem("#c", f"m{n}", 1000.0 + n, "PRIVMSG", "a!b@c", "", ("#c", "x" * 200))
+        for n in range(start, start + count)
+    ]
+
+
+def test_deferred_checkpoints_run_from_another_thread_and_the_wal_starts_over(tmp_path):
+    """With defer_checkpoints no write copies the WAL back (it only grows); checkpoint(),
+    on another thread and its own connection, copies it all, and the next write starts
+    the WAL over, so it stops growing. Nothing is lost either way."""
+    import threading
+
+    path = tmp_path / "wal.db"
+    wal = Path(f"{path}-wal")
+    store = SqliteStore(path)
+    store.defer_checkpoints()
+    for chunk in range(40):  # about 8 MiB of WAL: past SQLite's own 1,000-page checkpoint
+        store.append_history(_lines(chunk * 500, 500))
+    grown, file_before = wal.stat().st_size, path.stat().st_size
+    assert grown > 4 * 2**20  # no automatic checkpoint cut it short
+    done: list[bool] = []
+    worker = threading.Thread(target=lambda: done.append(store.checkpoint()))
+    worker.start()
+    worker.join(30)
+    assert done == [True]
+    assert path.stat().st_size > file_before + 2**20  # the lines are in the file now
+    for chunk in range(40, 44):
+        store.append_history(_lines(chunk * 500, 500))
+    assert wal.stat().st_size <= grown  # written from the start again, not appended
+    store.close()
+    again = SqliteStore(path)
+    assert len(again.history("#c", None, None, 100, True)) == 100
+    assert again.history("#c", None, None, 1, True)[0].msgid == "m21999"
+    again.close()
+
+
+def test_checkpoint_of_a_memory_store_is_nothing():
+    store = SqliteStore(MEMORY)
+    store.defer_checkpoints()
+    assert store.checkpoint() is True
+    store.close()
