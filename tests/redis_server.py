@@ -17,7 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import redis
+from process_guard import end_processes
 
 __all__ = ["SHARED", "SKIP_REASON", "RedisServer", "available", "shared_url"]
 
@@ -115,17 +117,13 @@ class RedisServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _end_process(self) -> None:
-        """SIGTERM by PID, wait; SIGKILL if it lingers, wait again."""
+        """SIGTERM by PID, wait; SIGKILL if it lingers, wait again (process_guard's)."""
         process, self.process = self.process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_WAIT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_WAIT)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            end_processes([psutil.Process(process.pid)], STOP_WAIT)
+        process.wait(timeout=STOP_WAIT)  # reaped already: only its returncode is set
 
     @property
     def pid(self) -> int | None:

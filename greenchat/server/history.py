@@ -134,12 +134,10 @@ class _Chunks:
         while self.left():
             self.write_one()
 
-    def write_one(self) -> bool:
-        """Append the next chunk; whether there are more."""
+    def write_one(self) -> None:
         items = self.items
         self.store.append_history(items[self.written : self.written + WRITE_CHUNK])
         self.written = min(self.written + WRITE_CHUNK, len(items))
-        return self.written < len(items)
 
     def left(self) -> int:
         return len(self.items) - self.written
@@ -302,10 +300,15 @@ class HistoryRecorder:
             self.dropped += excess
         if was_empty:
             self._wake.set()
-        if not self.backlogged and len(pending) + self.in_flight > HIGH_WATER:
+        if not self.backlogged and self.backlog > HIGH_WATER:
             self._start_holding()
 
     # -- backpressure -----------------------------------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        """Items not stored yet: waiting, and handed to the store but not written."""
+        return len(self.pending) + self.in_flight
 
     def _start_holding(self) -> None:
         storage = self.server.storage
@@ -318,7 +321,7 @@ class HistoryRecorder:
             self._hold_logged = now
             log.warning(
                 "history: the store is %d lines behind; senders wait until it catches up",
-                len(self.pending) + self.in_flight,
+                self.backlog,
             )
 
     def _stop_holding(self) -> None:
@@ -327,7 +330,7 @@ class HistoryRecorder:
         self._drained.set()
 
     def _release_if_caught_up(self) -> None:
-        if self.backlogged and len(self.pending) + self.in_flight < LOW_WATER:
+        if self.backlogged and self.backlog < LOW_WATER:
             self._stop_holding()
 
     def hold(self, user: User) -> None:
@@ -389,7 +392,8 @@ class HistoryRecorder:
         self.in_flight = len(batch)
         try:
             # A store call per chunk: held senders go on as soon as the backlog is down.
-            while storage.run(chunks.write_one):
+            while chunks.left():
+                storage.run(chunks.write_one)
                 self.in_flight = chunks.left()
                 self._release_if_caught_up()
         except StoreUnavailable:  # logged once by storage.py, counted there

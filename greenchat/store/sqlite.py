@@ -778,8 +778,6 @@ class SqliteStore:
             ).rowcount
         return gone
 
-    # -- life ------------------------------------------------------------------------
-
     # -- checkpoints -----------------------------------------------------------------
 
     def defer_checkpoints(self) -> None:
@@ -789,6 +787,7 @@ class SqliteStore:
         at 50,000 history lines a second that is every quarter second, and the write
         waiting for it is late (half the p99 of the writer's interval, measured).
         """
+        # Settings of the connection: no transaction around them (statements=1).
         with self._transaction(write=False, statements=1) as db:
             if not self.memory:
                 db.execute("PRAGMA wal_autocheckpoint = 0")
@@ -824,6 +823,8 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(_runtime_cause(exc)) from exc
         return not busy
+
+    # -- life ------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the connection (a file's WAL is checkpointed into it); calls after
