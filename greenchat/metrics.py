@@ -248,6 +248,29 @@ class Collector(_Collector):
         yield hub.fanout_sizes.family(
             "greenchat_fanout_recipients", "Recipients of one fanned-out line"
         )
+        yield from self._backplane()
+
+    def _backplane(self) -> Iterator:
+        """The link to the other nodes (--backplane); all zero on a single server."""
+        link = self.server.backplane
+        yield GaugeMetricFamily(
+            "greenchat_backplane_connected",
+            "1 while this node is subscribed to the network's Redis and in step, else 0",
+            value=int(link is not None and link.connected),
+        )
+        for name, text, attr in (
+            ("published", "Changes and messages this node published to the network", "published"),
+            ("received", "Changes and messages this node received from the network", "received"),
+            ("dropped", "Changes and messages that could not be published (Redis out of "
+             "reach, the outbox full)", "dropped"),
+            ("reconnects", "Times the subscriber connection to Redis was lost and made "
+             "again", "reconnects"),
+            ("gaps_filled", "Log entries missed by the subscriber and read back from the "
+             "stream", "gaps_filled"),
+        ):  # fmt: skip
+            yield CounterMetricFamily(
+                f"greenchat_backplane_{name}", text, value=getattr(link, attr, 0) if link else 0
+            )
 
     def _connections(self) -> GaugeMetricFamily:
         family = GaugeMetricFamily(
@@ -279,6 +302,12 @@ def _by_label(name: str, documentation: str, label: str, values: dict) -> Counte
 METRIC_NAMES = (
     "greenchat_info",
     "greenchat_connections",
+    "greenchat_backplane_connected",
+    "greenchat_backplane_published_total",
+    "greenchat_backplane_received_total",
+    "greenchat_backplane_dropped_total",
+    "greenchat_backplane_reconnects_total",
+    "greenchat_backplane_gaps_filled_total",
     "greenchat_users",
     "greenchat_channels",
     "greenchat_commands_total",

@@ -48,6 +48,8 @@ class ServerConfig:
     port: int = DEFAULT_PORT
     name: str = "greenchat.local"
     network: str = "greenchat"
+    # Another node's Redis (greenchat/backplane): '' runs this server alone.
+    backplane: str | None = None
     motd: Path | None = None
     password: str | None = None
     verify_command: str | None = None  # sends new accounts their code (account verification)
@@ -170,7 +172,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "int", "TCP port to listen on; 0 picks a free one", minimum=0,
            maximum=65535, restart=True),
     Option("name", "word", "server name shown in message prefixes and numerics", restart=True),
-    Option("network", "word", "network name (ISUPPORT NETWORK)"),
+    Option("network", "word", "network name (ISUPPORT NETWORK); with --backplane it also "
+           "keeps different networks apart on one Redis"),
+    Option("backplane", "str", "make this server one node of a network shared through Redis: "
+           "redis://HOST:PORT/DB, rediss://... or unix:///PATH; every node of the network "
+           "gives the same URL and --network", metavar="URL", restart=True),
     Option("motd", "path", "text file sent as the message of the day (without one clients get "
            "422); re-read on SIGHUP", metavar="FILE"),
     Option("password", "str", "connection password clients must send with PASS"),

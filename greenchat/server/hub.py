@@ -17,9 +17,10 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from greenchat.metrics import Buckets
+from greenchat.protocol.caps import CapNegotiation
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.masks import account_glob, compile_mask
 from greenchat.server.events import (
@@ -44,9 +45,7 @@ from greenchat.server.events import (
 )
 from greenchat.server.outgoing import Relay
 from greenchat.server.presence import Presence
-
-if TYPE_CHECKING:
-    from greenchat.server.user import User
+from greenchat.server.user import User
 
 __all__ = ["PREFIXES", "REDACTION", "Channel", "Hub"]
 
@@ -73,6 +72,7 @@ class Channel:
         "join_key",
         "key",
         "limit",
+        "local",
         "members",
         "modes",
         "name",
@@ -81,11 +81,14 @@ class Channel:
         "topic_setter",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, created: float | None = None) -> None:
         self.name = name
         self.key = casefold(name)
         # member -> set of prefix modes ('o', 'v'); insertion order is join order.
         self.members: dict[User, set[str]] = {}
+        # The members on this node (the same sets of modes): what fan-out walks, so a
+        # message costs this node its own members, not the whole room (backplane).
+        self.local: dict[User, set[str]] = {}
         self.modes: set[str] = {"n", "t"}
         self.join_key = ""
         self.limit = 0
@@ -99,7 +102,8 @@ class Channel:
         self.topic = ""
         self.topic_setter = ""
         self.topic_set_at = 0
-        self.created = int(time.time())
+        # From the creating event on a network, so every node shows the same time.
+        self.created = int(time.time() if created is None else created)
 
     def is_op(self, user: User) -> bool:
         return "o" in self.members.get(user, ())
@@ -174,6 +178,10 @@ class Hub:
 
     def __init__(self, whowas_size: int = 1000, name: str = "greenchat.local") -> None:
         self.name = name  # the server name, source of the server's own MODE lines
+        # The seam to other nodes (greenchat/backplane): None on a single server, where
+        # apply() applies at once; with one, apply() proposes and the backplane applies
+        # every event, this node's too, in the network's order (apply_now).
+        self.backplane: Any = None
         self.observers: tuple[Callable[[Event], None], ...] = ()  # see observe()
         self.observers_before: tuple[Callable[[Event], None], ...] = ()
         self.nicks: dict[str, User] = {}  # casefolded nick -> user
@@ -250,12 +258,21 @@ class Hub:
 
     # -- events: every change of network state --------------------------------
 
-    def apply(self, event: Event) -> Any:
+    def apply(self, event: Event, check: dict[str, str] | None = None) -> Any:
         """Apply ``event``, fan it out, then hand it to every observer.
 
         Returns what the kind's applier returns (the channel joined, the relay
-        of a message...), for the handler's own replies.
+        of a message...), for the handler's own replies. On a network the
+        backplane decides when (it may wait for the network's order, and may
+        refuse: :class:`~greenchat.backplane.Refused`); ``check`` is what its check
+        needs besides the event (a JOIN's key).
         """
+        if self.backplane is not None:
+            return self.backplane.propose(event, check or {})
+        return self.apply_now(event)
+
+    def apply_now(self, event: Event) -> Any:
+        """Apply ``event`` here and now (what :meth:`apply` does on a single server)."""
         for observer in self.observers_before:
             observer(event)
         result = self._appliers[type(event)](self, event)
@@ -276,6 +293,11 @@ class Hub:
         return self.nicks[casefold(nick)]
 
     def _registered(self, event: UserRegistered) -> User:
+        if event.node:  # a user of another node: known here, reached through it
+            user = User(event.host, "", _unreachable, CapNegotiation({}), node=event.node)
+            user.signon = int(event.time)
+            self.users.add(user)
+            self.claim_nick(user, event.nick)
         user = self._user(event.nick)
         user.username, user.host, user.realname = event.username, event.host, event.realname
         user.account, user.node = event.account, event.node
@@ -306,7 +328,7 @@ class Hub:
         key = casefold(event.channel)
         channel = self.channels.get(key)
         if channel is None:
-            channel = self.channels[key] = Channel(event.channel)
+            channel = self.channels[key] = Channel(event.channel, event.time)
             modes = {"o"}  # whoever creates a channel operates it
         elif user in channel.members:
             return None
@@ -314,11 +336,13 @@ class Hub:
             modes = set()
             channel.invited.discard(user)  # an invite is good for one join
         channel.members[user] = modes
+        if not user.node:
+            channel.local[user] = modes
         user.channels[key] = channel
-        self.fanout(channel.members, _join_relay(user, channel, event))
+        self.fanout(channel.local, _join_relay(user, channel, event))
         if user.away:  # hook: away-notify members learn at once that the newcomer is away
             away = Relay(user.prefix, "AWAY", (user.away,), account=user.account)
-            self.fanout(channel.members, away, exclude=user, require_cap="away-notify")
+            self.fanout(channel.local, away, exclude=user, require_cap="away-notify")
         return channel
 
     def _parted(self, event: Parted) -> None:
@@ -326,7 +350,7 @@ class Hub:
         reason = event.reason
         params = (channel.name, reason) if reason else (channel.name,)
         self.fanout(
-            channel.members,
+            channel.local,
             Relay(
                 user.prefix,
                 "PART",
@@ -347,7 +371,7 @@ class Hub:
         relay = Relay(
             user.prefix, "KICK", params, when=event.time, msgid=event.msgid, account=user.account
         )
-        self.fanout(channel.members, relay)
+        self.fanout(channel.local, relay)
         self._drop_member(channel, target)
 
     def _quit(self, event: Quit) -> None:
@@ -372,7 +396,7 @@ class Hub:
         channel.topic_setter = user.prefix
         channel.topic_set_at = int(event.time)
         self.fanout(
-            channel.members,
+            channel.local,
             Relay(
                 user.prefix,
                 "TOPIC",
@@ -402,7 +426,7 @@ class Hub:
             source, "MODE", params, trailing=False, when=event.time, msgid=event.msgid,
             account=account,
         )  # fmt: skip
-        self.fanout(channel.members, relay)
+        self.fanout(channel.local, relay)
 
     def _invited(self, event: Invited) -> Relay:
         """The invitee gets the INVITE; with invite-notify, members who could have
@@ -415,9 +439,9 @@ class Hub:
         )
         target.send_relay(relay)
         if "i" in channel.modes:
-            watchers = [m for m, modes in channel.members.items() if "o" in modes]
+            watchers = [m for m, modes in channel.local.items() if "o" in modes]
         else:
-            watchers = list(channel.members)
+            watchers = list(channel.local)
         watchers = [m for m in watchers if m is not target]
         self.fanout(watchers, relay, exclude=user, require_cap="invite-notify")
         return relay
@@ -487,7 +511,7 @@ class Hub:
             return
         self.fanout(without_cap, Relay(old_prefix, "QUIT", ("Changing host",)))
         for channel in list(user.channels.values()):
-            members = [m for m in channel.members if m is not user and not m.has_cap("chghost")]
+            members = [m for m in channel.local if m is not user and not m.has_cap("chghost")]
             self.fanout(members, _join_relay(user, channel))
             modes = "".join(mode for mode, _ in PREFIXES if mode in channel.members[user])
             if modes:
@@ -521,7 +545,7 @@ class Hub:
         require = "message-tags" if event.verb == "TAGMSG" else None
         channel = self.channels.get(casefold(event.target))
         if channel is not None:
-            self.fanout(channel.members, relay, exclude=user, require_cap=require)
+            self.fanout(channel.local, relay, exclude=user, require_cap=require)
         else:
             target = self._user(event.target)
             if require is None or target.has_cap(require):
@@ -539,7 +563,7 @@ class Hub:
         )  # fmt: skip
         channel = self.channels.get(casefold(event.target))
         if channel is not None:
-            self.fanout(channel.members, relay, require_cap=REDACTION)
+            self.fanout(channel.local, relay, require_cap=REDACTION)
             return
         other = self.nicks.get(casefold(event.target))
         recipients = [user] if other is None or other is user else [user, other]
@@ -567,6 +591,7 @@ class Hub:
 
     def _drop_member(self, channel: Channel, user: User) -> None:
         channel.members.pop(user, None)
+        channel.local.pop(user, None)
         user.channels.pop(channel.key, None)
         if not channel.members and channel.key not in self.kept:
             del self.channels[channel.key]
@@ -602,20 +627,25 @@ class Hub:
         self.fanout_sizes.observe(count)
 
     def peers(self, user: User) -> Collection[User]:
-        """Every user who shares a channel with ``user``, each once; maybe ``user`` too
-        (the members of its one channel, not copied): exclude it when fanning out."""
+        """Every user of this node who shares a channel with ``user``, each once; maybe
+        ``user`` too (the local members of its one channel, not copied): exclude it when
+        fanning out."""
         channels = list(user.channels.values())
         if len(channels) == 1:
-            return channels[0].members
+            return channels[0].local
         seen: dict[User, None] = {}
         for channel in channels:
-            seen.update(dict.fromkeys(channel.members))
+            seen.update(dict.fromkeys(channel.local))
         seen.pop(user, None)
         return seen
 
     def send_to_peers(self, user: User, relay: Relay, require_cap: str | None = None) -> None:
         """Queue ``relay`` once to every other user who shares a channel with ``user``."""
         self.fanout(self.peers(user), relay, exclude=user, require_cap=require_cap)
+
+
+def _unreachable(line: bytes) -> None:
+    """How a user of another node is "sent" a line: its own node delivers it."""
 
 
 def mode_params(changes: Iterable[tuple[str, str, str]]) -> list[str]:

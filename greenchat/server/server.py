@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.event import Event
@@ -61,6 +62,9 @@ from greenchat.server.transport import Transport, transport_for
 from greenchat.server.web import WebHandler
 from greenchat.services import SERVICES
 from greenchat.store.sqlite import MEMORY, SqliteStore
+
+if TYPE_CHECKING:
+    from greenchat.backplane.redis import RedisBackplane
 
 __all__ = ["ChatServer"]
 
@@ -173,6 +177,13 @@ class ChatServer:
         # Accounts and registered channels, opened by start() (a bad file refuses to
         # start before any port is bound) and closed by stop() once sessions are gone.
         self.storage: Storage | None = None
+        # One node of a network over Redis (--backplane), started by start().
+        self.backplane: RedisBackplane | None = None
+        if self.config.backplane:
+            # Imported only here: a single server does not load redis-py at all.
+            from greenchat.backplane.redis import RedisBackplane
+
+            self.backplane = RedisBackplane(self, self.config.backplane, self.config.network)
         self._keepalive: gevent.Greenlet | None = None
         self._lag_probe: gevent.Greenlet | None = None
         self.stopping = False
@@ -213,6 +224,8 @@ class ChatServer:
             names = self.storage.run(self.storage.store.account_names)
             self.registered_nicks = {casefold(name) for name in names}
             self.channel_registry.load(self.storage)  # registered channels, in the hub
+            if self.backplane is not None:  # in the network before the first client
+                self.backplane.start()
             for stream in self._listeners:
                 stream.start()
                 started.append(stream)
@@ -306,6 +319,8 @@ class ChatServer:
             stream.stop(timeout=0)
         if self.metrics_listener is not None:
             self.metrics_listener.stop()
+        if self.backplane is not None:  # after the sessions: their QUITs reach the network
+            self.backplane.stop()
         if self.storage is not None:  # after the sessions: none of them still waits on it
             self.channel_registry.close()  # what registered channels have not saved yet
             self.history.close()  # every message accepted is stored before the exit

@@ -25,6 +25,7 @@ import logging
 import re
 import socket
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -45,9 +46,19 @@ if TYPE_CHECKING:
     from greenchat.server.commands.sasl import SaslAttempt
     from greenchat.server.server import ChatServer
 
-__all__ = ["Session", "display_host"]
+__all__ = ["Session", "current_session", "display_host"]
 
 log = logging.getLogger("greenchat.session")
+
+# The session whose reader runs in each greenlet: what a handler that waits for
+# the network uses to pause its labeled reply's capture (backplane/redis.py).
+_BY_GREENLET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def current_session() -> Session | None:
+    """The session this greenlet reads for, or None (the loop, the backplane...)."""
+    return _BY_GREENLET.get(gevent.getcurrent())
+
 
 _COMMAND_WORD = re.compile(rb"^[A-Za-z]+$|^[0-9]{3}$")
 
@@ -231,6 +242,7 @@ class Session:
 
     def serve(self) -> None:
         """The reader loop; returns when the connection is finished."""
+        _BY_GREENLET[gevent.getcurrent()] = self
         reason = "Connection closed"
         try:
             reason = self._read_loop()
@@ -395,8 +407,10 @@ class Session:
         server = self.server
         metrics = server.metrics
         with metrics.lock:  # a scrape counts this session's bytes here or in the totals
-            server.end_session(self, reason)
+            server.sessions.discard(self)
             metrics.add_sent(self.sendq)
+        # Outside the (thread) lock: on a network the QUIT waits for its turn.
+        server.end_session(self, reason)
         metrics.disconnected(reason)
         self.disconnect(reason)  # no-op when already closing; else queues the ERROR line
         self.transport.set_nodelay()  # the last lines need not wait for ACKs

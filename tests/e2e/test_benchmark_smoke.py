@@ -282,9 +282,11 @@ def test_logins_workload_smoke(tmp_path: Path) -> None:
     assert result["scram_iterations"] == [4096] and result["register_s"] > 0
     assert 0 < result["login_p50_ms"] <= result["login_p99_ms"] <= result["login_max_ms"]
     assert result["storm_s"] > 0 and result["server_ms_per_login"] > 0
-    for key in ("ping_storm_p99_ms", "ping_quiet_p99_ms", "chat_storm_p99_ms",
-                "chat_quiet_p99_ms"):  # fmt: skip
+    for key in ("ping_storm_p99_ms", "ping_quiet_p99_ms", "chat_quiet_p99_ms"):
         assert result[key] > 0, key
+    # 20 logins may be over within milliseconds, before the chatters' next line: a storm
+    # with no chat sample has no chat p99, one with samples has a real one.
+    assert result["chat_storm_samples"] == 0 or result["chat_storm_p99_ms"] > 0
     # The lag probe fires every 0.5 s: a tiny storm may see no sample, but the fields exist.
     assert {"lag_p99_ms", "lag_samples", "lag_buckets"} <= set(result)
     row = result["runs"][0]

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from greenchat.backplane import Refused
 from greenchat.protocol.casemap import casefold, is_channel_name, valid_channel
 from greenchat.protocol.masks import normalize_mask
 from greenchat.protocol.message import Message, truncate_utf8
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from greenchat.server.hub import Channel
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
+    from greenchat.server.user import User
 
 # Room for ":<server> 353 <nick> = <channel> :" and the CRLF within 512 bytes.
 _NAMES_LINE_BUDGET = 510
@@ -87,12 +89,19 @@ def join(server: ChatServer, conn: Session, msg: Message) -> None:
             conn.numeric(ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
             continue
         if existing is not None:
-            refusal = join_refusal(conn, existing, keys[index] if index < len(keys) else "")
+            refusal = join_refusal(conn.user, existing, keys[index] if index < len(keys) else "")
             # A registered channel's founder and access-list ops pass (Ergo).
             if refusal is not None and not server.channel_registry.passes(conn.user, existing):
                 conn.numeric(refusal, existing.name, f"Cannot join channel (+{_MODE_OF[refusal]})")
                 continue
-        channel = server.hub.apply(Joined(conn.user.nick, name))
+        key = keys[index] if index < len(keys) else ""
+        try:  # on a network, checked again at its turn (a +l channel may fill up first)
+            channel = server.hub.apply(Joined(conn.user.nick, name), {"key": key} if key else None)
+        except Refused as refused:
+            conn.numeric(refused.numeric, *refused.params)
+            continue
+        if channel is None:
+            continue
         server.channel_registry.joined(conn.user, channel)  # ChanServ's +o/+v, before NAMES
         if conn.has_cap(READ_MARKER):  # the spec: after the JOIN, before the end of NAMES
             server.read_markers.send(conn, channel.name)
@@ -122,8 +131,8 @@ _MODE_OF = {
 }
 
 
-def join_refusal(conn: Session, channel: Channel, key: str) -> str | None:
-    """The numeric refusing ``conn`` entry to ``channel``, or None to let it in.
+def join_refusal(user: User, channel: Channel, key: str) -> str | None:
+    """The numeric refusing ``user`` entry to ``channel``, or None to let it in.
 
     Checked in Ergo's order: +l, +k, +i, then bans. An INVITE lets one past
     +i and bans (not past +l or +k), as on Ergo.
@@ -132,10 +141,10 @@ def join_refusal(conn: Session, channel: Channel, key: str) -> str | None:
         return ERR_CHANNELISFULL
     if channel.join_key and not hmac.compare_digest(key.encode(), channel.join_key.encode()):
         return ERR_BADCHANNELKEY
-    invited = conn.user in channel.invited
+    invited = user in channel.invited
     if "i" in channel.modes and not invited:
         return ERR_INVITEONLYCHAN
-    if not invited and channel.is_banned(conn.user):
+    if not invited and channel.is_banned(user):
         return ERR_BANNEDFROMCHAN
     return None
 

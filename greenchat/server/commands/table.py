@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import gevent
 
+from greenchat.backplane import Refused, Unavailable
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import (
     ERR_NEEDMOREPARAMS,
@@ -92,7 +93,12 @@ def dispatch(server: ChatServer, conn: Session, msg: Message) -> Iterator[None] 
     elif spec.oper and "o" not in conn.user.modes:
         conn.numeric(ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
     else:
-        return spec.handler(server, conn, msg)
+        try:
+            return spec.handler(server, conn, msg)
+        except Refused as refused:  # the network's order decided against it (backplane)
+            conn.numeric(refused.numeric, *refused.params)
+        except Unavailable as exc:
+            conn.fail(name, "TEMPORARILY_UNAVAILABLE", f"The network is unavailable: {exc}")
     return None
 
 

@@ -1,0 +1,563 @@
+"""One node of a network whose nodes share their state through Redis.
+
+Every node keeps a replica of the network: all users and channels, its own
+users with their sessions, the others' as Users with no session
+(``user.node`` names their node). Redis is the one sequencer:
+
+- **The log.** Every change of state (a registration, NICK, JOIN, MODE, QUIT...)
+  goes through one Lua script that numbers it, keeps it in a stream and
+  publishes it on the log channel. Every node, the proposer too, applies the
+  log in that order after the same checks (checks.py), so replicas converge
+  and races have one winner: of two registrations of a nick, or two joins to
+  a +l 1 channel, the first in the log wins everywhere and the other
+  proposer's client gets 433 or 471. A handler that proposes waits for its
+  turn, then applies the change in its own greenlet, so its replies (and a
+  labeled-response batch) come out as on a single server.
+- **Messages.** A PRIVMSG, NOTICE or TAGMSG is published once, on its
+  channel's own Redis channel (or on the target user's node's), and fanned
+  out by each node to its own members. The sender's node delivers its own at
+  once. A node subscribes only to the channels it has members in, before its
+  first member's JOIN is proposed, so it misses nothing sent after that JOIN.
+- **Order.** One publisher connection sends a node's changes and messages in
+  the order made, and one subscriber connection receives the log and the
+  channels: Redis delivers them in the order it ran them, so a JOIN comes
+  before the joiner's first message and a PART after their last, everywhere.
+- **Liveness.** Each node refreshes a heartbeat key with a TTL; a node that
+  finds another's key gone quits that node's users (``*.net *.split``), and
+  their nicks are free again.
+- **Gaps.** Log entries carry their number; a node that sees one skipped
+  (it was disconnected) reads the missing ones from the stream before going on.
+
+Redis I/O runs in three greenlets of its own (publisher, listener, heartbeat);
+the hub is only ever called between their waits, so it still never yields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections import deque
+from contextlib import nullcontext, suppress
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import redis
+from gevent.event import AsyncResult
+from gevent.event import Event as Flag
+from gevent.socket import wait_read
+
+from greenchat.backplane import Refused, Unavailable
+from greenchat.backplane.checks import verdict
+from greenchat.backplane.connection import client_for
+from greenchat.protocol.casemap import casefold
+from greenchat.protocol.numerics import ERR_NICKNAMEINUSE
+from greenchat.server import events
+from greenchat.server.events import (
+    Event,
+    Joined,
+    Kicked,
+    Messaged,
+    NickChanged,
+    Parted,
+    Quit,
+    UserRegistered,
+)
+from greenchat.server.session import current_session
+
+if TYPE_CHECKING:
+    from greenchat.server.server import ChatServer
+
+__all__ = ["RedisBackplane"]
+
+log = logging.getLogger("greenchat.backplane")
+
+HEARTBEAT_EVERY = 2.0  # seconds between a node's heartbeats (and its look for dead nodes)
+HEARTBEAT_TTL = 6  # seconds a heartbeat lives; one missing this long again is a dead node
+PROPOSAL_TIMEOUT = 5.0  # how long a handler waits for its change's turn
+HANDOFF_TIMEOUT = 1.0  # how long the listener waits for a proposer to apply its own change
+SUBSCRIBE_TIMEOUT = 5.0
+OUTBOX_LIMIT = 50_000  # changes and messages waiting to be published, at most
+PIPELINE_BATCH = 1_000  # sent to Redis in one write
+STREAM_LENGTH = 100_000  # log entries the stream keeps (about) for nodes that fell behind
+RETRY_EVERY = 0.5  # seconds between reconnection attempts
+SPLIT_REASON = "*.net *.split"
+
+# Number the change, keep it in the stream, publish it: one step in Redis.
+# KEYS: sequence counter, stream, log channel. ARGV: the envelope, stream length.
+_SEQUENCE = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-1', 'e', ARGV[1])
+redis.call('PUBLISH', KEYS[3], seq .. ' ' .. ARGV[1])
+return seq
+"""
+
+_LOG = object()  # the outbox's mark for "through the sequencing script"
+
+
+class _Proposal:
+    """A handler waiting for its change's turn."""
+
+    __slots__ = ("abandoned", "applied", "outcome")
+
+    def __init__(self) -> None:
+        self.outcome: AsyncResult = AsyncResult()  # the event to apply, or an exception
+        self.applied = Flag()  # set once the proposer applied it: the listener goes on
+        self.abandoned = False  # the proposer stopped waiting: the listener applies it
+
+
+class RedisBackplane:
+    """This node's link to the network on the Redis at ``url``."""
+
+    def __init__(self, server: ChatServer, url: str, network: str) -> None:
+        self.server = server
+        self.hub = server.hub
+        self.url = url
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        prefix = f"gc:{network}:"
+        self.prefix = prefix
+        self.log_channel = prefix + "log"
+        self.node_channel = self.node_channel_of(self.node)
+        self.sequence_keys = (prefix + "seq", prefix + "stream", self.log_channel)
+        options = {"socket_connect_timeout": 3.0, "socket_timeout": 5.0}
+        self.publisher = client_for(url, **options)
+        self.control = client_for(url, **options)
+        self.reader = client_for(url, **options)  # the listener's own reads (gap filling)
+        self.listen_client = client_for(url, socket_connect_timeout=3.0)
+        self.sequence = self.publisher.register_script(_SEQUENCE)
+        self.pubsub: Any = None
+        self.outbox: deque[tuple[Any, str, int]] = deque()  # (channel, payload, pid)
+        self.pending: dict[int, _Proposal] = {}
+        self.subscribed: set[str] = set()  # Redis channels of the chat channels we have
+        self._confirmations: dict[str, Flag] = {}
+        self.last_seq = 0
+        self.connected = False  # the listener is subscribed and in step
+        self.running = False
+        self._wake = Flag()
+        self._stopping = Flag()
+        self._next_pid = 0
+        self._applying = 0  # > 0 while a change is being applied here
+        self._registering: set[str] = set()  # casefolded nicks of our registrations waiting
+        self._reaped: dict[str, float] = {}  # dead node -> when we quit its users
+        self._missing_since: dict[str, float] = {}  # node -> when its heartbeat was first gone
+        self._greenlets: list[gevent.Greenlet] = []
+        # For metrics.py and the log.
+        self.published = 0
+        self.received = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self.gaps_filled = 0
+
+    # -- names ------------------------------------------------------------
+
+    def channel_of(self, name: str) -> str:
+        """The Redis channel of chat channel ``name`` (hash-tagged: one slot)."""
+        return f"{self.prefix}c:{{{casefold(name)}}}"
+
+    def node_channel_of(self, node: str) -> str:
+        return f"{self.prefix}n:{node}"
+
+    def heartbeat_key(self, node: str) -> str:
+        return f"{self.prefix}alive:{node}"
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> None:
+        """Join the network: subscribe, then start publishing and beating. A Redis
+        that cannot be reached now is retried in the background (commands that
+        need the network get TEMPORARILY_UNAVAILABLE until then)."""
+        self.running = True
+        self.hub.backplane = self
+        for loop in (self._listen_loop, self._publish_loop, self._heartbeat_loop):
+            self._greenlets.append(gevent.spawn(loop))
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+        while not self.connected and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        if self.connected:
+            log.info("backplane: node %s on %s", self.node, _shown(self.url))
+        else:
+            log.error("backplane: %s unreachable; retrying", _shown(self.url))
+
+    def stop(self) -> None:
+        """Leave: flush what waits to be published, stop the greenlets by their flag."""
+        deadline = time.monotonic() + 2.0
+        while self.outbox and self.connected and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        self.running = False
+        self._stopping.set()
+        self._wake.set()
+        if self.pubsub is not None:
+            self.pubsub.close()  # the listener's read returns; never killed mid-read
+        gevent.joinall(self._greenlets, timeout=3.0)
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
+        with suppress(redis.RedisError, OSError):
+            self.control.delete(self.heartbeat_key(self.node))
+        for client in (self.publisher, self.control, self.reader, self.listen_client):
+            client.close()
+
+    # -- proposing (handlers, through Hub.apply) ----------------------------
+
+    def propose(self, event: Event, extra: dict[str, Any]) -> Any:
+        """Put a local change in the network's order and apply it at its turn."""
+        if type(event) is Messaged:
+            return self._message(event)
+        if type(event) is Joined:
+            self._subscribe_for(event.channel)
+        if type(event) is Quit and not self.connected:
+            return self._quit_alone(event)
+        if self._applying or gevent.getcurrent() in self._greenlets:
+            # Proposed while a change is applied (a KILL's disconnect, an observer's
+            # follow-up): it takes its turn after, without anyone waiting for it.
+            self._send(_LOG, self._envelope(0, event, extra), 0)
+            return None
+        if not self.connected:
+            raise Unavailable("the network is not reachable")
+        self._next_pid += 1
+        pid = self._next_pid
+        proposal = self.pending[pid] = _Proposal()
+        if type(event) is UserRegistered:
+            self._registering.add(casefold(event.nick))
+        self._send(_LOG, self._envelope(pid, event, extra), pid)
+        session = current_session()
+        try:
+            with session.uncaptured() if session is not None else nullcontext():
+                outcome = proposal.outcome.get(timeout=PROPOSAL_TIMEOUT)
+        except gevent.Timeout:
+            outcome = Unavailable("the network did not answer in time")
+        except BaseException:
+            proposal.abandoned = True
+            raise
+        finally:
+            self.pending.pop(pid, None)
+            if type(event) is UserRegistered:
+                self._registering.discard(casefold(event.nick))
+        if isinstance(outcome, BaseException):
+            proposal.abandoned = True
+            if type(event) is Quit:  # a user leaving cannot be refused: leave here at least
+                return self._quit_alone(event)
+            raise outcome
+        if proposal.abandoned:  # the listener gave up waiting and applied it itself
+            return None
+        try:
+            return self._apply_now(outcome)
+        finally:
+            proposal.applied.set()
+
+    def _apply_now(self, event: Event) -> Any:
+        self._applying += 1
+        try:
+            return self.hub.apply_now(event)
+        finally:
+            self._applying -= 1
+
+    def _message(self, event: Messaged) -> Any:
+        """Deliver here now, and publish once for the other nodes that need it. Out of
+        reach, the sender hears that only this node's users got it."""
+        relay = self._apply_now(event)
+        channel = self.hub.get_channel(event.target)
+        if channel is not None:
+            remote = len(channel.local) < len(channel.members)  # members elsewhere
+            where = self.channel_of(channel.name)
+        else:
+            target = self.hub.nick_owner(event.target)
+            remote = target is not None and bool(target.node)
+            where = self.node_channel_of(target.node) if remote else ""  # type: ignore[union-attr]
+        if remote:
+            if not self.connected:
+                self.dropped += 1
+                raise Unavailable("only this server's users got it")
+            self._send(where, self._envelope(0, event, {}), 0)
+        return relay
+
+    def _subscribe_for(self, name: str) -> None:
+        """Subscribe to chat channel ``name`` before its JOIN is proposed: nothing sent
+        there after the JOIN is missed."""
+        channel = self.channel_of(name)
+        if channel not in self.subscribed and self.connected:
+            flag = self._confirmations[channel] = Flag()
+            self.subscribed.add(channel)
+            self.pubsub.subscribe(channel)
+            if not flag.wait(SUBSCRIBE_TIMEOUT):
+                raise Unavailable("the network did not answer in time")
+
+    def _quit_alone(self, event: Quit) -> Any:
+        """A local user leaves while the network is out of reach: gone here now, and
+        told to the others when it comes back (the outbox keeps it)."""
+        result = self._apply_now(event)
+        self._send(_LOG, self._envelope(0, event, {}), 0, force=True)
+        return result
+
+    def _envelope(self, pid: int, event: Event, extra: dict[str, Any]) -> str:
+        return json.dumps(
+            [self.node, pid, extra, events.to_dict(event)],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    def _send(self, channel: Any, payload: str, pid: int, force: bool = False) -> None:
+        if len(self.outbox) >= OUTBOX_LIMIT and not force:
+            self.dropped += 1
+            raise Unavailable("too much is waiting for the network")
+        self.outbox.append((channel, payload, pid))
+        self._wake.set()
+
+    # -- the publisher ------------------------------------------------------
+
+    def _publish_loop(self) -> None:
+        while self.running:
+            self._wake.wait()
+            self._wake.clear()
+            while self.outbox and self.running:
+                size = min(PIPELINE_BATCH, len(self.outbox))
+                batch = [self.outbox.popleft() for _ in range(size)]
+                try:
+                    self._publish(batch)
+                except (redis.RedisError, OSError) as exc:
+                    self._lost(batch, exc)
+                    gevent.sleep(RETRY_EVERY)
+
+    def _publish(self, batch: list[tuple[Any, str, int]]) -> None:
+        pipe = self.publisher.pipeline(transaction=False)
+        keys = list(self.sequence_keys)
+        for channel, payload, _ in batch:
+            if channel is _LOG:
+                self.sequence(keys=keys, args=[payload, STREAM_LENGTH], client=pipe)
+            else:
+                pipe.publish(channel, payload)
+        pipe.execute()
+        self.published += len(batch)
+
+    def _lost(self, batch: list[tuple[Any, str, int]], exc: BaseException) -> None:
+        """Redis failed under a batch: its proposers hear so; messages are counted lost."""
+        log.warning("backplane: publishing %d failed: %s", len(batch), exc)
+        self.dropped += len(batch)
+        for _, _, pid in batch:
+            proposal = self.pending.get(pid)
+            if proposal is not None and not proposal.outcome.ready():
+                proposal.outcome.set(Unavailable("the network is not reachable"))
+
+    # -- the listener ---------------------------------------------------------
+
+    def _listen_loop(self) -> None:
+        """Subscribe, fill any gap, apply what comes; on a failure start over."""
+        while self.running:
+            try:
+                self._subscribe_all()
+                self._fill_gap(None)
+                self.connected = True
+                while self.running:
+                    message = self._next_message(1.0)
+                    if message is not None:
+                        self._on_message(message)
+            except (redis.RedisError, OSError, ValueError) as exc:
+                if not self.running:
+                    break
+                self._disconnected(exc)
+                gevent.sleep(RETRY_EVERY)
+
+    def _subscribe_all(self) -> None:
+        if self.pubsub is not None:
+            self.pubsub.close()
+        self.pubsub = self.listen_client.pubsub()
+        channels = [self.log_channel, self.node_channel, *self.subscribed]
+        self.pubsub.subscribe(*channels)
+        waiting = set(channels)
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+        while waiting:
+            message = self._next_message(max(0.0, deadline - time.monotonic()))
+            if message is None:
+                if time.monotonic() >= deadline:
+                    raise redis.TimeoutError("no subscription confirmation")
+                continue
+            if message["type"] == "subscribe":
+                waiting.discard(_text(message["channel"]))
+            else:
+                self._on_message(message)
+
+    def _next_message(self, timeout: float) -> dict[str, Any] | None:
+        """The next message, waiting at most ``timeout`` for one. redis-py's own wait
+        is a blocking poll(); here the wait is gevent's, so the loop goes on."""
+        message = self.pubsub.get_message(timeout=0.0)
+        if message is None and timeout > 0:
+            connection = self.pubsub.connection
+            sock = getattr(connection, "_sock", None) if connection is not None else None
+            if sock is None:
+                raise redis.ConnectionError("the subscriber connection is closed")
+            # In short slices: a stop (the flag, then close()) is seen within one.
+            with suppress(gevent.Timeout):
+                wait_read(sock.fileno(), timeout=min(timeout, 0.25), timeout_exc=gevent.Timeout)
+            message = self.pubsub.get_message(timeout=0.0)
+        return message
+
+    def _disconnected(self, exc: BaseException) -> None:
+        if self.connected:
+            log.warning("backplane: lost %s: %s; reconnecting", _shown(self.url), exc)
+            self.reconnects += 1
+        self.connected = False
+        for proposal in list(self.pending.values()):
+            if not proposal.outcome.ready():
+                proposal.outcome.set(Unavailable("the network is not reachable"))
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "subscribe":
+            flag = self._confirmations.pop(_text(message["channel"]), None)
+            if flag is not None:
+                flag.set()
+            return
+        if kind != "message":
+            return
+        data = _text(message["data"])
+        if _text(message["channel"]) == self.log_channel:
+            seq_text, _, data = data.partition(" ")
+            seq = int(seq_text)
+            if self.last_seq and seq > self.last_seq + 1:
+                self._fill_gap(seq)
+            if seq <= self.last_seq:
+                return  # had it already (gap filling read it)
+            self.last_seq = seq
+        self.received += 1
+        try:
+            origin, pid, extra, payload = json.loads(data)
+            event = events.from_dict(payload)
+        except (ValueError, events.EventError) as exc:
+            log.warning("backplane: unreadable entry skipped: %s", exc)
+            return
+        try:
+            self._apply(origin, pid, extra, event)
+        except Exception:  # a bug costs this one change, not the node's link
+            log.exception("backplane: applying %s from %s failed", event.kind, origin)
+
+    def _fill_gap(self, upto: int | None) -> None:
+        """Apply the log entries after ``last_seq`` (up to ``upto``, excluded) that we
+        did not receive, from the stream."""
+        if upto is None:  # (re)connected: where is the log now?
+            now = int(self.reader.get(self.sequence_keys[0]) or 0)
+            if not self.last_seq or now < self.last_seq:
+                if self.last_seq:  # a restart without persistence, a failover to an empty one
+                    log.warning("backplane: Redis lost the log (at %d, was %d)", now, self.last_seq)
+                self.last_seq = now
+                return
+        end = "+" if upto is None else f"{upto - 1}-1"
+        entries = self.reader.xrange(self.sequence_keys[1], f"{self.last_seq + 1}-0", end)
+        for entry_id, fields in entries:
+            seq = int(_text(entry_id).split("-")[0])
+            if seq <= self.last_seq:
+                continue
+            self.last_seq = seq
+            self.gaps_filled += 1
+            origin, pid, extra, payload = json.loads(_text(fields[b"e"]))
+            self._apply(origin, pid, extra, events.from_dict(payload))
+
+    def _apply(self, origin: str, pid: int, extra: dict[str, Any], event: Event) -> None:
+        """One change in the network's order: checked, then applied here."""
+        ours = origin == self.node
+        if ours and type(event) is Messaged:
+            return  # delivered here when it was sent
+        if not ours and type(event) is UserRegistered:
+            event = replace(event, node=origin)
+            self._evict_unregistered(event.nick)
+        elif not ours and type(event) is NickChanged:
+            self._evict_unregistered(event.new)
+        found = verdict(self.server, event, "" if ours else origin, extra)
+        proposal = self.pending.get(pid) if ours else None
+        if found is not None:
+            if proposal is not None and isinstance(found, Refused):
+                proposal.outcome.set(found)
+            elif proposal is not None:
+                proposal.outcome.set(Unavailable("the change no longer applies"))
+            return
+        touched = self._channels_touched(event)
+        if proposal is not None and not proposal.abandoned:
+            proposal.outcome.set(event)
+            proposal.applied.wait(HANDOFF_TIMEOUT)
+            if not proposal.applied.is_set():
+                proposal.abandoned = True
+                self._apply_now(event)
+        else:
+            self._apply_now(event)
+        self._unsubscribe_empty(touched)
+
+    def _evict_unregistered(self, nick: str) -> None:
+        """A local connection still registering held ``nick``: another node's user
+        now has it, so ours has to pick another. Told 433 now, unless its own
+        registration is waiting for its turn: that is refused with 433 then."""
+        key = casefold(nick)
+        holder = self.hub.nicks.get(key)
+        if holder is None or holder.registered or holder.node:
+            return
+        del self.hub.nicks[key]
+        holder.nick = ""
+        if holder.session is not None and key not in self._registering:
+            holder.session.numeric(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+
+    def _channels_touched(self, event: Event) -> list[str]:
+        """The chat channels a leaving change may leave with no members here."""
+        if type(event) in (Parted, Kicked):
+            return [event.channel]  # type: ignore[attr-defined]
+        if type(event) is Quit:
+            user = self.hub.nick_owner(event.nick)
+            return [c.name for c in user.channels.values()] if user is not None else []
+        return []
+
+    def _unsubscribe_empty(self, names: list[str]) -> None:
+        for name in names:
+            channel = self.hub.get_channel(name)
+            redis_channel = self.channel_of(name)
+            if (channel is None or not channel.local) and redis_channel in self.subscribed:
+                self.subscribed.discard(redis_channel)
+                # On a failure, the next connection subscribes only to what is left.
+                with suppress(redis.RedisError, OSError):
+                    self.pubsub.unsubscribe(redis_channel)
+
+    # -- liveness -------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        while self.running:
+            try:
+                self.control.set(self.heartbeat_key(self.node), "1", ex=HEARTBEAT_TTL)
+                self._reap_dead()
+            except (redis.RedisError, OSError) as exc:
+                log.debug("backplane: heartbeat failed: %s", exc)
+            self._stopping.wait(HEARTBEAT_EVERY)
+
+    def _reap_dead(self) -> None:
+        """Quit the users of every node whose heartbeat is gone (once per node)."""
+        if not self.connected:
+            return
+        nodes = sorted({user.node for user in self.hub.users if user.node})
+        if not nodes:
+            return
+        alive = self.control.mget([self.heartbeat_key(node) for node in nodes])
+        now = time.monotonic()
+        for node, beat in zip(nodes, alive, strict=True):
+            if beat is not None:
+                self._missing_since.pop(node, None)
+                continue
+            # Missing for a whole TTL more, not once: after a Redis restart every key is
+            # gone until each node's next beat.
+            since = self._missing_since.setdefault(node, now)
+            if now - since < HEARTBEAT_TTL or now - self._reaped.get(node, -1e9) < HEARTBEAT_TTL:
+                continue
+            self._reaped[node] = now
+            users = [user for user in self.hub.users if user.node == node and user.registered]
+            log.warning("backplane: node %s is gone; quitting its %d users", node, len(users))
+            for user in users:
+                quit_ = Quit(user.nick, SPLIT_REASON)
+                self._send(_LOG, self._envelope(0, quit_, {"reap": node}), 0, force=True)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _shown(url: str) -> str:
+    """The URL without a password, for the log."""
+    scheme, _, rest = url.partition("://")
+    if "@" in rest:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}://{rest}"

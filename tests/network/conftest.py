@@ -1,0 +1,64 @@
+"""Two (or more) nodes of one network over a real redis-server.
+
+``nodes(2)`` starts two in-process servers (port 0) with ``--backplane`` on the
+session's redis-server and a network name of their own, so tests never see each
+other's users. ``redis_server`` is that server, for the tests that upset it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+import redis_server
+from transcript import IrcClient, ServerThread
+
+from greenchat.server.config import ServerConfig
+
+_networks = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if not redis_server.available():
+        pytest.skip(redis_server.SKIP_REASON)
+    with redis_server.RedisServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def nodes(redis_url):
+    """Factory: ``nodes(n, **config)`` -> n started servers of one new network."""
+    started: list[ServerThread] = []
+
+    def make(count: int = 2, url: str | None = None, **overrides) -> list[ServerThread]:
+        network = f"net{next(_networks)}"
+        config = replace(ServerConfig(), backplane=url or redis_url, network=network, **overrides)
+        made = [ServerThread(replace(config, name=f"node{i}.test")) for i in range(count)]
+        for server in made:
+            server.start()
+            started.append(server)
+        return made
+
+    yield make
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def connect():
+    """Factory: ``connect(server, nick=None)`` -> a raw client of that node."""
+    clients: list[IrcClient] = []
+
+    def make(server: ServerThread, nick: str | None = None) -> IrcClient:
+        client = IrcClient(server.port)
+        clients.append(client)
+        if nick:
+            client.register(nick)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

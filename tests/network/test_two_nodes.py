@@ -1,0 +1,144 @@
+"""One network on two nodes: what users on either see, and the races the
+network's order settles (backplane/redis.py). Each node is a real server on port
+0; Redis is a real redis-server."""
+
+from __future__ import annotations
+
+import threading
+
+
+def test_channel_message_reaches_the_other_node(nodes, connect):
+    a, b = nodes(2)
+    alice = connect(a, "alice").join("#room")
+    bob = connect(b, "bob").join("#room")
+    alice.expect(r":bob!\S+ JOIN :?#room")
+    bob.send("PRIVMSG #room :hello from b")
+    alice.expect(r":bob!\S+ PRIVMSG #room :hello from b")
+    alice.send("PRIVMSG #room :hello from a")
+    bob.expect(r":alice!\S+ PRIVMSG #room :hello from a")
+
+
+def test_private_message_to_a_user_on_the_other_node(nodes, connect):
+    a, b = nodes(2)
+    alice = connect(a, "alice")
+    bob = connect(b, "bob")
+    alice.send("PRIVMSG bob :psst")
+    bob.expect(r":alice!\S+ PRIVMSG bob :psst")
+    bob.send("NOTICE alice :heard you")
+    alice.expect(r":bob!\S+ NOTICE alice :heard you")
+
+
+def test_names_whois_and_lusers_count_both_nodes(nodes, connect):
+    a, b = nodes(2)
+    alice = connect(a, "alice").join("#room")
+    connect(b, "bob").join("#room")
+    alice.expect(r":bob!\S+ JOIN")
+    alice.send("NAMES #room")
+    names = alice.expect(r" 353 alice \S #room :(.*)").group(1).split()
+    assert sorted(n.lstrip("@+") for n in names) == ["alice", "bob"]
+    alice.send("WHOIS bob")
+    alice.expect(r" 311 alice bob ")
+    alice.expect(r" 318 alice bob ")
+    alice.send("LUSERS")
+    alice.expect(r" 251 alice :There are 2 users")
+
+
+def test_a_taken_nick_is_taken_on_every_node(nodes, connect):
+    a, b = nodes(2)
+    connect(a, "alice")
+    other = connect(b)
+    other.send("NICK alice", "USER x 0 * :x")
+    other.expect(r" 433 \S+ alice ")
+
+
+def _at_once(sends: list[tuple[object, tuple[str, ...]]]) -> None:
+    """Each client sends its lines from its own thread, released together."""
+    barrier = threading.Barrier(len(sends))
+
+    def send(client, lines) -> None:
+        barrier.wait()
+        client.send(*lines)
+
+    threads = [threading.Thread(target=send, args=pair) for pair in sends]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_the_same_nick_at_the_same_moment_goes_to_exactly_one(nodes, connect):
+    """Both registrations pass each node's own check; the network's order lets the
+    first in, and the other gets 433."""
+    a, b = nodes(2)
+    for round_ in range(5):
+        nick = f"race{round_}"
+        first, second = connect(a), connect(b)
+        lines = (f"NICK {nick}", f"USER {nick} 0 * :{nick}")
+        _at_once([(first, lines), (second, lines)])
+        outcomes = sorted(c.expect(r" (001|433) ").group(1) for c in (first, second))
+        assert outcomes == ["001", "433"], outcomes
+
+
+def test_two_joins_to_a_limit_1_channel_let_exactly_one_in(nodes, connect):
+    a, b = nodes(2)
+    op = connect(a, "op").join("#full")
+    op.send("MODE #full +l 2")  # the op and one more
+    op.expect(r"MODE #full \+l 2")
+    for round_ in range(3):
+        first, second = connect(a, f"x{round_}"), connect(b, f"y{round_}")
+        _at_once([(first, ("JOIN #full",)), (second, ("JOIN #full",))])
+        outcomes = [c.expect(r" (366|471) ").group(1) for c in (first, second)]
+        assert sorted(outcomes) == ["366", "471"], outcomes
+        op.send("NAMES #full")
+        names = op.expect(r" 353 op \S #full :(.*)").group(1).split()
+        winner = first if outcomes[0] == "366" else second
+        assert len(names) == 2 and (f"x{round_}" in names) == (winner is first)
+        winner.send("PART #full")
+        op.expect(r" PART #full")
+
+
+def test_order_from_one_sender_holds_on_the_other_node(nodes, connect):
+    a, b = nodes(2, flood_rate=0)  # 200 lines at once
+    watcher = connect(b, "watcher").join("#order")
+    talker = connect(a, "talker")
+    talker.send("JOIN #order", *[f"PRIVMSG #order :{i}" for i in range(200)], "PART #order")
+    watcher.expect(r":talker!\S+ JOIN")  # the JOIN before the first message
+    got = [int(watcher.expect(r":talker!\S+ PRIVMSG #order :(\d+)").group(1)) for _ in range(200)]
+    assert got == list(range(200))
+    watcher.expect(r":talker!\S+ PART #order")  # and the PART after the last
+
+
+def test_quit_on_one_node_is_seen_on_the_other_and_frees_the_nick(nodes, connect):
+    a, b = nodes(2)
+    alice = connect(a, "alice").join("#room")
+    bob = connect(b, "bob").join("#room")
+    alice.expect(r":bob!\S+ JOIN")
+    bob.send("QUIT :bye")
+    alice.expect(r":bob!\S+ QUIT :Quit: bye")
+    connect(a, "bob")  # registers: the nick is free again
+
+
+def test_topic_and_modes_set_on_one_node_show_on_the_other(nodes, connect):
+    a, b = nodes(2)
+    op = connect(a, "op").join("#t")
+    other = connect(b, "other").join("#t")
+    op.expect(r":other!\S+ JOIN")
+    op.send("TOPIC #t :a topic", "MODE #t +m", "MODE #t +v other")
+    other.expect(r"TOPIC #t :a topic")
+    other.expect(r"MODE #t \+m")
+    other.expect(r"MODE #t \+v other")
+    other.send("MODE #t")
+    assert "m" in other.expect(r" 324 other #t (\S+)").group(1)
+    other.send("TOPIC #t")
+    other.expect(r" 332 other #t :a topic")
+
+
+def test_kick_of_a_user_on_the_other_node(nodes, connect):
+    a, b = nodes(2)
+    op = connect(a, "op").join("#k")
+    victim = connect(b, "victim").join("#k")
+    op.expect(r":victim!\S+ JOIN")
+    op.send("KICK #k victim :out")
+    victim.expect(r"KICK #k victim :out")
+    victim.send("PRIVMSG #k :still here?")
+    victim.expect(r" 404 victim #k ")
