@@ -50,7 +50,7 @@ from gevent.event import AsyncResult
 from gevent.event import Event as Flag
 from gevent.socket import wait_read
 
-from greenchat.backplane import Refused, Unavailable
+from greenchat.backplane import Refused, Unavailable, snapshot
 from greenchat.backplane.checks import verdict
 from greenchat.backplane.connection import client_for
 from greenchat.protocol.casemap import casefold
@@ -85,6 +85,7 @@ PIPELINE_BATCH = 1_000  # sent to Redis in one write
 STREAM_LENGTH = 100_000  # log entries the stream keeps (about) for nodes that fell behind
 RETRY_EVERY = 0.5  # seconds between reconnection attempts
 SPLIT_REASON = "*.net *.split"
+SNAPSHOT_TIMEOUT = 5.0  # how long a new node waits for a live one to send the network's state
 
 # Number the change, keep it in the stream, publish it: one step in Redis.
 # KEYS: sequence counter, stream, log channel. ARGV: the envelope, stream length.
@@ -120,6 +121,7 @@ class RedisBackplane:
         prefix = f"gc:{network}:"
         self.prefix = prefix
         self.log_channel = prefix + "log"
+        self.snapshot_channel = prefix + "snap"  # "send me the state": nodes joining late
         self.node_channel = self.node_channel_of(self.node)
         self.sequence_keys = (prefix + "seq", prefix + "stream", self.log_channel)
         options = {"socket_connect_timeout": 3.0, "socket_timeout": 5.0}
@@ -134,6 +136,7 @@ class RedisBackplane:
         self.subscribed: set[str] = set()  # Redis channels of the chat channels we have
         self._confirmations: dict[str, Flag] = {}
         self.last_seq = 0
+        self._bootstrapped = False
         self.connected = False  # the listener is subscribed and in step
         self.running = False
         self._wake = Flag()
@@ -348,6 +351,9 @@ class RedisBackplane:
             try:
                 self._subscribe_all()
                 self._fill_gap(None)
+                if not self._bootstrapped:
+                    self._bootstrap()
+                    self._bootstrapped = True
                 self.connected = True
                 while self.running:
                     message = self._next_message(1.0)
@@ -363,7 +369,7 @@ class RedisBackplane:
         if self.pubsub is not None:
             self.pubsub.close()
         self.pubsub = self.listen_client.pubsub()
-        channels = [self.log_channel, self.node_channel, *self.subscribed]
+        channels = [self.log_channel, self.node_channel, self.snapshot_channel, *self.subscribed]
         self.pubsub.subscribe(*channels)
         waiting = set(channels)
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
@@ -412,6 +418,9 @@ class RedisBackplane:
         if kind != "message":
             return
         data = _text(message["data"])
+        if _text(message["channel"]) == self.snapshot_channel:
+            self._answer_snapshot(data)
+            return
         if _text(message["channel"]) == self.log_channel:
             seq_text, _, data = data.partition(" ")
             seq = int(seq_text)
@@ -431,6 +440,50 @@ class RedisBackplane:
             self._apply(origin, pid, extra, event)
         except Exception:  # a bug costs this one change, not the node's link
             log.exception("backplane: applying %s from %s failed", event.kind, origin)
+
+    # -- joining a network that already has users -------------------------------
+
+    def _bootstrap(self) -> None:
+        """Ask a live node for the network's state, load it, go on from its log number.
+
+        Subscribed first, so every change after the snapshot reaches us (the ones it
+        already holds are skipped by their number, a gap is read from the stream).
+        """
+        ours = self.heartbeat_key(self.node)
+        beats = self.reader.scan_iter(match=self.prefix + "alive:*")
+        others = [key for key in beats if _text(key) != ours]
+        if not others:
+            return  # the first node: the network starts empty
+        request = os.urandom(4).hex()
+        key = f"{self.prefix}snapshot:{self.node}:{request}"
+        self.reader.publish(self.snapshot_channel, json.dumps([self.node, request]))
+        deadline = time.monotonic() + SNAPSHOT_TIMEOUT
+        while (data := self.reader.get(key)) is None:
+            if time.monotonic() > deadline:
+                log.warning("backplane: no node sent the network's state; starting without it")
+                return
+            gevent.sleep(0.02)
+        self.reader.delete(key)
+        seq, state = json.loads(data)
+        users = snapshot.load(self.hub, state, self.node)
+        self.last_seq = max(self.last_seq, seq)
+        log.info(
+            "backplane: joined the network: %d users, %d channels (log at %d)",
+            users, len(state["channels"]), seq,
+        )  # fmt: skip
+
+    def _answer_snapshot(self, data: str) -> None:
+        """Another node joins: one live node (the first to claim the request) writes its
+        replica, with the number of the last change it holds."""
+        requester, request = json.loads(data)
+        if requester == self.node:
+            return
+        claim = f"{self.prefix}snapclaim:{requester}:{request}"
+        if not self.reader.set(claim, self.node, nx=True, ex=60):
+            return
+        state = snapshot.take(self.hub, self.node)  # no yield between this and last_seq
+        payload = json.dumps([self.last_seq, state], ensure_ascii=False, separators=(",", ":"))
+        self.reader.set(f"{self.prefix}snapshot:{requester}:{request}", payload, ex=60)
 
     def _fill_gap(self, upto: int | None) -> None:
         """Apply the log entries after ``last_seq`` (up to ``upto``, excluded) that we

@@ -47,7 +47,7 @@ from greenchat.server.outgoing import Relay
 from greenchat.server.presence import Presence
 from greenchat.server.user import User
 
-__all__ = ["PREFIXES", "REDACTION", "Channel", "Hub"]
+__all__ = ["PREFIXES", "REDACTION", "Channel", "Hub", "unreachable"]
 
 # IRCv3 message-redaction: only clients with it are shown a REDACT.
 REDACTION = "draft/message-redaction"
@@ -294,7 +294,7 @@ class Hub:
 
     def _registered(self, event: UserRegistered) -> User:
         if event.node:  # a user of another node: known here, reached through it
-            user = User(event.host, "", _unreachable, CapNegotiation({}), node=event.node)
+            user = User(event.host, "", unreachable, CapNegotiation({}), node=event.node)
             user.signon = int(event.time)
             self.users.add(user)
             self.claim_nick(user, event.nick)
@@ -644,7 +644,7 @@ class Hub:
         self.fanout(self.peers(user), relay, exclude=user, require_cap=require_cap)
 
 
-def _unreachable(line: bytes) -> None:
+def unreachable(line: bytes) -> None:
     """How a user of another node is "sent" a line: its own node delivers it."""
 
 

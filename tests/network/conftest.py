@@ -33,10 +33,14 @@ def nodes(redis_url):
     """Factory: ``nodes(n, **config)`` -> n started servers of one new network."""
     started: list[ServerThread] = []
 
-    def make(count: int = 2, url: str | None = None, **overrides) -> list[ServerThread]:
-        network = f"net{next(_networks)}"
+    def make(
+        count: int = 2, url: str | None = None, network: str | None = None, **overrides
+    ) -> list[ServerThread]:
+        """``network``: join that one (a node started later) instead of a new one."""
+        network = network or f"net{next(_networks)}"
         config = replace(ServerConfig(), backplane=url or redis_url, network=network, **overrides)
-        made = [ServerThread(replace(config, name=f"node{i}.test")) for i in range(count)]
+        first = len(started)
+        made = [ServerThread(replace(config, name=f"node{first + i}.test")) for i in range(count)]
         for server in made:
             server.start()
             started.append(server)

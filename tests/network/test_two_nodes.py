@@ -142,3 +142,26 @@ def test_kick_of_a_user_on_the_other_node(nodes, connect):
     victim.expect(r"KICK #k victim :out")
     victim.send("PRIVMSG #k :still here?")
     victim.expect(r" 404 victim #k ")
+
+
+def test_a_node_started_later_learns_the_network(nodes, connect):
+    """The new node gets a live node's snapshot: users, channels, modes, topics."""
+    (a,) = nodes(1)
+    alice = connect(a, "alice").join("#room")
+    alice.send("TOPIC #room :before you came", "MODE #room +k secret", "AWAY :lunch")
+    alice.expect(r" 306 alice ")
+    (b,) = nodes(1, network=a.config.network)
+    bob = connect(b, "bob")
+    bob.send("NICK alice")
+    bob.expect(r" 433 bob alice ")
+    bob.send("WHOIS alice")
+    bob.expect(r" 301 bob alice :lunch")
+    bob.send("JOIN #room")
+    bob.expect(r" 475 bob #room ")  # the key came with the snapshot
+    bob.send("JOIN #room secret")
+    bob.expect(r" 332 bob #room :before you came")
+    names = bob.expect(r" 353 bob \S #room :(.*)").group(1).split()
+    assert sorted(names) == ["@alice", "bob"]
+    alice.expect(r":bob!\S+ JOIN #room")
+    alice.send("PRIVMSG #room :welcome")
+    bob.expect(r":alice!\S+ PRIVMSG #room :welcome")
