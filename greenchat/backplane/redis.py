@@ -284,6 +284,8 @@ class RedisBackplane:
             flag = self._confirmations[channel] = Flag()
             self.subscribed.add(channel)
             self.pubsub.subscribe(channel)
+            if gevent.getcurrent() in self._greenlets:
+                return  # the listener itself cannot wait for what it reads
             if not flag.wait(SUBSCRIBE_TIMEOUT):
                 raise Unavailable("the network did not answer in time")
 
