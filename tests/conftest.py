@@ -3,9 +3,11 @@ IRC clients, all cleaned up."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+import redis_server
 from serve_process import ServeProcess
 from transcript import IrcClient, ServerThread
 
@@ -14,6 +16,16 @@ from greenchat.server.config import ServerConfig
 
 # Fails the run if a process the tests started outlives it (tests/process_guard.py).
 pytest_plugins = ["process_guard"]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """One real redis-server for the session (tests/redis_server.py), on a Unix socket;
+    the tests that need it skip without redis-server."""
+    if not redis_server.available():
+        pytest.skip(redis_server.SKIP_REASON)
+    with redis_server.RedisServer() as server:
+        yield server.url
 
 
 @pytest.fixture

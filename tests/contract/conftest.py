@@ -1,20 +1,11 @@
-"""The Redis store's server for the contract tests: one real redis-server per session,
-started by the first test of the ``redis`` factory; those tests skip without it."""
+"""The Redis store's server for the contract tests: the session's redis-server
+(``redis_url``, tests/conftest.py), started by the first test of the ``redis`` factory;
+those tests skip without it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis_server
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    if not redis_server.available():
-        pytest.skip(redis_server.SKIP_REASON)
-    with redis_server.RedisServer() as server:
-        yield server.url
 
 
 @pytest.fixture(autouse=True)

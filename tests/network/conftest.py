@@ -1,4 +1,4 @@
-"""Two (or more) nodes of one network over a real redis-server.
+"""Two (or more) nodes of one network over the session's redis-server (redis_url).
 
 ``nodes(2)`` starts two in-process servers (port 0) with ``--backplane`` on the
 session's redis-server and a network name of their own, so tests never see each
@@ -8,24 +8,14 @@ other's users. ``redis_server`` is that server, for the tests that upset it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-import redis_server
 from transcript import IrcClient, ServerThread
 
 from greenchat.server.config import ServerConfig
 
 _networks = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    if not redis_server.available():
-        pytest.skip(redis_server.SKIP_REASON)
-    with redis_server.RedisServer() as server:
-        yield server.url
 
 
 @pytest.fixture
