@@ -118,6 +118,9 @@ def test_library_bot_registers_with_nickserv(server, connect):
     try:
         assert bot.created.wait(10), f"no 'Account created' from NickServ: {bot.notices}"
         assert bot.notices[-1] == "Account created: accbot. You are now logged in."
+        # NickServ's notice goes out before the login is done (loading read markers may
+        # wait for the store); the 900 comes with the login itself.
+        assert bot.said_logged_in.wait(10), "no 900 after the account was created"
         human = connect("human")
         human.send("WHOIS accbot")
         human.expect(r" 330 human accbot accbot :is logged in as$")
