@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from greenchat.backplane import Refused
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.numerics import ERR_NICKNAMEINUSE
-from greenchat.server.commands.channels import _MODE_OF, join_refusal
+from greenchat.server.commands.channels import join_refusal, refusal_text
 from greenchat.server.events import (
     ChannelModeChanged,
     Event,
@@ -100,7 +100,7 @@ def _join(server: ChatServer, event: Joined, actor: User, extra: dict) -> Any:
         return STALE
     refusal = join_refusal(actor, channel, extra.get("key", ""))
     if refusal is not None and not server.channel_registry.passes(actor, channel):
-        return Refused(refusal, channel.name, f"Cannot join channel (+{_MODE_OF[refusal]})")
+        return Refused(refusal, channel.name, refusal_text(refusal))
     return None
 
 

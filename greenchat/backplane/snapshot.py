@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from greenchat.protocol.caps import CapNegotiation
 from greenchat.protocol.casemap import casefold
-from greenchat.server.hub import Channel, Hub, unreachable
-from greenchat.server.user import User
+from greenchat.server.hub import Channel, Hub
 
 __all__ = ["load", "take"]
 
@@ -42,13 +40,11 @@ def load(hub: Hub, state: dict[str, Any], node: str) -> int:
     for nick, username, host, realname, account, home, modes, away, signon in state["users"]:
         if home == node or casefold(nick) in hub.nicks:
             continue
-        user = User(host, "", unreachable, CapNegotiation({}), node=home)
+        user = hub.add_remote_user(nick, host, home, signon)
         user.username, user.realname, user.account = username, realname, account
-        user.modes, user.away, user.signon = frozenset(modes), away, signon
+        user.modes, user.away = frozenset(modes), away
         user.registered = True
         user.set_nick(nick)
-        hub.users.add(user)
-        hub.claim_nick(user, nick)
         hub.note_registered()
         hub.invisible_count += "i" in user.modes
         if "o" in user.modes:

@@ -47,7 +47,7 @@ from greenchat.server.outgoing import Relay
 from greenchat.server.presence import Presence
 from greenchat.server.user import User
 
-__all__ = ["PREFIXES", "REDACTION", "Channel", "Hub", "unreachable"]
+__all__ = ["PREFIXES", "REDACTION", "Channel", "Hub"]
 
 # IRCv3 message-redaction: only clients with it are shown a REDACT.
 REDACTION = "draft/message-redaction"
@@ -208,6 +208,14 @@ class Hub:
         """A user the network now knows (a new local session's, before registration)."""
         self.users.add(user)
 
+    def add_remote_user(self, nick: str, host: str, node: str, signon: float) -> User:
+        """A user of node ``node`` (no session here: its lines are that node's to send)."""
+        user = User(host, "", _unreachable, CapNegotiation({}), node=node)
+        user.signon = int(signon)
+        self.users.add(user)
+        self.claim_nick(user, nick)
+        return user
+
     def nick_owner(self, nick: str) -> User | None:
         return self.nicks.get(casefold(nick))
 
@@ -294,10 +302,7 @@ class Hub:
 
     def _registered(self, event: UserRegistered) -> User:
         if event.node:  # a user of another node: known here, reached through it
-            user = User(event.host, "", unreachable, CapNegotiation({}), node=event.node)
-            user.signon = int(event.time)
-            self.users.add(user)
-            self.claim_nick(user, event.nick)
+            self.add_remote_user(event.nick, event.host, event.node, event.time)
         user = self._user(event.nick)
         user.username, user.host, user.realname = event.username, event.host, event.realname
         user.account, user.node = event.account, event.node
@@ -644,7 +649,7 @@ class Hub:
         self.fanout(self.peers(user), relay, exclude=user, require_cap=require_cap)
 
 
-def unreachable(line: bytes) -> None:
+def _unreachable(line: bytes) -> None:
     """How a user of another node is "sent" a line: its own node delivers it."""
 
 

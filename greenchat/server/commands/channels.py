@@ -92,7 +92,7 @@ def join(server: ChatServer, conn: Session, msg: Message) -> None:
             refusal = join_refusal(conn.user, existing, keys[index] if index < len(keys) else "")
             # A registered channel's founder and access-list ops pass (Ergo).
             if refusal is not None and not server.channel_registry.passes(conn.user, existing):
-                conn.numeric(refusal, existing.name, f"Cannot join channel (+{_MODE_OF[refusal]})")
+                conn.numeric(refusal, existing.name, refusal_text(refusal))
                 continue
         key = keys[index] if index < len(keys) else ""
         try:  # on a network, checked again at its turn (a +l channel may fill up first)
@@ -129,6 +129,11 @@ _MODE_OF = {
     ERR_INVITEONLYCHAN: "i",
     ERR_BANNEDFROMCHAN: "b",
 }
+
+
+def refusal_text(numeric: str) -> str:
+    """The text of a join refusal: ``Cannot join channel (+l)``."""
+    return f"Cannot join channel (+{_MODE_OF[numeric]})"
 
 
 def join_refusal(user: User, channel: Channel, key: str) -> str | None:
