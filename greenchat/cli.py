@@ -24,6 +24,7 @@ from greenchat.server.config import (
     check_option,
     load_file,
     plain,
+    show_address,
 )
 from greenchat.server.oper import parse_oper_spec
 
@@ -168,6 +169,12 @@ def serve_main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"greenchat-serve: {exc}", file=sys.stderr)
         return 2
+    if config.workers > 1:
+        return _supervise(config, sys.argv[1:] if argv is None else argv)
+    from greenchat.server.workers import ready_line, worker_number
+
+    worker = worker_number()  # started by a supervisor (--workers): it reads our stdout
+    config.reuse_port = worker is not None
     from gevent import monkey
 
     monkey.patch_all()
@@ -178,7 +185,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     from greenchat.server.server import ChatServer
     from greenchat.store.base import StoreError
 
-    _log_to_stderr(config.log_level)
+    _log_to_stderr(config.log_level, "" if worker is None else f"worker {worker} ")
     try:
         server = ChatServer(config)
         server.start()
@@ -198,20 +205,59 @@ def serve_main(argv: list[str] | None = None) -> int:
     # Only now, with the signals handled: whoever waits for this line may send them.
     # The first line is for scripts and tests that start the server on port 0.
     metrics = server.metrics_listener.address if server.metrics_listener else None
-    web = [_url("http", server.web_address), _url("https", server.web_tls_address)]
-    web = [url for url in web if url]
-    print(welcome_text(server.address, server.tls_address, os.environ, metrics, web), flush=True)
+    if worker is not None:
+        addresses = {"irc": server.address, "metrics": metrics}
+        print(ready_line(addresses), flush=True)
+    else:
+        web = [_url("http", server.web_address), _url("https", server.web_tls_address)]
+        web = [url for url in web if url]
+        metrics_list = [metrics] if metrics else []
+        text = welcome_text(server.address, server.tls_address, os.environ, metrics_list, web)
+        print(text, flush=True)
     server.wait_stopped()
     return 0
 
 
-def _log_to_stderr(level: str) -> None:
-    """Logs on stderr through a queue: an unread stderr must not stop the chat."""
+def _supervise(config: ServerConfig, argv: Sequence[str]) -> int:
+    """``--workers N``: start N worker processes and watch over them (workers.py)."""
+    from greenchat.server.workers import StartFailed, Supervisor
+
+    supervisor = Supervisor(config, argv)
+    try:
+        supervisor.start()
+    except StartFailed as exc:
+        print(f"greenchat-serve: {exc}", file=sys.stderr)
+        return exc.status
+    metrics = [worker.ready["metrics"] for worker in supervisor.workers]
+    web = [_url("http", _pair(config.web_host, supervisor.port_of("web_port"))),
+           _url("https", _pair(config.web_host, supervisor.port_of("web_tls_port")))]  # fmt: skip
+    redis = supervisor.redis
+    shared = f"a private redis-server (pid {redis.pid})" if redis else supervisor.backplane
+    text = welcome_text(
+        (config.host, supervisor.port_of("port")),
+        _pair(config.host, supervisor.port_of("tls_port")),
+        os.environ,
+        [address for address in metrics if address],
+        [url for url in web if url],
+        workers=f"{config.workers} workers, one network through {shared}",
+    )
+    print(text, flush=True)
+    return supervisor.run()
+
+
+def _pair(host: str, port: int | None) -> tuple[str, int] | None:
+    return None if port is None else (host, port)
+
+
+def _log_to_stderr(level: str, worker: str = "") -> None:
+    """Logs on stderr through a queue: an unread stderr must not stop the chat.
+    ``worker``: ``"worker 2 "`` in each line of a --workers worker's log."""
     from greenchat.server.logqueue import QueueingHandler
 
     sys.stderr.flush()
     handler = QueueingHandler(sys.stderr.fileno())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    form = f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(form))
     logging.basicConfig(level=level, handlers=[handler])
 
 
@@ -219,17 +265,19 @@ def welcome_text(
     address: tuple[str, int],
     tls_address: tuple[str, int] | None,
     environ: Mapping[str, str],
-    metrics_address: tuple[str, int] | None = None,
+    metrics_addresses: Sequence[tuple[str, int]] = (),
     web_urls: Sequence[str] = (),
+    workers: str = "",
 ) -> str:
-    """Where the server listens and how to connect to it, for the person who started it."""
-    from greenchat.server.listener import show_address  # after serve_main monkey-patched
-
+    """Where the server listens and how to connect to it, for the person who started it.
+    ``workers``: a line about the processes behind the port (--workers)."""
     host, port = address
     lines = [f"greenchat listening on {show_address(host, port)}"]
+    if workers:
+        lines.append(f"  {workers}")
     if tls_address is not None:
         lines.append(f"  TLS on {show_address(*tls_address)}")
-    if metrics_address is not None:
+    for metrics_address in metrics_addresses:
         lines.append(f"  metrics on http://{show_address(*metrics_address)}/metrics")
     near = _reachable(host)
     flags = [f"--host {near}"] if near != "127.0.0.1" else []
@@ -249,8 +297,6 @@ def welcome_text(
 
 def _url(scheme: str, address: tuple[str, int] | None) -> str:
     """Where a browser on this machine finds the page ('' when not served)."""
-    from greenchat.server.listener import show_address
-
     if address is None:
         return ""
     return f"{scheme}://{show_address(_reachable(address[0]), address[1])}/"

@@ -85,6 +85,7 @@ PIPELINE_BATCH = 1_000  # sent to Redis in one write
 STREAM_LENGTH = 100_000  # log entries the stream keeps (about) for nodes that fell behind
 RETRY_EVERY = 0.5  # seconds between reconnection attempts
 SPLIT_REASON = "*.net *.split"
+READY = b"ready"  # a heartbeat's value once the node holds the network's state
 SNAPSHOT_TIMEOUT = 5.0  # how long a new node waits for a live one to send the network's state
 
 # Number the change, keep it in the stream, publish it: one step in Redis.
@@ -356,6 +357,7 @@ class RedisBackplane:
                 if not self._bootstrapped:
                     self._bootstrap()
                     self._bootstrapped = True
+                    self._beat()  # now others may ask us for the state
                 self.connected = True
                 while self.running:
                     message = self._next_message(1.0)
@@ -452,10 +454,13 @@ class RedisBackplane:
         already holds are skipped by their number, a gap is read from the stream).
         """
         ours = self.heartbeat_key(self.node)
-        beats = self.reader.scan_iter(match=self.prefix + "alive:*")
+        beats = list(self.reader.scan_iter(match=self.prefix + "alive:*"))
         others = [key for key in beats if _text(key) != ours]
-        if not others:
-            return  # the first node: the network starts empty
+        ready = [value for value in self.reader.mget(others) if value == READY] if others else []
+        if not ready:
+            # The first node, or the first few started at once: none holds any state yet
+            # (one still asking for it must not answer), so the network starts empty.
+            return
         request = os.urandom(4).hex()
         key = f"{self.prefix}snapshot:{self.node}:{request}"
         self.reader.publish(self.snapshot_channel, json.dumps([self.node, request]))
@@ -574,11 +579,17 @@ class RedisBackplane:
     def _heartbeat_loop(self) -> None:
         while self.running:
             try:
-                self.control.set(self.heartbeat_key(self.node), "1", ex=HEARTBEAT_TTL)
+                self._beat()
                 self._reap_dead()
             except (redis.RedisError, OSError) as exc:
                 log.debug("backplane: heartbeat failed: %s", exc)
             self._stopping.wait(HEARTBEAT_EVERY)
+
+    def _beat(self) -> None:
+        """Say this node is alive for HEARTBEAT_TTL more seconds; READY once it holds the
+        network's state (a node joining asks only those for it)."""
+        value = READY if self._bootstrapped else b"starting"
+        self.control.set(self.heartbeat_key(self.node), value, ex=HEARTBEAT_TTL)
 
     def _reap_dead(self) -> None:
         """Quit the users of every node whose heartbeat is gone (once per node)."""

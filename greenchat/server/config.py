@@ -42,6 +42,11 @@ LOOPBACK = ("127.0.0.0/8", "::1/128")
 MAX_TEXT = 390
 
 
+def show_address(host: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -50,6 +55,10 @@ class ServerConfig:
     network: str = "greenchat"
     # Another node's Redis (greenchat/backplane): '' runs this server alone.
     backplane: str | None = None
+    # Processes on one port, one network (workers.py); 1: this process serves alone.
+    workers: int = 1
+    # Listen with SO_REUSEPORT: set for the workers of --workers, not a setting of its own.
+    reuse_port: bool = False
     motd: Path | None = None
     password: str | None = None
     verify_command: str | None = None  # sends new accounts their code (account verification)
@@ -177,6 +186,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("backplane", "str", "make this server one node of a network shared through Redis: "
            "redis://HOST:PORT/DB, rediss://... or unix:///PATH; every node of the network "
            "gives the same URL and --network", metavar="URL", restart=True),
+    Option("workers", "int", "run this many server processes on one port as one network "
+           "(SO_REUSEPORT), restarting any that dies; without --backplane they share a "
+           "private redis-server (needs redis-server on PATH)", minimum=1, maximum=64,
+           restart=True),
     Option("motd", "path", "text file sent as the message of the day (without one clients get "
            "422); re-read on SIGHUP", metavar="FILE"),
     Option("password", "str", "connection password clients must send with PASS"),

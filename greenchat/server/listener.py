@@ -20,8 +20,11 @@ import socket
 from pathlib import Path
 
 import gevent
+from gevent import socket as gsocket
 from gevent import ssl as gssl
 from gevent.server import StreamServer
+
+from greenchat.server.config import show_address
 
 __all__ = [
     "ListenError",
@@ -49,11 +52,6 @@ class ListenError(Exception):
         return cls(f"cannot listen on {show_address(host, port)}: {why}")
 
 
-def show_address(host: str, port: int) -> str:
-    """``host:port``, with brackets around an IPv6 address."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 # Connections the kernel may hold before accept(): gevent's default, 128, overflows when
 # a thousand clients connect at once (a reconnect storm, a login storm), and each one
 # dropped retries only after a second. The kernel caps it at net.core.somaxconn.
@@ -61,11 +59,16 @@ BACKLOG = 4096
 
 
 class Listener(StreamServer):
-    """A StreamServer that pauses (and says so once) while descriptors run out."""
+    """A StreamServer that pauses (and says so once) while descriptors run out.
 
-    def __init__(self, *args, **kwargs) -> None:
+    ``reuse_port``: bind with SO_REUSEPORT, so that the workers of ``--workers`` listen on
+    one port and the kernel spreads new connections over them (workers.py).
+    """
+
+    def __init__(self, *args, reuse_port: bool = False, **kwargs) -> None:
         kwargs.setdefault("backlog", BACKLOG)
         super().__init__(*args, **kwargs)
+        self.reuse_port = reuse_port
         self.exhausted = False
         self._pause = MIN_PAUSE
         self._resume_later: gevent.Greenlet | None = None
@@ -76,6 +79,17 @@ class Listener(StreamServer):
             super().start()
         except OSError as exc:  # unknown host (gaierror), address in use, no permission
             raise ListenError.of(*self.address[:2], exc) from None
+
+    def get_listener(self, address, backlog=None, family=None):
+        if not self.reuse_port:
+            return super().get_listener(address, backlog, family)
+        sock = gsocket.socket(family=family or socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(backlog or self.backlog)
+        sock.setblocking(False)
+        return sock
 
     def do_read(self):
         try:

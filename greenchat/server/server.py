@@ -148,15 +148,18 @@ class ChatServer:
         self.trimmer = Trimmer()
         self._exempt = _networks(self.config.max_per_ip_exempt)
         cfg = self.config
-        self._stream = Listener((cfg.host, cfg.port), self._handle, spawn=self.pool)
+        self._stream = Listener(
+            (cfg.host, cfg.port), self._handle, spawn=self.pool, reuse_port=cfg.reuse_port
+        )
         self._tls_stream: Listener | None = None
         self.tls_context = None
         if cfg.tls_port is not None or cfg.web_tls_port is not None:
             self.tls_context = _tls_context(cfg)
         if cfg.tls_port is not None:
             self._tls_stream = Listener(
-                (cfg.host, cfg.tls_port), self._over_tls(self._handle), spawn=self.pool
-            )
+                (cfg.host, cfg.tls_port), self._over_tls(self._handle), spawn=self.pool,
+                reuse_port=cfg.reuse_port,
+            )  # fmt: skip
         # The browser client and IRC over WebSocket (web.py).
         self.web_trusted_proxies = _networks(cfg.web_trusted_proxies)
         self._web_stream: Listener | None = None
@@ -164,11 +167,15 @@ class ChatServer:
         self._web: WebHandler | None = None
         if cfg.web:
             self._web = web = WebHandler(self)
-            self._web_stream = Listener((cfg.web_host, cfg.web_port), web.handle, spawn=self.pool)
+            self._web_stream = Listener(
+                (cfg.web_host, cfg.web_port), web.handle, spawn=self.pool,
+                reuse_port=cfg.reuse_port,
+            )  # fmt: skip
             if cfg.web_tls_port is not None:
                 self._web_tls_stream = Listener(
-                    (cfg.web_host, cfg.web_tls_port), self._over_tls(web.handle), spawn=self.pool
-                )
+                    (cfg.web_host, cfg.web_tls_port), self._over_tls(web.handle),
+                    spawn=self.pool, reuse_port=cfg.reuse_port,
+                )  # fmt: skip
         self.metrics_listener: MetricsListener | None = None
         if self.config.metrics_port is not None:
             self.metrics_listener = MetricsListener(

@@ -52,14 +52,14 @@ def test_redis_away_gives_temporarily_unavailable_and_the_node_recovers(
     alice = connect(a, "alice").join("#room")
     bob = connect(b, "bob").join("#room")
     alice.expect(r":bob!\S+ JOIN")
-    private_redis._end_process()  # Redis is gone
+    private_redis.end_process()  # Redis is gone
     alice.send("JOIN #other")
     alice.expect(r"FAIL JOIN TEMPORARILY_UNAVAILABLE ")
     alice.send("PRIVMSG #room :anyone?")  # bob is on the other node: not reached
     alice.expect(r"FAIL PRIVMSG TEMPORARILY_UNAVAILABLE ")
     alice.send("PING :still-here")  # the local session stays connected
     alice.expect(r"PONG \S+ :?still-here")
-    private_redis._spawn()  # back, empty (nothing was saved)
+    private_redis.spawn()  # back, empty (nothing was saved)
     deadline = time.monotonic() + 10
     while True:  # chat resumes within 10 s, without a restart of either node
         alice.send("PRIVMSG #room :back?")

@@ -49,13 +49,13 @@ def test_start_banner_says_how_to_connect(address, tls, environ, expected):
 
 
 def test_start_banner_shows_the_metrics_address():
-    lines = welcome_text(("127.0.0.1", 8546), None, {}, ("127.0.0.1", 9546)).splitlines()
+    lines = welcome_text(("127.0.0.1", 8546), None, {}, [("127.0.0.1", 9546)]).splitlines()
     assert lines[1] == "  metrics on http://127.0.0.1:9546/metrics"
 
 
 def test_start_banner_shows_the_web_page():
     urls = ["http://127.0.0.1:8547/", "https://127.0.0.1:8548/"]
-    lines = welcome_text(("127.0.0.1", 8546), None, {}, None, urls).splitlines()
+    lines = welcome_text(("127.0.0.1", 8546), None, {}, [], urls).splitlines()
     assert lines[-3:] == [
         "  or in a web browser:           http://127.0.0.1:8547/",
         "  or in a web browser:           https://127.0.0.1:8548/",
