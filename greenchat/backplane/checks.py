@@ -27,6 +27,7 @@ from greenchat.server.events import (
     Messaged,
     NickChanged,
     Parted,
+    StoreChanged,
     TopicSet,
     UserRegistered,
 )
@@ -62,11 +63,14 @@ def verdict(server: ChatServer, event: Event, origin: str, extra: dict[str, Any]
     hub = server.hub
     if isinstance(event, UserRegistered):
         return _registration(hub, event, origin)
+    if isinstance(event, StoreChanged):
+        return None  # the store has it already: a notice, nobody's change to refuse
     actor_nick = actor_of(event)
     actor = hub.nicks.get(casefold(actor_nick))
     if actor is None or not actor.registered:
-        # A service's change (ChanServ's MODE) comes from the server's name.
-        return None if actor_nick == hub.name and origin == "" else STALE
+        # A service's change (ChanServ's MODE) comes from a server's name, the name of
+        # the node whose user it answered: every node applies it.
+        return None if hub.is_server(actor_nick) else STALE
     owner = extra.get("reap", origin)  # a dead node's users are quit by a live one
     if actor.node != owner:
         return STALE

@@ -64,6 +64,7 @@ from greenchat.server.events import (
     NickChanged,
     Parted,
     Quit,
+    StoreChanged,
     UserRegistered,
 )
 from greenchat.server.session import current_session
@@ -213,6 +214,8 @@ class RedisBackplane:
             self._subscribe_for(event.channel)
         if type(event) is Quit and not self.connected:
             return self._quit_alone(event)
+        if type(event) is StoreChanged:
+            return self._announce(event)
         if self._applying or gevent.getcurrent() in self._greenlets:
             # Proposed while a change is applied (a KILL's disconnect, an observer's
             # follow-up): it takes its turn after, without anyone waiting for it.
@@ -251,11 +254,14 @@ class RedisBackplane:
         finally:
             proposal.applied.set()
 
-    def _apply_now(self, event: Event) -> Any:
+    def _apply_now(self, event: Event, foreign: bool = False) -> Any:
+        """Apply here; ``foreign``: another node's change (Hub.foreign says so meanwhile)."""
         self._applying += 1
+        was, self.hub.foreign = self.hub.foreign, foreign
         try:
             return self.hub.apply_now(event)
         finally:
+            self.hub.foreign = was
             self._applying -= 1
 
     def _message(self, event: Messaged) -> Any:
@@ -296,6 +302,12 @@ class RedisBackplane:
         result = self._apply_now(event)
         self._send(_LOG, self._envelope(0, event, {}), 0, force=True)
         return result
+
+    def _announce(self, event: StoreChanged) -> None:
+        """The store is written already: applied here, and the others told, in the log's
+        order but without waiting (out of reach: when it is back, the outbox keeps it)."""
+        self._apply_now(event)
+        self._send(_LOG, self._envelope(0, event, {}), 0, force=True)
 
     def _envelope(self, pid: int, event: Event, extra: dict[str, Any]) -> str:
         return json.dumps(
@@ -516,8 +528,8 @@ class RedisBackplane:
     def _apply(self, origin: str, pid: int, extra: dict[str, Any], event: Event) -> None:
         """One change in the network's order: checked, then applied here."""
         ours = origin == self.node
-        if ours and type(event) is Messaged:
-            return  # delivered here when it was sent
+        if ours and (type(event) is Messaged or type(event) is StoreChanged):
+            return  # applied here when it was sent
         if not ours and type(event) is UserRegistered:
             event = replace(event, node=origin)
             self._evict_unregistered(event.nick)
@@ -539,7 +551,7 @@ class RedisBackplane:
                 proposal.abandoned = True
                 self._apply_now(event)
         else:
-            self._apply_now(event)
+            self._apply_now(event, foreign=not ours)
         self._unsubscribe_empty(touched)
 
     def _evict_unregistered(self, nick: str) -> None:

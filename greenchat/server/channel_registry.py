@@ -155,16 +155,18 @@ class ChannelRegistry:
             return False
         return casefold(record.founder) == casefold(account)
 
-    def add(self, record: RegisteredChannel) -> None:
+    def add(self, record: RegisteredChannel, save: bool = True) -> None:
         """A channel just registered (in the store): kept from now on, its state saved
-        again (it may have changed while the registration was written)."""
+        again (it may have changed while the registration was written). ``save=False``:
+        another node registered it, and saves it (shared_store.py)."""
         self._set(record)
         key = casefold(record.name)
         if self.hub.get_channel(record.name) is None:  # emptied while it was written
             _restore(self.hub.keep_channel(record.name), record)
         else:
             self.hub.keep_channel(record.name)
-        self._note(key)
+        if save:
+            self._note(key)
 
     def remove(self, name: str) -> None:
         """No longer registered (DROP): an empty channel goes."""
@@ -222,6 +224,8 @@ class ChannelRegistry:
         kind = type(event)  # called for every event, every message too: keep this lean
         if kind is not TopicSet and kind is not ChannelModeChanged:
             return
+        if self.hub.foreign:
+            return  # another node's change: that node saves it in the store we share
         key = casefold(event.channel)  # type: ignore[attr-defined]
         if key not in self.records:
             return

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_WEB_PORT",
     "OPTIONS",
+    "REDIS_DB",
     "ConfigError",
     "Option",
     "ServerConfig",
@@ -37,6 +38,9 @@ DEFAULT_PORT = 8546
 DEFAULT_WEB_PORT = 8547
 DEFAULT_SENDQ = 1024 * 1024
 LOOPBACK = ("127.0.0.0/8", "::1/128")
+# --db redis: accounts, registered channels and history in the backplane's Redis.
+REDIS_DB = "redis"
+
 # Longest topic, kick reason or away text: what still fits a 512-byte line
 # after the prefix, command, nick and channel (RFC 2812's 390-ish in practice).
 MAX_TEXT = 390
@@ -300,9 +304,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("whowas-size", "int", "nick history entries kept for WHOWAS", minimum=0,
            maximum=1_000_000,
            restart=True),
-    Option("db", "str", "SQLite file for accounts and registered channels, created if "
-           "missing (relative to the directory the server starts in); :memory: keeps "
-           "nothing after the server stops", metavar="FILE", restart=True),
+    Option("db", "str", "SQLite file for accounts, registered channels and history, "
+           "created if missing (relative to the directory the server starts in); :memory: "
+           "keeps nothing after the server stops; redis keeps them in the --backplane "
+           "Redis, shared by every node", metavar="FILE", restart=True),
     Option("opers", "opers", "IRC operators: in the file a table of name = password (or "
            "a scrypt$ hash); on the command line --oper NAME:PASSWORD, repeatable"),
 )  # fmt: skip
@@ -438,7 +443,10 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Se
     if config.web_tls_port is not None and (config.tls_cert is None or config.tls_key is None):
         raise ConfigError("web-tls-port needs tls-cert and tls-key")
     if not config.db:
-        raise ConfigError("db: expected a file name, or :memory: to keep nothing")
+        raise ConfigError("db: expected a file name, :memory: to keep nothing, or redis")
+    if config.db == REDIS_DB and not config.backplane and config.workers == 1:
+        raise ConfigError("db: redis keeps accounts in the backplane's Redis: give --backplane "
+                          "(or --workers)")  # fmt: skip
     if config.motd is not None:
         try:
             config.load_motd()

@@ -43,6 +43,7 @@ __all__ = [
     "Quit",
     "RealnameChanged",
     "Redacted",
+    "StoreChanged",
     "TopicSet",
     "UserModeChanged",
     "UserRegistered",
@@ -263,6 +264,19 @@ class Redacted(Event):
     time: float = field(default_factory=_now)
 
 
+@dataclass(frozen=True, slots=True)
+class StoreChanged(Event):
+    """The shared store changed under ``name``: an account (``what`` "account") or a
+    registered channel ("channel") was registered, changed or dropped. Nothing of the
+    hub's changes; the other nodes of a network read the record again, for what they
+    keep of it in memory (registered nicks, ChanServ's records: shared_store.py)."""
+
+    kind: ClassVar[str] = "stored"
+    what: str
+    name: str
+    time: float = field(default_factory=_now)
+
+
 # -- the serialized form ----------------------------------------------------------------
 
 # kind -> class. Listed, not registered by a hook: slots=True dataclasses are
@@ -287,6 +301,7 @@ KINDS: dict[str, type[Event]] = {
         Killed,
         Messaged,
         Redacted,
+        StoreChanged,
     )
 }
 

@@ -175,6 +175,8 @@ class HistoryRecorder:
     # -- noting (in the hub's observer call: never yields) ----------------------------
 
     def on_event(self, event: Event) -> None:
+        if self.server.hub.foreign:
+            return  # another node's: stored by that node, in the store we share
         kind = type(event)
         if kind is Messaged:
             self._messaged(event)
@@ -206,7 +208,7 @@ class HistoryRecorder:
     def before_event(self, event: Event) -> None:
         """A QUIT is stored in each of the user's channels, which the hub forgets as it
         applies it: so it is noted just before."""
-        if type(event) is Quit:
+        if type(event) is Quit and not self.server.hub.foreign:
             user = self._user(event.nick)
             self._note([
                 self._event_item(event, user.prefix, user.account, key, "QUIT", (event.reason,))
@@ -231,7 +233,7 @@ class HistoryRecorder:
             self._joined.get(gone, {}).pop(casefold(event.channel), None)
 
     def _mode_changed(self, event: ChannelModeChanged) -> None:
-        if event.by == self.server.config.name:  # a service's change comes from the server
+        if self.server.hub.is_server(event.by):  # a service's change comes from the server
             source, account = event.by, ""
         else:
             user = self._user(event.by)

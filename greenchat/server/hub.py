@@ -39,6 +39,7 @@ from greenchat.server.events import (
     Quit,
     RealnameChanged,
     Redacted,
+    StoreChanged,
     TopicSet,
     UserModeChanged,
     UserRegistered,
@@ -182,6 +183,10 @@ class Hub:
         # apply() applies at once; with one, apply() proposes and the backplane applies
         # every event, this node's too, in the network's order (apply_now).
         self.backplane: Any = None
+        # True while the backplane applies another node's change: observers that store
+        # (history, ChanServ's writes) leave that to the node it came from, which
+        # shares the store (--db redis, or one file for --workers).
+        self.foreign = False
         self.observers: tuple[Callable[[Event], None], ...] = ()  # see observe()
         self.observers_before: tuple[Callable[[Event], None], ...] = ()
         self.nicks: dict[str, User] = {}  # casefolded nick -> user
@@ -299,6 +304,12 @@ class Hub:
 
     def _user(self, nick: str) -> User:
         return self.nicks[casefold(nick)]
+
+    def is_server(self, name: str) -> bool:
+        """Whether a change's ``by`` names a server (a service's change: ChanServ's
+        MODE): this one, or another node of the network, whose name has a dot, as a
+        host name has and no nick can."""
+        return name == self.name or "." in name
 
     def _registered(self, event: UserRegistered) -> User:
         if event.node:  # a user of another node: known here, reached through it
@@ -419,8 +430,8 @@ class Hub:
         which members see coming from the server, as on Ergo.
         """
         channel = self.channels[casefold(event.channel)]
-        if event.by == self.name:
-            source, account = self.name, ""
+        if self.is_server(event.by):
+            source, account = event.by, ""
         else:
             user = self._user(event.by)
             source, account = user.prefix, user.account
@@ -574,6 +585,9 @@ class Hub:
         recipients = [user] if other is None or other is user else [user, other]
         self.fanout(recipients, relay, require_cap=REDACTION)
 
+    def _store_changed(self, event: StoreChanged) -> None:
+        """Nothing of the hub's: observers on other nodes read the record again."""
+
     _appliers: ClassVar[dict[type, Callable[[Hub, Any], Any]]] = {
         UserRegistered: _registered,
         NickChanged: _nick_changed,
@@ -592,6 +606,7 @@ class Hub:
         Killed: _killed,
         Messaged: _messaged,
         Redacted: _redacted,
+        StoreChanged: _store_changed,
     }
 
     def _drop_member(self, channel: Channel, user: User) -> None:

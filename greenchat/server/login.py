@@ -28,6 +28,7 @@ from greenchat.protocol.casemap import casefold, valid_nick
 from greenchat.protocol.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
 from greenchat.server.commands.table import wait_for, wait_for_store
 from greenchat.server.events import AccountChanged
+from greenchat.server.shared_store import ACCOUNT, announce
 from greenchat.store.base import Account, AccountExists, StoreUnavailable
 from greenchat.store.credentials import hash_password, make_credentials, verify_password
 
@@ -245,6 +246,7 @@ def register_account(
         wait_for_store(conn, "drop_account", name)
         raise RegistrationRefused("INVALID_EMAIL", f"The code could not be sent to {email}")
     server.registered_nicks.add(casefold(name))
+    announce(server, ACCOUNT, name)
     log.info("account %s registered from %s", name, conn.user.ip)
     return account
 

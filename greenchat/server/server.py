@@ -35,7 +35,7 @@ from greenchat.server.commands import COMMANDS, dispatch
 from greenchat.server.commands.accounts import CAPABILITY as ACCOUNT_REGISTRATION
 from greenchat.server.commands.accounts import CAPABILITY_VALUE as ACCOUNT_REGISTRATION_VALUE
 from greenchat.server.commands.sasl import MECHANISMS
-from greenchat.server.config import OPTIONS, ConfigError, ServerConfig
+from greenchat.server.config import OPTIONS, REDIS_DB, ConfigError, ServerConfig
 from greenchat.server.events import KINDS
 from greenchat.server.flusher import Flusher
 from greenchat.server.history import CAPABILITY as HISTORY_CAPABILITY
@@ -57,10 +57,12 @@ from greenchat.server.paging import pace
 from greenchat.server.read_markers import CAPABILITY as READ_MARKER
 from greenchat.server.read_markers import ReadMarkers
 from greenchat.server.session import Session
+from greenchat.server.shared_store import StoreFollower
 from greenchat.server.storage import Storage
 from greenchat.server.transport import Transport, transport_for
 from greenchat.server.web import WebHandler
 from greenchat.services import SERVICES
+from greenchat.store.base import AccountStore
 from greenchat.store.sqlite import MEMORY, SqliteStore
 
 if TYPE_CHECKING:
@@ -125,6 +127,8 @@ class ChatServer:
         if self.config.history:
             self.hub.observe(self.history.on_event)
             self.hub.observe(self.history.before_event, before=True)
+        # Another node's change of the store we share: our copies of it follow.
+        self.hub.observe(StoreFollower(self).on_event)
         # Who read how far (MARKREAD), by account; the observer follows logins.
         self.read_markers = ReadMarkers(self)
         self.hub.observe(self.read_markers.on_event)
@@ -221,10 +225,18 @@ class ChatServer:
         streams = (self._stream, self._tls_stream, self._web_stream, self._web_tls_stream)
         return [stream for stream in streams if stream is not None]
 
+    def _open_store(self) -> AccountStore:
+        """The --db store: SQLite (a file, or memory), or the backplane's Redis."""
+        if self.config.db != REDIS_DB:
+            return SqliteStore(self.config.db)
+        from greenchat.store.redis_store import RedisStore  # redis-py only when asked for
+
+        return RedisStore(self.config.backplane, self.config.network)
+
     def start(self) -> None:
         """Open the database, then listen. StoreError (a database that cannot be used)
         or ListenError (a port that cannot be bound) leave nothing open."""
-        self.storage = Storage(SqliteStore(self.config.db))
+        self.storage = Storage.opening(self._open_store)
         started: list[Listener] = []
         try:
             self.storage.start_checkpoints()
@@ -492,6 +504,8 @@ def _bound(stream: Listener | None) -> tuple[str, int] | None:
 
 def _where(db: str) -> str:
     """Where the accounts are kept, for the start log line."""
+    if db == REDIS_DB:
+        return "the backplane's Redis"
     if db == MEMORY:
         return f"memory ({MEMORY}: nothing is kept after a stop)"
     return os.path.abspath(db)

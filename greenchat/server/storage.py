@@ -69,6 +69,22 @@ class Storage:
         self._checkpoints: ThreadPool | None = None
         self._checkpointer: gevent.Greenlet | None = None
 
+    @classmethod
+    def opening(
+        cls, make_store: Callable[[], AccountStore], metrics_hook: MetricsHook | None = None
+    ) -> Storage:
+        """The store ``make_store()`` makes, made on the storage thread: a client whose
+        connections belong to the thread that made them (RedisStore's gevent sockets,
+        to that thread's hub) must be made where it is used. Raises what it raises."""
+        storage = cls(None, metrics_hook)  # type: ignore[arg-type]
+        ok, result = storage._pool.apply(_call, (make_store, ()))
+        if not ok:
+            storage.closed = True
+            storage._pool.kill()
+            raise result
+        storage.store = result
+        return storage
+
     def start_checkpoints(self) -> None:
         """Checkpoint the store's WAL on a thread of its own, if it can (SqliteStore)."""
         if not hasattr(self.store, "checkpoint") or self._checkpoints is not None:

@@ -8,8 +8,10 @@ The supervisor is a plain process (no gevent, no hub): it
 * starts a private ``redis-server`` on a Unix socket in a temporary directory
   (greenchat/backplane/private_redis.py) unless ``--backplane`` names one;
 * starts the workers: ``greenchat-serve`` again, with the same arguments plus the
-  resolved ports and the backplane, and ``GREENCHAT_WORKER`` set to the worker's
-  number, which makes it listen with SO_REUSEPORT and print one ``ready`` line;
+  resolved ports and the backplane (and ``--db redis`` for ``--db :memory:``, which
+  would give each worker a memory of its own; a file they share), and
+  ``GREENCHAT_WORKER`` set to the worker's number, which makes it listen with
+  SO_REUSEPORT and print one ``ready`` line;
 * restarts a worker that dies (at once after a long life, after a doubling pause,
   1 s to 30 s, when it keeps dying young), passes SIGHUP on (each worker re-reads
   the config file), and on SIGTERM or SIGINT stops the workers, then Redis.
@@ -38,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from greenchat.server.config import ServerConfig, show_address
+from greenchat.server.config import REDIS_DB, ServerConfig, show_address
+from greenchat.store.sqlite import MEMORY
 
 if TYPE_CHECKING:  # imported when used: a worker reads this module before gevent patches
     from greenchat.backplane.private_redis import PrivateRedis
@@ -182,6 +185,8 @@ class Supervisor:
         """greenchat-serve's own arguments, then what this worker must use instead:
         flags override the config file, and a later flag an earlier one."""
         extra = ["--workers", "1", "--backplane", self.backplane]
+        if self.config.db == MEMORY:  # one memory each would not be shared: Redis is
+            extra += ["--db", REDIS_DB]
         for attr, _ in SHARED_PORTS:
             port = self.port_of(attr)
             if port is not None:

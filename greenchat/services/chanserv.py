@@ -25,6 +25,7 @@ from greenchat.protocol.casemap import casefold
 from greenchat.server.channel_registry import save_access, state_of
 from greenchat.server.commands.table import wait_for_store
 from greenchat.server.events import ChannelModeChanged
+from greenchat.server.shared_store import CHANNEL, announce
 from greenchat.server.welcome import MAX_MODE_PARAMS
 from greenchat.services.base import Handler, Reply, Service
 from greenchat.store.base import ChannelExists, RegisteredChannel, StoreUnavailable
@@ -102,6 +103,7 @@ def _register(server: ChatServer, conn: Session, reply: Reply, args: list[str]) 
         reply(f"{channel.name} is already registered.")
         return
     server.channel_registry.add(record)
+    announce(server, CHANNEL, record.name)
     reply(f"{channel.name} is registered to your account {account}: you are its founder.")
 
 
@@ -119,6 +121,7 @@ def _drop(server: ChatServer, conn: Session, reply: Reply, args: list[str]) -> N
         return
     wait_for_store(conn, "drop_channel", record.name)
     server.channel_registry.remove(record.name)
+    announce(server, CHANNEL, record.name)
     reply(f"{record.name} is no longer registered.")
 
 
@@ -223,6 +226,7 @@ def _change(
         reply(f"{record.name} is not registered.")
         return
     registry.update(updated)
+    announce(server, CHANNEL, record.name)
     if new:
         reply(f"{listed} now gets +{new} on joining {record.name}.")
     else:

@@ -25,6 +25,7 @@ from greenchat.server.login import (
     normalize_certfp,
     register_account,
 )
+from greenchat.server.shared_store import ACCOUNT, announce
 from greenchat.services.base import Handler, Reply, Service
 from greenchat.store.credentials import make_credentials
 
@@ -140,6 +141,7 @@ def _drop(server: ChatServer, conn: Session, reply: Reply, args: list[str]) -> N
     wait_for_store(conn, "drop_account", name)
     server.registered_nicks.discard(casefold(name))
     server.channel_registry.account_dropped(name)  # its channels and access entries went too
+    announce(server, ACCOUNT, name)
     for user in list(server.hub.nicks.values()):
         if user.account == name and user.session is not None:
             log_out(server, user.session)

@@ -75,6 +75,66 @@ def test_one_port_many_workers_one_network(serve):
             client.close()
 
 
+def _one_on_each(server, nick: str, caps: str = "") -> list[IrcClient]:
+    """Clients of ``server`` until each worker holds one (the kernel picks by a hash of
+    the addresses): the first client on each, registered as ``nick``1, ``nick``2..."""
+    workers, chosen, spare = _workers(server), {}, []
+    for _ in range(64):
+        client = IrcClient(server.port)
+        client.send("PING :where")  # answered before registration: the connection is up
+        client.expect(r"PONG")
+        port = client.sock.getsockname()[1]
+        owner = next(w.pid for w in workers if port in _client_ports(w))
+        (spare if owner in chosen else chosen.setdefault(owner, [])).append(client)
+        if len(chosen) == len(workers):
+            break
+    for other in spare:
+        other.close()
+    clients = [found[0] for found in chosen.values()]
+    for number, client in enumerate(clients, 1):
+        if caps:
+            client.register_with_caps(f"{nick}{number}", caps)
+        else:
+            client.register(f"{nick}{number}")
+    return clients
+
+
+def _client_ports(worker: psutil.Process) -> set[int]:
+    return {c.raddr.port for c in worker.net_connections("tcp") if c.raddr}
+
+
+def test_workers_sharing_one_db_file_store_each_line_once(serve, tmp_path):
+    server = serve("--workers", "2", "--db", str(tmp_path / "shared.db"), "--flood-rate", "0")
+    one, two = _one_on_each(server, "talker", "batch draft/chathistory server-time")
+    try:
+        one.join("#h")
+        two.join("#h")
+        one.expect(r":talker2!\S+ JOIN #h")
+        for n in range(3):
+            one.send(f"PRIVMSG #h :one {n}")
+            two.expect(rf"PRIVMSG #h :one {n}")
+            two.send(f"PRIVMSG #h :two {n}")
+            one.expect(rf"PRIVMSG #h :two {n}")
+        said = [f"{who} {n}" for n in range(3) for who in ("one", "two")]
+        deadline = time.monotonic() + 10
+        while (got := _history(one, "#h")) != said:  # the other worker writes in batches
+            assert time.monotonic() < deadline, got
+            time.sleep(0.05)
+    finally:
+        one.close()
+        two.close()
+
+
+def _history(client, target: str) -> list[str]:
+    client.send(f"CHATHISTORY LATEST {target} * 100")
+    ref = client.expect(r"BATCH \+(\S+) chathistory")[1]
+    texts = []
+    while (line := client.read_line()) is not None and f"BATCH -{ref}" not in line:
+        if " PRIVMSG " in line:
+            texts.append(line.rsplit(" :", 1)[1])
+    return texts
+
+
 def test_a_killed_worker_is_restarted_and_its_users_quit_everywhere(serve):
     server = serve("--workers", "2")
     clients = [IrcClient(server.port).register(f"user{i}").join("#room") for i in range(CLIENTS)]

@@ -181,7 +181,12 @@ def test_the_database_is_a_file_or_memory(tmp_path):
     assert config_from_args(args).db == ":memory:"
     path = write(tmp_path, 'db = "/var/lib/greenchat/g.db"\n')
     assert load_file(path) == {"db": "/var/lib/greenchat/g.db"}
-    with pytest.raises(ConfigError, match="db: expected a file name, or :memory: to keep nothing"):
+    with pytest.raises(ConfigError, match="db: expected a file name, :memory: to keep nothing"):
         build_config(load_file(write(tmp_path, 'db = ""\n')), {})
     with pytest.raises(ConfigError, match="db: expected a file name"):
         config_from_args(build_serve_parser().parse_args(["--db", ""]))
+    with pytest.raises(ConfigError, match="db: redis keeps accounts in the backplane's Redis"):
+        config_from_args(build_serve_parser().parse_args(["--db", "redis"]))
+    shared = build_serve_parser().parse_args(["--db", "redis", "--backplane", "unix:///r.sock"])
+    assert config_from_args(shared).db == "redis"
+    assert config_from_args(build_serve_parser().parse_args(["--db", "redis", "--workers", "2"]))

@@ -29,6 +29,7 @@ from greenchat.server.events import (
     Quit,
     RealnameChanged,
     Redacted,
+    StoreChanged,
     TopicSet,
     UserModeChanged,
     UserRegistered,
@@ -57,6 +58,7 @@ EXAMPLES: list[Event] = [
     Messaged("PRIVMSG", "alice", "#lobby", "hi :) \x01ACTION waves\x01", "+draft/reply=1", "m1"),
     Messaged("TAGMSG", "alice", "bob", "", "+typing=active", "m2", time=14.0),
     Redacted("alice", "#lobby", "m1", "typo", "m3", time=15.0),
+    StoreChanged("account", "alice", time=16.0),
 ]
 
 
