@@ -86,6 +86,8 @@ PIPELINE_BATCH = 1_000  # sent to Redis in one write
 STREAM_LENGTH = 100_000  # log entries the stream keeps (about) for nodes that fell behind
 RETRY_EVERY = 0.5  # seconds between reconnection attempts
 SPLIT_REASON = "*.net *.split"
+READ_TIMEOUT = 10.0  # for the rest of a message whose first bytes are here
+RUN_BYTES = 64 * 1024  # about the most envelopes one PUBLISH carries
 READY = b"ready"  # a heartbeat's value once the node holds the network's state
 SNAPSHOT_TIMEOUT = 5.0  # how long a new node waits for a live one to send the network's state
 
@@ -120,6 +122,9 @@ class RedisBackplane:
         self.hub = server.hub
         self.url = url
         self.node = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        # How every envelope this node publishes begins (see _envelope): its own
+        # messages come back on the channels it is subscribed to, and are skipped.
+        self._own_envelope = json.dumps([self.node], ensure_ascii=False)[:-1].encode() + b","
         prefix = f"gc:{network}:"
         self.prefix = prefix
         self.log_channel = prefix + "log"
@@ -339,15 +344,32 @@ class RedisBackplane:
                     gevent.sleep(RETRY_EVERY)
 
     def _publish(self, batch: list[tuple[Any, str, int]]) -> None:
+        """One pipeline: each log entry through the numbering script; each run of
+        messages to one Redis channel as one PUBLISH of their envelopes, a line each
+        (a burst to a room costs Redis, and each node reading it, one message per run,
+        not one per line). Runs never reach past a log entry: the order stays."""
         pipe = self.publisher.pipeline(transaction=False)
         keys = list(self.sequence_keys)
+        run_channel, run = None, []
         for channel, payload, _ in batch:
+            if run and (channel != run_channel or self._run_full(run, payload)):
+                pipe.publish(run_channel, "\n".join(run))
+                run = []
             if channel is _LOG:
                 self.sequence(keys=keys, args=[payload, STREAM_LENGTH], client=pipe)
             else:
-                pipe.publish(channel, payload)
+                run_channel = channel
+                run.append(payload)
+        if run:
+            pipe.publish(run_channel, "\n".join(run))
         pipe.execute()
         self.published += len(batch)
+
+    @staticmethod
+    def _run_full(run: list[str], payload: str) -> bool:
+        """Whether ``payload`` would take one PUBLISH past RUN_BYTES (its length
+        counted as it goes would cost each message; this is a rough cap)."""
+        return len(run) * (len(payload) + 1) > RUN_BYTES
 
     def _lost(self, batch: list[tuple[Any, str, int]], exc: BaseException) -> None:
         """Redis failed under a batch: its proposers hear so; messages are counted lost."""
@@ -401,19 +423,27 @@ class RedisBackplane:
                 self._on_message(message)
 
     def _next_message(self, timeout: float) -> dict[str, Any] | None:
-        """The next message, waiting at most ``timeout`` for one. redis-py's own wait
-        is a blocking poll(); here the wait is gevent's, so the loop goes on."""
-        message = self.pubsub.get_message(timeout=0.0)
-        if message is None and timeout > 0:
+        """The next message, waiting at most ``timeout`` for one.
+
+        redis-py's own wait is a blocking poll(), so the wait is gevent's here, in short
+        slices (a stop, the flag then close(), is seen within one). And redis-py is
+        asked only once data is there, with a timeout of its own: asked with none (0),
+        it takes half a message (a long run of them arrives in pieces) for a timeout
+        and drops the connection.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
             connection = self.pubsub.connection
             sock = getattr(connection, "_sock", None) if connection is not None else None
             if sock is None:
                 raise redis.ConnectionError("the subscriber connection is closed")
-            # In short slices: a stop (the flag, then close()) is seen within one.
+            if connection.can_read(timeout=0):  # buffered, or on the socket: no wait
+                return self.pubsub.get_message(timeout=READ_TIMEOUT)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
             with suppress(gevent.Timeout):
-                wait_read(sock.fileno(), timeout=min(timeout, 0.25), timeout_exc=gevent.Timeout)
-            message = self.pubsub.get_message(timeout=0.0)
-        return message
+                wait_read(sock.fileno(), timeout=min(left, 0.25), timeout_exc=gevent.Timeout)
 
     def _disconnected(self, exc: BaseException) -> None:
         if self.connected:
@@ -433,18 +463,24 @@ class RedisBackplane:
             return
         if kind != "message":
             return
-        data = _text(message["data"])
-        if _text(message["channel"]) == self.snapshot_channel:
-            self._answer_snapshot(data)
-            return
-        if _text(message["channel"]) == self.log_channel:
-            seq_text, _, data = data.partition(" ")
+        channel, raw = _text(message["channel"]), message["data"]
+        if channel == self.log_channel:
+            seq_text, _, data = _text(raw).partition(" ")
             seq = int(seq_text)
             if self.last_seq and seq > self.last_seq + 1:
                 self._fill_gap(seq)
             if seq <= self.last_seq:
                 return  # had it already (gap filling read it)
             self.last_seq = seq
+            self._receive(data)
+        elif channel == self.snapshot_channel:
+            self._answer_snapshot(_text(raw))
+        elif not raw.startswith(self._own_envelope):  # ours were delivered when sent
+            for data in _text(raw).split("\n"):  # a run of messages (see _publish)
+                self._receive(data)
+
+    def _receive(self, data: str) -> None:
+        """One envelope: read, checked and applied in the network's order."""
         self.received += 1
         try:
             origin, pid, extra, payload = json.loads(data)

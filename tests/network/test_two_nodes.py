@@ -4,7 +4,10 @@ network's order settles (backplane/redis.py). Each node is a real server on port
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+import time
 
 
 def test_channel_message_reaches_the_other_node(nodes, connect):
@@ -108,6 +111,28 @@ def test_order_from_one_sender_holds_on_the_other_node(nodes, connect):
     watcher.expect(r":talker!\S+ PART #order")  # and the PART after the last
 
 
+def test_a_long_burst_crosses_whole_without_the_link_dropping(redis_url, nodes, connect):
+    """3,000 long lines at once reach the other node as a few big PUBLISHes (runs of
+    envelopes). Node b's link to Redis passes Redis's bytes on in small pieces, slowly
+    (DribblingLink): the subscriber reads each message whole, without a reconnect, and
+    every line gets there once, in order."""
+    (a,) = nodes(1, flood_rate=0)
+    with DribblingLink(redis_url) as link:
+        (b,) = nodes(1, url=link.url, network=a.server.config.network, flood_rate=0)
+        _burst_crosses(a, b, connect)
+
+
+def _burst_crosses(a, b, connect) -> None:
+    watcher = connect(b, "watcher").join("#burst")
+    talker = connect(a, "talker").join("#burst")
+    watcher.expect(r":talker!\S+ JOIN")
+    filler = "x" * 300
+    talker.send_raw(b"".join(f"PRIVMSG #burst :{i} {filler}\r\n".encode() for i in range(3000)))
+    got = [int(watcher.expect(r"PRIVMSG #burst :(\d+) x", timeout=30)[1]) for _ in range(3000)]
+    assert got == list(range(3000))
+    assert a.server.backplane.reconnects == b.server.backplane.reconnects == 0
+
+
 def test_quit_on_one_node_is_seen_on_the_other_and_frees_the_nick(nodes, connect):
     a, b = nodes(2)
     alice = connect(a, "alice").join("#room")
@@ -165,3 +190,50 @@ def test_a_node_started_later_learns_the_network(nodes, connect):
     alice.expect(r":bob!\S+ JOIN #room")
     alice.send("PRIVMSG #room :welcome")
     bob.expect(r":alice!\S+ PRIVMSG #room :welcome")
+
+
+class DribblingLink:
+    """A TCP proxy to the Redis of ``url`` (a Unix socket) that hands Redis's bytes on
+    in pieces of PIECE bytes, each after a short pause: a slow or busy link."""
+
+    PIECE = 1500
+
+    def __init__(self, url: str) -> None:
+        self.path = url.removeprefix("unix://").split("?")[0]
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.open: list[socket.socket] = []
+
+    def __enter__(self) -> DribblingLink:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.listener.close()
+        for sock in self.open:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.socket(socket.AF_UNIX)
+                server.connect(self.path)
+                self.open += [client, server]
+                threading.Thread(target=self._pipe, args=(client, server, 0), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(server, client, self.PIECE),
+                                 daemon=True).start()  # fmt: skip
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket, piece: int) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if not piece:
+                    sink.sendall(data)
+                    continue
+                for at in range(0, len(data), piece):
+                    sink.sendall(data[at : at + piece])
+                    time.sleep(0.0005)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
