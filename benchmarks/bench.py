@@ -105,6 +105,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also measure greenchat at this git revision (or the checkout at this path,"
         " written with a /) as greenchat@<rev>, right after greenchat in every workload",
     )
+    p.add_argument(
+        "--workers",
+        metavar="N,M",
+        help="also measure greenchat-serve --workers N (as greenchat-wN: N processes on one "
+        "port, one network over a private redis-server; CPU and RSS of the whole tree) in "
+        "the workloads that scale out (fanout, bigroom, latency, idle)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     p.add_argument("--procs", type=int, default=1, help="generator processes")
     p.add_argument("--sources", type=int, default=1, help="loopback source addresses")
@@ -119,11 +126,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.servers = [s.strip() for s in args.servers.split(",")] if args.servers else found
     if missing := [s for s in args.servers if s not in found]:
         p.error(f"server(s) not available here: {', '.join(missing)} (have {', '.join(found)})")
+    for count in _counts(p, args.workers):
+        name = servers.add_workers_variant(count)
+        if name not in args.servers:
+            args.servers.append(name)
     if args.baseline is not None and BASE not in args.servers:
         p.error(f"--baseline is compared with {BASE}: include it in --servers")
     if args.procs < 1 or not 1 <= args.sources <= 254:
         p.error("--procs must be >= 1 and --sources between 1 and 254")
     return args
+
+
+def _counts(p: argparse.ArgumentParser, text: str | None) -> list[int]:
+    """``--workers 2,4`` -> [2, 4]; each from 2 to 64."""
+    if not text:
+        return []
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        p.error(f"--workers: expected numbers like 2,4, not {text!r}")
+    if not counts or not all(2 <= count <= 64 for count in counts):
+        p.error("--workers: each count from 2 to 64")
+    return counts
 
 
 # -- running ------------------------------------------------------------------------------
@@ -168,7 +192,8 @@ def run_workload(workload: Workload, names: list[str], opts: Options, tmp: Path)
     machine = machine_info()  # before the run: the git commit the servers start from
     t0 = time.monotonic()
     for name in names:
-        if name in servers.VARIANTS and name not in workload.variants:
+        worker_variant = name.startswith(servers.WORKER_PREFIX) and workload.scales_out
+        if name in servers.VARIANTS and name not in workload.variants and not worker_variant:
             continue
         cases: dict[str, Any] = {}
         for case in workload.cases(name, opts):

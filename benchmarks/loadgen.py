@@ -120,7 +120,9 @@ def process_cpu_clock(pid: int) -> int:
 
 
 def cpu_seconds(pid: int | None) -> tuple[float, float, float] | None:
-    """(user, system, total) CPU seconds used so far by process ``pid``.
+    """(user, system, total) CPU seconds used so far by process ``pid`` and the
+    processes under it (``greenchat-serve --workers N``: its workers and their
+    redis-server; a single server has none).
 
     user and system come from psutil in clock ticks (10 ms); total is the
     scheduler's nanosecond run time of the whole process (its CPU-time clock:
@@ -131,6 +133,16 @@ def cpu_seconds(pid: int | None) -> tuple[float, float, float] | None:
     """
     if pid is None:
         return None
+    under = psutil.Process(pid).children(recursive=True)
+    readings = [_one_cpu_seconds(pid)]
+    for child in under:
+        with contextlib.suppress(psutil.Error, OSError):
+            readings.append(_one_cpu_seconds(child.pid))
+    user, system, total = (sum(parts) for parts in zip(*readings, strict=True))
+    return user, system, total
+
+
+def _one_cpu_seconds(pid: int) -> tuple[float, float, float]:
     times = psutil.Process(pid).cpu_times()
     total = times.user + times.system
     try:
@@ -164,7 +176,16 @@ def own_cpu_seconds() -> float:
 
 
 def memory_kb(pid: int, field: str = "VmRSS") -> int:
-    """A ``/proc/PID/status`` memory field (VmRSS, VmHWM ...) in KiB."""
+    """A ``/proc/PID/status`` memory field (VmRSS, VmHWM ...) in KiB, summed over the
+    process and those under it (--workers: the workers and their redis-server)."""
+    total = _one_memory_kb(pid, field)
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(OSError, KeyError, psutil.Error):
+            total += _one_memory_kb(child.pid, field)
+    return total
+
+
+def _one_memory_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])

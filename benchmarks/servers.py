@@ -68,6 +68,18 @@ THREADED = HERE / "baselines" / "threaded_server.py"
 NAMES = ("greenchat", "greenchat-nodelay", "threaded", "ngircd", "inspircd")
 # greenchat run with other flags: name -> the extra flags.
 VARIANTS = {"greenchat-nodelay": ("--tcp-nodelay",)}
+# greenchat --workers N (bench.py --workers N,M): N processes on one port, one network
+# over a private redis-server; its CPU and RSS are the whole tree's (loadgen.py).
+WORKER_PREFIX = "greenchat-w"
+
+
+def add_workers_variant(count: int) -> str:
+    """Register ``greenchat-wN`` (``--workers N``) as a variant; its name."""
+    name = f"{WORKER_PREFIX}{count}"
+    VARIANTS[name] = ("--workers", str(count))
+    return name
+
+
 # Older greenchat trees (baseline.Baseline, registered by bench.py --baseline), by name:
 # each has .command() (its greenchat-serve), .args(flags) (the ones it knows), .describe().
 BASELINES: dict[str, Any] = {}
@@ -632,4 +644,17 @@ def describe(name: str) -> dict[str, Any]:
         info["debian_package"] = _debian_version(name)
         info["config"] = str((PEERS / name / f"{name}.conf.template").relative_to(HERE.parent))
         info["installed"] = binary is not None
+    if name.startswith(WORKER_PREFIX):
+        return info | _workers_facts(VARIANTS[name][1])
     return info | FACTS[name]
+
+
+def _workers_facts(count: str) -> dict[str, Any]:
+    facts = FACTS["greenchat"]
+    kind = f"greenchat-serve --workers {count}: {count} processes on one port (SO_REUSEPORT)"
+    note = (
+        "one network over a private redis-server on a Unix socket; server CPU and RSS are "
+        "the supervisor's, every worker's and redis-server's; history in that Redis "
+        "(--db redis, which --workers gives for --db :memory:)"
+    )
+    return facts | {"kind": kind, "notes": [*facts["notes"], note]}

@@ -84,6 +84,8 @@ class Workload:
     derive: Callable[[dict[str, dict[str, Any]]], None] | None = None
     # greenchat variants (servers.VARIANTS) this workload also runs; the others skip them.
     variants: tuple[str, ...] = ()
+    # Runs the greenchat-wN variants of bench.py --workers (one network of N processes).
+    scales_out: bool = False
 
 
 def registry() -> dict[str, Workload]:

@@ -70,5 +70,6 @@ IDLE = Workload(
         Metric("server_us_per_registration", "server µs/registration", "{:.0f}", ratio=True),
     ),
     cases=cases,
+    scales_out=True,
     run=run,
 )

@@ -180,4 +180,5 @@ LATENCY = Workload(
     cases=cases,
     run=run,
     variants=("greenchat-nodelay",),
+    scales_out=True,
 )

@@ -141,6 +141,7 @@ FANOUT = Workload(
     cases=fanout_cases,
     run=run,
     variants=("greenchat-nodelay",),
+    scales_out=True,
 )
 
 BIGROOM = Workload(
@@ -158,4 +159,5 @@ BIGROOM = Workload(
     ),
     cases=bigroom_cases,
     run=run,
+    scales_out=True,
 )
