@@ -306,11 +306,18 @@ KINDS: dict[str, type[Event]] = {
 }
 
 
+# kind's class -> its field names, in order: dataclasses.fields() builds a tuple of
+# Field objects on every call, and every message crossing nodes is serialized and read.
+FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in KINDS.values()
+}
+
+
 def to_dict(event: Event) -> dict[str, Any]:
     """``{"v": VERSION, "kind": ..., <fields>}``; tuples become lists (JSON)."""
     data: dict[str, Any] = {"v": VERSION, "kind": event.kind}
-    for f in dataclasses.fields(event):
-        data[f.name] = getattr(event, f.name)
+    for name in FIELD_NAMES[type(event)]:
+        data[name] = getattr(event, name)
     return data
 
 
@@ -323,11 +330,11 @@ def from_dict(data: dict[str, Any]) -> Event:
     cls = KINDS.get(data.get("kind", ""))
     if cls is None:
         raise EventError(f"unknown event kind: {data.get('kind')!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names - {"v", "kind"}
-    if unknown:  # a field this version does not know: it would be silently lost
-        raise EventError(f"{cls.kind}: unknown fields {sorted(unknown)}")
+    names = FIELD_NAMES[cls]
     values = {k: _tuples(v) for k, v in data.items() if k in names}
+    if len(values) + 2 != len(data):  # a field this version does not know: it would be lost
+        unknown = set(data) - set(names) - {"v", "kind"}
+        raise EventError(f"{cls.kind}: unknown fields {sorted(unknown)}")
     try:
         return cls(**values)
     except TypeError as exc:
