@@ -71,6 +71,7 @@ from greenchat.server.session import current_session
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
+    from greenchat.server.session import Session
 
 __all__ = ["RedisBackplane"]
 
@@ -79,7 +80,6 @@ log = logging.getLogger("greenchat.backplane")
 HEARTBEAT_EVERY = 2.0  # seconds between a node's heartbeats (and its look for dead nodes)
 HEARTBEAT_TTL = 6  # seconds a heartbeat lives; one missing this long again is a dead node
 PROPOSAL_TIMEOUT = 5.0  # how long a handler waits for its change's turn
-HANDOFF_TIMEOUT = 1.0  # how long the listener waits for a proposer to apply its own change
 SUBSCRIBE_TIMEOUT = 5.0
 OUTBOX_LIMIT = 50_000  # changes and messages waiting to be published, at most
 PIPELINE_BATCH = 1_000  # sent to Redis in one write
@@ -106,12 +106,21 @@ _LOG = object()  # the outbox's mark for "through the sequencing script"
 class _Proposal:
     """A handler waiting for its change's turn."""
 
-    __slots__ = ("abandoned", "applied", "outcome")
+    __slots__ = ("outcome", "session")
 
-    def __init__(self) -> None:
-        self.outcome: AsyncResult = AsyncResult()  # the event to apply, or an exception
-        self.applied = Flag()  # set once the proposer applied it: the listener goes on
-        self.abandoned = False  # the proposer stopped waiting: the listener applies it
+    def __init__(self, session: Session | None) -> None:
+        # What applying it returned (an _Applied), or an exception: refused, unreachable.
+        self.outcome: AsyncResult = AsyncResult()
+        self.session = session  # the proposer's: its labeled reply resumes as it applies
+
+
+class _Applied:
+    """A proposal's outcome once the listener applied it: what the applier returned."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
 
 
 class RedisBackplane:
@@ -230,34 +239,25 @@ class RedisBackplane:
             raise Unavailable("the network is not reachable")
         self._next_pid += 1
         pid = self._next_pid
-        proposal = self.pending[pid] = _Proposal()
+        session = current_session()
+        proposal = self.pending[pid] = _Proposal(session)
         if type(event) is UserRegistered:
             self._registering.add(casefold(event.nick))
         self._send(_LOG, self._envelope(pid, event, extra), pid)
-        session = current_session()
         try:
             with session.uncaptured() if session is not None else nullcontext():
                 outcome = proposal.outcome.get(timeout=PROPOSAL_TIMEOUT)
         except gevent.Timeout:
             outcome = Unavailable("the network did not answer in time")
-        except BaseException:
-            proposal.abandoned = True
-            raise
         finally:
-            self.pending.pop(pid, None)
+            self.pending.pop(pid, None)  # from now on its turn is applied as anyone's
             if type(event) is UserRegistered:
                 self._registering.discard(casefold(event.nick))
         if isinstance(outcome, BaseException):
-            proposal.abandoned = True
             if type(event) is Quit:  # a user leaving cannot be refused: leave here at least
                 return self._quit_alone(event)
             raise outcome
-        if proposal.abandoned:  # the listener gave up waiting and applied it itself
-            return None
-        try:
-            return self._apply_now(outcome)
-        finally:
-            proposal.applied.set()
+        return outcome.result
 
     def _apply_now(self, event: Event, foreign: bool = False) -> Any:
         """Apply here; ``foreign``: another node's change (Hub.foreign says so meanwhile)."""
@@ -450,9 +450,9 @@ class RedisBackplane:
             log.warning("backplane: lost %s: %s; reconnecting", _shown(self.url), exc)
             self.reconnects += 1
         self.connected = False
-        for proposal in list(self.pending.values()):
-            if not proposal.outcome.ready():
-                proposal.outcome.set(Unavailable("the network is not reachable"))
+        # Proposals already published stay pending: their turn is read back from the
+        # stream once subscribed again (or they time out). Those Redis did not take were
+        # told so by the publisher (_lost).
 
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -580,15 +580,26 @@ class RedisBackplane:
                 proposal.outcome.set(Unavailable("the change no longer applies"))
             return
         touched = self._channels_touched(event)
-        if proposal is not None and not proposal.abandoned:
-            proposal.outcome.set(event)
-            proposal.applied.wait(HANDOFF_TIMEOUT)
-            if not proposal.applied.is_set():
-                proposal.abandoned = True
-                self._apply_now(event)
+        if proposal is not None:
+            self._apply_proposed(proposal, event)
         else:
             self._apply_now(event, foreign=not ours)
         self._unsubscribe_empty(touched)
+
+    def _apply_proposed(self, proposal: _Proposal, event: Event) -> None:
+        """Apply a local handler's change here, in the listener, at its turn, and hand
+        the handler what it returned. Not handed to the handler's greenlet to apply: the
+        listener would wait a turn of the event loop for each change, and every change
+        would be flushed to every member alone (no coalescing). Its labeled reply
+        resumes first, so its lines (and what follows until it goes on) are in it."""
+        if proposal.session is not None:
+            proposal.session.resume_capture()
+        try:
+            result = self._apply_now(event)
+        except Exception:
+            proposal.outcome.set(Unavailable("the change failed here"))
+            raise
+        proposal.outcome.set(_Applied(result))
 
     def _evict_unregistered(self, nick: str) -> None:
         """A local connection still registering held ``nick``: another node's user

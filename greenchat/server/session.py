@@ -91,6 +91,7 @@ class Session:
 
     __slots__ = (
         "_capture",
+        "_paused",
         "caps",
         "close_reason",
         "connected_at",
@@ -127,6 +128,7 @@ class Session:
         self.put_line = self.transport.line_writer(self.sendq.put)
         self.user = User(display_host(address[0]), address[0], self.put_line, self.caps, self)
         self._capture: list[bytes] | None = None  # a labeled reply being gathered
+        self._paused: list[bytes] | None = None  # that reply, while the command waits
         self._route()
 
     def __repr__(self) -> str:
@@ -178,11 +180,21 @@ class Session:
         """Send output straight to the queue for a while, e.g. while a labeled
         command waits and other greenlets fan out to this client."""
         capture, self._capture = self._capture, None
+        self._paused = capture
         self._route()
         try:
             yield
         finally:
+            self._paused = None
             self._capture = capture
+            self._route()
+
+    def resume_capture(self) -> None:
+        """The change a waiting labeled command proposed is being applied (by the
+        backplane's listener): from now its output goes into the command's reply again,
+        as it would have on one server, until the command goes on."""
+        if self._paused is not None and self._capture is None:
+            self._capture = self._paused
             self._route()
 
     def set_variant(self, variant: int) -> None:

@@ -72,3 +72,90 @@ def test_redis_away_gives_temporarily_unavailable_and_the_node_recovers(
     alice.expect(r":bob!\S+ PRIVMSG #room :yes")
     alice.send("JOIN #other")
     alice.expect(r" 366 alice #other ")
+
+
+def _chat_resumes(alice, bob, within: float = 10.0) -> None:
+    """alice's line reaches bob within ``within`` seconds, trying again every half second."""
+    deadline = time.monotonic() + within
+    while True:
+        alice.send("PRIVMSG #room :back?")
+        try:
+            bob.expect(r":alice!\S+ PRIVMSG #room :back\?", timeout=0.5)
+            return
+        except AssertionError:
+            assert time.monotonic() < deadline, f"chat did not resume within {within:g} s"
+
+
+def test_a_subscriber_dropped_for_a_full_output_buffer_resyncs(private_redis, serve):
+    """Redis drops a node's subscriber whose output buffer overflows (a node that stopped
+    reading: SIGSTOP here); the node says so, reconnects, reads the changes it missed
+    from the stream (a JOIN made meanwhile), and chat goes on."""
+    network = f"buffernet{next(_networks)}"
+    flags = (
+        "--backplane",
+        private_redis.url,
+        "--network",
+        network,
+        "--no-web",
+        "--flood-rate",
+        "0",
+    )
+    a, b = serve(*flags), serve(*flags)
+    alice = IrcClient(a.port).register("alice").join("#room")
+    bob = IrcClient(b.port).register("bob").join("#room")
+    carol = IrcClient(a.port).register("carol")
+    try:
+        alice.expect(r":bob!\S+ JOIN")
+        admin = private_redis.client()
+        admin.config_set("client-output-buffer-limit", "pubsub 256kb 128kb 1")
+        os.kill(b.proc.pid, signal.SIGSTOP)
+        try:
+            # To bob: on b's own Redis channel, which a does not read (a node busy
+            # reading its own traffic back could overflow too).
+            line = "PRIVMSG bob :{} " + "x" * 400 + "\r\n"
+            alice.send_raw(b"".join(line.format(i).encode() for i in range(4000)))
+            alice.sync()
+            carol.join("#room")  # b is not reading: it must get this JOIN from the stream
+            _wait_until_dropped(admin, b.proc.pid)
+        finally:
+            os.kill(b.proc.pid, signal.SIGCONT)
+        b.wait_log(r"backplane: lost .*; reconnecting")
+        bob.expect(r":carol!\S+ JOIN #room", timeout=15)
+        _chat_resumes(alice, bob)
+    finally:
+        for client in (alice, bob, carol):
+            client.close()
+
+
+def _wait_until_dropped(admin, pid: int, within: float = 10.0) -> None:
+    """Until Redis has closed the stopped node's subscriber: one connection with
+    subscriptions is left, a's."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        subscribers = [c for c in admin.client_list() if int(c.get("sub", 0)) > 0]
+        if len(subscribers) < 2:  # only a's subscriber is left
+            return
+        time.sleep(0.05)
+    raise AssertionError("Redis did not drop the stopped node's subscriber")
+
+
+def test_a_redis_paused_for_seconds_and_chat_resumes(private_redis, nodes, connect):
+    """redis-server stopped (SIGSTOP) for 3 seconds, then let go: local sessions stay,
+    and chat across the nodes resumes within 10 s of it, without a restart."""
+    a, b = nodes(2, url=private_redis.url)
+    alice = connect(a, "alice").join("#room")
+    bob = connect(b, "bob").join("#room")
+    alice.expect(r":bob!\S+ JOIN")
+    os.kill(private_redis.pid, signal.SIGSTOP)
+    try:
+        alice.send("PING :still-here")
+        alice.expect(r"PONG \S+ :?still-here")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # the sessions stay up meanwhile (no sleep:
+            bob.send("PING :up")  # each PONG is the wait)
+            bob.expect(r"PONG \S+ :?up")
+    finally:
+        os.kill(private_redis.pid, signal.SIGCONT)
+    _chat_resumes(alice, bob)
+    bob.send("PRIVMSG #room :yes")
+    alice.expect(r":bob!\S+ PRIVMSG #room :yes")
