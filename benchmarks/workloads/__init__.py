@@ -90,10 +90,20 @@ class Workload:
 
 def registry() -> dict[str, Workload]:
     """Every workload by name, in the order bench.py runs them."""
-    from workloads import accounttag, idle, joinstorm, latency, logins, rooms, slow, websocket
+    from workloads import (
+        accounttag,
+        crowd,
+        idle,
+        joinstorm,
+        latency,
+        logins,
+        rooms,
+        slow,
+        websocket,
+    )
 
     found = [rooms.FANOUT, rooms.BIGROOM, latency.LATENCY, idle.IDLE, slow.SLOW, joinstorm.STORM,
-             websocket.WEBSOCKET, logins.LOGINS, accounttag.ACCOUNTTAG]  # fmt: skip
+             websocket.WEBSOCKET, logins.LOGINS, accounttag.ACCOUNTTAG, crowd.CROWD]  # fmt: skip
     return {w.name: w for w in found}
 
 

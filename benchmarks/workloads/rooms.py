@@ -23,6 +23,7 @@ from typing import Any
 import fanout
 import scrape
 from loadgen import medians
+from servers import WORKER_PREFIX
 
 from workloads import (
     CPU_PER_DELIVERY,
@@ -37,6 +38,7 @@ from workloads import (
 )
 
 THREADED = "threaded"
+SCALED_OUT = 20_000  # members of the room only the --workers variants hold
 SCRAPED = "greenchat"  # the server whose fanout also runs a scraped case (--metrics-port)
 SCRAPE_INTERVAL = 0.02  # seconds between scrape starts during a burst
 # Servers whose 10,000-member setup would take minutes of the run: joining is
@@ -68,12 +70,23 @@ def bigroom_cases(server: str, opts: Options) -> list[Case]:
     if opts.quick:
         return [Case("N=50", {"clients": 50, "senders": 2, "messages": 5, "repeat": 1})]
     cases = []
-    for n in (5_000, 10_000):
+    for n in (5_000, 10_000, SCALED_OUT):
         repeat = 1 if server == THREADED else 3  # its 5,000-member join alone takes a minute
         params = {"clients": n, "senders": 5, "messages": 20, "repeat": repeat, "deadline": 300.0}
         skip = SLOW_JOINS.get(server) if n > 5_000 else None
+        if n == SCALED_OUT:
+            skip = _scaled_out_skip(server, opts)
         cases.append(Case(f"N={n}", params, skip))
     return cases
+
+
+def _scaled_out_skip(server: str, opts: Options) -> str | None:
+    """Why the 20,000-member room does not run against ``server`` (None: it does)."""
+    if not server.startswith(WORKER_PREFIX):
+        return "beyond one process here (at most 20,000 open files): --workers variants only"
+    if opts.procs < 2:
+        return "20,000 connections need --procs 2 or more (20,000 files per process)"
+    return None
 
 
 def run(server: Server, params: dict[str, Any], opts: Options) -> dict[str, Any]:
@@ -146,7 +159,7 @@ FANOUT = Workload(
 
 BIGROOM = Workload(
     name="bigroom",
-    title="Big rooms: 5,000 and 10,000 members, 5 senders x 20 lines",
+    title="Big rooms: 5,000, 10,000 and (--workers) 20,000 members, 5 senders x 20 lines",
     description=(
         "Like fanout with bigger rooms and fewer lines; `dropped` counts deliveries that "
         "never arrived (must be 0). `join s` is the registration and JOIN of all members."

@@ -11,13 +11,16 @@ users with their sessions, the others' as Users with no session
   and races have one winner: of two registrations of a nick, or two joins to
   a +l 1 channel, the first in the log wins everywhere and the other
   proposer's client gets 433 or 471. A handler that proposes waits for its
-  turn, then applies the change in its own greenlet, so its replies (and a
-  labeled-response batch) come out as on a single server.
+  turn; the listener applies the change then, with the handler's labeled reply
+  resumed, and hands it what applying returned, so its replies (and a
+  labeled-response batch) come out as on a single server, and a storm of
+  changes is applied in one go, its lines coalesced per client.
 - **Messages.** A PRIVMSG, NOTICE or TAGMSG is published once, on its
   channel's own Redis channel (or on the target user's node's), and fanned
   out by each node to its own members. The sender's node delivers its own at
-  once. A node subscribes only to the channels it has members in, before its
-  first member's JOIN is proposed, so it misses nothing sent after that JOIN.
+  once. A run of messages to one Redis channel is one PUBLISH, a line each. A
+  node subscribes only to the channels it has members in, before its first
+  member's JOIN is proposed, so it misses nothing sent after that JOIN.
 - **Order.** One publisher connection sends a node's changes and messages in
   the order made, and one subscriber connection receives the log and the
   channels: Redis delivers them in the order it ran them, so a JOIN comes

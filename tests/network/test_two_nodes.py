@@ -5,6 +5,7 @@ network's order settles (backplane/redis.py). Each node is a real server on port
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 import time
@@ -237,3 +238,48 @@ class DribblingLink:
                     time.sleep(0.0005)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
+
+
+def _replica(server) -> dict:
+    """What a node holds of the network, comparable with another's: users without
+    their node, channels with their members sorted."""
+    from greenchat.backplane.snapshot import take
+
+    state = server.call(take, server.server.hub, "")
+    users = sorted(user[:5] + user[6:8] for user in state["users"])
+    channels = sorted([*c[:9], sorted(map(tuple, c[9]))] for c in state["channels"])
+    return {"users": users, "channels": channels}
+
+
+def test_conflicting_modes_and_topics_from_both_nodes_end_the_same(nodes, connect):
+    """Two operators of #c, one on each node, fire random TOPIC and MODE changes at the
+    same time, without waiting: once both are answered, both replicas are equal."""
+    a, b = nodes(2, flood_rate=0)
+    first = connect(a, "opa").join("#c")
+    second = connect(b, "opb").join("#c")
+    voices = [connect(node, f"v{i}").join("#c") for i, node in enumerate((a, b, a, b))]
+    first.send("MODE #c +o opb")
+    second.expect(r"MODE #c \+o opb")
+    chooser = random.Random(1602)
+    changes = [
+        lambda: f"TOPIC #c :topic {chooser.randrange(1000)}",
+        lambda: f"MODE #c {chooser.choice('+-')}{chooser.choice('mtinps')}",
+        lambda: f"MODE #c +k key{chooser.randrange(10)}",
+        lambda: "MODE #c -k *",
+        lambda: f"MODE #c +l {chooser.randrange(5, 50)}",
+        lambda: "MODE #c -l",
+        lambda: f"MODE #c {chooser.choice('+-')}v v{chooser.randrange(4)}",
+        lambda: f"MODE #c {chooser.choice('+-')}b *!*@host{chooser.randrange(5)}",
+    ]
+    for _ in range(40):  # both at once, 5 lines each round
+        first.send(*(chooser.choice(changes)() for _ in range(5)))
+        second.send(*(chooser.choice(changes)() for _ in range(5)))
+    first.sync()
+    second.sync()
+    deadline = time.monotonic() + 10
+    while (left := _replica(a)) != (right := _replica(b)):
+        assert time.monotonic() < deadline, f"the replicas differ:\n{left}\n{right}"
+        time.sleep(0.05)
+    assert left["channels"][0][6].startswith("topic ")  # the changes were made
+    for client in voices:
+        client.close()
