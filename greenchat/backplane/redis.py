@@ -82,7 +82,9 @@ log = logging.getLogger("greenchat.backplane")
 
 HEARTBEAT_EVERY = 2.0  # seconds between a node's heartbeats (and its look for dead nodes)
 HEARTBEAT_TTL = 6  # seconds a heartbeat lives; one missing this long again is a dead node
-PROPOSAL_TIMEOUT = 5.0  # how long a handler waits for its change's turn
+# How long a handler waits for its change's turn while the log does not move: a storm
+# of changes may take minutes to apply, but each is waited for as long as others come.
+PROPOSAL_STALL = 5.0
 SUBSCRIBE_TIMEOUT = 5.0
 OUTBOX_LIMIT = 50_000  # changes and messages waiting to be published, at most
 PIPELINE_BATCH = 1_000  # sent to Redis in one write
@@ -249,9 +251,7 @@ class RedisBackplane:
         self._send(_LOG, self._envelope(pid, event, extra), pid)
         try:
             with session.uncaptured() if session is not None else nullcontext():
-                outcome = proposal.outcome.get(timeout=PROPOSAL_TIMEOUT)
-        except gevent.Timeout:
-            outcome = Unavailable("the network did not answer in time")
+                outcome = self._wait_turn(proposal)
         finally:
             self.pending.pop(pid, None)  # from now on its turn is applied as anyone's
             if type(event) is UserRegistered:
@@ -261,6 +261,18 @@ class RedisBackplane:
                 return self._quit_alone(event)
             raise outcome
         return outcome.result
+
+    def _wait_turn(self, proposal: _Proposal) -> Any:
+        """The proposal's outcome; Unavailable once the log stood still for
+        PROPOSAL_STALL seconds without reaching it."""
+        seen = self.last_seq
+        while True:
+            try:
+                return proposal.outcome.get(timeout=PROPOSAL_STALL)
+            except gevent.Timeout:
+                if self.last_seq == seen or not self.connected:
+                    return Unavailable("the network did not answer in time")
+                seen = self.last_seq
 
     def _apply_now(self, event: Event, foreign: bool = False) -> Any:
         """Apply here; ``foreign``: another node's change (Hub.foreign says so meanwhile)."""
