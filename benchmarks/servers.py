@@ -219,7 +219,7 @@ def render(template: Path, target: Path, **values: object) -> Path:
 
 def known(name: str) -> bool:
     """A server :func:`start` can run: one of ``NAMES`` or a registered baseline."""
-    return name in NAMES or name in BASELINES
+    return name in NAMES or name in VARIANTS or name in BASELINES
 
 
 def _check_known(name: str) -> None:
@@ -254,6 +254,9 @@ def _command(
             "--max-clients", str(max_clients),
             "--sendq", str(GREENCHAT_SENDQ),
             "--flood-rate", "0",
+            # The generator reads in bulk and answers no PING while it drains: a JOIN
+            # storm of 20,000, or 100,000 registrations, outlasts the default 90 + 60 s.
+            "--ping-interval", "900",
             # The web listener only where IRC over WebSocket is measured.
             *(("--web-host", HOST, "--web-port", "0") if web else ("--no-web",)),
             *VARIANTS.get(name, ()),
@@ -382,7 +385,8 @@ def probe_registration(host: str, port: int, timeout: float = 5.0) -> bool:
 
 
 def _listener(pid: int, port: int) -> str:
-    """Who listens on TCP ``port``: "ours" (process ``pid``), "other", "none" or "unknown".
+    """Who listens on TCP ``port``: "ours" (process ``pid`` or one under it), "other",
+    "none" or "unknown".
 
     Read from /proc (Linux): the LISTEN sockets on that port in /proc/net/tcp*
     against the socket inodes among the process's file descriptors.
@@ -397,10 +401,22 @@ def _listener(pid: int, port: int) -> str:
                         inodes.add(fields[9])
         if not inodes:
             return "none"
-        mine = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        mine = {os.readlink(fd) for one in _tree(pid) for fd in Path(f"/proc/{one}/fd").iterdir()}
     except (OSError, ValueError, IndexError):
         return "unknown"
     return "ours" if any(f"socket:[{inode}]" in mine for inode in inodes) else "other"
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and the processes under it (--workers: the workers listen, not ``pid``)."""
+    found, waiting = [], [pid]
+    while waiting:
+        one = waiting.pop()
+        found.append(one)
+        for task in Path(f"/proc/{one}/task").iterdir():
+            with contextlib.suppress(OSError):
+                waiting += [int(child) for child in (task / "children").read_text().split()]
+    return found
 
 
 def _wait_registration(proc: subprocess.Popen, host: str, port: int, deadline: float) -> None:

@@ -28,6 +28,7 @@ CLIENTS, ROOMS, LINES = 100_000, 1_000, 5
 PER_PROCESS = 20_000  # open files one generator process may have here
 PORTS_PER_SOURCE = 28_000  # ephemeral ports one source address has toward one port
 SETTLE_S = 1.0
+JOIN_DEADLINE = 300.0
 
 
 def cases(server: str, opts: Options) -> list[Case]:
@@ -57,7 +58,10 @@ def join_rooms(clients: list[Client], first: int, rooms: int) -> dict[str, Any]:
     for offset, client in enumerate(clients):
         client.send(f"JOIN #r{(first + offset) % rooms}\r\n".encode())
     jobs = [gevent.spawn(client.drain_until, f" 366 {client.nick} ".encode()) for client in clients]
-    gevent.joinall(jobs, raise_error=True)
+    gevent.joinall(jobs, raise_error=True, timeout=JOIN_DEADLINE)
+    if missing := sum(1 for job in jobs if not job.ready()):
+        gevent.killall(jobs, block=False)
+        raise RuntimeError(f"{missing} clients had no 366 within {JOIN_DEADLINE:g} s")
     return {}
 
 

@@ -91,6 +91,7 @@ PIPELINE_BATCH = 1_000  # sent to Redis in one write
 STREAM_LENGTH = 100_000  # log entries the stream keeps (about) for nodes that fell behind
 RETRY_EVERY = 0.5  # seconds between reconnection attempts
 SPLIT_REASON = "*.net *.split"
+LISTENER_TURN = 0.02  # seconds the listener applies the log before letting others run
 READ_TIMEOUT = 10.0  # for the rest of a message whose first bytes are here
 RUN_BYTES = 64 * 1024  # about the most envelopes one PUBLISH carries
 READY = b"ready"  # a heartbeat's value once the node holds the network's state
@@ -408,10 +409,16 @@ class RedisBackplane:
                     self._bootstrapped = True
                     self._beat()  # now others may ask us for the state
                 self.connected = True
+                turn = time.monotonic()
                 while self.running:
                     message = self._next_message(1.0)
                     if message is not None:
                         self._on_message(message)
+                    if time.monotonic() - turn > LISTENER_TURN:
+                        # A long backlog (a storm of registrations) must not starve the
+                        # heartbeat, or the other nodes take this one for dead.
+                        gevent.sleep(0)
+                        turn = time.monotonic()
             except (redis.RedisError, OSError, ValueError) as exc:
                 if not self.running:
                     break
