@@ -314,8 +314,17 @@ class RedisBackplane:
             self.pubsub.subscribe(channel)
             if gevent.getcurrent() in self._greenlets:
                 return  # the listener itself cannot wait for what it reads
-            if not flag.wait(SUBSCRIBE_TIMEOUT):
+            self._wait_confirmed(flag)
+
+    def _wait_confirmed(self, flag: Flag) -> None:
+        """Until Redis confirms a subscription: the listener reads it after what came
+        before (in a storm, a long backlog), so as long as the log moves; Unavailable
+        once it stood still for PROPOSAL_STALL seconds."""
+        seen = self.last_seq
+        while not flag.wait(PROPOSAL_STALL):
+            if self.last_seq == seen or not self.connected:
                 raise Unavailable("the network did not answer in time")
+            seen = self.last_seq
 
     def _quit_alone(self, event: Quit) -> Any:
         """A local user leaves while the network is out of reach: gone here now, and
@@ -667,10 +676,11 @@ class RedisBackplane:
             self._stopping.wait(HEARTBEAT_EVERY)
 
     def _beat(self) -> None:
-        """Say this node is alive for HEARTBEAT_TTL more seconds; READY once it holds the
-        network's state (a node joining asks only those for it)."""
-        value = READY if self._bootstrapped else b"starting"
-        self.control.set(self.heartbeat_key(self.node), value, ex=HEARTBEAT_TTL)
+        """Say this node is alive (and holds the network's state: a node joining asks
+        those) for HEARTBEAT_TTL more seconds. Not before it holds it: the listener
+        beats first, right after its bootstrap, so no late beat can say otherwise."""
+        if self._bootstrapped:
+            self.control.set(self.heartbeat_key(self.node), READY, ex=HEARTBEAT_TTL)
 
     def _reap_dead(self) -> None:
         """Quit the users of every node whose heartbeat is gone (once per node)."""
