@@ -195,9 +195,10 @@ def test_baseline_gets_only_the_flags_it_knows(tmp_path: Path) -> None:
             assert cmd[3:] == ["--host", servers.HOST, "--port", "0", "--log-level", "WARNING",
                                "--max-clients", "100"]  # fmt: skip
             info = servers.describe(base.name)
-            assert info["flags_left_out"] == ["--flood-rate", "--no-web", "--sendq"]
+            left = ["--flood-rate", "--no-web", "--ping-interval", "--sendq"]
+            assert info["flags_left_out"] == left
             assert info["version"] == "0.0.1-old" and info["dependencies"]["gevent"]
-            left_out = "left out: --flood-rate, --no-web, --sendq"
+            left_out = "left out: --flood-rate, --no-web, --ping-interval, --sendq"
             assert any(left_out in note for note in info["notes"])
         finally:
             servers.BASELINES.pop(base.name)
