@@ -267,6 +267,10 @@ class Collector(_Collector):
              "again", "reconnects"),
             ("gaps_filled", "Log entries missed by the subscriber and read back from the "
              "stream", "gaps_filled"),
+            ("late_loops", "Times the event loop ran the reaper over HEARTBEAT_TTL/2 s late "
+             "(the heartbeat thread beat meanwhile)", "late_loops"),
+            ("taken_for_dead", "Local users another node quit, taking this node for dead, "
+             "and disconnected here", "taken_for_dead"),
         ):  # fmt: skip
             yield CounterMetricFamily(
                 f"greenchat_backplane_{name}", text, value=getattr(link, attr, 0) if link else 0
@@ -308,6 +312,8 @@ METRIC_NAMES = (
     "greenchat_backplane_dropped_total",
     "greenchat_backplane_reconnects_total",
     "greenchat_backplane_gaps_filled_total",
+    "greenchat_backplane_late_loops_total",
+    "greenchat_backplane_taken_for_dead_total",
     "greenchat_users",
     "greenchat_channels",
     "greenchat_commands_total",

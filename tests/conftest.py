@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import redis_server
 from serve_process import ServeProcess
 from transcript import IrcClient, ServerThread
+from two_nodes import TwoNodes
 
 from greenchat.client import IrcClient as LibraryClient
 from greenchat.server.config import ServerConfig
@@ -28,13 +30,49 @@ def redis_url() -> Iterator[str]:
         yield server.url
 
 
-@pytest.fixture
-def make_server():
-    """Factory: start a server with config overrides; stopped after the test."""
-    started: list[ServerThread] = []
+ONE_NODE, TWO_NODES = "one-node", "two-nodes"
+INTEGRATION = Path(__file__).parent / "integration"
 
-    def make(**overrides) -> ServerThread:
-        server = ServerThread(replace(ServerConfig(), **overrides)).start()
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "single_process(why): runs against one node only, not two (tests/two_nodes.py)",
+    )
+
+
+def pytest_generate_tests(metafunc):
+    """The integration suite's servers: one node, and two nodes over Redis
+    (tests/two_nodes.py), unless the test is marked ``single_process``."""
+    if "topology" not in metafunc.fixturenames:
+        return
+    if INTEGRATION not in metafunc.definition.path.parents:
+        return
+    marker = metafunc.definition.get_closest_marker("single_process")
+    if marker is not None and not (marker.args and marker.args[0]):
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: single_process needs a why")
+    topologies = [ONE_NODE] if marker is not None else [ONE_NODE, TWO_NODES]
+    metafunc.parametrize("topology", topologies)
+
+
+@pytest.fixture
+def topology() -> str:
+    """One node, outside tests/integration (pytest_generate_tests parametrizes it there)."""
+    return ONE_NODE
+
+
+@pytest.fixture
+def make_server(request, topology):
+    """Factory: start a server with config overrides (two nodes of one network when the
+    topology says so); stopped after the test."""
+    started: list[ServerThread | TwoNodes] = []
+
+    def make(**overrides) -> ServerThread | TwoNodes:
+        config = replace(ServerConfig(), **overrides)
+        if topology == TWO_NODES:
+            server = TwoNodes(config, request.getfixturevalue("redis_url")).start()
+        else:
+            server = ServerThread(config).start()
         started.append(server)
         return server
 

@@ -42,7 +42,7 @@ __all__ = ["STALE", "actor_of", "verdict"]
 STALE = "stale"
 
 # The field naming the user who makes each kind of change ('by', 'source'...).
-_ACTOR_FIELDS = ("nick", "by", "source", "old")
+_ACTOR_FIELDS = ("by", "nick", "source", "old")  # "by" first: a CHGHOST names both
 
 
 def actor_of(event: Event) -> str:

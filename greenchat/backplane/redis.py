@@ -25,13 +25,16 @@ users with their sessions, the others' as Users with no session
   the order made, and one subscriber connection receives the log and the
   channels: Redis delivers them in the order it ran them, so a JOIN comes
   before the joiner's first message and a PART after their last, everywhere.
-- **Liveness.** Each node refreshes a heartbeat key with a TTL; a node that
-  finds another's key gone quits that node's users (``*.net *.split``), and
-  their nicks are free again.
+- **Liveness.** Each node refreshes a heartbeat key with a TTL, from a thread
+  (heartbeat.py: a busy event loop does not delay it); a node that finds
+  another's key gone quits that node's users (``*.net *.split``), and their
+  nicks are free again. A node taken for dead while alive disconnects the
+  users the others quit.
 - **Gaps.** Log entries carry their number; a node that sees one skipped
   (it was disconnected) reads the missing ones from the stream before going on.
 
-Redis I/O runs in three greenlets of its own (publisher, listener, heartbeat);
+Redis I/O runs in three greenlets of its own (publisher, listener, reaper) and
+the heartbeat thread;
 the hub is only ever called between their waits, so it still never yields.
 """
 
@@ -56,6 +59,7 @@ from gevent.socket import wait_read
 from greenchat.backplane import Refused, Unavailable, snapshot
 from greenchat.backplane.checks import verdict
 from greenchat.backplane.connection import client_for
+from greenchat.backplane.heartbeat import HeartbeatThread
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.numerics import ERR_NICKNAMEINUSE
 from greenchat.server import events
@@ -92,10 +96,12 @@ STREAM_LENGTH = 100_000  # log entries the stream keeps (about) for nodes that f
 RETRY_EVERY = 0.5  # seconds between reconnection attempts
 SPLIT_REASON = "*.net *.split"
 LISTENER_TURN = 0.02  # seconds the listener applies the log before letting others run
+LISTENER_TURN_MAX = 0.5  # ...at most, however long the others took (_let_others_run)
 READ_TIMEOUT = 10.0  # for the rest of a message whose first bytes are here
 RUN_BYTES = 64 * 1024  # about the most envelopes one PUBLISH carries
 READY = b"ready"  # a heartbeat's value once the node holds the network's state
 SNAPSHOT_TIMEOUT = 5.0  # how long a new node waits for a live one to send the network's state
+CATCH_UP_TIMEOUT = 2.0  # a query waits at most this long for its node to catch up
 
 # Number the change, keep it in the stream, publish it: one step in Redis.
 # KEYS: sequence counter, stream, log channel. ARGV: the envelope, stream length.
@@ -152,6 +158,10 @@ class RedisBackplane:
         self.reader = client_for(url, **options)  # the listener's own reads (gap filling)
         self.listen_client = client_for(url, socket_connect_timeout=3.0)
         self.sequence = self.publisher.register_script(_SEQUENCE)
+        self.heart = HeartbeatThread(
+            url, self.heartbeat_key(self.node), self._heartbeat_value,
+            HEARTBEAT_EVERY, HEARTBEAT_TTL,
+        )  # fmt: skip
         self.pubsub: Any = None
         self.outbox: deque[tuple[Any, str, int]] = deque()  # (channel, payload, pid)
         self.pending: dict[int, _Proposal] = {}
@@ -169,12 +179,19 @@ class RedisBackplane:
         self._reaped: dict[str, float] = {}  # dead node -> when we quit its users
         self._missing_since: dict[str, float] = {}  # node -> when its heartbeat was first gone
         self._greenlets: list[gevent.Greenlet] = []
+        # catch_up(): queries waiting for the next read of the log's head, and the
+        # ones whose head was read, waiting for this node to apply up to it (in order).
+        self._head_waiters: list[AsyncResult] = []
+        self._head_reader: gevent.Greenlet | None = None
+        self._behind: deque[tuple[int, list[AsyncResult]]] = deque()
         # For metrics.py and the log.
         self.published = 0
         self.received = 0
         self.dropped = 0
         self.reconnects = 0
         self.gaps_filled = 0
+        self.late_loops = 0  # heartbeat greenlet turns that came HEARTBEAT_TTL/2 late
+        self.taken_for_dead = 0  # our users another node quit, taking this one for dead
 
     # -- names ------------------------------------------------------------
 
@@ -196,6 +213,7 @@ class RedisBackplane:
         need the network get TEMPORARILY_UNAVAILABLE until then)."""
         self.running = True
         self.hub.backplane = self
+        self.heart.start()
         for loop in (self._listen_loop, self._publish_loop, self._heartbeat_loop):
             self._greenlets.append(gevent.spawn(loop))
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
@@ -219,6 +237,7 @@ class RedisBackplane:
         gevent.joinall(self._greenlets, timeout=3.0)
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
+        self.heart.stop()
         with suppress(redis.RedisError, OSError):
             self.control.delete(self.heartbeat_key(self.node))
         for client in (self.publisher, self.control, self.reader, self.listen_client):
@@ -254,6 +273,8 @@ class RedisBackplane:
             with session.uncaptured() if session is not None else nullcontext():
                 outcome = self._wait_turn(proposal)
         finally:
+            if session is not None and session.output_held:
+                session.release_flushes()  # flushed with what the handler sends now
             self.pending.pop(pid, None)  # from now on its turn is applied as anyone's
             if type(event) is UserRegistered:
                 self._registering.discard(casefold(event.nick))
@@ -262,6 +283,43 @@ class RedisBackplane:
                 return self._quit_alone(event)
             raise outcome
         return outcome.result
+
+    # -- queries (commands/table.py: a command marked fresh) ----------------
+
+    def catch_up(self) -> None:
+        """Wait until this node has applied every change the network's log held when
+        called: a query (WHOIS, NAMES, a message to a nick not known here yet) then
+        sees what its client already saw confirmed on another node. One read of the
+        log's head serves every query waiting when it starts. Out of reach, or slow
+        (CATCH_UP_TIMEOUT), it answers from what this node holds."""
+        if not self.connected or self._applying or gevent.getcurrent() in self._greenlets:
+            return
+        waiter = AsyncResult()
+        self._head_waiters.append(waiter)
+        if self._head_reader is None or self._head_reader.dead:
+            self._head_reader = gevent.spawn(self._read_heads)
+        waiter.wait(CATCH_UP_TIMEOUT)
+
+    def _read_heads(self) -> None:
+        """Read the log's head for the queries waiting, until none is."""
+        while self._head_waiters:
+            batch, self._head_waiters = self._head_waiters, []
+            try:
+                head = int(self.control.get(self.sequence_keys[0]) or 0)
+            except (redis.RedisError, OSError, ValueError):
+                head = 0  # answer from the replica
+            if head > self.last_seq:
+                self._behind.append((head, batch))
+            else:
+                for waiter in batch:
+                    waiter.set()
+
+    def _release_caught_up(self) -> None:
+        """Wake the queries whose head this node has now applied."""
+        behind = self._behind
+        while behind and behind[0][0] <= self.last_seq:
+            for waiter in behind.popleft()[1]:
+                waiter.set()
 
     def _wait_turn(self, proposal: _Proposal) -> Any:
         """The proposal's outcome; Unavailable once the log stood still for
@@ -416,23 +474,34 @@ class RedisBackplane:
                 if not self._bootstrapped:
                     self._bootstrap()
                     self._bootstrapped = True
-                    self._beat()  # now others may ask us for the state
+                # Now others may ask us for the state; again at once after a Redis
+                # restart, which lost every heartbeat: a node starting then must find us.
+                self._beat()
                 self.connected = True
-                turn = time.monotonic()
+                turn, turn_length = time.monotonic(), LISTENER_TURN
                 while self.running:
                     message = self._next_message(1.0)
                     if message is not None:
                         self._on_message(message)
-                    if time.monotonic() - turn > LISTENER_TURN:
-                        # A long backlog (a storm of registrations) must not starve the
-                        # heartbeat, or the other nodes take this one for dead.
-                        gevent.sleep(0)
+                    if time.monotonic() - turn > turn_length:
+                        turn_length = self._let_others_run()
                         turn = time.monotonic()
             except (redis.RedisError, OSError, ValueError) as exc:
                 if not self.running:
                     break
                 self._disconnected(exc)
                 gevent.sleep(RETRY_EVERY)
+
+    @staticmethod
+    def _let_others_run() -> float:
+        """Yield in a long backlog (a storm of registrations must not starve the
+        heartbeat, or the other nodes take this one for dead); how long the next turn
+        of applying may be: twice what the others took, so that flushing what a turn
+        made (a JOIN storm dirties every member, a send each) stays a third of the
+        time at most, however many members there are."""
+        start = time.monotonic()
+        gevent.sleep(0)
+        return min(max(LISTENER_TURN, 2 * (time.monotonic() - start)), LISTENER_TURN_MAX)
 
     def _subscribe_all(self) -> None:
         if self.pubsub is not None:
@@ -481,6 +550,9 @@ class RedisBackplane:
             log.warning("backplane: lost %s: %s; reconnecting", _shown(self.url), exc)
             self.reconnects += 1
         self.connected = False
+        while self._behind:  # they answer from the replica
+            for waiter in self._behind.popleft()[1]:
+                waiter.set()
         # Proposals already published stay pending: their turn is read back from the
         # stream once subscribed again (or they time out). Those Redis did not take were
         # told so by the publisher (_lost).
@@ -504,6 +576,8 @@ class RedisBackplane:
                 return  # had it already (gap filling read it)
             self.last_seq = seq
             self._receive(data)
+            if self._behind:
+                self._release_caught_up()
         elif channel == self.snapshot_channel:
             self._answer_snapshot(_text(raw))
         elif not raw.startswith(self._own_envelope):  # ours were delivered when sent
@@ -580,6 +654,7 @@ class RedisBackplane:
                 if self.last_seq:  # a restart without persistence, a failover to an empty one
                     log.warning("backplane: Redis lost the log (at %d, was %d)", now, self.last_seq)
                 self.last_seq = now
+                self._release_caught_up()
                 return
         end = "+" if upto is None else f"{upto - 1}-1"
         entries = self.reader.xrange(self.sequence_keys[1], f"{self.last_seq + 1}-0", end)
@@ -591,12 +666,19 @@ class RedisBackplane:
             self.gaps_filled += 1
             origin, pid, extra, payload = json.loads(_text(fields[b"e"]))
             self._apply(origin, pid, extra, events.from_dict(payload))
+        self._release_caught_up()
 
     def _apply(self, origin: str, pid: int, extra: dict[str, Any], event: Event) -> None:
         """One change in the network's order: checked, then applied here."""
         ours = origin == self.node
         if ours and (type(event) is Messaged or type(event) is StoreChanged):
             return  # applied here when it was sent
+        if not ours and extra.get("reap") == self.node:
+            if self._reaped_alive(event):
+                touched = self._channels_touched(event)
+                self._apply_now(event, foreign=True)  # gone here too, as everywhere
+                self._unsubscribe_empty(touched)
+            return
         if not ours and type(event) is UserRegistered:
             event = replace(event, node=origin)
             self._evict_unregistered(event.nick)
@@ -617,6 +699,24 @@ class RedisBackplane:
             self._apply_now(event, foreign=not ours)
         self._unsubscribe_empty(touched)
 
+    def _reaped_alive(self, event: Event) -> bool:
+        """Another node took this one for dead (no heartbeat for HEARTBEAT_TTL: a hung
+        process) and quit our user everywhere else. The user is not in the other
+        replicas any more, so it cannot stay here either: it is disconnected, as in a
+        netsplit (its client reconnects), and the QUIT is applied here too (True)."""
+        user = self.hub.nick_owner(getattr(event, "nick", ""))
+        if user is None or user.node or not user.registered:
+            return False
+        if not self.taken_for_dead:
+            log.warning(
+                "backplane: the network took this node for dead (its heartbeat was missed);"
+                " disconnecting the users it quit"
+            )
+        self.taken_for_dead += 1
+        if user.session is not None:
+            user.session.disconnect(SPLIT_REASON)
+        return True
+
     def _apply_proposed(self, proposal: _Proposal, event: Event) -> None:
         """Apply a local handler's change here, in the listener, at its turn, and hand
         the handler what it returned. Not handed to the handler's greenlet to apply: the
@@ -625,6 +725,7 @@ class RedisBackplane:
         resumes first, so its lines (and what follows until it goes on) are in it."""
         if proposal.session is not None:
             proposal.session.resume_capture()
+            proposal.session.hold_flushes()  # until its handler goes on (propose)
         try:
             result = self._apply_now(event)
         except Exception:
@@ -667,20 +768,31 @@ class RedisBackplane:
     # -- liveness -------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
+        """Tell the heartbeat thread the loop runs, and look for dead nodes."""
+        last = time.monotonic()
         while self.running:
+            now = time.monotonic()
+            self.heart.loop_alive()
+            if now - last > HEARTBEAT_EVERY + HEARTBEAT_TTL / 2:
+                log.warning("backplane: the event loop ran %.1f s late (busy)",
+                            now - last - HEARTBEAT_EVERY)  # fmt: skip
+                self.late_loops += 1
+            last = now
             try:
-                self._beat()
                 self._reap_dead()
             except (redis.RedisError, OSError) as exc:
-                log.debug("backplane: heartbeat failed: %s", exc)
+                log.debug("backplane: looking for dead nodes failed: %s", exc)
             self._stopping.wait(HEARTBEAT_EVERY)
 
     def _beat(self) -> None:
-        """Say this node is alive (and holds the network's state: a node joining asks
-        those) for HEARTBEAT_TTL more seconds. Not before it holds it: the listener
-        beats first, right after its bootstrap, so no late beat can say otherwise."""
-        if self._bootstrapped:
-            self.control.set(self.heartbeat_key(self.node), READY, ex=HEARTBEAT_TTL)
+        """Say at once that this node is alive and holds the network's state (a node
+        joining asks those); the heartbeat thread says it again from now on."""
+        self.control.set(self.heartbeat_key(self.node), READY, ex=HEARTBEAT_TTL)
+        self.heart.beat_now()
+
+    def _heartbeat_value(self) -> bytes | None:
+        """What the heartbeat thread sets: nothing until this node holds the state."""
+        return READY if self._bootstrapped and self.running else None
 
     def _reap_dead(self) -> None:
         """Quit the users of every node whose heartbeat is gone (once per node)."""

@@ -20,7 +20,7 @@ def take(hub: Hub, node: str) -> dict[str, Any]:
     """Every registered user and every channel; this node's users are named ``node``."""
     users = [
         [u.nick, u.username, u.host, u.realname, u.account, u.node or node,
-         "".join(sorted(u.modes)), u.away, u.signon]
+         "".join(sorted(u.modes)), u.away, u.signon, u.ip]
         for u in hub.users if u.registered
     ]  # fmt: skip
     channels = [
@@ -37,10 +37,10 @@ def load(hub: Hub, state: dict[str, Any], node: str) -> int:
     """Add the snapshot's users (other nodes': ``node`` is ours) and channels to
     ``hub``; returns how many users came. Nobody is told: it is what was there."""
     count = 0
-    for nick, username, host, realname, account, home, modes, away, signon in state["users"]:
+    for nick, username, host, realname, account, home, modes, away, signon, ip in state["users"]:
         if home == node or casefold(nick) in hub.nicks:
             continue
-        user = hub.add_remote_user(nick, host, home, signon)
+        user = hub.add_remote_user(nick, host, home, signon, ip)
         user.username, user.realname, user.account = username, realname, account
         user.modes, user.away = frozenset(modes), away
         user.registered = True

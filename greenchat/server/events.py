@@ -47,6 +47,7 @@ __all__ = [
     "TopicSet",
     "UserModeChanged",
     "UserRegistered",
+    "WallopsSent",
     "dumps",
     "from_dict",
     "loads",
@@ -82,6 +83,7 @@ class UserRegistered(Event):
     realname: str
     account: str = ""
     node: str = ""
+    ip: str = ""  # the real address (WHOIS 378 for operators on every node)
     time: float = field(default_factory=_now)
 
 
@@ -232,6 +234,16 @@ class Killed(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class WallopsSent(Event):
+    """An operator's WALLOPS: to every operator and every ``+w`` user, on every node."""
+
+    kind: ClassVar[str] = "wallops"
+    source: str  # the operator's nick
+    text: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
 class Messaged(Event):
     """A PRIVMSG, NOTICE or TAGMSG to a channel or a user (``text`` '' for TAGMSG).
 
@@ -267,7 +279,8 @@ class Redacted(Event):
 @dataclass(frozen=True, slots=True)
 class StoreChanged(Event):
     """The shared store changed under ``name``: an account (``what`` "account") or a
-    registered channel ("channel") was registered, changed or dropped. Nothing of the
+    registered channel ("channel") was registered, changed or dropped, or an account's
+    read marker moved ("marker"). Nothing of the
     hub's changes; the other nodes of a network read the record again, for what they
     keep of it in memory (registered nicks, ChanServ's records: shared_store.py)."""
 
@@ -299,6 +312,7 @@ KINDS: dict[str, type[Event]] = {
         RealnameChanged,
         HostChanged,
         Killed,
+        WallopsSent,
         Messaged,
         Redacted,
         StoreChanged,

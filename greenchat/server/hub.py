@@ -43,6 +43,7 @@ from greenchat.server.events import (
     TopicSet,
     UserModeChanged,
     UserRegistered,
+    WallopsSent,
 )
 from greenchat.server.outgoing import Relay
 from greenchat.server.presence import Presence
@@ -213,9 +214,9 @@ class Hub:
         """A user the network now knows (a new local session's, before registration)."""
         self.users.add(user)
 
-    def add_remote_user(self, nick: str, host: str, node: str, signon: float) -> User:
+    def add_remote_user(self, nick: str, host: str, node: str, signon: float, ip: str = "") -> User:
         """A user of node ``node`` (no session here: its lines are that node's to send)."""
-        user = User(host, "", _unreachable, CapNegotiation({}), node=node)
+        user = User(host, ip, _unreachable, CapNegotiation({}), node=node)
         user.signon = int(signon)
         self.users.add(user)
         self.claim_nick(user, nick)
@@ -223,6 +224,11 @@ class Hub:
 
     def nick_owner(self, nick: str) -> User | None:
         return self.nicks.get(casefold(nick))
+
+    def registered_user(self, nick: str) -> User | None:
+        """The user called ``nick`` once registered (None while it still registers)."""
+        user = self.nicks.get(casefold(nick))
+        return user if user is not None and user.registered else None
 
     def claim_nick(self, user: User, nick: str) -> None:
         """Give ``nick`` to ``user`` (the caller checked it is free or its own)."""
@@ -313,7 +319,7 @@ class Hub:
 
     def _registered(self, event: UserRegistered) -> User:
         if event.node:  # a user of another node: known here, reached through it
-            self.add_remote_user(event.nick, event.host, event.node, event.time)
+            self.add_remote_user(event.nick, event.host, event.node, event.time, event.ip)
         user = self._user(event.nick)
         user.username, user.host, user.realname = event.username, event.host, event.realname
         user.account, user.node = event.account, event.node
@@ -543,6 +549,11 @@ class Hub:
         if victim.session is not None:
             victim.session.disconnect(event.reason)
 
+    def _wallops_sent(self, event: WallopsSent) -> None:
+        """To this node's operators and +w users (each node fans out to its own)."""
+        relay = Relay(self._user(event.source).prefix, "WALLOPS", (event.text,))
+        self.fanout(self.presence.opers | self.presence.wallops, relay)
+
     def _messaged(self, event: Messaged) -> Relay:
         """To a channel: every member but the sender (TAGMSG only to message-tags);
         to a user: that user. The relay is returned for the sender's echo."""
@@ -604,6 +615,7 @@ class Hub:
         RealnameChanged: _realname_changed,
         HostChanged: _host_changed,
         Killed: _killed,
+        WallopsSent: _wallops_sent,
         Messaged: _messaged,
         Redacted: _redacted,
         StoreChanged: _store_changed,

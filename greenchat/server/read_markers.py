@@ -133,6 +133,24 @@ class ReadMarkers:
             return [user]
         return list(self._sessions.get(casefold(user.account), ())) or [user]
 
+    def follow(self, account: str, stored: dict[str, float]) -> None:
+        """Another node moved a marker of ``account`` (``stored``: all its markers, as
+        the store has them now): the ones that moved go to this node's sessions of
+        the account that have the capability. No session here: nothing is kept."""
+        key = casefold(account)
+        markers = self._of_account.get(key)
+        if markers is None:
+            return
+        sessions = [u for u in self._sessions.get(key, ()) if u.session and u.has_cap(CAPABILITY)]
+        for target, when in stored.items():
+            if when <= markers.get(target, 0.0):
+                continue
+            markers[target] = when
+            channel = self.server.hub.get_channel(target)
+            line = self.message(channel.name if channel else target, when).to_bytes()
+            for user in sessions:
+                user.enqueue(line)
+
     def send(self, conn: Session, target: str) -> None:
         """``MARKREAD <target> timestamp=...`` (or ``*``) to ``conn``."""
         conn.send(self.message(target, self.get(conn.user, target)))

@@ -97,6 +97,7 @@ class Session:
         "connected_at",
         "flood",
         "last_active",
+        "output_held",
         "password",
         "ping_sent",
         "port",
@@ -122,6 +123,7 @@ class Session:
         self.close_reason: str | None = None
         self.connected_at = self.last_active = time.monotonic()
         self.ping_sent = False
+        self.output_held = False  # hold_flushes: flushes wait for release_flushes
         self.sasl: SaslAttempt | None = None  # an AUTHENTICATE login in progress
         # Where this client's lines go: into the send queue as they are, or for a
         # WebSocket as frames (transport.py).
@@ -379,12 +381,23 @@ class Session:
         if self.writer is None:  # else the running writer sends it anyway
             self.writer = gevent.spawn(self._write_loop)
 
+    def hold_flushes(self) -> None:
+        """Flush nothing until :meth:`release_flushes`: the backplane's listener applied
+        this client's JOIN for its waiting handler, whose NAMES follow in a moment.
+        Sent apart, the second write waits behind the first's delayed ACK (Nagle)."""
+        self.output_held = True
+
+    def release_flushes(self) -> None:
+        self.output_held = False
+        if self.sendq.size and self.writer is None:
+            self._waker()(self)  # what a first queued chunk does: a flush at the turn's end
+
     def flush_now(self) -> None:
         """Send what is queued without blocking; a writer greenlet finishes the rest.
 
         Only for a transport that can send without waiting (``writes_wait`` false).
         """
-        if self.writer is not None:
+        if self.writer is not None or self.output_held:
             return
         data = self.sendq.take()
         if not data:

@@ -9,7 +9,8 @@ records (channel_registry.py). A node that changes the store says so with a
 other node without anyone waiting; there :class:`StoreFollower` reads the record
 again in a greenlet of its own (observers never wait for the store) and brings the
 copy in memory up to date: a new account's nick is protected, a dropped one's users
-are logged out, a registered channel is kept while empty and gives its founder +o.
+are logged out, a registered channel is kept while empty and gives its founder +o, a
+read marker moved on another node reaches the account's sessions here.
 
 On a single server the event is applied and nobody follows it: one dict lookup.
 """
@@ -28,15 +29,16 @@ from greenchat.store.base import StoreError
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
 
-__all__ = ["ACCOUNT", "CHANNEL", "StoreFollower", "announce"]
+__all__ = ["ACCOUNT", "CHANNEL", "MARKER", "StoreFollower", "announce"]
 
 log = logging.getLogger("greenchat.store")
 
 ACCOUNT, CHANNEL = "account", "channel"
+MARKER = "marker"  # an account's read marker moved (name: the account)
 
 
 def announce(server: ChatServer, what: str, name: str) -> None:
-    """The store changed under ``name`` (ACCOUNT or CHANNEL): tell the network."""
+    """The store changed under ``name`` (ACCOUNT, CHANNEL or MARKER): tell the network."""
     server.hub.apply(StoreChanged(what, name))
 
 
@@ -59,6 +61,9 @@ class StoreFollower:
                 self._account(event.name, storage.run(storage.store.get_account, event.name))
             elif event.what == CHANNEL:
                 self._channel(event.name, storage.run(storage.store.get_channel, event.name))
+            elif event.what == MARKER:
+                markers = storage.run(storage.store.read_markers, event.name)
+                self.server.read_markers.follow(event.name, markers)
         except StoreError as exc:  # unavailable: logged by storage.py; the next change retries
             log.warning("could not follow the change of %s %s: %s", event.what, event.name, exc)
 

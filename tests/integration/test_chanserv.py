@@ -233,6 +233,9 @@ def _stored(server, name: str, done, timeout: float = 5.0):
         time.sleep(0.05)
 
 
+@pytest.mark.single_process(
+    "makes SQLite refuse writes underneath (PRAGMA query_only); two nodes share Redis"
+)
 def test_a_failing_store_gets_a_clear_answer_and_writes_wait(server, founded, account):
     """Writes refused underneath (SQLite's query_only, as a read-only disk would):
     ChanServ says channel services are unavailable, chat and modes go on, and the

@@ -25,10 +25,11 @@ def test_sender_does_not_get_its_own_channel_message(connect):
     assert not any("echo?" in line for line in alice.lines)
 
 
-def test_welcome_burst_and_isupport(connect):
+def test_welcome_burst_and_isupport(server, connect):
+    network = server.config.network  # greenchat; on two nodes, a test network's own
     client = connect()
     client.send("NICK neo", "USER neo 0 * :Thomas Anderson")
-    client.expect(r"^:greenchat\.local 001 neo :Welcome to the greenchat IRC Network neo!~neo@")
+    client.expect(rf"^:greenchat\.local 001 neo :Welcome to the {network} IRC Network neo!~neo@")
     client.expect(r" 002 neo :Your host is greenchat\.local")
     client.expect(r" 003 neo ")
     client.expect(r" 004 neo greenchat\.local greenchat-\S+ iorw biklmnopstv bklov$")
@@ -47,7 +48,7 @@ def test_welcome_burst_and_isupport(connect):
         "NICKLEN=30",
         "CHANNELLEN=64",
         "TOPICLEN=390",
-        "NETWORK=greenchat",
+        f"NETWORK={network}",
     ):
         assert token in isupport
     assert " 251 neo :There are 1 users" in line
@@ -100,9 +101,9 @@ def test_cap_errors(connect):
 def test_password(make_server):
     from transcript import IrcClient
 
-    port = make_server(password="s3cret").port
-    good = IrcClient(port)
-    bad = IrcClient(port)
+    server = make_server(password="s3cret")
+    good = IrcClient(server.port)
+    bad = IrcClient(server.port)
     try:
         good.send("PASS s3cret", "NICK good", "USER g 0 * :g")
         good.expect(r" 001 good ")
@@ -110,7 +111,7 @@ def test_password(make_server):
         bad.expect(r" 464 bad :Password incorrect$")
         lines = bad.expect_closed()
         assert any(line.startswith("ERROR :") for line in lines)
-        bad2 = IrcClient(port)
+        bad2 = IrcClient(server.port)
         bad2.send("NICK nopass", "USER b 0 * :b")
         bad2.expect(r" 464 nopass ")
         bad2.close()
@@ -287,6 +288,7 @@ def test_ping_pong(connect):
     client.expect(r" 461 \* PING ")
 
 
+@pytest.mark.single_process("255 and 265 count this server's own clients, per node")
 def test_lusers_counts_follow_registrations_modes_and_quits(connect):
     alice = connect("alice")
     bob = connect("bob")

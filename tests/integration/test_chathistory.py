@@ -259,6 +259,7 @@ def wait_for_history(client, target: str, want: list[str], timeout: float = 10.0
         client.sync()  # a round trip between tries, no sleep
 
 
+@pytest.mark.single_process("counts the expiries of one server's history recorder")
 def test_retention_by_age_and_per_conversation(make_server, connect):
     server = make_server(flood_rate=0, history_max_per_target=3, history_expire_every=0.05)
     alice = connect(port=server.port).register_with_caps("alice", CAPS)
@@ -273,6 +274,9 @@ def test_retention_by_age_and_per_conversation(make_server, connect):
     assert aged.server.history.expired == 3 + 1  # and bob's JOIN (event-playback)
 
 
+@pytest.mark.single_process(
+    "makes SQLite refuse writes underneath (PRAGMA query_only); two nodes share Redis"
+)
 def test_a_failing_store_loses_nothing_and_chathistory_says_so(room):
     """Writes refused underneath (SQLite's query_only, as a read-only disk would): chat
     goes on, CHATHISTORY answers MESSAGE_ERROR, and once the store recovers every

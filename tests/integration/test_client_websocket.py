@@ -189,13 +189,14 @@ def test_a_refused_handshake_is_a_clear_connect_error(web_port, clients, capsys)
 
 
 def test_the_irc_port_is_not_a_websocket(server, clients, capsys):
-    confused = clients(server.port, "confused", websocket=True, reconnect=False)
+    port = server.port  # once: on two nodes each read gives the next node's
+    confused = clients(port, "confused", websocket=True, reconnect=False)
     events = []
     confused.subscribe(events.append)
     with pytest.raises(ClientError):
         confused.connect(timeout=TIMEOUT)
     assert confused.last_error.startswith(
-        f"cannot connect to 127.0.0.1:{server.port}: not a WebSocket server: it answered"
+        f"cannot connect to 127.0.0.1:{port}: not a WebSocket server: it answered"
     ), confused.last_error
     assert isinstance(events[-1], GaveUp)
     assert "Traceback" not in capsys.readouterr().err

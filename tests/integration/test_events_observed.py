@@ -33,7 +33,7 @@ def test_every_kind_of_change_is_observed_as_an_event(make_server, connect):
     op.sync()
     op.send("OPER admin pw")
     op.expect(r" 381 op2 ")
-    op.send("CHGHOST carol ~c new.host", "KILL carol :enough")
+    op.send("WALLOPS :maintenance", "CHGHOST carol ~c new.host", "KILL carol :enough")
     carol.expect_closed()
     bob.send("QUIT :done")
     bob.expect_closed()

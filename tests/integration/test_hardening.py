@@ -91,6 +91,7 @@ def test_flood_rate_zero_turns_it_off(make_server):
 # -- connection limits ---------------------------------------------------------------------
 
 
+@pytest.mark.single_process("--max-clients counts this server's own connections, per node")
 def test_server_full(make_server):
     server = make_server(max_clients=2)
     first = IrcClient(server.port).register("first")
@@ -104,6 +105,7 @@ def test_server_full(make_server):
     second.sync()
 
 
+@pytest.mark.single_process("--max-per-ip counts this server's own connections, per node")
 def test_connections_per_address(make_server):
     server = make_server(max_per_ip=2, max_per_ip_exempt=[])
     clients = [IrcClient(server.port).register(f"c{i}") for i in range(2)]

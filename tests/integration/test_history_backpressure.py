@@ -69,6 +69,9 @@ def test_a_store_behind_holds_the_sender_and_loses_nothing(low_water, make_serve
     assert server.call(lambda: recorder.dropped) == 0
 
 
+@pytest.mark.single_process(
+    "makes SQLite refuse writes underneath (PRAGMA query_only); two nodes share Redis"
+)
 def test_a_failing_store_holds_nobody(low_water, make_server, connect):
     """Writes refused underneath (SQLite's query_only): the backlog grows past the
     mark and chat goes on at full speed; every line is stored once it recovers."""

@@ -56,6 +56,7 @@ def test_every_metric_is_served(metrics_server):
     assert names(scrape(metrics_server.metrics_port)) >= set(METRIC_NAMES)
 
 
+@pytest.mark.single_process("scrapes one server's /metrics and expects every client counted there")
 def test_the_numbers_follow_what_happens(metrics_server, connect):
     port = metrics_server.metrics_port
     before = scrape(port)

@@ -104,6 +104,9 @@ def test_help_unknown_commands_and_the_reserved_nick(connect):
     assert not any("NickServ" in line for line in client.expect(r"PONG").string.splitlines())
 
 
+@pytest.mark.single_process(
+    "makes SQLite refuse writes underneath (PRAGMA query_only); two nodes share Redis"
+)
 def test_a_failing_store_gets_a_clear_answer_and_chat_goes_on(make_server, connect):
     """Writes refused underneath (SQLite's query_only, as a read-only disk would):
     REGISTER says accounts are unavailable, the failure is counted, chat goes on,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 from transcript import register_account
 
 from greenchat.server.outgoing import format_server_time
@@ -104,6 +105,9 @@ def test_markers_survive_a_restart(make_server, connect, tmp_path):
     alice.expect(rf"MARKREAD BOB {re.escape(stamp(when))}$")
 
 
+@pytest.mark.single_process(
+    "makes SQLite refuse writes underneath (PRAGMA query_only); two nodes share Redis"
+)
 def test_a_failing_store_answers_internal_error(make_server, connect):
     server = make_server()
     register_account(server.port, "alice", PASSWORD)

@@ -15,9 +15,10 @@ HOST = r"127\.0\.0\.1"
 
 
 @pytest.fixture
-def oper_port(make_server) -> int:
-    """A server with one operator, admin/s3cret."""
-    return make_server(opers={"admin": OPER_HASH}).port
+def oper_server(make_server):
+    """A server with one operator, admin/s3cret (each ``.port`` read: the next node's,
+    on two nodes)."""
+    return make_server(opers={"admin": OPER_HASH})
 
 
 def become_oper(client) -> None:
@@ -114,9 +115,9 @@ def test_whox_fields_come_in_canonical_order(connect):
     alice.expect(r" 354 alice bob 0$")
 
 
-def test_who_o_lists_operators_only(connect, oper_port):
-    admin = connect("admin", port=oper_port).join("#o")
-    connect("user", port=oper_port).join("#o")
+def test_who_o_lists_operators_only(connect, oper_server):
+    admin = connect("admin", port=oper_server.port).join("#o")
+    connect("user", port=oper_server.port).join("#o")
     become_oper(admin)
     admin.send("WHO #o o")
     admin.expect(r" 352 admin #o \S+ \S+ \S+ admin H\*@ :0 ")
@@ -198,9 +199,9 @@ def test_whowas_after_quit_and_nick_change(connect):
 
 
 def test_whowas_count_and_size_limit(connect, make_server):
-    port = make_server(whowas_size=2).port
-    watcher = connect("watcher", port=port)
-    nick = connect("n0", port=port)
+    server = make_server(whowas_size=2)
+    watcher = connect("watcher", port=server.port)
+    nick = connect("n0", port=server.port)
     for i in range(1, 4):
         nick.send(f"NICK n{i}")
         nick.expect(rf"NICK :?n{i}$")
@@ -215,9 +216,9 @@ def test_whowas_count_and_size_limit(connect, make_server):
 
 
 def test_away_replies_and_301_on_privmsg(connect, make_server):
-    port = make_server(awaylen=5).port
-    alice = connect("alice", port=port)
-    bob = connect("bob", port=port)
+    server = make_server(awaylen=5)
+    alice = connect("alice", port=server.port)
+    bob = connect("bob", port=server.port)
     bob.send("AWAY :out for a long walk")
     bob.expect(r" 306 bob :You have been marked as being away$")
     alice.send("PRIVMSG bob :hello?")
@@ -265,9 +266,9 @@ def test_away_user_joining_is_announced_to_away_notify_members(connect):
 # -- ISON, USERHOST -------------------------------------------------------------
 
 
-def test_ison_and_userhost(connect, oper_port):
-    alice = connect("alice", port=oper_port)
-    admin = connect("Admin", port=oper_port)
+def test_ison_and_userhost(connect, oper_server):
+    alice = connect("alice", port=oper_server.port)
+    admin = connect("Admin", port=oper_server.port)
     become_oper(admin)
     admin.send("AWAY :away")
     admin.expect(r" 306 ")
@@ -309,8 +310,8 @@ def test_server_info_commands(connect):
 # -- OPER, user modes ---------------------------------------------------------------
 
 
-def test_oper_success_modes_and_lusers(connect, oper_port):
-    admin = connect("admin", port=oper_port)
+def test_oper_success_modes_and_lusers(connect, oper_server):
+    admin = connect("admin", port=oper_server.port)
     admin.send("MODE admin +o")  # +o only comes with OPER
     no_line(admin, r"MODE admin :\+o")
     admin.send("LUSERS")
@@ -321,7 +322,7 @@ def test_oper_success_modes_and_lusers(connect, oper_port):
     admin.expect(rf"^:admin!~admin@{HOST} MODE admin :\+o$")
     admin.send("LUSERS")
     admin.expect(r" 252 admin 1 :operator\(s\) online$")
-    other = connect("other", port=oper_port)
+    other = connect("other", port=oper_server.port)
     other.send("WHOIS admin")
     other.expect(r" 313 other admin :is an IRC operator$")
     admin.send("OPER admin x")
@@ -335,8 +336,8 @@ def test_oper_success_modes_and_lusers(connect, oper_port):
     assert sum(" 252 " in line for line in admin.lines) == 1
 
 
-def test_oper_failures(connect, oper_port):
-    client = connect("guess", port=oper_port)
+def test_oper_failures(connect, oper_server):
+    client = connect("guess", port=oper_server.port)
     client.send("OPER nobody whatever")
     client.expect(r" 491 guess :No O-lines for your host$")
     client.send("OPER admin")
@@ -346,10 +347,10 @@ def test_oper_failures(connect, oper_port):
     assert any(line.startswith("ERROR :") for line in client.expect_closed())
 
 
-def test_kill(connect, oper_port):
-    admin = connect("admin", port=oper_port).join("#k")
-    victim = connect("victim", port=oper_port).join("#k")
-    peer = connect("peer", port=oper_port).join("#k")
+def test_kill(connect, oper_server):
+    admin = connect("admin", port=oper_server.port).join("#k")
+    victim = connect("victim", port=oper_server.port).join("#k")
+    peer = connect("peer", port=oper_server.port).join("#k")
     peer.send("KILL victim :nope")
     peer.expect(r" 481 peer :Permission Denied")
     become_oper(admin)
@@ -370,10 +371,10 @@ def test_kill(connect, oper_port):
     assert sum(" 252 " in line for line in peer.lines) == 1
 
 
-def test_wallops_reaches_opers_and_plus_w(connect, oper_port):
-    admin = connect("admin", port=oper_port)
-    listener = connect("listener", port=oper_port)
-    deaf = connect("deaf", port=oper_port)
+def test_wallops_reaches_opers_and_plus_w(connect, oper_server):
+    admin = connect("admin", port=oper_server.port)
+    listener = connect("listener", port=oper_server.port)
+    deaf = connect("deaf", port=oper_server.port)
     listener.send("MODE listener +w")
     listener.expect(r"MODE listener :\+w$")
     deaf.send("WALLOPS :hello")
@@ -407,11 +408,11 @@ def test_setname_with_and_without_the_cap(connect):
 # -- CHGHOST --------------------------------------------------------------------
 
 
-def test_chghost_with_and_without_the_cap(connect, oper_port):
-    admin = connect("admin", port=oper_port)
-    target = connect("target", port=oper_port).join("#h")
-    capped = connect(port=oper_port).register_with_caps("capped", "chghost").join("#h")
-    plain = connect("plain", port=oper_port).join("#h")
+def test_chghost_with_and_without_the_cap(connect, oper_server):
+    admin = connect("admin", port=oper_server.port)
+    target = connect("target", port=oper_server.port).join("#h")
+    capped = connect(port=oper_server.port).register_with_caps("capped", "chghost").join("#h")
+    plain = connect("plain", port=oper_server.port).join("#h")
     plain.send("CHGHOST target u h")
     plain.expect(r" 481 plain ")
     become_oper(admin)
@@ -464,8 +465,8 @@ def test_monitor_add_list_status_and_notifications(connect):
 
 
 def test_monitor_limit(connect, make_server):
-    port = make_server(monitor_limit=2).port
-    watcher = connect("watcher", port=port)
+    server = make_server(monitor_limit=2)
+    watcher = connect("watcher", port=server.port)
     watcher.send("MONITOR + a,b,c,d")
     watcher.expect(r" 734 watcher 2 c,d :Monitor list is full\.$")
     watcher.expect(r" 731 watcher :a,b$")
@@ -473,11 +474,13 @@ def test_monitor_limit(connect, make_server):
     watcher.expect(r" 731 watcher :a$")
 
 
-def test_extended_monitor_sends_away_setname_chghost(connect, oper_port):
+def test_extended_monitor_sends_away_setname_chghost(connect, oper_server):
     caps = "extended-monitor away-notify setname chghost"
-    extended = connect(port=oper_port).register_with_caps("extended", caps)
-    basic = connect(port=oper_port).register_with_caps("basic", "away-notify setname chghost")
-    admin = connect("admin", port=oper_port)
+    extended = connect(port=oper_server.port).register_with_caps("extended", caps)
+    basic = connect(port=oper_server.port).register_with_caps(
+        "basic", "away-notify setname chghost"
+    )
+    admin = connect("admin", port=oper_server.port)
     become_oper(admin)
     for client in (extended, basic):
         client.send("MONITOR + admin")

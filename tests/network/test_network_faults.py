@@ -72,6 +72,15 @@ def test_redis_away_gives_temporarily_unavailable_and_the_node_recovers(
     alice.expect(r":bob!\S+ PRIVMSG #room :yes")
     alice.send("JOIN #other")
     alice.expect(r" 366 alice #other ")
+    # The network's state lives in the nodes, not in Redis: a node started after Redis
+    # lost everything gets it from a live one.
+    (c,) = nodes(1, url=private_redis.url, network=a.config.network)
+    carol = connect(c, "carol")
+    carol.send("NAMES #room")
+    names = carol.expect(r" 353 carol \S #room :(.*)").group(1).split()
+    assert sorted(n.lstrip("@+") for n in names) == ["alice", "bob"]
+    carol.send("PRIVMSG #other :hi")  # +n: carol is no member, but #other exists
+    carol.expect(r" 404 carol #other ")
 
 
 def _chat_resumes(alice, bob, within: float = 10.0) -> None:

@@ -10,6 +10,11 @@ import socket
 import threading
 import time
 
+from greenchat.server.oper import hash_password
+
+PASSWORD = "s3cret"
+OPER_HASH = hash_password(PASSWORD)  # once: scrypt is slow on purpose
+
 
 def test_channel_message_reaches_the_other_node(nodes, connect):
     a, b = nodes(2)
@@ -168,6 +173,62 @@ def test_kick_of_a_user_on_the_other_node(nodes, connect):
     victim.expect(r"KICK #k victim :out")
     victim.send("PRIVMSG #k :still here?")
     victim.expect(r" 404 victim #k ")
+
+
+def test_kill_of_a_user_on_the_other_node(nodes, connect):
+    a, b = nodes(2, opers={"admin": OPER_HASH})
+    admin = connect(a, "admin").join("#k")
+    victim = connect(b, "victim").join("#k")
+    admin.expect(r":victim!\S+ JOIN")
+    admin.send(f"OPER admin {PASSWORD}")
+    admin.expect(r" 381 admin ")
+    admin.send("KILL victim :enough")
+    victim.expect(r"^ERROR :Closing Link: \S+ \(Killed \(admin \(enough\)\)\)$")
+    admin.expect(r":victim!\S+ QUIT :Killed \(admin \(enough\)\)$")
+    connect(a, "victim")  # the nick is free again, on the killer's node too
+
+
+def test_wallops_reach_operators_and_plus_w_users_on_every_node(nodes, connect):
+    a, b = nodes(2, opers={"admin": OPER_HASH})
+    admin = connect(a, "admin")
+    far_oper = connect(b, "faroper")
+    listener = connect(b, "listener")
+    deaf = connect(b, "deaf")
+    for oper in (admin, far_oper):
+        oper.send(f"OPER admin {PASSWORD}")
+        oper.expect(r" 381 \S+ ")
+    listener.send("MODE listener +w")
+    listener.expect(r"MODE listener :\+w$")
+    admin.send("WALLOPS :maintenance at noon")
+    for who in (listener, far_oper, admin):
+        who.expect(r"^:admin!\S+ WALLOPS :maintenance at noon$")
+    deaf.sync()
+    assert not any(" WALLOPS " in line for line in deaf.lines)
+
+
+def test_a_query_on_one_node_sees_what_another_node_just_confirmed(nodes, connect):
+    """Each reply below follows a change confirmed on the other node an instant
+    before: the query's node catches up with the network's log first."""
+    a, b = nodes(2)
+    asker = connect(a, "asker")
+    for round_ in range(20):
+        nick = f"new{round_}"
+        newcomer = connect(b, nick)  # its 001 came: the network has it
+        newcomer.send("AWAY :gone fishing")
+        newcomer.expect(r" 306 ")
+        asker.send(f"WHOIS {nick}")
+        asker.expect(rf" 301 asker {nick} :gone fishing$")
+        asker.send(f"PRIVMSG {nick} :hi")
+        newcomer.expect(rf":asker!\S+ PRIVMSG {nick} :hi$")
+        newcomer.send(f"JOIN #r{round_}", f"MODE #r{round_} +k key")
+        newcomer.expect(rf"MODE #r{round_} \+k key$")
+        asker.send(f"JOIN #r{round_}")
+        asker.expect(rf" 475 asker #r{round_} ")
+        newcomer.send(f"MODE #r{round_} -k key")
+        newcomer.expect(rf"MODE #r{round_} -k \S+$")
+        asker.send(f"JOIN #r{round_}")
+        asker.expect(rf" 366 asker #r{round_} ")
+        newcomer.close()
 
 
 def test_a_node_started_later_learns_the_network(nodes, connect):

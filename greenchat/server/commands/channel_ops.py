@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # -- KICK ---------------------------------------------------------------------
 
 
-@command("KICK", min_params=2)
+@command("KICK", min_params=2, fresh=True)
 def kick(server: ChatServer, conn: Session, msg: Message) -> None:
     """``KICK #chan nick[,nick] [:reason]``; also ``KICK #a,#b n1,n2`` in pairs."""
     channels = msg.params[0].split(",")
@@ -70,7 +70,7 @@ def kick_one(server: ChatServer, conn: Session, name: str, nick: str, reason: st
 # -- INVITE -------------------------------------------------------------------
 
 
-@command("INVITE", min_params=2)
+@command("INVITE", min_params=2, fresh=True)
 def invite(server: ChatServer, conn: Session, msg: Message) -> None:
     """``INVITE nick #chan``: members may invite; on a +i channel only ops."""
     nick, name = msg.params[0], msg.params[1]
@@ -91,7 +91,7 @@ def invite(server: ChatServer, conn: Session, msg: Message) -> None:
 # -- LIST ---------------------------------------------------------------------
 
 
-@command("LIST", paged=True)
+@command("LIST", paged=True, fresh=True)
 def list_(server: ChatServer, conn: Session, msg: Message) -> Iterator[None]:
     """``LIST``, ``LIST #a,#b``, ``LIST >3,<10`` (ELIST=U: filters on member count)."""
     names: list[str] = []

@@ -88,13 +88,10 @@ def join(server: ChatServer, conn: Session, msg: Message) -> None:
         if len(conn.user.channels) >= server.config.max_channels:
             conn.numeric(ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
             continue
-        if existing is not None:
-            refusal = join_refusal(conn.user, existing, keys[index] if index < len(keys) else "")
-            # A registered channel's founder and access-list ops pass (Ergo).
-            if refusal is not None and not server.channel_registry.passes(conn.user, existing):
-                conn.numeric(refusal, existing.name, refusal_text(refusal))
-                continue
         key = keys[index] if index < len(keys) else ""
+        if existing is not None and (refusal := _refusal(server, conn, existing, key)):
+            conn.numeric(refusal, existing.name, refusal_text(refusal))
+            continue
         try:  # on a network, checked again at its turn (a +l channel may fill up first)
             channel = server.hub.apply(Joined(conn.user.nick, name), {"key": key} if key else None)
         except Refused as refused:
@@ -109,6 +106,24 @@ def join(server: ChatServer, conn: Session, msg: Message) -> None:
             send_topic(server, conn, channel)
         send_names(server, conn, channel)
         history.autoreplay(server, conn, channel)
+
+
+def _refusal(server: ChatServer, conn: Session, channel: Channel, key: str) -> str | None:
+    """Why ``conn`` may not join ``channel`` as this node knows it, or None. On a
+    network node a refusal is looked at again once the node caught up: the key or
+    the ban may have gone a moment ago on another node."""
+    refusal = join_refusal(conn.user, channel, key)
+    # A registered channel's founder and access-list ops pass (Ergo).
+    if refusal is None or server.channel_registry.passes(conn.user, channel):
+        return None
+    if server.hub.backplane is None:
+        return refusal
+    with conn.uncaptured():
+        server.hub.backplane.catch_up()
+    if server.hub.get_channel(channel.name) is not channel:
+        return None  # it emptied meanwhile: the JOIN makes it anew
+    refusal = join_refusal(conn.user, channel, key)
+    return None if server.channel_registry.passes(conn.user, channel) else refusal
 
 
 def _refuse_name(server: ChatServer, conn: Session, name: str) -> None:
@@ -167,7 +182,7 @@ def part(server: ChatServer, conn: Session, msg: Message) -> None:
             server.hub.apply(Parted(conn.user.nick, channel.name, reason))
 
 
-@command("NAMES", paged=True)
+@command("NAMES", paged=True, fresh=True)
 def names(server: ChatServer, conn: Session, msg: Message) -> Iterator[None]:
     if not msg.params:
         conn.numeric(RPL_ENDOFNAMES, "*", "End of /NAMES list")
@@ -236,7 +251,7 @@ def send_topic(server: ChatServer, conn: Session, channel: Channel) -> None:
     conn.numeric(RPL_TOPICWHOTIME, channel.name, channel.topic_setter, when, trailing=False)
 
 
-@command("TOPIC", min_params=1)
+@command("TOPIC", min_params=1, fresh=True)
 def topic(server: ChatServer, conn: Session, msg: Message) -> None:
     channel = channel_or_403(server, conn, msg.params[0])
     if channel is None:
@@ -256,7 +271,7 @@ def topic(server: ChatServer, conn: Session, msg: Message) -> None:
         server.hub.apply(TopicSet(conn.user.nick, channel.name, text))
 
 
-@command("MODE", min_params=1)
+@command("MODE", min_params=1, fresh=True)
 def mode(server: ChatServer, conn: Session, msg: Message) -> None:
     if is_channel_name(msg.params[0]):
         channel_mode(server, conn, msg)

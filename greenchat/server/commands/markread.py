@@ -17,6 +17,7 @@ from greenchat.protocol.message import Message
 from greenchat.server.commands.history import parse_timestamp
 from greenchat.server.commands.table import command
 from greenchat.server.read_markers import CAPABILITY, MAX_MARKERS, TooManyMarkers
+from greenchat.server.shared_store import MARKER, announce
 from greenchat.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ def markread(server: ChatServer, conn: Session, msg: Message) -> None:
     if after == before:  # nothing moved: only the asker hears the stored marker
         conn.send(reply)
         return
+    if conn.user.account:  # the account's sessions on other nodes hear it from theirs
+        announce(server, MARKER, conn.user.account)
     line = reply.to_bytes()
     for user in markers.sessions_of(conn.user):
         if user is conn.user or user.has_cap(CAPABILITY):

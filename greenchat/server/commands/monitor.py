@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from greenchat.server.session import Session
 
 
-@command("MONITOR", min_params=1)
+@command("MONITOR", min_params=1, fresh=True)
 def monitor(server: ChatServer, conn: Session, msg: Message) -> None:
     sub = msg.params[0].upper()
     if sub in ("+", "-"):

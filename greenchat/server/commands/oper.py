@@ -26,9 +26,8 @@ from greenchat.server.commands.lookup import user_or_401
 from greenchat.server.commands.registration import USERLEN
 from greenchat.server.commands.table import command, wait_for
 from greenchat.server.commands.users import is_oper
-from greenchat.server.events import HostChanged, Killed, UserModeChanged
+from greenchat.server.events import HostChanged, Killed, UserModeChanged, WallopsSent
 from greenchat.server.oper import verify_password
-from greenchat.server.outgoing import Relay
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
@@ -73,7 +72,7 @@ def grant_oper(server: ChatServer, conn: Session, name: str) -> None:
 # -- KILL, WALLOPS ----------------------------------------------------------------
 
 
-@command("KILL", min_params=1, oper=True)
+@command("KILL", min_params=1, oper=True, fresh=True)
 def kill(server: ChatServer, conn: Session, msg: Message) -> None:
     nick = msg.params[0]
     comment = msg.params[1] if len(msg.params) > 1 and msg.params[1] else "<no reason supplied>"
@@ -92,15 +91,13 @@ def kill(server: ChatServer, conn: Session, msg: Message) -> None:
 
 @command("WALLOPS", min_params=1, oper=True)
 def wallops(server: ChatServer, conn: Session, msg: Message) -> None:
-    presence = server.hub.presence
-    relay = Relay(conn.user.prefix, "WALLOPS", (msg.params[0],))
-    server.hub.fanout(presence.opers | presence.wallops, relay)
+    server.hub.apply(WallopsSent(conn.user.nick, msg.params[0]))
 
 
 # -- CHGHOST ----------------------------------------------------------------------
 
 
-@command("CHGHOST", min_params=3, oper=True)
+@command("CHGHOST", min_params=3, oper=True, fresh=True)
 def chghost(server: ChatServer, conn: Session, msg: Message) -> None:
     nick, user, host = msg.params[0], msg.params[1], msg.params[2]
     target = user_or_401(server, conn, nick)

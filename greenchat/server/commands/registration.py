@@ -57,7 +57,7 @@ def pass_(server: ChatServer, conn: Session, msg: Message) -> None:
     conn.password = msg.params[0]
 
 
-@command("NICK", before_registration=True)
+@command("NICK", before_registration=True, fresh=True)
 def nick(server: ChatServer, conn: Session, msg: Message) -> None:
     if not msg.params or not msg.params[0]:
         conn.numeric(ERR_NONICKNAMEGIVEN, "No nickname given")
@@ -113,7 +113,9 @@ def try_register(server: ChatServer, conn: Session) -> None:
         return
     abort_sasl(conn)  # registration does not wait for a login left unfinished
     user = conn.user
-    event = UserRegistered(user.nick, user.username, user.host, user.realname, user.account)
+    event = UserRegistered(
+        user.nick, user.username, user.host, user.realname, user.account, ip=user.ip
+    )
     server.hub.apply(event)
     server.metrics.registration.observe(time.monotonic() - conn.connected_at)
     log.info("registered %s from %s:%s", conn.user.prefix, conn.user.host, conn.port)
@@ -143,6 +145,6 @@ def motd(server: ChatServer, conn: Session, msg: Message) -> None:
     send_motd(server, conn)
 
 
-@command("LUSERS")
+@command("LUSERS", fresh=True)
 def lusers(server: ChatServer, conn: Session, msg: Message) -> None:
     send_lusers(server, conn)

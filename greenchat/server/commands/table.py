@@ -13,6 +13,13 @@ must not be taken for its replies (labeled-response), so the capture of its
 replies pauses around the wait. A handler whose reply may be too big to build
 at once is registered with ``paged=True``: it is a generator, and paging.py
 sends its reply a page at a time.
+
+A command whose answer or checks read other users' and channels' state is
+registered with ``fresh=True``: on a node of a network it first waits for its
+node to apply every change made anywhere before it arrived (the backplane's
+``catch_up``), so a WHOIS on one node sees the AWAY just confirmed on another.
+Messages to channels, the hot path, never wait; a message to a nick waits only
+when the nick is not known here (commands/messaging.py).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ class CommandSpec:
     oper: bool  # operators only: 481 for anyone else
     yields: bool  # waits (through wait_for): other greenlets run meanwhile
     paged: bool  # a generator: its reply goes out page by page (paging.py)
+    fresh: bool  # on a network node, waits to hold every change made before it came
 
 
 COMMANDS: dict[str, CommandSpec] = {}
@@ -66,13 +74,16 @@ def command(
     oper: bool = False,
     yields: bool = False,
     paged: bool = False,
+    fresh: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of ``name``."""
 
     def register(handler: Handler) -> Handler:
         if name in COMMANDS:
             raise ValueError(f"command {name} registered twice")
-        spec = CommandSpec(name, handler, min_params, before_registration, oper, yields, paged)
+        spec = CommandSpec(
+            name, handler, min_params, before_registration, oper, yields, paged, fresh
+        )
         COMMANDS[name] = spec
         return handler
 
@@ -93,6 +104,9 @@ def dispatch(server: ChatServer, conn: Session, msg: Message) -> Iterator[None] 
     elif spec.oper and "o" not in conn.user.modes:
         conn.numeric(ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
     else:
+        if spec.fresh and server.hub.backplane is not None:
+            with conn.uncaptured():
+                server.hub.backplane.catch_up()
         try:
             return spec.handler(server, conn, msg)
         except Refused as refused:  # the network's order decided against it (backplane)

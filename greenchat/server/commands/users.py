@@ -130,13 +130,12 @@ def user_mode(server: ChatServer, conn: Session, msg: Message) -> None:
 @command("AWAY")
 def away(server: ChatServer, conn: Session, msg: Message) -> None:
     text = truncate_utf8(msg.params[0], server.config.awaylen) if msg.params else ""
-    changed = text != conn.user.away
+    if text != conn.user.away:  # replied once applied: on a network, confirmed
+        server.hub.apply(AwayChanged(conn.user.nick, text))
     if text:
         conn.numeric(RPL_NOWAWAY, "You have been marked as being away")
     else:
         conn.numeric(RPL_UNAWAY, "You are no longer marked as being away")
-    if changed:
-        server.hub.apply(AwayChanged(conn.user.nick, text))
 
 
 @command("SETNAME", min_params=1)
@@ -160,7 +159,7 @@ def _online(server: ChatServer, nick: str) -> User | None:
     return user if user is not None and user.registered else None
 
 
-@command("ISON", min_params=1)
+@command("ISON", min_params=1, fresh=True)
 def ison(server: ChatServer, conn: Session, msg: Message) -> None:
     # Clients send the nicks as several parameters or as one trailing list.
     present: dict[str, None] = {}
@@ -172,7 +171,7 @@ def ison(server: ChatServer, conn: Session, msg: Message) -> None:
     conn.numeric(RPL_ISON, lines[0] if lines else "")
 
 
-@command("USERHOST", min_params=1)
+@command("USERHOST", min_params=1, fresh=True)
 def userhost(server: ChatServer, conn: Session, msg: Message) -> None:
     replies: dict[User, str] = {}
     for nick in " ".join(msg.params).split()[:USERHOST_MAX]:
@@ -240,7 +239,7 @@ def _parse_who_options(option: str) -> tuple[str, str | None, str]:
     return letters, fields.lower(), token or "0"
 
 
-@command("WHO", min_params=1, paged=True)
+@command("WHO", min_params=1, paged=True, fresh=True)
 def who(server: ChatServer, conn: Session, msg: Message) -> Iterator[None]:
     mask = msg.params[0]
     letters, fields, token = _parse_who_options(msg.params[1] if len(msg.params) > 1 else "")
@@ -309,7 +308,7 @@ def _idle_seconds(user: User) -> int:
 # -- WHOIS ----------------------------------------------------------------------
 
 
-@command("WHOIS", min_params=1)
+@command("WHOIS", min_params=1, fresh=True)
 def whois(server: ChatServer, conn: Session, msg: Message) -> None:
     # WHOIS [<server>] <nick>[,<nick>...]: the server part needs no routing here.
     masks = msg.params[1] if len(msg.params) > 1 else msg.params[0]
@@ -355,7 +354,7 @@ def _whois_channels(conn: Session, user: User) -> Iterator[str]:
 # -- WHOWAS ---------------------------------------------------------------------
 
 
-@command("WHOWAS", min_params=1)
+@command("WHOWAS", min_params=1, fresh=True)
 def whowas(server: ChatServer, conn: Session, msg: Message) -> None:
     count = _whowas_count(msg.params[1] if len(msg.params) > 1 else "")
     history = server.hub.presence.whowas
