@@ -43,6 +43,7 @@ class HeartbeatThread:
         self.running = False
         self.beats = 0
         self._loop_seen = time.monotonic()
+        self._next = 0.0  # when the thread beats next (monotonic)
         self._pool: ThreadPool | None = None
 
     def start(self) -> None:
@@ -69,7 +70,6 @@ class HeartbeatThread:
     def _run(self) -> None:
         # On the thread: its client's gevent sockets belong to this thread's hub.
         client = client_for(self.url, socket_connect_timeout=3.0, socket_timeout=3.0)
-        self._next = 0.0
         try:
             while self.running:
                 now = time.monotonic()

@@ -388,6 +388,7 @@ class Session:
         self.output_held = True
 
     def release_flushes(self) -> None:
+        """Flush again, what waited first (at the end of this turn of the loop)."""
         self.output_held = False
         if self.sendq.size and self.writer is None:
             self._waker()(self)  # what a first queued chunk does: a flush at the turn's end

@@ -45,7 +45,7 @@ from greenchat.protocol.numerics import (
 )
 from greenchat.server.commands import history, users
 from greenchat.server.commands.lookup import channel_or_403, user_or_401
-from greenchat.server.commands.table import command
+from greenchat.server.commands.table import caught_up, command
 from greenchat.server.events import ChannelModeChanged, Joined, Parted, TopicSet
 from greenchat.server.read_markers import CAPABILITY as READ_MARKER
 from greenchat.server.welcome import (
@@ -109,21 +109,23 @@ def join(server: ChatServer, conn: Session, msg: Message) -> None:
 
 
 def _refusal(server: ChatServer, conn: Session, channel: Channel, key: str) -> str | None:
-    """Why ``conn`` may not join ``channel`` as this node knows it, or None. On a
-    network node a refusal is looked at again once the node caught up: the key or
-    the ban may have gone a moment ago on another node."""
+    """Why ``conn`` may not join ``channel``, or None. On a network node a refusal is
+    looked at again once the node caught up: the key or the ban may have gone a
+    moment ago on another node."""
+    refusal = _refused_here(server, conn, channel, key)
+    if refusal is None or not caught_up(conn):
+        return refusal
+    if server.hub.get_channel(channel.name) is not channel:
+        return None  # it emptied meanwhile: the JOIN makes it anew
+    return _refused_here(server, conn, channel, key)
+
+
+def _refused_here(server: ChatServer, conn: Session, channel: Channel, key: str) -> str | None:
     refusal = join_refusal(conn.user, channel, key)
     # A registered channel's founder and access-list ops pass (Ergo).
     if refusal is None or server.channel_registry.passes(conn.user, channel):
         return None
-    if server.hub.backplane is None:
-        return refusal
-    with conn.uncaptured():
-        server.hub.backplane.catch_up()
-    if server.hub.get_channel(channel.name) is not channel:
-        return None  # it emptied meanwhile: the JOIN makes it anew
-    refusal = join_refusal(conn.user, channel, key)
-    return None if server.channel_registry.passes(conn.user, channel) else refusal
+    return refusal
 
 
 def _refuse_name(server: ChatServer, conn: Session, name: str) -> None:

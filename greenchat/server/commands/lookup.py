@@ -1,5 +1,5 @@
-"""Shared lookups for handlers: the channel or 403, the user or 401, and a lookup
-that on a network node looks again once the node caught up."""
+"""Shared lookups for handlers: the channel or 403, the user or 401, and a second
+look after a miss on a network node, once the node caught up."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from greenchat.protocol.numerics import ERR_NOSUCHCHANNEL, ERR_NOSUCHNICK
+from greenchat.server.commands.table import caught_up
 
 if TYPE_CHECKING:
     from greenchat.server.hub import Channel
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from greenchat.server.session import Session
     from greenchat.server.user import User
 
-__all__ = ["channel_or_403", "found_fresh", "user_or_401"]
+__all__ = ["channel_or_403", "look_again", "user_or_401"]
 
 T = TypeVar("T")
 
@@ -36,13 +37,8 @@ def user_or_401(server: ChatServer, conn: Session, nick: str) -> User | None:
     return user
 
 
-def found_fresh(conn: Session, find: Callable[[str], T | None], name: str) -> T | None:
-    """``find(name)``; on a network node that finds nothing, once more after catching
-    up with the network (the nick may have registered on another node a moment ago,
-    and ``conn``'s user learned it there). A hit costs nothing more."""
-    found = find(name)
-    if found is None and (backplane := conn.server.hub.backplane) is not None:
-        with conn.uncaptured():
-            backplane.catch_up()
-        found = find(name)
-    return found
+def look_again(conn: Session, find: Callable[[str], T | None], name: str) -> T | None:
+    """After ``find(name)`` found nothing: on a network node, ``find(name)`` once the
+    node caught up (the nick may have registered on another node a moment ago, and
+    ``conn``'s user learned it there); None at once on a single server."""
+    return find(name) if caught_up(conn) else None

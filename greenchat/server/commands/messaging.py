@@ -21,7 +21,7 @@ from greenchat.protocol.numerics import (
     ERR_TOOMANYTARGETS,
     RPL_AWAY,
 )
-from greenchat.server.commands.lookup import found_fresh
+from greenchat.server.commands.lookup import look_again
 from greenchat.server.commands.table import command
 from greenchat.server.events import Messaged
 from greenchat.server.outgoing import Relay, new_msgid
@@ -87,7 +87,9 @@ def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: 
         return
     for target in targets:
         if is_channel_name(target):
-            channel = found_fresh(conn, server.hub.get_channel, target)
+            channel = server.hub.get_channel(target)
+            if channel is None:
+                channel = look_again(conn, server.hub.get_channel, target)
             if channel is None:
                 if errors:
                     conn.numeric(ERR_NOSUCHCHANNEL, target, "No such channel")
@@ -100,7 +102,9 @@ def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: 
             if verb == "PRIVMSG":  # a NOTICE is never answered
                 server.services[casefold(target)].handle(server, conn, text or "")
         else:
-            user = found_fresh(conn, server.hub.registered_user, target)
+            user = server.hub.nick_owner(target)
+            if user is None or not user.registered:
+                user = look_again(conn, server.hub.registered_user, target)
             if user is None:
                 if errors:
                     conn.numeric(ERR_NOSUCHNICK, target, "No such nick/channel")

@@ -44,7 +44,9 @@ if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
 
-__all__ = ["COMMANDS", "CommandSpec", "command", "dispatch", "wait_for", "wait_for_store"]
+__all__ = [
+    "COMMANDS", "CommandSpec", "caught_up", "command", "dispatch", "wait_for", "wait_for_store",
+]  # fmt: skip
 
 # A paged handler returns an iterator (it is a generator); the others None.
 Handler = Callable[["ChatServer", "Session", Message], Iterator[None] | None]
@@ -104,9 +106,8 @@ def dispatch(server: ChatServer, conn: Session, msg: Message) -> Iterator[None] 
     elif spec.oper and "o" not in conn.user.modes:
         conn.numeric(ERR_NOPRIVILEGES, "Permission Denied - You're not an IRC operator")
     else:
-        if spec.fresh and server.hub.backplane is not None:
-            with conn.uncaptured():
-                server.hub.backplane.catch_up()
+        if spec.fresh:
+            caught_up(conn)
         try:
             return spec.handler(server, conn, msg)
         except Refused as refused:  # the network's order decided against it (backplane)
@@ -114,6 +115,18 @@ def dispatch(server: ChatServer, conn: Session, msg: Message) -> Iterator[None] 
         except Unavailable as exc:
             conn.fail(name, "TEMPORARILY_UNAVAILABLE", f"The network is unavailable: {exc}")
     return None
+
+
+def caught_up(conn: Session) -> bool:
+    """On a node of a network: wait until it applied every change the network made
+    before now (the backplane's ``catch_up``), the labeled capture paused as in
+    :func:`wait_for`; True then. False at once on a single server: nothing to wait for."""
+    backplane = conn.server.hub.backplane
+    if backplane is None:
+        return False
+    with conn.uncaptured():
+        backplane.catch_up()
+    return True
 
 
 def wait_for(conn: Session, function: Callable[..., T], *args: Any) -> T:
