@@ -20,7 +20,10 @@ a server that writes each message before taking the next (Ergo with MySQL).
 
 A read (CHATHISTORY) takes what is still waiting with it: on the one storage
 thread that batch is written first, then the query runs, so a client always
-finds what it was just sent. While the store fails, at most
+finds what it was just sent. On a node of a network sharing one store, each node
+stores its own lines; a read also waits (:data:`HEARD_WAIT` at most) until the
+newest line each other node delivered here for that conversation is stored, so a
+page never lacks a line its reader saw a moment ago. While the store fails, at most
 :data:`MAX_PENDING` items wait in memory; past that the oldest are dropped, and
 counted.
 
@@ -83,6 +86,8 @@ MAX_PENDING = 100_000  # items held while the store fails; then the oldest go
 RETRY_AFTER = 1.0  # seconds between attempts while the store fails
 WRITE_CHUNK = 500  # items a transaction of the writer (see _Chunks)
 EXPIRE_BATCH = 1000  # lines deleted per transaction: expiry never holds the store long
+HEARD_LIMIT = 10_000  # conversations whose other nodes' newest lines are remembered
+HEARD_WAIT = 2.0  # seconds a read waits at most for those lines to be stored
 # Senders wait past HIGH_WATER items waiting or being written (about half a second of
 # the store's writing on the benchmark machine), until under LOW_WATER.
 HIGH_WATER = 20_000
@@ -152,6 +157,10 @@ class HistoryRecorder:
     def __init__(self, server: ChatServer) -> None:
         self.server = server
         self.pending: list[HistoryItem] = []
+        self._last_seq = 0  # the seq proposed last (see _seq_for)
+        # conversation -> node -> msgid: other nodes' newest lines heard here, not yet
+        # found stored (_heard, _await_heard); the conversations heard from last, last.
+        self._heard_last: dict[str, dict[str, str]] = {}
         self.dropped = 0  # items dropped while the store failed (a metric)
         self._wake = Flag()
         self._writer: gevent.Greenlet | None = None
@@ -175,8 +184,10 @@ class HistoryRecorder:
     # -- noting (in the hub's observer call: never yields) ----------------------------
 
     def on_event(self, event: Event) -> None:
-        if self.server.hub.foreign:
-            return  # another node's: stored by that node, in the store we share
+        if self.server.hub.foreign:  # another node's: stored by that node, in our store
+            if type(event) is Messaged:
+                self._heard(event)
+            return
         kind = type(event)
         if kind is Messaged:
             self._messaged(event)
@@ -247,14 +258,25 @@ class HistoryRecorder:
     ) -> None:  # fmt: skip
         self._note([self._event_item(event, source, account, casefold(channel), command, params)])
 
-    @staticmethod
     def _event_item(
-        event: ChannelChange, source: str, account: str, key: str, command: str,
+        self, event: ChannelChange, source: str, account: str, key: str, command: str,
         params: tuple[str, ...],
     ) -> HistoryItem:  # fmt: skip
         """A channel event stored for draft/event-playback, with the msgid and time its
         live line had."""
-        return HistoryItem(key, event.msgid, _stored_time(event), command, source, account, params)
+        return HistoryItem(
+            key, event.msgid, _stored_time(event), command, source, account, params,
+            seq=self._seq_for(event.time),
+        )  # fmt: skip
+
+    def _seq_for(self, when: float) -> int:
+        """A line's proposed seq (the stores keep it unless another process's line has
+        it): its event's time in microseconds, rising within this process. Nodes (or
+        workers) sharing a store each write their own lines, a batch at a time, so a
+        store reads in the order of these times, not in the order the batches came."""
+        seq = max(int(when * 1_000_000), self._last_seq + 1)
+        self._last_seq = seq
+        return seq
 
     def cutoff(self, user: User, channel_key: str) -> float:
         """The oldest channel history ``user`` may read (--history-query-cutoff)."""
@@ -265,11 +287,9 @@ class HistoryRecorder:
             return self._joined.get(user, {}).get(channel_key, time.time())
         return 0.0
 
-    def _messaged(self, event: Messaged) -> None:
+    def _conversation(self, event: Messaged, sender: User) -> str:
+        """The key ``event`` is stored under: its channel's, or its two parties'."""
         hub = self.server.hub
-        sender = hub.nicks.get(casefold(event.source))
-        if sender is None:
-            return
         target = casefold(event.target)
         if target not in hub.channels:
             accounts = self.server.registered_nicks
@@ -278,11 +298,52 @@ class HistoryRecorder:
                 party_of(sender, event.source, accounts),
                 party_of(recipient, event.target, accounts),
             )
+        return target
+
+    def _heard(self, event: Messaged) -> None:
+        """Another node's message, delivered here: remember it as the newest of its
+        conversation from that node until a read finds it stored (see _await_heard)."""
+        sender = self.server.hub.nicks.get(casefold(event.source))
+        if sender is None:
+            return
+        heard = self._heard_last
+        key = self._conversation(event, sender)
+        newest = heard.pop(key, None) or {}
+        newest[sender.node] = event.msgid
+        heard[key] = newest  # last in the dict: the conversation heard from last
+        if len(heard) > HEARD_LIMIT:
+            del heard[next(iter(heard))]
+
+    def _await_heard(self, target: str) -> None:
+        """Before a read of ``target``: the lines this node delivered from other nodes
+        are there once those nodes stored them, each its own a batch at a time, so a
+        line seen a moment ago could still be missing from the page. Each node's newest
+        is waited for (its earlier ones are stored before it), HEARD_WAIT at most."""
+        newest = self._heard_last.get(target)
+        storage = self.server.storage
+        if not newest or storage is None:
+            return
+        deadline = time.monotonic() + HEARD_WAIT
+        for node, msgid in list(newest.items()):
+            while storage.run(storage.store.history_item, target, msgid) is None:
+                if time.monotonic() >= deadline:
+                    log.warning("history: %s's line %s in %s was not stored", node, msgid, target)
+                    break
+                gevent.sleep(0.01)
+            if newest.get(node) == msgid:
+                del newest[node]
+
+    def _messaged(self, event: Messaged) -> None:
+        hub = self.server.hub
+        sender = hub.nicks.get(casefold(event.source))
+        if sender is None:
+            return
+        target = self._conversation(event, sender)
         params = (event.target,) if event.verb == "TAGMSG" else (event.target, event.text)
         when = _stored_time(event)
         item = HistoryItem(
             target, event.msgid, when, event.verb, sender.prefix, sender.account,
-            params, event.tags,
+            params, event.tags, self._seq_for(event.time),
         )  # fmt: skip
         self._note([item])
         if self.backlogged:
@@ -414,6 +475,8 @@ class HistoryRecorder:
         storage = self.server.storage
         if storage is None:
             raise StoreUnavailable("the server has no storage open")
+        if method == "history":
+            self._await_heard(args[0])
         store = storage.store
         chunks = _Chunks(store, self.pending)
         self.pending = []

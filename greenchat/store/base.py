@@ -103,7 +103,11 @@ class HistoryItem(NamedTuple):
     ``target`` is the conversation's key (the server's: a channel's casefolded
     name, or the two parties of a private conversation); ``params`` are the
     line's parameters after its command, as sent; ``seq`` is the store's total
-    order, given when the item is appended (0 before).
+    order: on append, the writer's proposal (its event's time in microseconds,
+    rising within the process; 0: the item's time), kept unless another line of
+    the conversation has it, then the next free one, so a store shared by several
+    processes reads in the order of their events' times, however their batches
+    interleave; lines of a batch keep their order.
     """
 
     target: str
@@ -115,6 +119,11 @@ class HistoryItem(NamedTuple):
     params: tuple[str, ...]
     tags: str = ""  # the sender's client-only tags, escaped
     seq: int = 0
+
+
+def proposed_seq(item: HistoryItem) -> int:
+    """The seq a store gives ``item`` unless taken: the writer's, else its time in µs."""
+    return item.seq or int(item.time * 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,8 +46,8 @@ History, one hash tag per conversation (``<target>`` as the server keys it; its
 lines are written and read together, and conversations spread over the slots):
 
 ==============================  ======  ==============================================
-``H seq``                       string  the conversation's last seq (gone with its
-                                        last line: a new line starts at 1 again)
+``H seq``                       string  a counter earlier versions numbered lines by
+                                        (deleted with the conversation's last line)
 ``H msgids``                    hash    msgid -> seq (a bound or REDACT in O(1))
 ``H times``                     zset    seq zero-padded to 16 digits, scored by time
                                         (time bounds, windows, expiry; padded so that
@@ -72,14 +72,14 @@ Outside any one conversation (single keys, each a slot of its own):
 Beyond SqliteStore
 ------------------
 
-* ``seq`` counts per conversation: a total order of each conversation's lines (all
-  that CHATHISTORY and the contract compare), not across conversations.
+* ``seq`` is the writer's proposal (HistoryItem), unique per conversation (one taken
+  already moves up to the next free one): a total order of each conversation's
+  lines (all that CHATHISTORY and the contract compare), the order of their events'
+  times even when the nodes' batches reach Redis in another order.
 * A batch is one script (one round trip, atomic on one server). A line whose msgid
   its conversation has already is skipped: a batch sent again after a timeout whose
   write went through after all stores nothing twice.
-* Time bounds find their seq through ``times``: exact while times rise with seq (the
-  server stamps them so); a line stored out of time order (a clock step) may be left
-  out of a time-bounded page, never one outside the bounds put in.
+* Time bounds find their seq through ``times``: exact, as times rise with seq.
 * Expiry by age takes conversation by conversation, the one with the oldest line
   first, and trimming to ``keep_per_target`` counts every conversation (``ZCARD``,
   pipelined): which lines one call takes may differ from SqliteStore's (the oldest
@@ -121,6 +121,7 @@ from greenchat.store.base import (
     RegisteredChannel,
     StoreError,
     StoreUnavailable,
+    proposed_seq,
 )
 
 __all__ = ["MIN_REDIS", "Keys", "RedisStore", "hash_tag", "unavailable_cause"]
@@ -421,7 +422,7 @@ end
 # the conversations' scores in ``conversations``. KEYS: 5 per conversation (as
 # Keys.conversation), then a party set each, then ``conversations``. ARGV: the counts
 # of the three, then per conversation its count of lines and for each line its
-# msgid, time, 'm' or 'e', and JSON array after the seq; per party set its count
+# msgid, time, proposed seq, 'm' or 'e', and JSON array after the seq; per party set its count
 # and conversations; then score, conversation pairs for ZADD LT.
 # A msgid the conversation has already is a line stored by an earlier try: skipped.
 # Reads first, then a few variadic writes: a call into Redis per line would cost more
@@ -437,37 +438,55 @@ end
 -- The `count` lines from ARGV[a] into the conversation of KEYS[k + 1 .. k + 5].
 local function append(k, a, count)
   local ids, have = {}, {}
-  for i = 1, count do ids[i] = ARGV[a + 4 * i - 4] end
+  for i = 1, count do ids[i] = ARGV[a + 5 * i - 5] end
   for i = 1, count, 1000 do
     local got = redis.call('HMGET', KEYS[k + 2], unpack(ids, i, math.min(i + 999, count)))
     for j = 1, #got do have[i + j - 1] = got[j] end
   end
-  local seq = tonumber(redis.call('GET', KEYS[k + 1]) or '0')
-  local first, seen = seq, {}
-  -- Field/member pairs of msgids, times, msg, evt. Numbers as they are: redis.call
-  -- turns them into text in C, faster than string.format in Lua.
-  local out = {{}, {}, {}, {}}
+  -- Each new line's proposed seq (see HistoryItem), and whether the conversation has
+  -- it already: one ZMSCORE for them all.
+  local fresh, want = {}, {}
   for i = 1, count do
-    local j, msgid = a + 4 * i - 4, ids[i]
-    if msgid == '' or not (have[i] or seen[msgid]) then
-      seq = seq + 1
-      local t = out[1]
-      if msgid ~= '' then seen[msgid] = true; t[#t + 1] = msgid; t[#t + 1] = seq end
-      t = out[2]
-      t[#t + 1] = ARGV[j + 1]; t[#t + 1] = pad(seq)
-      t = ARGV[j + 2] == 'm' and out[3] or out[4]
-      t[#t + 1] = seq; t[#t + 1] = '[' .. seq .. ',' .. ARGV[j + 3]
+    local msgid = ids[i]
+    if msgid == '' or not (have[i] or fresh[msgid]) then
+      if msgid ~= '' then fresh[msgid] = true end
+      want[#want + 1] = {i, tonumber(ARGV[a + 5 * i - 3])}
     end
   end
+  local busy = {}
+  for i = 1, #want, 1000 do
+    local padded = {}
+    for j = i, math.min(i + 999, #want) do padded[#padded + 1] = pad(want[j][2]) end
+    local got = redis.call('ZMSCORE', KEYS[k + 3], unpack(padded))
+    for j = 1, #padded do busy[want[i + j - 1][2]] = got[j] and true or false end
+  end
+  local function taken(s)
+    if busy[s] == nil then busy[s] = redis.call('ZSCORE', KEYS[k + 3], pad(s)) and true or false end
+    return busy[s]
+  end
+  -- Field/member pairs of msgids, times, msg, evt; seqs as integers in text (Lua's
+  -- own number to text would write 1.8e+15). A batch's lines keep their order.
+  local out, prev = {{}, {}, {}, {}}, -1
+  for _, w in ipairs(want) do
+    local i, s = w[1], math.max(w[2], prev + 1)
+    while taken(s) do s = s + 1 end
+    busy[s], prev = true, s
+    local j, msgid, seq = a + 5 * i - 5, ids[i], string.format('%d', s)
+    local t = out[1]
+    if msgid ~= '' then t[#t + 1] = msgid; t[#t + 1] = seq end
+    t = out[2]
+    t[#t + 1] = ARGV[j + 1]; t[#t + 1] = pad(s)
+    t = ARGV[j + 3] == 'm' and out[3] or out[4]
+    t[#t + 1] = seq; t[#t + 1] = '[' .. seq .. ',' .. ARGV[j + 4]
+  end
   for t = 1, 4 do many(t == 1 and 'HSET' or 'ZADD', KEYS[k + t + 1], out[t], 1, #out[t]) end
-  if seq > first then redis.call('SET', KEYS[k + 1], seq) end
 end
 local nconv, nparty, nscore = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local a = 4
 for c = 0, nconv - 1 do
   local count = tonumber(ARGV[a])
   append(5 * c, a + 1, count)
-  a = a + 1 + 4 * count
+  a = a + 1 + 5 * count
 end
 for q = 1, nparty do
   local count = tonumber(ARGV[a])
@@ -718,7 +737,7 @@ def _line_args(item: HistoryItem) -> tuple:
         [item.msgid, item.time, item.command, item.source, item.account, item.params, item.tags]
     )
     kind = "m" if item.command in MESSAGE_COMMANDS else "e"
-    return item.msgid, item.time, kind, rest[1:]
+    return item.msgid, item.time, proposed_seq(item), kind, rest[1:]
 
 
 def _lines(target: str, found: list[bytes]) -> list[HistoryItem]:

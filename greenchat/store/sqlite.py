@@ -43,6 +43,7 @@ from greenchat.store.base import (
     RegisteredChannel,
     StoreError,
     StoreUnavailable,
+    proposed_seq,
 )
 
 __all__ = [
@@ -624,9 +625,10 @@ class SqliteStore:
     # core (33,000 rows/s with the GIL held busy meanwhile).
 
     def append_history(self, items: Sequence[HistoryItem]) -> None:
+        seqs = _batch_seqs(items)
         rows = json.dumps([
-            (i.target, i.msgid, i.time, i.command, i.source, i.account, i.params, i.tags)
-            for i in items
+            (s, i.target, i.msgid, i.time, i.command, i.source, i.account, i.params, i.tags)
+            for s, i in zip(seqs, items, strict=True)
         ], ensure_ascii=False)  # fmt: skip
         parties = sorted(
             {
@@ -637,18 +639,48 @@ class SqliteStore:
             }
         )
         with self._transaction(write=True, statements=2 if parties else 1) as db:
-            db.execute(
-                "INSERT INTO history (target, msgid, time, command, source, account, params,"
-                " tags) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,"
-                " value ->> 5, value -> 6, value ->> 7 FROM json_each(?)",
+            stored = db.execute(
+                "INSERT INTO history (seq, target, msgid, time, command, source, account,"
+                " params, tags) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3,"
+                " value ->> 4, value ->> 5, value ->> 6, value -> 7, value ->> 8"
+                " FROM json_each(?) WHERE true ON CONFLICT (seq) DO NOTHING",
                 (rows,),
-            )
+            ).rowcount
+            if stored < len(items):  # another process stored a line of that microsecond
+                self._store_bumped(db, items, seqs)
             if parties:
                 db.execute(
                     "INSERT OR IGNORE INTO private_parties (party, target)"
                     " SELECT value ->> 0, value ->> 1 FROM json_each(?)",
                     (json.dumps(parties, ensure_ascii=False),),
                 )
+
+    def _store_bumped(
+        self, db: sqlite3.Connection, items: Sequence[HistoryItem], seqs: list[int]
+    ) -> None:
+        """Another process had some of the batch's seqs (its lines of the same
+        microseconds): store the batch again, in order, each line at the first free
+        seq from its own (rare, so a statement a line)."""
+        if not db.in_transaction:  # the batch's INSERT was a statement on its own
+            db.execute("BEGIN IMMEDIATE")
+        for seq, item in zip(seqs, items, strict=True):
+            db.execute(
+                "DELETE FROM history WHERE seq = ? AND target = ? AND msgid = ?",
+                (seq, item.target, item.msgid),
+            )
+        prev = -1
+        for seq, item in zip(seqs, items, strict=True):
+            seq = max(seq, prev + 1)
+            row = (item.target, item.msgid, item.time, item.command, item.source,
+                   item.account, json.dumps(item.params, ensure_ascii=False, separators=(",", ":")),
+                   item.tags)  # fmt: skip
+            while not db.execute(
+                "INSERT INTO history (seq, target, msgid, time, command, source, account,"
+                " params, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
+                (seq, *row),
+            ).rowcount:
+                seq += 1
+            prev = seq
 
     def history(
         self,
@@ -751,8 +783,7 @@ class SqliteStore:
             gone = 0
             oldest = db.execute("SELECT time FROM history ORDER BY seq LIMIT 1").fetchone()
             if oldest is not None and oldest[0] < older_than:
-                # The oldest rows by seq (times rise with seq; a line stored out of
-                # order by a clock step waits for the per-target limit or a later pass).
+                # The oldest rows by seq (times rise with seq: it is the time in µs).
                 gone = db.execute(
                     "DELETE FROM history WHERE seq IN (SELECT seq FROM history ORDER BY seq"
                     " LIMIT ?) AND time < ?",
@@ -839,6 +870,17 @@ class SqliteStore:
         with suppress(sqlite3.Error):
             db.execute("PRAGMA optimize")
         db.close()
+
+
+def _batch_seqs(items: Sequence[HistoryItem]) -> list[int]:
+    """The seqs a batch asks for: each line's proposal (base.proposed_seq), raised where
+    needed so that the batch's lines keep their order."""
+    seqs: list[int] = []
+    prev = -1
+    for item in items:
+        prev = max(proposed_seq(item), prev + 1)
+        seqs.append(prev)
+    return seqs
 
 
 def _history_row(row: list) -> HistoryItem:

@@ -99,6 +99,44 @@ def test_same_time_lines_keep_their_order(store):
     ]
 
 
+def test_lines_read_in_the_order_of_their_times_whichever_batch_came_first(store):
+    # Two nodes (or workers) sharing a store each write their own lines, a batch at a
+    # time: one's batch can land after the other's later line. Readers see time order.
+    store.append_history([item(0), item(2), item(4)])
+    store.append_history([item(1), item(3), item(5, when=1004.0)])  # 5: one time with 4
+    order = ["line 0", "line 1", "line 2", "line 3", "line 4", "line 5"]
+    assert texts(store.history("#room", None, None, 10, latest=False)) == order
+    assert texts(store.history("#room", None, None, 2, latest=True)) == order[-2:]
+    assert texts(store.history("#room", HistoryBound(msgid="m1"), None, 2, False)) == order[2:4]
+    after = store.history("#room", HistoryBound(time=1001.0), HistoryBound(time=1004.0), 9, False)
+    assert texts(after) == ["line 2", "line 3"]
+    seqs = [i.seq for i in store.history("#room", None, None, 10, latest=False)]
+    assert seqs == sorted(set(seqs))
+
+
+def test_the_writers_proposed_seqs_order_lines_of_one_millisecond(store):
+    # Stored times are whole milliseconds (what server-time shows); the writers propose
+    # their events' times in microseconds, and those decide the order.
+    store.append_history([item(2, when=3000.0, seq=3_000_000_700)])
+    store.append_history([item(1, when=3000.0, seq=3_000_000_300)])
+    assert texts(store.history("#room", None, None, 10, latest=False)) == ["line 1", "line 2"]
+
+
+def test_two_writers_of_one_microsecond_both_keep_their_lines(factory):
+    if factory.reopen is None:
+        pytest.skip("one writer: nothing else opens a :memory: store")
+    first, second = factory.open(), factory.reopen()
+    try:
+        first.append_history([item(1, when=2000.0), item(2, when=2000.0)])
+        second.append_history([item(0, when=1999.0), item(3, when=2000.0)])
+        got = first.history("#room", None, None, 10, latest=False)
+        assert texts(got) == ["line 0", "line 1", "line 2", "line 3"]
+        assert len({i.seq for i in got}) == 4
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_msgid_the_target_lacks_matches_nothing(store):
     fill(store, 5)
     fill(store, 5, target="#other")

