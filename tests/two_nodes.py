@@ -15,6 +15,7 @@ only against one node.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -58,3 +59,16 @@ class TwoNodes:
     def __getattr__(self, name: str) -> Any:
         # config, server, call...: node 0's.
         return getattr(self.nodes[0], name)
+
+
+def followed(server: Any, channel: str, timeout: float = 10.0) -> None:
+    """Until every node holds the same ChanServ record of ``channel``: a node follows
+    another's change of a registered channel by reading it again (shared_store.py),
+    a moment after the changing node has replied. Nothing to wait for on one node."""
+    nodes = getattr(server, "nodes", None)
+    if not nodes:
+        return
+    deadline = time.monotonic() + timeout
+    while len({repr(node.server.channel_registry.get(channel)) for node in nodes}) > 1:
+        assert time.monotonic() < deadline, f"the nodes' records of {channel} differ"
+        time.sleep(0.01)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from two_nodes import followed
 
 PASSWORD = "hunter2-is-long"
 SERVER = r"greenchat\.local"
@@ -112,10 +113,11 @@ def test_the_founder_passes_key_invite_only_and_bans(founded, connect):
     bob.expect(r" 473 bob #c ")
 
 
-def test_access_list_voice_then_op_with_amode(founded, account, connect):
+def test_access_list_voice_then_op_with_amode(server, founded, account, connect):
     carol = account("carol")
     founded.send("CS ACCESS #c ADD carol v")
     cs_reply(founded, "carol now gets \\+v on joining #c.")
+    followed(server, "#c")  # carol may be on the other node
     carol.send("JOIN #c")
     carol.expect(rf"^:{SERVER} MODE #c \+v carol$")
     founded.send("CS AMODE #c +o CAROL")  # the account's own spelling is kept
@@ -135,10 +137,11 @@ def test_access_list_voice_then_op_with_amode(founded, account, connect):
     cs_reply(founded, r"  \(empty\)")
 
 
-def test_access_list_operators_manage_voices_only(founded, account, connect):
+def test_access_list_operators_manage_voices_only(server, founded, account, connect):
     carol, dave = account("carol"), account("dave")
     founded.send("CS ACCESS #c ADD carol o")
     cs_reply(founded, "carol now gets")
+    followed(server, "#c")  # carol may be on the other node
     carol.send("CS ACCESS #c ADD dave o")
     cs_reply(carol, "You may not change dave's access to #c")
     carol.send("CS ACCESS #c ADD dave v")
