@@ -87,6 +87,19 @@ class ServerThread:
         self._thread.join(timeout)
 
 
+def until(check, timeout: float = 10.0, what="it"):
+    """Poll ``check()`` every 50 ms until it gives something true, and return that; fail
+    after ``timeout`` s saying ``what`` (or what ``what()`` says then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        told = what() if callable(what) else what
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {told}"
+        time.sleep(0.05)
+
+
 def wait_for(read, pattern: str, what: str, timeout: float = 10.0) -> str:
     """Poll ``read()`` until ``pattern`` matches (re.M); fail with the last text seen."""
     regex = re.compile(pattern, re.M)

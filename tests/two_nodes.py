@@ -15,11 +15,10 @@ only against one node.
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import replace
 from typing import Any
 
-from transcript import ServerThread
+from transcript import ServerThread, until
 
 from greenchat.server.config import REDIS_DB, ServerConfig
 
@@ -68,7 +67,8 @@ def followed(server: Any, channel: str, timeout: float = 10.0) -> None:
     nodes = getattr(server, "nodes", None)
     if not nodes:
         return
-    deadline = time.monotonic() + timeout
-    while len({repr(node.server.channel_registry.get(channel)) for node in nodes}) > 1:
-        assert time.monotonic() < deadline, f"the nodes' records of {channel} differ"
-        time.sleep(0.01)
+
+    def agree() -> bool:
+        return len({repr(node.server.channel_registry.get(channel)) for node in nodes}) == 1
+
+    until(agree, timeout, f"the nodes' records of {channel} agree")

@@ -422,8 +422,8 @@ end
 # the conversations' scores in ``conversations``. KEYS: 5 per conversation (as
 # Keys.conversation), then a party set each, then ``conversations``. ARGV: the counts
 # of the three, then per conversation its count of lines and for each line its
-# msgid, time, proposed seq, 'm' or 'e', and JSON array after the seq; per party set its count
-# and conversations; then score, conversation pairs for ZADD LT.
+# msgid, time, proposed seq, 'm' or 'e', and JSON array after the seq; per party set
+# its count and conversations; then score, conversation pairs for ZADD LT.
 # A msgid the conversation has already is a line stored by an earlier try: skipped.
 # Reads first, then a few variadic writes: a call into Redis per line would cost more
 # than the line. On one server the whole batch is one script; a cluster client would

@@ -10,7 +10,7 @@ import re
 import time
 
 import pytest
-from transcript import register_account
+from transcript import register_account, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,17 +22,6 @@ PASSWORD = "s3cret-pw"
 def pair(nodes):
     """Two nodes of one network sharing their store in its Redis."""
     return nodes(2, db="redis", flood_rate=0)
-
-
-def _until(check, timeout: float = 10.0, what="it"):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        told = what() if callable(what) else what
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {told}"
-        time.sleep(0.05)
 
 
 def _lines_until(client, pattern: str) -> list[str]:
@@ -130,7 +119,7 @@ def test_a_channel_registered_on_one_node_gives_its_founder_ops_on_the_other(pai
         again.expect(r":dave2!\S+ PART #owned")
         return any(re.search(r" MODE #owned \+o dave2", line) for line in lines)
 
-    _until(opped_on_b, what="the founder gets +o on joining on the other node")
+    until(opped_on_b, what="the founder gets +o on joining on the other node")
     watcher = connect(a, "watcher").join("#owned")  # and a's replica has it too
     again.send("JOIN #owned")
     watcher.expect(r"MODE #owned \+o dave2")
@@ -156,4 +145,4 @@ def test_history_said_on_both_nodes_is_stored_once_and_read_on_either(pair, conn
             seen.append(_history(reader, "#h"))
             return seen[-1] == said
 
-        _until(stored_once, what=lambda seen=seen: f"history {said}, read {seen[-1]}")
+        until(stored_once, what=lambda seen=seen: f"history {said}, read {seen[-1]}")

@@ -10,6 +10,8 @@ import socket
 import threading
 import time
 
+from transcript import until
+
 from greenchat.server.oper import hash_password
 
 PASSWORD = "s3cret"
@@ -215,10 +217,7 @@ def test_a_query_on_one_node_sees_what_another_node_just_confirmed(redis_url, no
         (a,) = nodes(1, url=link.url, network=b.server.config.network)
         # Its start waits 5 s for the network at most; behind this link, on a busy
         # machine, joining it (the snapshot, the log) can take longer.
-        deadline = time.monotonic() + 30
-        while not a.server.backplane.connected:
-            assert time.monotonic() < deadline, "node a never joined the network"
-            time.sleep(0.05)
+        until(lambda: a.server.backplane.connected, 30, "node a joined the network")
         _queries_see_the_other_node(a, b, connect)
 
 
