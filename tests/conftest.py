@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import redis_cluster
 import redis_server
 from serve_process import ServeProcess
 from transcript import IrcClient, ServerThread
@@ -28,6 +29,16 @@ def redis_url() -> Iterator[str]:
         pytest.skip(redis_server.SKIP_REASON)
     with redis_server.RedisServer() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """One real Redis Cluster for the session (tests/redis_cluster.py: three masters on
+    loopback TCP); skipped without redis-server."""
+    if not redis_server.available():
+        pytest.skip(redis_server.SKIP_REASON)
+    with redis_cluster.RedisCluster() as cluster:
+        yield cluster.url
 
 
 ONE_NODE, TWO_NODES = "one-node", "two-nodes"

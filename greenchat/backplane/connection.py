@@ -7,6 +7,10 @@ These connection classes make the same connections from ``gevent.socket``, so
 a greenlet waiting on Redis lets every other greenlet run. Each client made
 here is used by one greenlet at a time (the backplane's publisher, its
 listener, its control loop): redis-py's pool lock is then never contended.
+
+A URL may name one node of a Redis Cluster: :func:`is_cluster` asks it, and
+:func:`client_for` then makes a :class:`redis.RedisCluster`, whose connections to
+every node are gevent's too.
 """
 
 from __future__ import annotations
@@ -16,8 +20,14 @@ from typing import Any
 import redis
 from gevent import socket as gsocket
 from gevent import ssl as gssl
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
-__all__ = ["client_for"]
+__all__ = ["FAILURES", "client_for", "is_cluster"]
+
+# What a Redis that fails underneath raises (a cluster client raises some errors,
+# a slot no shard serves, of a class of their own).
+FAILURES = (redis.RedisError, RedisClusterException, OSError)
 
 
 class GeventConnection(redis.Connection):
@@ -70,12 +80,35 @@ class GeventUnixConnection(redis.UnixDomainSocketConnection):
 _CLASSES = {"redis": GeventConnection, "rediss": GeventSSLConnection, "unix": GeventUnixConnection}
 
 
-def client_for(url: str, **options: Any) -> redis.Redis:
+def client_for(url: str, cluster: bool = False, **options: Any) -> redis.Redis:
     """A client of ``url`` (``redis://``, ``rediss://`` or ``unix://``) whose
-    connections are gevent's; ``options`` go to the pool (timeouts...)."""
+    connections are gevent's; ``options`` go to the pool (timeouts...). ``cluster``:
+    the URL names a node of a Redis Cluster (:func:`is_cluster`), and the client
+    finds the others from it."""
     scheme = url.split("://", 1)[0]
     if scheme not in _CLASSES:
         raise ValueError(f"{url!r}: a backplane is redis://, rediss:// or unix://")
+    if cluster:
+        if scheme == "unix":
+            raise ValueError(f"{url!r}: a Redis Cluster is reached over TCP")
+        try:  # it asks the node for the others at once
+            return RedisCluster.from_url(url, connection_class=_CLASSES[scheme], **options)
+        except RedisClusterException as exc:
+            raise redis.ConnectionError(f"the cluster at {url!r}: {exc}") from None
     pool = redis.ConnectionPool.from_url(url, **options)
     pool.connection_class = _CLASSES[scheme]
     return redis.Redis(connection_pool=pool)
+
+
+def is_cluster(url: str, timeout: float = 3.0) -> bool | None:
+    """Whether the Redis at ``url`` is a node of a cluster (``INFO cluster``); None
+    when it cannot be asked now."""
+    if url.startswith("unix://"):
+        return False
+    client = client_for(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(int(client.info("cluster").get("cluster_enabled", 0)))
+    except (*FAILURES, ValueError):
+        return None
+    finally:
+        client.close()

@@ -41,6 +41,7 @@ class HeartbeatThread:
         self.url, self.key, self.value = url, key, value
         self.every, self.ttl = every, ttl
         self.running = False
+        self.cluster = False  # the backplane says so before the first beat (see _beat)
         self.beats = 0
         self._loop_seen = time.monotonic()
         self._next = 0.0  # when the thread beats next (monotonic)
@@ -68,29 +69,36 @@ class HeartbeatThread:
             self._pool.kill()
 
     def _run(self) -> None:
-        # On the thread: its client's gevent sockets belong to this thread's hub.
-        client = client_for(self.url, socket_connect_timeout=3.0, socket_timeout=3.0)
+        client: redis.Redis | None = None
         try:
             while self.running:
                 now = time.monotonic()
                 if now >= self._next:
                     self._next = now + self.every
-                    self._beat(client, now)
+                    client = self._beat(client, now)
                 time.sleep(SLICE)  # gevent's own (patched or not): this thread's hub sleeps
         finally:
-            client.close()
+            if client is not None:
+                client.close()
 
-    def _beat(self, client: redis.Redis, now: float) -> None:
+    def _beat(self, client: redis.Redis | None, now: float) -> redis.Redis | None:
+        """Set the key (once ``value()`` says what); the client, made at the first beat
+        (on the thread: its gevent sockets belong to this thread's hub; and by then the
+        backplane knows whether the Redis is a cluster, ``self.cluster``)."""
         if now - self._loop_seen > LOOP_STALL:
             log.error("backplane: the event loop has not run for %.0f s; heartbeat stopped",
                       now - self._loop_seen)  # fmt: skip
-            return
+            return client
         value = self.value()
         if value is None:
-            return
+            return client
         try:
+            if client is None:
+                options = {"socket_connect_timeout": 3.0, "socket_timeout": 3.0}
+                client = client_for(self.url, self.cluster, **options)
             client.set(self.key, value, ex=self.ttl)
             self.beats += 1
         except (redis.RedisError, OSError) as exc:
             log.debug("backplane: heartbeat failed: %s", exc)
             self._next = now + min(self.every, RETRY_EVERY)  # Redis back: beat soon
+        return client

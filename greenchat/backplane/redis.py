@@ -54,12 +54,13 @@ import gevent
 import redis
 from gevent.event import AsyncResult
 from gevent.event import Event as Flag
-from gevent.socket import wait_read
 
 from greenchat.backplane import Refused, Unavailable, snapshot
 from greenchat.backplane.checks import verdict
-from greenchat.backplane.connection import client_for
+from greenchat.backplane.connection import FAILURES, client_for, is_cluster
 from greenchat.backplane.heartbeat import HeartbeatThread
+from greenchat.backplane.shard_order import Entry, ShardOrder
+from greenchat.backplane.subscriber import Subscriber
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.numerics import ERR_NICKNAMEINUSE
 from greenchat.server import events
@@ -97,7 +98,6 @@ RETRY_EVERY = 0.5  # seconds between reconnection attempts
 SPLIT_REASON = "*.net *.split"
 LISTENER_TURN = 0.02  # seconds the listener applies the log before letting others run
 LISTENER_TURN_MAX = 0.5  # ...at most, however long the others took (_let_others_run)
-READ_TIMEOUT = 10.0  # for the rest of a message whose first bytes are here
 RUN_BYTES = 64 * 1024  # about the most envelopes one PUBLISH carries
 READY = b"ready"  # a heartbeat's value once the node holds the network's state
 SNAPSHOT_TIMEOUT = 5.0  # how long a new node waits for a live one to send the network's state
@@ -105,12 +105,14 @@ CATCH_UP_TIMEOUT = 2.0  # a query waits at most this long for its node to catch 
 
 # Number the change, keep it in the stream, publish it: one step in Redis.
 # KEYS: sequence counter, stream, log channel. ARGV: the envelope, stream length.
+# On a cluster the log channel is a shard channel (SPUBLISH), in the keys' slot.
 _SEQUENCE = """
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-1', 'e', ARGV[1])
 redis.call('PUBLISH', KEYS[3], seq .. ' ' .. ARGV[1])
 return seq
 """
+_SEQUENCE_SHARDED = _SEQUENCE.replace("'PUBLISH'", "'SPUBLISH'")
 
 _LOG = object()  # the outbox's mark for "through the sequencing script"
 
@@ -146,23 +148,28 @@ class RedisBackplane:
         # How every envelope this node publishes begins (see _envelope): its own
         # messages come back on the channels it is subscribed to, and are skipped.
         self._own_envelope = json.dumps([self.node], ensure_ascii=False)[:-1].encode() + b","
-        prefix = f"gc:{network}:"
+        # The network's own keys and channels share one hash tag: on a cluster, one
+        # slot, so that one script numbers, keeps and publishes each change. Chat
+        # channels and nodes spread over the slots (channel_of, node_channel_of).
+        prefix = f"gc:{{{network}}}:"
         self.prefix = prefix
+        self.spread = f"gc:{network}:"
         self.log_channel = prefix + "log"
         self.snapshot_channel = prefix + "snap"  # "send me the state": nodes joining late
         self.node_channel = self.node_channel_of(self.node)
         self.sequence_keys = (prefix + "seq", prefix + "stream", self.log_channel)
-        options = {"socket_connect_timeout": 3.0, "socket_timeout": 5.0}
-        self.publisher = client_for(url, **options)
-        self.control = client_for(url, **options)
-        self.reader = client_for(url, **options)  # the listener's own reads (gap filling)
-        self.listen_client = client_for(url, socket_connect_timeout=3.0)
-        self.sequence = self.publisher.register_script(_SEQUENCE)
+        # A Redis Cluster or a single Redis: None while it cannot be asked (the
+        # listener asks again once it reaches it, _know_kind).
+        self.cluster: bool | None = is_cluster(url)
+        self._make_clients()
         self.heart = HeartbeatThread(
             url, self.heartbeat_key(self.node), self._heartbeat_value,
             HEARTBEAT_EVERY, HEARTBEAT_TTL,
         )  # fmt: skip
-        self.pubsub: Any = None
+        self.heart.cluster = bool(self.cluster)
+        # On a cluster: the order between the log's shard and the channels' (used only
+        # then: a single Redis keeps it by itself).
+        self.order = ShardOrder(self._apply_entry, self._apply_log)
         self.outbox: deque[tuple[Any, str, int]] = deque()  # (channel, payload, pid)
         self.pending: dict[int, _Proposal] = {}
         self.subscribed: set[str] = set()  # Redis channels of the chat channels we have
@@ -193,14 +200,40 @@ class RedisBackplane:
         self.late_loops = 0  # heartbeat greenlet turns that came HEARTBEAT_TTL/2 late
         self.taken_for_dead = 0  # our users another node quit, taking this one for dead
 
+    def _make_clients(self) -> None:
+        """The connections, for a single Redis or a cluster (as self.cluster says)."""
+        cluster, url = bool(self.cluster), self.url
+        options = {"socket_connect_timeout": 3.0, "socket_timeout": 5.0}
+        self.publisher = client_for(url, cluster, **options)
+        self.control = client_for(url, cluster, **options)
+        self.reader = client_for(url, cluster, **options)  # the listener's own reads (gaps)
+        self.listen_client = client_for(url, cluster, socket_connect_timeout=3.0)
+        self.sequence = None if cluster else self.publisher.register_script(_SEQUENCE)
+        self.subscriber = Subscriber(self.listen_client, cluster)
+
+    def _know_kind(self) -> None:
+        """Ask whether the Redis is a cluster, if that was not known (it could not be
+        reached at the start); a cluster gets the clients that route by slot."""
+        if self.cluster is not None:
+            return
+        self.cluster = is_cluster(self.url)
+        if self.cluster is None:
+            raise redis.ConnectionError("the Redis cannot be asked what it is")
+        if self.cluster:
+            for client in (self.publisher, self.control, self.reader, self.listen_client):
+                client.close()
+            self._make_clients()
+        self.heart.cluster = self.cluster
+
     # -- names ------------------------------------------------------------
 
     def channel_of(self, name: str) -> str:
-        """The Redis channel of chat channel ``name`` (hash-tagged: one slot)."""
-        return f"{self.prefix}c:{{{casefold(name)}}}"
+        """The Redis channel of chat channel ``name``: on a cluster, in the slot of the
+        channel's history (the store's ``{h:<channel>}``)."""
+        return f"{self.spread}{{h:{casefold(name)}}}:pub"
 
     def node_channel_of(self, node: str) -> str:
-        return f"{self.prefix}n:{node}"
+        return f"{self.spread}{{n:{node}}}"
 
     def heartbeat_key(self, node: str) -> str:
         return f"{self.prefix}alive:{node}"
@@ -232,13 +265,12 @@ class RedisBackplane:
         self.running = False
         self._stopping.set()
         self._wake.set()
-        if self.pubsub is not None:
-            self.pubsub.close()  # the listener's read returns; never killed mid-read
+        self.subscriber.close()  # the listener's read returns; never killed mid-read
         gevent.joinall(self._greenlets, timeout=3.0)
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
         self.heart.stop()
-        with suppress(redis.RedisError, OSError):
+        with suppress(*FAILURES):
             self.control.delete(self.heartbeat_key(self.node))
         for client in (self.publisher, self.control, self.reader, self.listen_client):
             client.close()
@@ -255,6 +287,8 @@ class RedisBackplane:
             return self._quit_alone(event)
         if type(event) is StoreChanged:
             return self._announce(event)
+        if self.cluster and (type(event) is Parted or type(event) is Quit):
+            extra = self._with_heard(event, extra)
         if self._applying or gevent.getcurrent() in self._greenlets:
             # Proposed while a change is applied (a KILL's disconnect, an observer's
             # follow-up): it takes its turn after, without anyone waiting for it.
@@ -306,7 +340,7 @@ class RedisBackplane:
             batch, self._head_waiters = self._head_waiters, []
             try:
                 head = int(self.control.get(self.sequence_keys[0]) or 0)
-            except (redis.RedisError, OSError, ValueError):
+            except (*FAILURES, ValueError):
                 head = 0  # answer from the replica
             if head > self.last_seq:
                 self._behind.append((head, batch))
@@ -359,7 +393,8 @@ class RedisBackplane:
             if not self.connected:
                 self.dropped += 1
                 raise Unavailable("only this server's users got it")
-            self._send(where, self._envelope(0, event, {}), 0)
+            mark = self.order.message_mark(where, self.last_seq) if self.cluster else {}
+            self._send(where, self._envelope(0, event, mark), 0)
         return relay
 
     def _subscribe_for(self, name: str) -> None:
@@ -369,7 +404,7 @@ class RedisBackplane:
         if channel not in self.subscribed and self.connected:
             flag = self._confirmations[channel] = Flag()
             self.subscribed.add(channel)
-            self.pubsub.subscribe(channel)
+            self.subscriber.subscribe(channel)
             if gevent.getcurrent() in self._greenlets:
                 return  # the listener itself cannot wait for what it reads
             self._wait_confirmed(flag)
@@ -383,6 +418,17 @@ class RedisBackplane:
             if self.last_seq == seen or not self.connected:
                 raise Unavailable("the network did not answer in time")
             seen = self.last_seq
+
+    def _with_heard(self, event: Parted | Quit, extra: dict[str, Any]) -> dict[str, Any]:
+        """A leaving of ours, marked with our last message on each channel it leaves
+        (shard_order.py: the others apply it after those)."""
+        if type(event) is Parted:
+            names = [event.channel]
+        else:
+            user = self.hub.nick_owner(event.nick)
+            names = [c.name for c in user.channels.values()] if user is not None else []
+        heard = self.order.leaving_mark([self.channel_of(name) for name in names])
+        return {**extra, "heard": heard} if heard else extra
 
     def _quit_alone(self, event: Quit) -> Any:
         """A local user leaves while the network is out of reach: gone here now, and
@@ -422,7 +468,7 @@ class RedisBackplane:
                 batch = [self.outbox.popleft() for _ in range(size)]
                 try:
                     self._publish(batch)
-                except (redis.RedisError, OSError) as exc:
+                except FAILURES as exc:
                     self._lost(batch, exc)
                     gevent.sleep(RETRY_EVERY)
 
@@ -432,21 +478,34 @@ class RedisBackplane:
         (a burst to a room costs Redis, and each node reading it, one message per run,
         not one per line). Runs never reach past a log entry: the order stays."""
         pipe = self.publisher.pipeline(transaction=False)
+        # A cluster's pipeline sends each shard its part: the log's and each channel's
+        # order stays, the order between shards does not (see _on_message).
+        publish = pipe.spublish if self.cluster else pipe.publish
         keys = list(self.sequence_keys)
         run_channel, run = None, []
         for channel, payload, _ in batch:
             if run and (channel != run_channel or self._run_full(run, payload)):
-                pipe.publish(run_channel, "\n".join(run))
+                publish(run_channel, "\n".join(run))
                 run = []
             if channel is _LOG:
-                self.sequence(keys=keys, args=[payload, STREAM_LENGTH], client=pipe)
+                self._sequence(pipe, keys, payload)
             else:
                 run_channel = channel
                 run.append(payload)
         if run:
-            pipe.publish(run_channel, "\n".join(run))
+            publish(run_channel, "\n".join(run))
         pipe.execute()
         self.published += len(batch)
+
+    def _sequence(self, pipe: Any, keys: list[str], payload: str) -> None:
+        """The numbering script, in the pipeline: by its SHA on a single Redis; on a
+        cluster as EVAL, which any shard that owns the slot (after a failover too) runs
+        without having been told the script first."""
+        if self.sequence is not None:
+            self.sequence(keys=keys, args=[payload, STREAM_LENGTH], client=pipe)
+        else:
+            pipe.execute_command("EVAL", _SEQUENCE_SHARDED, len(keys), *keys, payload,
+                                 STREAM_LENGTH)  # fmt: skip
 
     @staticmethod
     def _run_full(run: list[str], payload: str) -> bool:
@@ -469,8 +528,11 @@ class RedisBackplane:
         """Subscribe, fill any gap, apply what comes; on a failure start over."""
         while self.running:
             try:
+                self._know_kind()
                 self._subscribe_all()
                 self._fill_gap(None)
+                if self.cluster:
+                    self.order.resubscribed(list(self.subscribed), self.last_seq + 1)
                 if not self._bootstrapped:
                     self._bootstrap()
                     self._bootstrapped = True
@@ -480,13 +542,15 @@ class RedisBackplane:
                 self.connected = True
                 turn, turn_length = time.monotonic(), LISTENER_TURN
                 while self.running:
-                    message = self._next_message(1.0)
+                    message = self._next_message(0.05 if self.order.holding else 1.0)
                     if message is not None:
                         self._on_message(message)
+                    if self.order.holding:
+                        self.order.release_held()
                     if time.monotonic() - turn > turn_length:
                         turn_length = self._let_others_run()
                         turn = time.monotonic()
-            except (redis.RedisError, OSError, ValueError) as exc:
+            except (*FAILURES, ValueError) as exc:
                 if not self.running:
                     break
                 self._disconnected(exc)
@@ -504,11 +568,10 @@ class RedisBackplane:
         return min(max(LISTENER_TURN, 2 * (time.monotonic() - start)), LISTENER_TURN_MAX)
 
     def _subscribe_all(self) -> None:
-        if self.pubsub is not None:
-            self.pubsub.close()
-        self.pubsub = self.listen_client.pubsub()
+        self.subscriber.close()
+        self.subscriber.refresh()  # a cluster: where each slot is now
         channels = [self.log_channel, self.node_channel, self.snapshot_channel, *self.subscribed]
-        self.pubsub.subscribe(*channels)
+        self.subscriber.subscribe(*channels)
         waiting = set(channels)
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
         while waiting:
@@ -523,33 +586,15 @@ class RedisBackplane:
                 self._on_message(message)
 
     def _next_message(self, timeout: float) -> dict[str, Any] | None:
-        """The next message, waiting at most ``timeout`` for one.
-
-        redis-py's own wait is a blocking poll(), so the wait is gevent's here, in short
-        slices (a stop, the flag then close(), is seen within one). And redis-py is
-        asked only once data is there, with a timeout of its own: asked with none (0),
-        it takes half a message (a long run of them arrives in pieces) for a timeout
-        and drops the connection.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            connection = self.pubsub.connection
-            sock = getattr(connection, "_sock", None) if connection is not None else None
-            if sock is None:
-                raise redis.ConnectionError("the subscriber connection is closed")
-            if connection.can_read(timeout=0):  # buffered, or on the socket: no wait
-                return self.pubsub.get_message(timeout=READ_TIMEOUT)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            with suppress(gevent.Timeout):
-                wait_read(sock.fileno(), timeout=min(left, 0.25), timeout_exc=gevent.Timeout)
+        """The next message on any subscription, waiting at most ``timeout``."""
+        return self.subscriber.next_message(timeout)
 
     def _disconnected(self, exc: BaseException) -> None:
         if self.connected:
             log.warning("backplane: lost %s: %s; reconnecting", _shown(self.url), exc)
             self.reconnects += 1
         self.connected = False
+        self.order.release_all()
         while self._behind:  # they answer from the replica
             for waiter in self._behind.popleft()[1]:
                 waiter.set()
@@ -569,34 +614,61 @@ class RedisBackplane:
         channel, raw = _text(message["channel"]), message["data"]
         if channel == self.log_channel:
             seq_text, _, data = _text(raw).partition(" ")
-            seq = int(seq_text)
-            if self.last_seq and seq > self.last_seq + 1:
-                self._fill_gap(seq)
-            if seq <= self.last_seq:
-                return  # had it already (gap filling read it)
-            self.last_seq = seq
-            self._receive(data)
-            if self._behind:
-                self._release_caught_up()
+            self._on_log(int(seq_text), data)
         elif channel == self.snapshot_channel:
             self._answer_snapshot(_text(raw))
         elif not raw.startswith(self._own_envelope):  # ours were delivered when sent
             for data in _text(raw).split("\n"):  # a run of messages (see _publish)
-                self._receive(data)
+                entry = self._read(data)
+                if entry is None:
+                    continue
+                if self.cluster:
+                    self.order.message(channel, entry, self.last_seq)
+                else:
+                    self._apply_entry(entry)
 
-    def _receive(self, data: str) -> None:
-        """One envelope: read, checked and applied in the network's order."""
+    def _on_log(self, seq: int, data: str) -> None:
+        """The log's entry ``seq``: applied in order (a gap read from the stream first;
+        on a cluster perhaps held, shard_order.py)."""
+        last = self.order.last_received(self.last_seq)
+        if last and seq > last + 1:
+            self.order.release_held(force=True)  # the stream has what follows them
+            self._fill_gap(seq)
+            last = self.last_seq
+        if seq <= last:
+            return  # had it already (gap filling read it)
+        entry = self._read(data)
+        if entry is None:
+            self.last_seq = seq
+        elif self.cluster:
+            self.order.log_entry(seq, entry)
+        else:
+            self._apply_log(seq, entry)
+
+    def _apply_log(self, seq: int, entry: Entry) -> None:
+        self.last_seq = seq
+        self._apply_entry(entry)
+        if self._behind:
+            self._release_caught_up()
+        if self.cluster:
+            self.order.log_applied(seq)
+
+    def _read(self, data: str) -> Entry | None:
+        """One envelope, read: (origin, pid, extra, event); None if unreadable."""
         self.received += 1
         try:
             origin, pid, extra, payload = json.loads(data)
-            event = events.from_dict(payload)
-        except (ValueError, events.EventError) as exc:
+            return origin, pid, extra, events.from_dict(payload)
+        except (ValueError, TypeError, events.EventError) as exc:
             log.warning("backplane: unreadable entry skipped: %s", exc)
-            return
+            return None
+
+    def _apply_entry(self, entry: Entry) -> None:
+        """One envelope, checked and applied in the network's order."""
         try:
-            self._apply(origin, pid, extra, event)
+            self._apply(*entry)
         except Exception:  # a bug costs this one change, not the node's link
-            log.exception("backplane: applying %s from %s failed", event.kind, origin)
+            log.exception("backplane: applying %s from %s failed", entry[3].kind, entry[0])
 
     # -- joining a network that already has users -------------------------------
 
@@ -616,7 +688,8 @@ class RedisBackplane:
             return
         request = os.urandom(4).hex()
         key = f"{self.prefix}snapshot:{self.node}:{request}"
-        self.reader.publish(self.snapshot_channel, json.dumps([self.node, request]))
+        publish = self.reader.spublish if self.cluster else self.reader.publish
+        publish(self.snapshot_channel, json.dumps([self.node, request]))
         deadline = time.monotonic() + SNAPSHOT_TIMEOUT
         while (data := self.reader.get(key)) is None:
             if time.monotonic() > deadline:
@@ -667,6 +740,8 @@ class RedisBackplane:
             origin, pid, extra, payload = json.loads(_text(fields[b"e"]))
             self._apply(origin, pid, extra, events.from_dict(payload))
         self._release_caught_up()
+        if self.cluster:
+            self.order.log_applied(self.last_seq)
 
     def _apply(self, origin: str, pid: int, extra: dict[str, Any], event: Event) -> None:
         """One change in the network's order: checked, then applied here."""
@@ -693,6 +768,8 @@ class RedisBackplane:
                 proposal.outcome.set(Unavailable("the change no longer applies"))
             return
         touched = self._channels_touched(event)
+        if ours and type(event) is Joined and self.cluster:
+            self.order.joined(self.channel_of(event.channel), self.last_seq)
         if proposal is not None:
             self._apply_proposed(proposal, event)
         else:
@@ -761,9 +838,10 @@ class RedisBackplane:
             redis_channel = self.channel_of(name)
             if (channel is None or not channel.local) and redis_channel in self.subscribed:
                 self.subscribed.discard(redis_channel)
+                self.order.left(redis_channel)
                 # On a failure, the next connection subscribes only to what is left.
-                with suppress(redis.RedisError, OSError):
-                    self.pubsub.unsubscribe(redis_channel)
+                with suppress(*FAILURES):
+                    self.subscriber.unsubscribe(redis_channel)
 
     # -- liveness -------------------------------------------------------------
 
@@ -780,7 +858,7 @@ class RedisBackplane:
             last = now
             try:
                 self._reap_dead()
-            except (redis.RedisError, OSError) as exc:
+            except FAILURES as exc:
                 log.debug("backplane: looking for dead nodes failed: %s", exc)
             self._stopping.wait(HEARTBEAT_EVERY)
 

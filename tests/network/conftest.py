@@ -1,7 +1,8 @@
 """Two (or more) nodes of one network over the session's redis-server (redis_url).
 
 ``nodes(2)`` starts two in-process servers (port 0) with ``--backplane`` on the
-session's redis-server and a network name of their own, so tests never see each
+session's redis-server (``backplane_url``: a module may name another, the session's
+Redis Cluster) and a network name of their own, so tests never see each
 other's users. ``redis_server`` is that server, for the tests that upset it.
 """
 
@@ -19,7 +20,13 @@ _networks = itertools.count(1)
 
 
 @pytest.fixture
-def nodes(redis_url):
+def backplane_url(redis_url) -> str:
+    """The Redis the nodes share (test_two_nodes.py runs on a Redis Cluster too)."""
+    return redis_url
+
+
+@pytest.fixture
+def nodes(backplane_url):
     """Factory: ``nodes(n, **config)`` -> n started servers of one new network."""
     started: list[ServerThread] = []
 
@@ -28,7 +35,8 @@ def nodes(redis_url):
     ) -> list[ServerThread]:
         """``network``: join that one (a node started later) instead of a new one."""
         network = network or f"net{next(_networks)}"
-        config = replace(ServerConfig(), backplane=url or redis_url, network=network, **overrides)
+        url = url or backplane_url
+        config = replace(ServerConfig(), backplane=url, network=network, **overrides)
         first = len(started)
         made = [ServerThread(replace(config, name=f"node{first + i}.test")) for i in range(count)]
         for server in made:

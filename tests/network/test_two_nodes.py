@@ -1,6 +1,7 @@
 """One network on two nodes: what users on either see, and the races the
 network's order settles (backplane/redis.py). Each node is a real server on port
-0; Redis is a real redis-server."""
+0; Redis is a real redis-server, and each test runs again on a real Redis Cluster
+(three shards: the log on one, each channel on the shard of its slot)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,23 @@ import socket
 import threading
 import time
 
+import pytest
 from transcript import until
 
 from greenchat.server.oper import hash_password
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def backplane_url(request) -> str:
+    """A single redis-server, then a Redis Cluster. The tests that put a DribblingLink
+    between a node and Redis (they ask for redis_url) run on the single one only: a
+    cluster's clients go to each shard's own address."""
+    if request.param == "redis":
+        return request.getfixturevalue("redis_url")
+    if "redis_url" in request.fixturenames:
+        pytest.skip("a link in front of one Redis; a cluster's clients go to every shard")
+    return request.getfixturevalue("redis_cluster_url")
+
 
 PASSWORD = "s3cret"
 OPER_HASH = hash_password(PASSWORD)  # once: scrypt is slow on purpose
@@ -124,7 +139,7 @@ def test_a_long_burst_crosses_whole_without_the_link_dropping(redis_url, nodes, 
     envelopes). Node b's link to Redis passes Redis's bytes on in small pieces, slowly
     (DribblingLink): the subscriber reads each message whole, without a reconnect, and
     every line gets there once, in order."""
-    (a,) = nodes(1, flood_rate=0)
+    (a,) = nodes(1, url=redis_url, flood_rate=0)
     with DribblingLink(redis_url) as link:
         (b,) = nodes(1, url=link.url, network=a.server.config.network, flood_rate=0)
         _burst_crosses(a, b, connect)
@@ -212,7 +227,7 @@ def test_a_query_on_one_node_sees_what_another_node_just_confirmed(redis_url, no
     """Each reply below follows a change confirmed on the other node an instant
     before, and the asker's node hears Redis 50 ms late: without catching up with the
     network's log first, its answers would miss those changes."""
-    (b,) = nodes(1)
+    (b,) = nodes(1, url=redis_url)
     with DribblingLink(redis_url, pause=0.05) as link:
         (a,) = nodes(1, url=link.url, network=b.server.config.network)
         # Its start waits 5 s for the network at most; behind this link, on a busy
