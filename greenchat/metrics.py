@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from gevent.monkey import get_original
@@ -271,10 +272,15 @@ class Collector(_Collector):
              "(the heartbeat thread beat meanwhile)", "late_loops"),
             ("taken_for_dead", "Local users another node quit, taking this node for dead, "
              "and disconnected here", "taken_for_dead"),
+            ("parked", "Messages from a cluster's channel shard that waited for the log "
+             "entry their sender had applied", "order.parked"),
+            ("held", "Log entries (a PART, a QUIT) that waited for messages sent before "
+             "them on a cluster's channel shard", "order.held"),
+            ("holds_expired", "Held log entries applied after 1 s without the message "
+             "they waited for", "order.holds_expired"),
         ):  # fmt: skip
-            yield CounterMetricFamily(
-                f"greenchat_backplane_{name}", text, value=getattr(link, attr, 0) if link else 0
-            )
+            value = attrgetter(attr)(link) if link is not None else 0
+            yield CounterMetricFamily(f"greenchat_backplane_{name}", text, value=value)
 
     def _connections(self) -> GaugeMetricFamily:
         family = GaugeMetricFamily(
@@ -314,6 +320,9 @@ METRIC_NAMES = (
     "greenchat_backplane_gaps_filled_total",
     "greenchat_backplane_late_loops_total",
     "greenchat_backplane_taken_for_dead_total",
+    "greenchat_backplane_parked_total",
+    "greenchat_backplane_held_total",
+    "greenchat_backplane_holds_expired_total",
     "greenchat_users",
     "greenchat_channels",
     "greenchat_commands_total",

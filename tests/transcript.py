@@ -100,6 +100,19 @@ def until(check, timeout: float = 10.0, what="it"):
         time.sleep(0.05)
 
 
+def chat_resumes(sender, receiver, channel: str, within: float = 10.0) -> None:
+    """``sender``'s line to ``channel`` reaches ``receiver`` within ``within`` seconds,
+    sent again every half second (after a failure, the first ones may be lost)."""
+    deadline = time.monotonic() + within
+    while True:
+        sender.send(f"PRIVMSG {channel} :back?")
+        try:
+            receiver.expect(rf"PRIVMSG {re.escape(channel)} :back\?", timeout=0.5)
+            return
+        except AssertionError:
+            assert time.monotonic() < deadline, f"chat did not resume within {within:g} s"
+
+
 def wait_for(read, pattern: str, what: str, timeout: float = 10.0) -> str:
     """Poll ``read()`` until ``pattern`` matches (re.M); fail with the last text seen."""
     regex = re.compile(pattern, re.M)

@@ -7,9 +7,13 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import redis
+import redis_server
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis_cluster import RedisCluster
+from transcript import chat_resumes
 
 STALL = 0.5  # seconds the channel's shard sleeps (DEBUG SLEEP) while the lines go out
 
@@ -76,3 +80,39 @@ def test_a_part_comes_after_the_last_message_though_their_shard_is_late(
     assert [m.group(1) for m in lines] == ["PRIVMSG"] * 20 + ["PART"]
     assert [int(m.string.rsplit(":", 1)[1]) for m in lines[:20]] == list(range(20))
     assert b.server.backplane.order.held >= 1  # the PART did come first, and waited
+
+
+@pytest.fixture
+def private_cluster():
+    """A Redis Cluster of the test's own, whose shards it restarts."""
+    if not redis_server.available():
+        pytest.skip(redis_server.SKIP_REASON)
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+def test_each_shard_restarted_in_turn_and_chat_resumes(private_cluster, nodes, connect):
+    """The channel's shard, then the log's, restarted empty (nothing saved; each keeps
+    its slots): the nodes reconnect to it, subscribe again and chat resumes within
+    10 s each time, without a restart; a JOIN after the log's restart goes through."""
+    a, b = nodes(2, url=private_cluster.url)
+    backplane = a.server.backplane
+    cluster = redis.RedisCluster.from_url(private_cluster.url)
+    try:
+        name = _on_another_shard(cluster, backplane)
+        shards = [cluster.get_node_from_key(key).port
+                  for key in (backplane.channel_of(name), backplane.log_channel)]  # fmt: skip
+    finally:
+        cluster.close()
+    talker = connect(a, "talker").join(name)
+    watcher = connect(b, "watcher").join(name)
+    talker.expect(rf":watcher!\S+ JOIN :?{name}")
+    ports = [port for port, _ in private_cluster.addresses]
+    for port in shards:
+        private_cluster.servers[ports.index(port)].restart()
+        chat_resumes(talker, watcher, name)
+    late = connect(b, "late").join(name)
+    talker.expect(rf":late!\S+ JOIN :?{name}")
+    late.send(f"PRIVMSG {name} :made it")
+    talker.expect(rf":late!\S+ PRIVMSG {name} :made it$")
+    assert b.server.backplane.reconnects >= 2  # it did lose each shard

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import redis_server
-from transcript import IrcClient
+from transcript import IrcClient, chat_resumes
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -83,18 +83,6 @@ def test_redis_away_gives_temporarily_unavailable_and_the_node_recovers(
     carol.expect(r" 404 carol #other ")
 
 
-def _chat_resumes(alice, bob, within: float = 10.0) -> None:
-    """alice's line reaches bob within ``within`` seconds, trying again every half second."""
-    deadline = time.monotonic() + within
-    while True:
-        alice.send("PRIVMSG #room :back?")
-        try:
-            bob.expect(r":alice!\S+ PRIVMSG #room :back\?", timeout=0.5)
-            return
-        except AssertionError:
-            assert time.monotonic() < deadline, f"chat did not resume within {within:g} s"
-
-
 def test_a_subscriber_dropped_for_a_full_output_buffer_resyncs(private_redis, serve):
     """Redis drops a node's subscriber whose output buffer overflows (a node that stopped
     reading: SIGSTOP here); the node says so, reconnects, reads the changes it missed
@@ -130,7 +118,7 @@ def test_a_subscriber_dropped_for_a_full_output_buffer_resyncs(private_redis, se
             os.kill(b.proc.pid, signal.SIGCONT)
         b.wait_log(r"backplane: lost .*; reconnecting")
         bob.expect(r":carol!\S+ JOIN #room", timeout=15)
-        _chat_resumes(alice, bob)
+        chat_resumes(alice, bob, "#room")
     finally:
         for client in (alice, bob, carol):
             client.close()
@@ -165,6 +153,6 @@ def test_a_redis_paused_for_seconds_and_chat_resumes(private_redis, nodes, conne
             bob.expect(r"PONG \S+ :?up")
     finally:
         os.kill(private_redis.pid, signal.SIGCONT)
-    _chat_resumes(alice, bob)
+    chat_resumes(alice, bob, "#room")
     bob.send("PRIVMSG #room :yes")
     alice.expect(r":bob!\S+ PRIVMSG #room :yes")
