@@ -1,7 +1,10 @@
 """A node's heartbeat, on a thread of its own.
 
 A node says it is alive by setting a key with a TTL every HEARTBEAT_EVERY
-seconds; the others quit the users of a node whose key is gone (redis.py).
+seconds; the others quit the users of a node whose key is gone (redis.py). Each
+beat also puts the node in the network's roll (a sorted set, scored by the time
+of its last beat), where a node that starts finds the others without scanning
+the keyspace.
 Beaten from a greenlet, the heartbeat waited its turn in the event loop, and a
 loop that is busy but well (a JOIN storm of 20,000 members: every joiner's
 NAMES, every member's flush) let it come 20 s late, long enough for the other
@@ -23,7 +26,7 @@ from gevent.threadpool import ThreadPool
 
 from greenchat.backplane.connection import client_for
 
-__all__ = ["HeartbeatThread"]
+__all__ = ["HeartbeatThread", "beat"]
 
 log = logging.getLogger("greenchat.backplane")
 
@@ -33,13 +36,16 @@ SLICE = 0.05  # seconds the thread sleeps at a time (a stop is seen within one)
 
 
 class HeartbeatThread:
-    """Sets ``key`` to ``value()`` (None: not yet) for ``ttl`` s, every ``every`` s."""
+    """Sets ``key`` to ``value()`` (None: not yet) for ``ttl`` s, every ``every`` s, and
+    ``node``'s score in the sorted set ``roll`` to the time."""
 
     def __init__(
-        self, url: str, key: str, value: Callable[[], bytes | None], every: float, ttl: int
-    ) -> None:
+        self, url: str, key: str, value: Callable[[], bytes | None], every: float, ttl: int,
+        roll: str, node: str,
+    ) -> None:  # fmt: skip
         self.url, self.key, self.value = url, key, value
         self.every, self.ttl = every, ttl
+        self.roll, self.node = roll, node
         self.running = False
         self.cluster = False  # the backplane says so before the first beat (see _beat)
         self.beats = 0
@@ -96,9 +102,18 @@ class HeartbeatThread:
             if client is None:
                 options = {"socket_connect_timeout": 3.0, "socket_timeout": 3.0}
                 client = client_for(self.url, self.cluster, **options)
-            client.set(self.key, value, ex=self.ttl)
+            beat(client, self.key, value, self.ttl, self.roll, self.node)
             self.beats += 1
         except (redis.RedisError, OSError) as exc:
             log.debug("backplane: heartbeat failed: %s", exc)
             self._next = now + min(self.every, RETRY_EVERY)  # Redis back: beat soon
         return client
+
+
+def beat(client: redis.Redis, key: str, value: bytes, ttl: int, roll: str, node: str) -> None:
+    """One heartbeat: the key with its TTL, and the node's time in the roll (one round
+    trip; on a cluster the two share the network's slot)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.set(key, value, ex=ttl)
+    pipe.zadd(roll, {node: time.time()})
+    pipe.execute()

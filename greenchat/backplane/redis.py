@@ -58,7 +58,7 @@ from gevent.event import Event as Flag
 from greenchat.backplane import Refused, Unavailable, snapshot
 from greenchat.backplane.checks import verdict
 from greenchat.backplane.connection import FAILURES, client_for, is_cluster
-from greenchat.backplane.heartbeat import HeartbeatThread
+from greenchat.backplane.heartbeat import HeartbeatThread, beat
 from greenchat.backplane.shard_order import Entry, ShardOrder
 from greenchat.backplane.subscriber import Subscriber
 from greenchat.protocol.casemap import casefold
@@ -101,6 +101,8 @@ LISTENER_TURN_MAX = 0.5  # ...at most, however long the others took (_let_others
 RUN_BYTES = 64 * 1024  # about the most envelopes one PUBLISH carries
 READY = b"ready"  # a heartbeat's value once the node holds the network's state
 SNAPSHOT_TIMEOUT = 5.0  # how long a new node waits for a live one to send the network's state
+ROLL_KEEP = 3600.0  # seconds a node without a heartbeat stays in the roll
+ROLL_LATELY = 60.0  # a node that beat this long ago may be alive (clocks of machines differ)
 CATCH_UP_TIMEOUT = 2.0  # a query waits at most this long for its node to catch up
 
 # Number the change, keep it in the stream, publish it: one step in Redis.
@@ -162,9 +164,10 @@ class RedisBackplane:
         # listener asks again once it reaches it, _know_kind).
         self.cluster: bool | None = is_cluster(url)
         self._make_clients()
+        self.roll = prefix + "nodes"  # node -> the time of its last heartbeat
         self.heart = HeartbeatThread(
             url, self.heartbeat_key(self.node), self._heartbeat_value,
-            HEARTBEAT_EVERY, HEARTBEAT_TTL,
+            HEARTBEAT_EVERY, HEARTBEAT_TTL, self.roll, self.node,
         )  # fmt: skip
         self.heart.cluster = bool(self.cluster)
         # On a cluster: the order between the log's shard and the channels' (used only
@@ -271,7 +274,10 @@ class RedisBackplane:
             greenlet.kill(block=False)
         self.heart.stop()
         with suppress(*FAILURES):
-            self.control.delete(self.heartbeat_key(self.node))
+            pipe = self.control.pipeline(transaction=False)
+            pipe.delete(self.heartbeat_key(self.node))
+            pipe.zrem(self.roll, self.node)
+            pipe.execute()
         for client in (self.publisher, self.control, self.reader, self.listen_client):
             client.close()
 
@@ -678,10 +684,7 @@ class RedisBackplane:
         Subscribed first, so every change after the snapshot reaches us (the ones it
         already holds are skipped by their number, a gap is read from the stream).
         """
-        ours = self.heartbeat_key(self.node)
-        beats = list(self.reader.scan_iter(match=self.prefix + "alive:*"))
-        others = [key for key in beats if _text(key) != ours]
-        ready = [value for value in self.reader.mget(others) if value == READY] if others else []
+        ready = self._ready_nodes()
         if not ready:
             # The first node, or the first few started at once: none holds any state yet
             # (one still asking for it must not answer), so the network starts empty.
@@ -704,6 +707,19 @@ class RedisBackplane:
             "backplane: joined the network: %d users, %d channels (log at %d)",
             users, len(state["channels"]), seq,
         )  # fmt: skip
+
+    def _ready_nodes(self) -> list[str]:
+        """The other nodes alive that hold the network's state: those of the roll that
+        beat lately, whose heartbeat says ready. Nodes long gone leave the roll."""
+        now = time.time()
+        self.reader.zremrangebyscore(self.roll, "-inf", now - ROLL_KEEP)
+        recent = self.reader.zrangebyscore(self.roll, now - ROLL_LATELY, "+inf")
+        lately = [_text(node) for node in recent]
+        others = [node for node in lately if node != self.node]
+        if not others:
+            return []
+        beats = self.reader.mget([self.heartbeat_key(node) for node in others])
+        return [node for node, value in zip(others, beats, strict=True) if value == READY]
 
     def _answer_snapshot(self, data: str) -> None:
         """Another node joins: one live node (the first to claim the request) writes its
@@ -865,7 +881,8 @@ class RedisBackplane:
     def _beat(self) -> None:
         """Say at once that this node is alive and holds the network's state (a node
         joining asks those); the heartbeat thread says it again from now on."""
-        self.control.set(self.heartbeat_key(self.node), READY, ex=HEARTBEAT_TTL)
+        beat(self.control, self.heartbeat_key(self.node), READY, HEARTBEAT_TTL, self.roll,
+             self.node)  # fmt: skip
         self.heart.beat_now()
 
     def _heartbeat_value(self) -> bytes | None:
@@ -881,8 +898,8 @@ class RedisBackplane:
             return
         alive = self.control.mget([self.heartbeat_key(node) for node in nodes])
         now = time.monotonic()
-        for node, beat in zip(nodes, alive, strict=True):
-            if beat is not None:
+        for node, beating in zip(nodes, alive, strict=True):
+            if beating is not None:
                 self._missing_since.pop(node, None)
                 continue
             # Missing for a whole TTL more, not once: after a Redis restart every key is
