@@ -186,6 +186,7 @@ class RedisBackplane:
         self._next_pid = 0
         self._applying = 0  # > 0 while a change is being applied here
         self._registering: set[str] = set()  # casefolded nicks of our registrations waiting
+        self.server_names: dict[str, str] = {}  # node -> its --name (WHOIS 312, WHO)
         self._reaped: dict[str, float] = {}  # dead node -> when we quit its users
         self._missing_since: dict[str, float] = {}  # node -> when its heartbeat was first gone
         self._greenlets: list[gevent.Greenlet] = []
@@ -293,6 +294,8 @@ class RedisBackplane:
             return self._quit_alone(event)
         if type(event) is StoreChanged:
             return self._announce(event)
+        if type(event) is UserRegistered:
+            extra = {**extra, "server": self.server.config.name}
         if self.cluster and (type(event) is Parted or type(event) is Quit):
             extra = self._with_heard(event, extra)
         if self._applying or gevent.getcurrent() in self._greenlets:
@@ -702,6 +705,7 @@ class RedisBackplane:
         self.reader.delete(key)
         seq, state = json.loads(data)
         users = snapshot.load(self.hub, state, self.node)
+        self.server_names.update(state.get("servers", {}))
         self.last_seq = max(self.last_seq, seq)
         log.info(
             "backplane: joined the network: %d users, %d channels (log at %d)",
@@ -730,7 +734,8 @@ class RedisBackplane:
         claim = f"{self.prefix}snapclaim:{requester}:{request}"
         if not self.reader.set(claim, self.node, nx=True, ex=60):
             return
-        state = snapshot.take(self.hub, self.node)  # no yield between this and last_seq
+        servers = {**self.server_names, self.node: self.server.config.name}
+        state = snapshot.take(self.hub, self.node, servers)  # no yield between this and last_seq
         payload = json.dumps([self.last_seq, state], ensure_ascii=False, separators=(",", ":"))
         self.reader.set(f"{self.prefix}snapshot:{requester}:{request}", payload, ex=60)
 
@@ -772,6 +777,7 @@ class RedisBackplane:
             return
         if not ours and type(event) is UserRegistered:
             event = replace(event, node=origin)
+            self.server_names[origin] = extra.get("server") or self.server.config.name
             self._evict_unregistered(event.nick)
         elif not ours and type(event) is NickChanged:
             self._evict_unregistered(event.new)

@@ -16,8 +16,9 @@ from greenchat.server.hub import Channel, Hub
 __all__ = ["load", "take"]
 
 
-def take(hub: Hub, node: str) -> dict[str, Any]:
-    """Every registered user and every channel; this node's users are named ``node``."""
+def take(hub: Hub, node: str, servers: dict[str, str]) -> dict[str, Any]:
+    """Every registered user and every channel; this node's users are named ``node``.
+    ``servers``: each node's server name (ours too)."""
     users = [
         [u.nick, u.username, u.host, u.realname, u.account, u.node or node,
          "".join(sorted(u.modes)), u.away, u.signon, u.ip]
@@ -30,7 +31,7 @@ def take(hub: Hub, node: str) -> dict[str, Any]:
          [[m.nick, "".join(sorted(modes))] for m, modes in c.members.items()]]
         for c in hub.channels.values()
     ]  # fmt: skip
-    return {"users": users, "channels": channels}
+    return {"users": users, "channels": channels, "servers": servers}
 
 
 def load(hub: Hub, state: dict[str, Any], node: str) -> int:

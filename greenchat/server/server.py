@@ -67,6 +67,7 @@ from greenchat.store.sqlite import MEMORY, SqliteStore
 
 if TYPE_CHECKING:
     from greenchat.backplane.redis import RedisBackplane
+    from greenchat.server.user import User
 
 __all__ = ["ChatServer"]
 
@@ -219,6 +220,13 @@ class ChatServer:
     @property
     def web_tls_address(self) -> tuple[str, int] | None:
         return _bound(self._web_tls_stream)
+
+    def server_name_of(self, user: User) -> str:
+        """The name of the server ``user`` is on (WHOIS 312, WHO): another node's, as
+        it registered the user, or this one's."""
+        if user.node and self.backplane is not None:
+            return self.backplane.server_names.get(user.node, self.config.name)
+        return self.config.name
 
     @property
     def _listeners(self) -> list[Listener]:

@@ -64,7 +64,10 @@ def test_names_whois_and_lusers_count_both_nodes(nodes, connect):
     assert sorted(n.lstrip("@+") for n in names) == ["alice", "bob"]
     alice.send("WHOIS bob")
     alice.expect(r" 311 alice bob ")
+    alice.expect(r" 312 alice bob node1\.test ")  # bob's server, not alice's
     alice.expect(r" 318 alice bob ")
+    alice.send("WHO bob")
+    alice.expect(r" 352 alice \S+ \S+ \S+ node1\.test bob ")
     alice.send("LUSERS")
     alice.expect(r" 251 alice :There are 2 users")
 
@@ -269,6 +272,7 @@ def test_a_node_started_later_learns_the_network(nodes, connect):
     bob.send("NICK alice")
     bob.expect(r" 433 bob alice ")
     bob.send("WHOIS alice")
+    bob.expect(r" 312 bob alice node0\.test ")  # the snapshot names alice's server
     bob.expect(r" 301 bob alice :lunch")
     bob.send("JOIN #room")
     bob.expect(r" 475 bob #room ")  # the key came with the snapshot
@@ -334,7 +338,7 @@ def _replica(server) -> dict:
     their node, channels with their members sorted."""
     from greenchat.backplane.snapshot import take
 
-    state = server.call(take, server.server.hub, "")
+    state = server.call(take, server.server.hub, "", {})
     users = sorted(user[:5] + user[6:8] for user in state["users"])
     channels = sorted([*c[:9], sorted(map(tuple, c[9]))] for c in state["channels"])
     return {"users": users, "channels": channels}

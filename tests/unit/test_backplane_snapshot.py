@@ -22,7 +22,8 @@ def _hub_with_a_channel() -> Hub:
 
 
 def test_a_loaded_snapshot_has_the_users_and_channels():
-    state = json.loads(json.dumps(snapshot.take(_hub_with_a_channel(), "n0")))
+    servers = {"n0": "one.test"}
+    state = json.loads(json.dumps(snapshot.take(_hub_with_a_channel(), "n0", servers)))
     other = Hub()
     assert snapshot.load(other, state, "n2") == 2
     assert other.registered_count == 2
@@ -40,7 +41,7 @@ def test_a_loaded_snapshot_has_the_users_and_channels():
 
 
 def test_the_loading_node_s_own_users_are_not_loaded():
-    state = snapshot.take(_hub_with_a_channel(), "n0")
+    state = snapshot.take(_hub_with_a_channel(), "n0", {"n0": "one.test"})
     other = Hub()
     assert snapshot.load(other, state, "n1") == 0  # n1's users are the loader's own
     assert other.nick_owner("alice") is None

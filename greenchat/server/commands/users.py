@@ -267,7 +267,7 @@ def _who_reply(server: ChatServer, conn: Session, channel: Channel | None, targe
         channel.name if channel else "*",
         target.username,
         target.host,
-        server.config.name,
+        server.server_name_of(target),
         target.nick,
         _who_flags(conn, channel, target),
         f"0 {target.realname}",
@@ -288,7 +288,7 @@ def _whox_reply(
         "u": lambda: target.username,
         "i": lambda: target.ip if target is conn.user or is_oper(conn.user) else HIDDEN_IP,
         "h": lambda: target.host,
-        "s": lambda: server.config.name,
+        "s": lambda: server.server_name_of(target),
         "n": lambda: target.nick,
         "f": lambda: _who_flags(conn, channel, target),
         "d": lambda: "0",  # hop count: one server
@@ -326,7 +326,7 @@ def send_whois(server: ChatServer, conn: Session, user: User) -> None:
     conn.numeric(RPL_WHOISUSER, nick, user.username, user.host, "*", user.realname)
     for line in pack(_whois_channels(conn, user)):
         conn.numeric(RPL_WHOISCHANNELS, nick, line)
-    conn.numeric(RPL_WHOISSERVER, nick, server.config.name, SERVER_INFO)
+    conn.numeric(RPL_WHOISSERVER, nick, server.server_name_of(user), SERVER_INFO)
     if is_oper(user):
         conn.numeric(RPL_WHOISOPERATOR, nick, "is an IRC operator")
     if user is conn.user or is_oper(conn.user):
