@@ -11,7 +11,9 @@ of redis-server, and reports each per message:
   members: its cost per message minus R times what one delivery costs (the slope of a
   least-squares line through the single server's costs over R) is what crossing costs
   it (``b_fixed_us``);
-* redis-server's: one PUBLISH in, one message out per subscribed node.
+* redis-server's: one PUBLISH in, one message out per subscribed node (with
+  ``--cluster``, the three shards' of a private Redis Cluster added up: the log on one,
+  ``#x`` on the shard of its slot, SPUBLISH).
 
 The same room on one server (``single``: sender and members on one process) runs
 right after each network case, so the two are compared in the same minutes. The
@@ -21,7 +23,7 @@ message, whatever the room's size (``TARGET_US``).
 Usage::
 
     python benchmarks/crossnode.py [--rooms 1,10,100,1000] [--lines 20000] [--repeat 3]
-        [--out benchmarks/results/crossnode.json]
+        [--cluster] [--out benchmarks/results/crossnode.json]
 """
 
 from gevent import monkey
@@ -50,7 +52,6 @@ from loadgen import (  # noqa: E402
     close_all,
     connect,
     connect_all,
-    cpu_delta,
     cpu_seconds,
     finish_sync,
     join_storm,
@@ -58,7 +59,7 @@ from loadgen import (  # noqa: E402
     raise_fd_limit,
 )
 
-from greenchat.backplane.private_redis import PrivateRedis  # noqa: E402
+from greenchat.backplane.private_redis import PrivateCluster, PrivateRedis  # noqa: E402
 
 TARGET_US = 30.0
 CHANNEL = "#x"
@@ -106,7 +107,7 @@ class Node:
 
 
 @contextlib.contextmanager
-def network(redis: PrivateRedis, name: str) -> Iterator[tuple[Node, Node]]:
+def network(redis: PrivateRedis | PrivateCluster, name: str) -> Iterator[tuple[Node, Node]]:
     a = Node(redis.url, name)
     try:
         b = Node(redis.url, name)
@@ -133,12 +134,13 @@ def room(sender_port: int, member_port: int, members: int, tag: str):
     return sender, fleet
 
 
-def burst(sender, fleet, lines: int, pids: dict[str, int]) -> dict[str, Any]:
-    """The sender writes ``lines`` lines at once; CPU per message of each process."""
+def burst(sender, fleet, lines: int, pids: dict[str, int | list[int]]) -> dict[str, Any]:
+    """The sender writes ``lines`` lines at once; CPU per message of each process (of
+    each list of processes, added up: a cluster's shards)."""
     data = b"".join(f"PRIVMSG {CHANNEL} :line {n} of the burst\r\n".encode() for n in range(lines))
     for member in fleet:
         member.count = 0
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    before = {name: _cpu(pid) for name, pid in pids.items()}
     started = time.monotonic()
     jobs = [gevent.spawn(member.receive, lines) for member in fleet]
     sender.send(data)
@@ -148,17 +150,24 @@ def burst(sender, fleet, lines: int, pids: dict[str, int]) -> dict[str, Any]:
         raise RuntimeError(f"not every line arrived within {DELIVERY_DEADLINE:g} s")
     result: dict[str, Any] = {"wall_s": round(wall, 3), "messages_per_s": round(lines / wall)}
     for name, pid in pids.items():
-        spent = cpu_delta(before[name], cpu_seconds(pid))
-        result[f"{name}_us"] = round(spent[2] / lines * 1e6, 2)
+        spent = _cpu(pid) - before[name]
+        result[f"{name}_us"] = round(spent / lines * 1e6, 2)
     return result
 
 
-def measure(redis: PrivateRedis, members: int, lines: int, repeat: int, run: int):
+def _cpu(pids: int | list[int]) -> float:
+    """CPU seconds (user + system) of one process or of several."""
+    each = pids if isinstance(pids, list) else [pids]
+    return sum((cpu_seconds(pid) or (0.0, 0.0, 0.0))[2] for pid in each)
+
+
+def measure(redis: PrivateRedis | PrivateCluster, members: int, lines: int, repeat: int, run: int):
     """Network then single, ``repeat`` times in turn; the repetitions of each."""
     runs: dict[str, list[dict[str, Any]]] = {"network": [], "single": []}
     with network(redis, f"bench{run}") as (a, b):
         sender, fleet = room(a.port, b.port, members, f"n{run}")
-        pids = {"a": a.pid, "b": b.pid, "redis": redis.pid}
+        shards = redis.pids if isinstance(redis, PrivateCluster) else redis.pid
+        pids: dict[str, int | list[int]] = {"a": a.pid, "b": b.pid, "redis": shards}
         try:
             single = Node(None, "")
             try:
@@ -240,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"lines per burst (fewer in big rooms: at most {DELIVERIES_CAP:,} deliveries a burst)",
     )
     p.add_argument("--repeat", type=int, default=3, help="bursts per case (medians)")
+    p.add_argument(
+        "--cluster", action="store_true", help="the nodes on a private 3-shard Redis Cluster"
+    )
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     servers.exit_on_sigterm()
@@ -247,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     raise_fd_limit(max(rooms) * 2 + 100)
     started = time.monotonic()
     cases: dict[int, dict[str, Any]] = {}
-    with PrivateRedis() as redis:
-        servers.record_pid(redis.pid)
+    with PrivateCluster() if args.cluster else PrivateRedis() as redis:
+        for pid in redis.pids if args.cluster else [redis.pid]:
+            servers.record_pid(pid)
         for run, members in enumerate(rooms):
             # At most DELIVERIES_CAP deliveries a burst: one generator process reads them.
             lines = min(args.lines, max(200, DELIVERIES_CAP // members))
@@ -266,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rooms": rooms,
                 "lines": args.lines,
                 "repeat": args.repeat,
+                "cluster": args.cluster,
                 "deliveries_cap": DELIVERIES_CAP,
             },
             "elapsed_s": round(time.monotonic() - started, 1),
