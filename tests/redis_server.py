@@ -6,7 +6,8 @@ saved to disk, stopped by its PID), with a plain client to look at or upset it.
         store = RedisStore(server.url)
 
 ``tests/conftest.py`` makes one per session (the ``redis_url`` fixture) and hands its
-URL to the ``redis`` factory of the contract tests through :data:`SHARED`.
+URL to the ``redis`` factory of the contract tests through :data:`SHARED` (and the
+session's Redis Cluster's, ``redis_cluster_url``, to the ``redis-cluster`` one).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import redis
 
 from greenchat.backplane.private_redis import PrivateRedis
 
-__all__ = ["SHARED", "SKIP_REASON", "RedisServer", "available", "shared_url"]
+__all__ = ["SHARED", "SKIP_REASON", "RedisServer", "available", "shared_cluster_url", "shared_url"]
 
 SKIP_REASON = "redis-server is not installed (make test-deps installs it)"
 
@@ -36,9 +37,10 @@ class RedisServer(PrivateRedis):
 
 class _Shared:
     url: str | None = None
+    cluster_url: str | None = None  # the session's Redis Cluster (tests/redis_cluster.py)
 
 
-# The session's server URL, set by tests/contract/conftest.py before a redis factory runs.
+# The session's server URLs, set by tests/contract/conftest.py before a redis factory runs.
 SHARED = _Shared()
 
 
@@ -46,3 +48,9 @@ def shared_url() -> str:
     if SHARED.url is None:
         raise RuntimeError("no redis-server: the redis_url fixture (tests/contract) sets it")
     return SHARED.url
+
+
+def shared_cluster_url() -> str:
+    if SHARED.cluster_url is None:
+        raise RuntimeError("no cluster: the redis_cluster_url fixture (tests/contract) sets it")
+    return SHARED.cluster_url

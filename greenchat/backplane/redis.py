@@ -163,7 +163,11 @@ class RedisBackplane:
         # A Redis Cluster or a single Redis: None while it cannot be asked (the
         # listener asks again once it reaches it, _know_kind).
         self.cluster: bool | None = is_cluster(url)
-        self._make_clients()
+        try:
+            self._make_clients()
+        except FAILURES:  # gone again since it answered: as if it had not
+            self.cluster = None
+            self._make_clients()
         self.roll = prefix + "nodes"  # node -> the time of its last heartbeat
         self.heart = HeartbeatThread(
             url, self.heartbeat_key(self.node), self._heartbeat_value,
@@ -220,14 +224,21 @@ class RedisBackplane:
         reached at the start); a cluster gets the clients that route by slot."""
         if self.cluster is not None:
             return
-        self.cluster = is_cluster(self.url)
-        if self.cluster is None:
+        found = is_cluster(self.url)
+        if found is None:
             raise redis.ConnectionError("the Redis cannot be asked what it is")
-        if self.cluster:
-            for client in (self.publisher, self.control, self.reader, self.listen_client):
+        if found:
+            old = (self.publisher, self.control, self.reader, self.listen_client)
+            self.cluster = True
+            try:
+                self._make_clients()
+            except FAILURES:
+                self.cluster = None  # asked again at the next try
+                raise
+            for client in old:
                 client.close()
-            self._make_clients()
-        self.heart.cluster = self.cluster
+        self.cluster = found
+        self.heart.cluster = found
 
     # -- names ------------------------------------------------------------
 

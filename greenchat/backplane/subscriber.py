@@ -13,6 +13,7 @@ subscribes everything again, on the shards the cluster names then.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from contextlib import suppress
 from typing import Any
 
@@ -38,7 +39,7 @@ class Subscriber:
         self.cluster = cluster
         self._pubsubs: dict[str, Any] = {}  # shard (host:port, "" for a single Redis)
         self._shard_of: dict[str, str] = {}  # channel -> its shard
-        self._leaving: set[str] = set()  # channels we asked to leave (cluster)
+        self._leaving: Counter[str] = Counter()  # our SUNSUBSCRIBEs not confirmed yet
         self._turn = 0
 
     def _pubsub_for(self, channel: str) -> Any:
@@ -59,7 +60,6 @@ class Subscriber:
         for channel in channels:
             pubsub = self._pubsub_for(channel)
             if self.cluster:
-                self._leaving.discard(channel)
                 pubsub.ssubscribe(channel)
             else:
                 pubsub.subscribe(channel)
@@ -70,7 +70,7 @@ class Subscriber:
         if pubsub is None:
             return
         if self.cluster:
-            self._leaving.add(channel)
+            self._leaving[channel] += 1
             pubsub.sunsubscribe(channel)
         else:
             pubsub.unsubscribe(channel)
@@ -82,6 +82,7 @@ class Subscriber:
                 pubsub.close()
         self._pubsubs.clear()
         self._shard_of.clear()
+        self._leaving.clear()
 
     def next_message(self, timeout: float) -> dict[str, Any] | None:
         """The next message from any connection, waiting at most ``timeout``.
@@ -129,9 +130,9 @@ class Subscriber:
         if kind == "unsubscribe":
             channel = message["channel"]
             channel = channel.decode() if isinstance(channel, bytes) else channel
-            if channel not in self._leaving:
+            if not self._leaving[channel]:
                 raise redis.ConnectionError(f"the cluster moved {channel} to another shard")
-            self._leaving.discard(channel)
+            self._leaving[channel] -= 1
         message["type"] = kind
         return message
 

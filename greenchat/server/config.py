@@ -188,8 +188,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("network", "word", "network name (ISUPPORT NETWORK); with --backplane it also "
            "keeps different networks apart on one Redis"),
     Option("backplane", "str", "make this server one node of a network shared through Redis: "
-           "redis://HOST:PORT/DB, rediss://... or unix:///PATH; every node of the network "
-           "gives the same URL and --network", metavar="URL", restart=True),
+           "redis://HOST:PORT/DB, rediss://... or unix:///PATH (a node of a Redis Cluster "
+           "will do: the others are found from it); every node of the network gives the "
+           "same URL and --network", metavar="URL", restart=True),
     Option("workers", "int", "run this many server processes on one port as one network "
            "(SO_REUSEPORT), restarting any that dies; without --backplane they share a "
            "private redis-server (needs redis-server on PATH)", minimum=1, maximum=64,

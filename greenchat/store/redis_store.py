@@ -4,7 +4,9 @@ the store for more than one server process (issue 16, "Scale out on Redis").
 :class:`RedisStore` implements both protocols of :mod:`greenchat.store.base` with the
 semantics of :class:`greenchat.store.sqlite.SqliteStore` (tests/contract runs both).
 Each call is a Lua script, a pipeline, or a few of them: what must be atomic is one
-script, which Redis runs with nothing in between.
+script, which Redis runs with nothing in between. The URL may name one server or any
+node of a Redis Cluster (``INFO cluster`` says which, at open); on a cluster each script
+and MULTI stays within one slot, and what spans slots is split (below).
 
 Key layout
 ----------
@@ -15,9 +17,11 @@ a hash tag (``{...}``), so that they sit in one slot: ``K`` below is
 ``gc:<network>:{r}:``, ``H`` is ``gc:<network>:{h:<target>}:``. Names are keyed by
 their rfc1459 casefold (``<key>``, ``<ckey>``); records keep the name as registered.
 A script names the keys it touches in KEYS, except the registry's, which derive theirs
-from the records (a founder's channels) and stay in ``{r}``; and append, which takes a
-whole batch (several conversations, parties, ``conversations``) in one script on one
-server, and would be run once per slot on a cluster, each with its part.
+from the records (a founder's channels) and stay in ``{r}``. Append takes a whole batch
+(several conversations, parties, ``conversations``) in one script on one server; on a
+cluster it is run once per slot, each with its part. The tags do not name the network:
+on a cluster every network's registry shares the slot of ``{r}``, and conversations of
+one name in two networks share theirs (the keys stay apart, the load does not).
 
 The registry, all under ``{r}``: its operations cross records (a fingerprint names one
 account; dropping an account takes the channels it founded and its entries in other
@@ -79,6 +83,19 @@ Beyond SqliteStore
 * A batch is one script (one round trip, atomic on one server). A line whose msgid
   its conversation has already is skipped: a batch sent again after a timeout whose
   write went through after all stores nothing twice.
+* On a cluster a batch is split by slot (``keyslot`` of each conversation's keys, each
+  party's set): a script per slot with its conversations' lines (in the batch's order,
+  seq proposals and msgid dedupe as above: a conversation is never split) and its
+  parties' sets, sent as one pipeline per primary; then the part of ``conversations``
+  (with whatever shares its slot), after every line it scores. Each part is atomic,
+  the batch is not: a failure part-way leaves some parts stored, and the batch sent
+  again stores nothing twice. A few round trips (one per primary, one more), not one.
+* Calls that read many conversations (``history_targets``, counting for the trim)
+  go a pipeline per primary on a cluster, straight to the node: redis-py's cluster
+  pipeline would send a command again, one by one, after a timeout. A command that
+  node refused unrun (MOVED, ASK, TRYAGAIN, NOSCRIPT) goes again through the cluster
+  client, which follows the slot; a MULTI read of ``{r}`` that finds its slot moved is
+  read once more.
 * Time bounds find their seq through ``times``: exact, as times rise with seq.
 * Expiry by age takes conversation by conversation, the one with the oldest line
   first, and trimming to ``keep_per_target`` counts every conversation (``ZCARD``,
@@ -88,25 +105,37 @@ Beyond SqliteStore
   script, in a call of their own (another slot).
 
 Failures underneath (no connection, a timeout, Redis loading, read-only, out of
-memory, ...) raise :class:`StoreUnavailable` with the cause in words; opening raises
-:class:`StoreError` if Redis cannot be reached or is older than 6.2 (``ZADD LT``,
-``ZRANGE BYSCORE``). Calls are not retried: after a timeout, Redis may still make the
-write (the connection is dropped, not the command). A batch is safe to send again
-(above); a registration sent again finds the account it made (AccountExists).
+memory, a cluster down or moving keys, no node reachable, ...) raise
+:class:`StoreUnavailable` with the cause in words; opening raises :class:`StoreError`
+if Redis cannot be reached or is older than 6.2 (``ZADD LT``, ``ZRANGE BYSCORE``; on a
+cluster, any primary). Calls are not retried: after a timeout, Redis may still make
+the write (the connection is dropped, not the command). A batch is safe to send again
+(above); a registration sent again finds the account it made (AccountExists). The
+cluster client is made with no retries too (redis-py's ``retry``; its
+``cluster_error_retry_attempts`` is ignored then): it follows MOVED and ASK and waits
+out TRYAGAIN, which the server answers without running the command, and raises a lost
+connection or a timeout at once, after refreshing its map of the slots (asking the
+other nodes first: a call may take a little more than ``SOCKET_TIMEOUT`` then).
+redis-py's cluster client drops ``health_check_interval``: a connection that died
+idle fails the one call that finds it. Scripts are loaded on every primary at open,
+and on all again after a NOSCRIPT (a failover to a replica, a restart, a flush).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import redis
 from redis import exceptions as rx
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
+from redis.cluster import ClusterNode
 from redis.retry import Retry
 
 from greenchat.protocol.casemap import casefold
@@ -233,10 +262,26 @@ def _code_and_text(exc: rx.ResponseError) -> tuple[str, str]:
     return (first, rest) if first.isupper() else ("", text)
 
 
-def unavailable_cause(exc: rx.RedisError) -> str | None:
+# What redis-py's cluster client says (RedisClusterException, not a RedisError) when
+# it cannot map the slots, and what that means to an operator.
+_CLUSTER_TROUBLE = {
+    "cannot be connected": "cannot reach any node of the Redis cluster",
+    "not covered": "the Redis cluster does not serve every slot",
+    "could not agree": "the Redis cluster's nodes disagree on who serves a slot",
+}
+
+
+def unavailable_cause(exc: rx.RedisError | rx.RedisClusterException) -> str | None:
     """StoreUnavailable's text for a failure underneath; None for a bug (a wrong type,
-    a syntax error), which goes up as it is."""
+    a syntax error, keys of two slots in one call), which goes up as it is."""
     text = _one_line(str(exc))
+    if isinstance(exc, rx.RedisClusterException):
+        found = [words for phrase, words in _CLUSTER_TROUBLE.items() if phrase in text]
+        return f"{found[0]} ({text})" if found else None
+    if isinstance(exc, rx.AskError):  # MOVED too; its text may quote a pipeline's command
+        return f"the Redis cluster is moving keys (slot {exc.slot_id} to {exc.host}:{exc.port})"
+    if isinstance(exc, rx.ClusterError) and not isinstance(exc, rx.ResponseError):
+        return f"the Redis cluster kept redirecting the call ({text})"  # TTL exhausted
     if isinstance(exc, rx.TimeoutError):
         return f"Redis did not answer within {SOCKET_TIMEOUT:g} s ({text})"
     if isinstance(exc, rx.BusyLoadingError):
@@ -426,8 +471,8 @@ end
 # its count and conversations; then score, conversation pairs for ZADD LT.
 # A msgid the conversation has already is a line stored by an earlier try: skipped.
 # Reads first, then a few variadic writes: a call into Redis per line would cost more
-# than the line. On one server the whole batch is one script; a cluster client would
-# run it once per slot, each with its part (every key it touches is declared).
+# than the line. On one server the whole batch is one script; on a cluster it runs once
+# per slot, each with its part (RedisStore._append_by_slot; every key is declared).
 _APPEND = """
 local function many(cmd, key, list, from, to, extra)
   for i = from, to, 1000 do
@@ -757,6 +802,25 @@ def _bound_args(bound: HistoryBound | None) -> list:
     return ["m", bound.msgid] if bound.msgid else ["t", bound.time]
 
 
+_Groups = dict[str, list[HistoryItem]]  # conversation -> its lines in a batch, in order
+_Parties = dict[str, list[str]]  # party -> its private conversations in a batch
+
+
+def _by_target(items: Sequence[HistoryItem]) -> _Groups:
+    groups: _Groups = {}
+    for item in items:
+        groups.setdefault(item.target, []).append(item)
+    return groups
+
+
+def _by_party(groups: _Groups) -> _Parties:
+    parties: _Parties = {}
+    for target in groups:
+        for party in _parties(target):
+            parties.setdefault(party, []).append(target)
+    return parties
+
+
 def _parties(target: str) -> list[str]:
     if not target.startswith(PRIVATE_PREFIX):
         return []
@@ -766,87 +830,161 @@ def _parties(target: str) -> list[str]:
 # -- the store -------------------------------------------------------------------------
 
 
+Client = redis.Redis | redis.RedisCluster
+
+
+class _Call(NamedTuple):
+    """One command of a batch spread over a cluster's primaries: ``key`` says where it
+    goes, ``method`` and ``args`` what any redis-py client or pipeline is asked."""
+
+    key: str
+    method: str
+    args: tuple
+
+    def to(self, target: Client | Pipeline):
+        return getattr(target, self.method)(*self.args)
+
+
+# A command that got these was not run: sending it again through the cluster client
+# (which follows the redirection, or after the scripts are loaded) writes nothing twice.
+_NOT_RUN = (rx.AskError, rx.TryAgainError, rx.NoScriptError)  # AskError: MOVED as well
+
+
+def _cluster_enabled(client: redis.Redis) -> bool:
+    try:
+        return bool(int(client.info("cluster").get("cluster_enabled", 0)))
+    except rx.NoPermissionError:  # a user without INFO: taken for one server
+        return False
+
+
+def _servers(client: Client) -> list[redis.Redis]:
+    """A plain client of each server that runs the scripts: a cluster's primaries."""
+    if isinstance(client, redis.RedisCluster):
+        return [client.get_redis_connection(node) for node in client.get_primaries()]
+    return [client]
+
+
+def _by_node(client: redis.RedisCluster, calls: Sequence[_Call]) -> list[tuple[ClusterNode, list]]:
+    """The primary of each call's key (as the client maps the slots now), and the
+    indexes of the calls that go there."""
+    nodes: dict[str, ClusterNode] = {}
+    indexes: dict[str, list[int]] = {}
+    for index, call in enumerate(calls):
+        node = client.get_node_from_key(call.key)
+        nodes[node.name] = node
+        indexes.setdefault(node.name, []).append(index)
+    return [(nodes[name], found) for name, found in indexes.items()]
+
+
+def _refresh_slots(client: redis.RedisCluster, failed: ClusterNode) -> None:
+    """What the cluster client does after a lost connection or a timeout, for a call of
+    ours straight to a node: a node gone may mean its slots moved (a failover). The
+    failed node is asked last, so a hung one costs no second timeout if others answer."""
+    nodes = client.nodes_manager
+    with contextlib.suppress(rx.RedisError, rx.RedisClusterException):
+        nodes.move_node_to_end_of_cached_nodes(failed.name)
+        nodes.initialize(last_failed_node_name=failed.name)
+
+
 class RedisStore:
     """:class:`greenchat.store.base.AccountStore` and ``HistoryStore`` on Redis.
 
     ``url``: ``redis://host:port/db``, ``rediss://...`` (TLS) or
-    ``unix:///path/to/socket?db=0``, with a password in it if Redis wants one.
+    ``unix:///path/to/socket?db=0``, with a password in it if Redis wants one; any
+    node of a Redis Cluster (``redis://``, database 0) for the whole cluster.
     ``network``: the first part of every key. Opening connects, checks the version
-    and loads the scripts: :class:`StoreError` if that fails. Thread-safe (a
-    connection pool), though the server makes every call from one thread.
+    and loads the scripts (on every primary of a cluster): :class:`StoreError` if that
+    fails. Thread-safe (connection pools), though the server makes every call from
+    one thread.
     """
 
     def __init__(self, url: str, network: str = "greenchat") -> None:
         self.url, self.network = url, network
+        self._redis: Client | None = None
         try:
             self.keys = Keys(network)
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=SOCKET_TIMEOUT,
-                socket_connect_timeout=SOCKET_TIMEOUT,
-                health_check_interval=HEALTH_CHECK_INTERVAL,
-                # No retries: a write whose answer was lost may have been applied,
-                # and trying it again would raise AccountExists for one's own account.
-                retry=Retry(NoBackoff(), 0),
-            )
-        except ValueError as exc:
-            raise StoreError(f"cannot use Redis at {_where(url)}: {_one_line(str(exc))}") from None
-        self._redis: redis.Redis | None = client
-        try:
-            self._check_version(client)
-            self._load_scripts(client)
-        except rx.RedisError as exc:
-            client.close()
+            self._connect(url)
+            self._check_version(self._redis)
+            self._load_scripts(self._redis)
+        except (ValueError, rx.RedisError, rx.RedisClusterException) as exc:
+            self.close()
             why = unavailable_cause(exc) or _one_line(str(exc))
             raise StoreError(f"cannot use Redis at {_where(url)}: {why}") from None
         except StoreError:
-            client.close()
+            self.close()
             raise
 
     def __repr__(self) -> str:
         return f"RedisStore({_where(self.url)!r}, network={self.network!r})"
 
+    @property
+    def cluster(self) -> bool:
+        """Whether the store is on a Redis Cluster (so a batch is split by slot)."""
+        return isinstance(self._redis, redis.RedisCluster)
+
     # -- plumbing --------------------------------------------------------------------
 
-    def _check_version(self, client: redis.Redis) -> None:
-        try:
-            found = str(client.info("server").get("redis_version", "0"))
-        except rx.NoPermissionError:  # a user without INFO: the scripts will tell
+    def _connect(self, url: str) -> None:
+        """A blocking client of the Redis at ``url``: of the whole cluster if it is a node
+        of one (``INFO cluster``). No retries: a write whose answer was lost may have
+        been applied, and trying it again would raise AccountExists for one's own
+        account."""
+        options = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT}
+        checked = {"health_check_interval": HEALTH_CHECK_INTERVAL}
+        self._redis = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options, **checked)
+        if not _cluster_enabled(self._redis):
             return
-        version = tuple(int(part) for part in found.split(".")[:3] if part.isdigit())
-        if version < MIN_REDIS:
-            needed = ".".join(map(str, MIN_REDIS))
-            raise StoreError(f"Redis at {_where(self.url)} is {found}; needs {needed} or newer")
+        self._redis.close()
+        # Still follows MOVED, ASK and TRYAGAIN (the server ran nothing); takes no
+        # health_check_interval (see the module's docstring).
+        self._redis = redis.RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0), **options)
 
-    def _load_scripts(self, client: redis.Redis) -> None:
-        pipe = client.pipeline(transaction=False)
-        for script in _SCRIPTS.values():
-            pipe.script_load(script.text)
-        pipe.execute()
+    def _check_version(self, client: Client) -> None:
+        for server in _servers(client):
+            try:
+                found = str(server.info("server").get("redis_version", "0"))
+            except rx.NoPermissionError:  # a user without INFO: the scripts will tell
+                return
+            version = tuple(int(part) for part in found.split(".")[:3] if part.isdigit())
+            if version < MIN_REDIS:
+                needed = ".".join(map(str, MIN_REDIS))
+                raise StoreError(f"Redis at {_where(self.url)} is {found}; needs {needed} or newer")
+
+    def _load_scripts(self, client: Client) -> None:
+        """Every script on every server that may run it: one round trip each."""
+        for server in _servers(client):
+            pipe = server.pipeline(transaction=False)
+            for script in _SCRIPTS.values():
+                pipe.script_load(script.text)
+            pipe.execute()
 
     @contextmanager
-    def _client(self) -> Iterator[redis.Redis]:
+    def _client(self) -> Iterator[Client]:
         """The client for one call; failures underneath become StoreUnavailable."""
         client = self._redis
         if client is None:
             raise StoreUnavailable("the store is closed")
         try:
             yield client
-        except rx.RedisError as exc:
+        except (rx.RedisError, rx.RedisClusterException) as exc:
             cause = unavailable_cause(exc)
             if cause is None:
                 raise
             raise StoreUnavailable(cause) from exc
 
-    def _run(self, client: redis.Redis, name: str, keys: Sequence[str], args: Sequence):
-        script = _SCRIPTS[name]
+    def _run(self, client: Client, name: str, keys: Sequence[str], args: Sequence):
         try:
-            return client.evalsha(script.sha, len(keys), *keys, *args)
-        except rx.NoScriptError:  # Redis restarted or flushed its scripts
+            return self._script(name, keys, args).to(client)
+        except rx.NoScriptError:  # Redis restarted, failed over or flushed its scripts
             self._load_scripts(client)
-            return client.evalsha(script.sha, len(keys), *keys, *args)
+            return self._script(name, keys, args).to(client)
 
-    def _registry(self, client: redis.Redis, name: str, *args) -> int:
+    @staticmethod
+    def _script(name: str, keys: Sequence[str], args: Sequence) -> _Call:
+        """EVALSHA of the script ``name``; on a cluster, all ``keys`` in one slot."""
+        return _Call(keys[0], "evalsha", (_SCRIPTS[name].sha, len(keys), *keys, *args))
+
+    def _registry(self, client: Client, name: str, *args) -> int:
         return int(self._run(client, name, [self.keys.accounts], [self.keys.registry, *args]))
 
     @staticmethod
@@ -858,6 +996,60 @@ class RedisStore:
             if isinstance(result, Exception):
                 raise result
         return results
+
+    def _together(self, client: Client, queue: Callable[[Pipeline], object]) -> list:
+        """What ``queue`` puts in a pipeline, as one state (MULTI: keys of one slot). A
+        cluster client that finds the slot moved learns where to from that: tried once
+        more (a read: safe to repeat)."""
+        try:
+            return self._multi(client, queue)
+        except (rx.AskError, rx.TryAgainError):
+            return self._multi(client, queue)
+
+    def _multi(self, client: Client, queue: Callable[[Pipeline], object]) -> list:
+        pipe = client.pipeline(transaction=True)
+        queue(pipe)
+        return self._execute(pipe)
+
+    def _each(self, client: Client, calls: Sequence[_Call]) -> list:
+        """The results of ``calls``, in order: on one server one pipeline; on a cluster
+        one per primary that holds some of their keys (not the cluster client's own
+        pipeline, which sends a command again after a timeout: a write may have been
+        applied, and a read after a timeout waits again, command by command)."""
+        if not isinstance(client, redis.RedisCluster):
+            pipe = client.pipeline(transaction=False)
+            for call in calls:
+                call.to(pipe)
+            return self._execute(pipe) if calls else []
+        results: list = [None] * len(calls)
+        for node, indexes in _by_node(client, calls):
+            found = self._on_node(client, node, [calls[i] for i in indexes])
+            for index, result in zip(indexes, found, strict=True):
+                results[index] = result
+        return results
+
+    def _on_node(self, client: redis.RedisCluster, node: ClusterNode, calls: list[_Call]) -> list:
+        pipe = client.get_redis_connection(node).pipeline(transaction=False)
+        for call in calls:
+            call.to(pipe)
+        try:
+            found = pipe.execute(raise_on_error=False)
+        except (rx.ConnectionError, rx.TimeoutError):
+            _refresh_slots(client, node)
+            raise
+        pairs = zip(calls, found, strict=True)
+        return [self._settle(client, call, result) for call, result in pairs]
+
+    def _settle(self, client: redis.RedisCluster, call: _Call, result):
+        """A command's result; one the node did not run (its slot moved, or the node
+        lacked the script) sent again through the cluster client."""
+        if not isinstance(result, Exception):
+            return result
+        if not isinstance(result, _NOT_RUN):
+            raise result
+        if isinstance(result, rx.NoScriptError):
+            self._load_scripts(client)
+        return call.to(client)
 
     # -- accounts --------------------------------------------------------------------
 
@@ -879,14 +1071,16 @@ class RedisStore:
         with self._client() as client:
             return self._account(client, casefold(name))
 
-    def _account(self, client: redis.Redis, key: str) -> Account | None:
+    def _account(self, client: Client, key: str) -> Account | None:
         keys = self.keys
-        pipe = client.pipeline(transaction=True)  # MULTI: the four of one state ({r})
-        pipe.hget(keys.accounts, key)
-        pipe.hgetall(keys.account(key))
-        pipe.lrange(keys.certfps(key), 0, -1)
-        pipe.hgetall(keys.settings(key))
-        name, fields, certfps, settings = self._execute(pipe)
+
+        def queue(pipe: Pipeline) -> None:  # MULTI: the four of one state ({r})
+            pipe.hget(keys.accounts, key)
+            pipe.hgetall(keys.account(key))
+            pipe.lrange(keys.certfps(key), 0, -1)
+            pipe.hgetall(keys.settings(key))
+
+        name, fields, certfps, settings = self._together(client, queue)
         return None if name is None else _account(name, fields, certfps, settings)
 
     def account_names(self) -> list[str]:
@@ -951,13 +1145,15 @@ class RedisStore:
             keys = [key.decode() for key in client.zrange(self.keys.channels, 0, -1)]
             return self._channels(client, keys) if keys else []
 
-    def _channels(self, client: redis.Redis, keys: list[str]) -> list[RegisteredChannel]:
+    def _channels(self, client: Client, keys: list[str]) -> list[RegisteredChannel]:
         """The records of these channel keys, in order; those not registered left out."""
-        pipe = client.pipeline(transaction=True)  # MULTI: no record half-updated
-        for key in keys:
-            pipe.hgetall(self.keys.channel(key))
-            pipe.hvals(self.keys.access(key))
-        found = self._execute(pipe)
+
+        def queue(pipe: Pipeline) -> None:  # MULTI: no record half-updated ({r})
+            for key in keys:
+                pipe.hgetall(self.keys.channel(key))
+                pipe.hvals(self.keys.access(key))
+
+        found = self._together(client, queue)
         pairs = zip(found[0::2], found[1::2], strict=True)
         return [_channel(fields, access) for fields, access in pairs if fields]
 
@@ -974,21 +1170,42 @@ class RedisStore:
 
     def append_history(self, items: Sequence[HistoryItem]) -> None:
         with self._client() as client:
-            if items:
-                keys, args = self._append_call(items)
-                self._run(client, "append", keys, args)
+            if not items:
+                return
+            groups = _by_target(items)
+            parties = _by_party(groups)
+            if isinstance(client, redis.RedisCluster):
+                self._append_by_slot(client, groups, parties)
+            else:  # one script for the whole batch
+                self._run(client, "append", *self._append_call(groups, parties, groups))
 
-    def _append_call(self, items: Sequence[HistoryItem]) -> tuple[list[str], list]:
-        """KEYS and ARGV of the append script for ``items`` (see _APPEND)."""
-        groups: dict[str, list[HistoryItem]] = {}
-        for item in items:
-            groups.setdefault(item.target, []).append(item)
-        parties: dict[str, list[str]] = {}
-        for target in groups:
-            for party in _parties(target):
-                parties.setdefault(party, []).append(target)
+    def _append_by_slot(
+        self, client: redis.RedisCluster, groups: _Groups, parties: _Parties
+    ) -> None:
+        """A batch on a cluster: a script per slot, each with its conversations' lines
+        and parties' sets; the one of ``conversations`` (and whatever shares its slot)
+        last, after every line it scores (see _rescore). The others go a pipeline per
+        primary. A failure part-way leaves some parts stored: the batch sent again
+        stores nothing twice (msgids)."""
+        slot = client.keyslot
+        parts: dict[int, tuple[_Groups, _Parties]] = {}
+        for target, lines in groups.items():
+            parts.setdefault(slot(self.keys.times(target)), ({}, {}))[0][target] = lines
+        for party, targets in parties.items():
+            parts.setdefault(slot(self.keys.dms(party)), ({}, {}))[1][party] = targets
+        last = parts.pop(slot(self.keys.conversations), ({}, {}))
+        calls = [self._script("append", *self._append_call(*part, {})) for part in parts.values()]
+        self._each(client, calls)
+        self._run(client, "append", *self._append_call(*last, groups))
+
+    def _append_call(
+        self, groups: _Groups, parties: _Parties, scored: _Groups
+    ) -> tuple[list[str], list]:
+        """KEYS and ARGV of the append script (see _APPEND): the lines of ``groups``,
+        the sets of ``parties``, and the scores in ``conversations`` of ``scored`` (on
+        one server the batch's all three, on a cluster a slot's part)."""
         keys: list[str] = []
-        args: list = [len(groups), len(parties), 1]
+        args: list = [len(groups), len(parties), int(bool(scored))]
         for target, lines in groups.items():
             keys += self.keys.conversation(target)
             args.append(len(lines))
@@ -996,8 +1213,9 @@ class RedisStore:
         for party, targets in parties.items():
             keys.append(self.keys.dms(party))
             args += [len(targets), *targets]
-        keys.append(self.keys.conversations)
-        for target, lines in groups.items():
+        if scored:
+            keys.append(self.keys.conversations)
+        for target, lines in scored.items():
             args += [min(line.time for line in lines), target]
         return keys, args
 
@@ -1042,11 +1260,10 @@ class RedisStore:
         self, targets: Sequence[str], since: float, until: float, limit: int
     ) -> list[tuple[str, float]]:
         wanted = list(dict.fromkeys(targets))
+        times = [self.keys.times(target) for target in wanted]
+        calls = [_Call(key, "zrevrangebyscore", (key, until, since, 0, 1, True)) for key in times]
         with self._client() as client:
-            pipe = client.pipeline(transaction=False)
-            for target in wanted:  # each one's latest time in the window
-                pipe.zrevrangebyscore(self.keys.times(target), until, since, 0, 1, True)
-            found = self._execute(pipe) if wanted else []
+            found = self._each(client, calls)  # each one's latest time in the window
         pairs = [(target, got[0][1]) for target, got in zip(wanted, found, strict=True) if got]
         pairs.sort(key=lambda pair: (pair[1], pair[0]))
         return pairs[:limit]
@@ -1063,7 +1280,7 @@ class RedisStore:
                 gone += self._trim(client, keep_per_target, batch - gone)
         return gone
 
-    def _expire_old(self, client: redis.Redis, older_than: float, batch: int) -> int:
+    def _expire_old(self, client: Client, older_than: float, batch: int) -> int:
         """Up to ``batch`` lines older than ``older_than``, the conversation with the
         oldest first (``conversations`` scores each by a time no later than its oldest)."""
         gone, done = 0, set()
@@ -1078,20 +1295,21 @@ class RedisStore:
             self._rescore(client, target)
         return gone
 
-    def _rescore(self, client: redis.Redis, target: str) -> None:
+    def _rescore(self, client: Client, target: str) -> None:
         """Score ``target`` by its oldest line now, or take it out if it has none.
 
         Taken out first, then its oldest line read, then put back with ZADD LT: an
-        append (its lines, then its ZADD LT: one script here; on a cluster the part
-        for ``conversations`` must go after the lines') that the read missed comes
-        after the read, so its ZADD LT after the removal too, and the score never ends
-        up later than a line it has. Separate calls: on a cluster, two slots."""
+        append (its lines, then its ZADD LT: one script on one server; on a cluster the
+        part for ``conversations`` goes after the lines', see _append_by_slot) that the
+        read missed comes after the read, so its ZADD LT after the removal too, and the
+        score never ends up later than a line it has. Separate calls: on a cluster, two
+        slots."""
         client.zrem(self.keys.conversations, target)
         oldest = client.zrange(self.keys.times(target), 0, 0, withscores=True)
         if oldest:
             client.zadd(self.keys.conversations, {target: oldest[0][1]}, lt=True)
 
-    def _trim(self, client: redis.Redis, keep: int, batch: int) -> int:
+    def _trim(self, client: Client, keep: int, batch: int) -> int:
         """Up to ``batch`` lines beyond the newest ``keep`` of each conversation: every
         conversation is counted (``ZCARD``, PAGE a round trip), those over trimmed."""
         gone, start = 0, 0
@@ -1100,10 +1318,9 @@ class RedisStore:
             if not page:
                 break
             targets = [target.decode() for target in page]
-            pipe = client.pipeline(transaction=False)
-            for target in targets:
-                pipe.zcard(self.keys.times(target))
-            for target, count in zip(targets, self._execute(pipe), strict=True):
+            times = [self.keys.times(target) for target in targets]
+            counts = self._each(client, [_Call(key, "zcard", (key,)) for key in times])
+            for target, count in zip(targets, counts, strict=True):
                 if count > keep and gone < batch:
                     keys = self.keys.conversation(target)
                     gone += int(self._run(client, "trim", keys, [keep, batch - gone]))

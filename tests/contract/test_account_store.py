@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from redis_server import shared_url
+from redis_server import shared_cluster_url, shared_url
 
 from greenchat.store.base import (
     Account,
@@ -56,7 +56,25 @@ def redis_store(tmp_path: Path) -> Factory:
     return Factory("redis", lambda: RedisStore(url, network), lambda: RedisStore(url, network))
 
 
-FACTORIES = {"sqlite-file": sqlite_file, "sqlite-memory": sqlite_memory, "redis": redis_store}
+def redis_cluster_store(tmp_path: Path) -> Factory:
+    """On the session's Redis Cluster (three masters): a batch split by slot, every
+    multi-key call kept to one slot; a network of its own per test, as above."""
+    url, network = shared_cluster_url(), f"test-{uuid.uuid4().hex}"
+
+    def open_store() -> RedisStore:
+        store = RedisStore(url, network)
+        assert store.cluster, "the cluster's URL opened a store for one server"
+        return store
+
+    return Factory("redis-cluster", open_store, open_store)
+
+
+FACTORIES = {
+    "sqlite-file": sqlite_file,
+    "sqlite-memory": sqlite_memory,
+    "redis": redis_store,
+    "redis-cluster": redis_cluster_store,
+}
 
 
 @pytest.fixture(params=list(FACTORIES))

@@ -164,6 +164,26 @@ def test_private_conversations_are_found_by_either_party(store):
     assert store.conversations_of("n:dave") == []
 
 
+def test_one_batch_of_many_conversations_lands_whole(store):
+    # What one writer's turn holds on a busy server: lines of many channels and private
+    # conversations interleaved (on a cluster: a part per slot, on every primary).
+    channels = [f"#c{n}" for n in range(40)]
+    privates = [f"dm:a:p{n} a:q{n % 3}" for n in range(12)]
+    targets = channels + privates
+    batch = [item(n, targets[n % len(targets)], when=100.0 + n) for n in range(3 * len(targets))]
+    store.append_history(batch)
+    store.append_history(batch)  # sent again after a lost answer: nothing twice
+    for index, target in enumerate(targets):
+        got = store.history(target, None, None, 10, latest=False)
+        assert [i.msgid for i in got] == [f"m{index + k * len(targets)}" for k in range(3)]
+    assert store.conversations_of("a:q1") == sorted(privates[1::3])
+    last = [(target, 100.0 + 2 * len(targets) + n) for n, target in enumerate(targets)]
+    assert store.history_targets(targets, 0.0, 1000.0, 100) == last
+    assert store.expire_history(100.0 + len(targets), 0, batch=1000) == len(targets)
+    assert store.expire_history(0.0, 1, batch=1000) == len(targets)
+    assert [len(store.history(t, None, None, 10, False)) for t in targets] == [1] * len(targets)
+
+
 def test_expiry_by_age_and_per_target_in_batches(store):
     store.append_history([item(n, "#old", when=float(n)) for n in range(10)])
     store.append_history([item(100 + n, "#big", when=1000.0 + n) for n in range(10)])

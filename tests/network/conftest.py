@@ -19,10 +19,23 @@ from greenchat.server.config import ServerConfig
 _networks = itertools.count(1)
 
 
+def pytest_generate_tests(metafunc):
+    """A module that says ``ON_A_CLUSTER_TOO = True`` runs its tests on the session's
+    redis-server and again on its Redis Cluster; not those that ask for ``redis_url``
+    themselves (they put something between a node and that one Redis)."""
+    if not getattr(metafunc.module, "ON_A_CLUSTER_TOO", False):
+        return
+    if "backplane_url" not in metafunc.fixturenames:
+        return
+    kinds = ["redis"] if "redis_url" in metafunc.fixturenames else ["redis", "cluster"]
+    metafunc.parametrize("backplane_url", kinds, indirect=True)
+
+
 @pytest.fixture
-def backplane_url(redis_url) -> str:
-    """The Redis the nodes share (test_two_nodes.py runs on a Redis Cluster too)."""
-    return redis_url
+def backplane_url(request) -> str:
+    """The Redis the nodes share: the session's redis-server, or its Redis Cluster."""
+    kind = getattr(request, "param", "redis")
+    return request.getfixturevalue("redis_cluster_url" if kind == "cluster" else "redis_url")
 
 
 @pytest.fixture

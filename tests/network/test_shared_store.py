@@ -1,7 +1,7 @@
 """Two nodes, one store: ``--db redis`` keeps accounts, registered channels and history
 in the backplane's Redis (store/redis_store.py), each change stored once by the node it
 happened on, and what each node keeps of the store in memory follows the other's
-changes (server/shared_store.py)."""
+changes (server/shared_store.py). On a single Redis and on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from transcript import register_account, until
 
 pytestmark = pytest.mark.timeout(60)
+ON_A_CLUSTER_TOO = True  # conftest.py: each test again on a Redis Cluster (store included)
 
 CAPS = "batch draft/chathistory message-tags server-time"
 PASSWORD = "s3cret-pw"

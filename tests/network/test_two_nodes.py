@@ -11,23 +11,11 @@ import socket
 import threading
 import time
 
-import pytest
 from transcript import until
 
 from greenchat.server.oper import hash_password
 
-
-@pytest.fixture(params=["redis", "cluster"])
-def backplane_url(request) -> str:
-    """A single redis-server, then a Redis Cluster. The tests that put a DribblingLink
-    between a node and Redis (they ask for redis_url) run on the single one only: a
-    cluster's clients go to each shard's own address."""
-    if request.param == "redis":
-        return request.getfixturevalue("redis_url")
-    if "redis_url" in request.fixturenames:
-        pytest.skip("a link in front of one Redis; a cluster's clients go to every shard")
-    return request.getfixturevalue("redis_cluster_url")
-
+ON_A_CLUSTER_TOO = True  # conftest.py: each test again on a Redis Cluster
 
 PASSWORD = "s3cret"
 OPER_HASH = hash_password(PASSWORD)  # once: scrypt is slow on purpose

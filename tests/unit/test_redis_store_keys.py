@@ -87,6 +87,15 @@ def test_a_network_name_that_would_break_the_layout_is_refused(network):
         (rx.ReadOnlyError("You can't write", status_code="READONLY"), "read-only"),
         (rx.ResponseError("MISCONF Redis is configured to save RDB snapshots"), "snapshot"),
         (rx.ResponseError("BUSY Redis is busy running a script"), "busy"),
+        # A Redis Cluster's, and its client's (RedisClusterException is no RedisError).
+        (rx.ClusterDownError("The cluster is down", status_code="CLUSTERDOWN"), "is down"),
+        (rx.TryAgainError("Multiple keys request", status_code="TRYAGAIN"), "moving keys"),
+        (rx.MovedError("3999 127.0.0.1:6381"), "moving keys (slot 3999 to 127.0.0.1:6381)"),
+        (rx.AskError("3999 127.0.0.1:6381"), "moving keys"),
+        (rx.ClusterError("TTL exhausted."), "kept redirecting"),
+        (rx.SlotNotCoveredError('Slot "7" is not covered by the cluster.'), "every slot"),
+        (rx.RedisClusterException("Redis Cluster cannot be connected. Please"), "any node"),
+        (rx.RedisClusterException("startup_nodes could not agree on a valid"), "disagree"),
     ],
 )
 def test_failures_underneath_are_unavailable_in_words(error, words):
@@ -100,6 +109,7 @@ def test_failures_underneath_are_unavailable_in_words(error, words):
         rx.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
         rx.ResponseError("ERR syntax error"),
         rx.DataError("Invalid input of type: 'dict'"),
+        rx.RedisClusterException("EVALSHA - all keys must map to the same key slot"),
     ],
 )
 def test_a_bug_is_not_called_unavailable(error):
