@@ -19,7 +19,8 @@ from typing import Any
 
 import gevent
 import redis
-from gevent.select import select
+from gevent.select import POLLIN, poll
+from gevent.socket import wait_read
 
 __all__ = ["Subscriber"]
 
@@ -117,7 +118,7 @@ class Subscriber:
                 gevent.sleep(min(left, 0.01))
                 continue
             try:
-                select(sockets, [], [], min(left, SLICE))
+                _wait_readable(sockets, min(left, SLICE))
             except (OSError, ValueError) as exc:  # closed under us: stop() or a failure
                 raise redis.ConnectionError(f"the subscriber connection failed: {exc}") from None
 
@@ -141,3 +142,17 @@ class Subscriber:
         if self.cluster:
             with suppress(redis.RedisError, OSError):
                 self.client.nodes_manager.initialize()
+
+
+def _wait_readable(sockets: list[Any], timeout: float) -> None:
+    """Until one of ``sockets`` has data, ``timeout`` seconds at most: gevent's own
+    watchers (not select(), which refuses a descriptor past 1,023, as a server with
+    thousands of connections has)."""
+    if len(sockets) == 1:  # a single Redis: one watcher, as cheap as it gets
+        with suppress(gevent.Timeout):
+            wait_read(sockets[0].fileno(), timeout=timeout, timeout_exc=gevent.Timeout)
+        return
+    poller = poll()
+    for sock in sockets:
+        poller.register(sock, POLLIN)
+    poller.poll(timeout * 1000)
