@@ -169,6 +169,8 @@ class RedisBackplane:
             self.cluster = None
             self._make_clients()
         self.roll = prefix + "nodes"  # node -> the time of its last heartbeat
+        self.epoch_key = prefix + "epoch"  # the log's mark: another one after a data loss
+        self._epoch: bytes | None = None
         self.heart = HeartbeatThread(
             url, self.heartbeat_key(self.node), self._heartbeat_value,
             HEARTBEAT_EVERY, HEARTBEAT_TTL, self.roll, self.node,
@@ -549,7 +551,7 @@ class RedisBackplane:
         while self.running:
             try:
                 self._know_kind()
-                self._subscribe_all()
+                early = self._subscribe_all()
                 self._fill_gap(None)
                 if self.cluster:
                     self.order.resubscribed(list(self.subscribed), self.last_seq + 1)
@@ -560,6 +562,8 @@ class RedisBackplane:
                 # restart, which lost every heartbeat: a node starting then must find us.
                 self._beat()
                 self.connected = True
+                for message in early:
+                    self._on_message(message)
                 turn, turn_length = time.monotonic(), LISTENER_TURN
                 while self.running:
                     message = self._next_message(0.05 if self.order.holding else 1.0)
@@ -587,12 +591,16 @@ class RedisBackplane:
         gevent.sleep(0)
         return min(max(LISTENER_TURN, 2 * (time.monotonic() - start)), LISTENER_TURN_MAX)
 
-    def _subscribe_all(self) -> None:
+    def _subscribe_all(self) -> list[dict[str, Any]]:
+        """Subscribe to everything again; the messages that came meanwhile, to be read
+        once the log is in step (a Redis that lost its data numbers its log anew: an
+        entry read now would be taken for one applied before)."""
         self.subscriber.close()
         self.subscriber.refresh()  # a cluster: where each slot is now
         channels = [self.log_channel, self.node_channel, self.snapshot_channel, *self.subscribed]
         self.subscriber.subscribe(*channels)
         waiting = set(channels)
+        early: list[dict[str, Any]] = []
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
         while waiting:
             message = self._next_message(max(0.0, deadline - time.monotonic()))
@@ -602,8 +610,10 @@ class RedisBackplane:
                 continue
             if message["type"] == "subscribe":
                 waiting.discard(_text(message["channel"]))
+                self._on_message(message)  # a handler may wait for it (_subscribe_for)
             else:
-                self._on_message(message)
+                early.append(message)
+        return early
 
     def _next_message(self, timeout: float) -> dict[str, Any] | None:
         """The next message on any subscription, waiting at most ``timeout``."""
@@ -754,8 +764,16 @@ class RedisBackplane:
         """Apply the log entries after ``last_seq`` (up to ``upto``, excluded) that we
         did not receive, from the stream."""
         if upto is None:  # (re)connected: where is the log now?
-            now = int(self.reader.get(self.sequence_keys[0]) or 0)
-            if not self.last_seq or now < self.last_seq:
+            now, restarted = self._where_the_log_is()
+            if restarted:
+                # Every entry of its new log is one this node has not applied: read
+                # them all (made while this node was reconnecting: others came first).
+                log.warning(
+                    "backplane: Redis lost its data (restarted empty?); applying its new"
+                    " log from the start (%d entries; was at %d)", now, self.last_seq,
+                )  # fmt: skip
+                self.last_seq = 0
+            elif not self.last_seq or now < self.last_seq:
                 if self.last_seq:  # a restart without persistence, a failover to an empty one
                     log.warning("backplane: Redis lost the log (at %d, was %d)", now, self.last_seq)
                 self.last_seq = now
@@ -774,6 +792,19 @@ class RedisBackplane:
         self._release_caught_up()
         if self.cluster:
             self.order.log_applied(self.last_seq)
+
+    def _where_the_log_is(self) -> tuple[int, bool]:
+        """The log's last number, and whether Redis started a new log since this node
+        last looked (it lost its data: the log's mark, set by the first node to look,
+        is another one)."""
+        pipe = self.reader.pipeline(transaction=False)
+        pipe.get(self.sequence_keys[0])
+        pipe.set(self.epoch_key, os.urandom(8).hex(), nx=True)
+        pipe.get(self.epoch_key)
+        head, _, epoch = pipe.execute()
+        restarted = self._epoch is not None and epoch != self._epoch
+        self._epoch = epoch
+        return int(head or 0), restarted
 
     def _apply(self, origin: str, pid: int, extra: dict[str, Any], event: Event) -> None:
         """One change in the network's order: checked, then applied here."""

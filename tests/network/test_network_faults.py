@@ -10,7 +10,8 @@ import time
 
 import pytest
 import redis_server
-from transcript import IrcClient, chat_resumes
+from links import DribblingLink
+from transcript import IrcClient, chat_resumes, until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -156,3 +157,30 @@ def test_a_redis_paused_for_seconds_and_chat_resumes(private_redis, nodes, conne
     chat_resumes(alice, bob, "#room")
     bob.send("PRIVMSG #room :yes")
     alice.expect(r":bob!\S+ PRIVMSG #room :yes")
+
+
+def test_a_node_cut_off_while_redis_restarts_empty_reads_the_new_log(private_redis, nodes, connect):
+    """Redis restarts with nothing saved while node b cannot reach it: node a gets
+    back first, and its user's changes go in Redis's new log, numbered from 1 again,
+    below where b was. When b gets through, it sees that Redis lost its data and
+    applies the new log from its start (else it would take those entries for ones it
+    had, and never show them)."""
+    (a,) = nodes(1, url=private_redis.url)
+    with DribblingLink(private_redis.url, pause=0) as link:
+        (b,) = nodes(1, url=link.url, network=a.config.network)
+        alice = connect(a, "alice").join("#room")
+        bob = connect(b, "bob").join("#room")
+        alice.expect(r":bob!\S+ JOIN")
+        for i in range(5):  # b's place in the old log: past the new log's first entries
+            alice.send(f"TOPIC #room :old {i}")
+            bob.expect(rf"TOPIC #room :old {i}$")
+        link.refusing = True
+        private_redis.restart()  # empty: nothing was saved
+        backplane = a.server.backplane
+        until(lambda: backplane.reconnects and backplane.connected, 10, "node a reconnected")
+        alice.send("TOPIC #room :while b was away", "JOIN #new")
+        alice.expect(r" 366 alice #new ")
+        link.refusing = False
+        bob.expect(r":alice!\S+ TOPIC #room :while b was away$", timeout=15)
+        bob.send("NAMES #new")
+        assert bob.expect(r" 353 bob \S #new :(.*)").group(1).split() == ["@alice"]
