@@ -100,8 +100,10 @@ class Subscriber:
             pubsubs = list(self._pubsubs.values())
             if not pubsubs:
                 raise redis.ConnectionError("the subscriber connection is closed")
-            self._turn = (self._turn + 1) % len(pubsubs)  # no shard starves the others
-            for pubsub in pubsubs[self._turn :] + pubsubs[: self._turn]:
+            if len(pubsubs) > 1:  # shards taken in turn: none starves the others
+                self._turn = (self._turn + 1) % len(pubsubs)
+                pubsubs = pubsubs[self._turn :] + pubsubs[: self._turn]
+            for pubsub in pubsubs:
                 connection = pubsub.connection
                 if connection is None:
                     continue  # a new shard's, still connecting for its first subscription

@@ -5,7 +5,6 @@ The rest of the two-node suite runs on a cluster too (test_two_nodes.py)."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import redis
@@ -13,7 +12,7 @@ import redis_server
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis_cluster import RedisCluster
-from transcript import chat_resumes
+from transcript import chat_resumes, until
 
 STALL = 0.5  # seconds the channel's shard sleeps (DEBUG SLEEP) while the lines go out
 
@@ -34,15 +33,17 @@ def _until_asleep(node) -> None:
     probe = redis.Redis(
         host=node.host, port=node.port, socket_timeout=0.05, retry=Retry(NoBackoff(), 0)
     )
+
+    def asleep() -> bool:
+        try:
+            probe.ping()
+        except redis.TimeoutError:
+            return True
+        probe.connection_pool.disconnect()  # a fresh connection for the next try
+        return False
+
     try:
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            try:
-                probe.ping()
-            except redis.TimeoutError:
-                return
-            probe.connection_pool.disconnect()  # a fresh connection for the next try
-        raise AssertionError("the shard never went to sleep")
+        until(asleep, 5.0, "the shard went to sleep")
     finally:
         probe.close()
 
