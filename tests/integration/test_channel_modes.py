@@ -299,6 +299,7 @@ def test_moderated_channel(connect):
     alice.expect(r"PRIVMSG #c :voiced now$")
     alice.send("MODE #c -m")
     mode_line(bob, "#c", "-m")
+    mode_line(alice, "#c", "-m")  # carol's node (alice's) has applied it too
     carol.send("PRIVMSG #c :-n lets me in")
     alice.expect(r"^:carol!\S+ PRIVMSG #c :-n lets me in$")
 
