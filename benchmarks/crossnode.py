@@ -24,6 +24,11 @@ Usage::
 
     python benchmarks/crossnode.py [--rooms 1,10,100,1000] [--lines 20000] [--repeat 3]
         [--cluster] [--out benchmarks/results/crossnode.json]
+    python benchmarks/crossnode.py --paired [--rooms 100,1000] [--repeat 8] [--out ...]
+
+``--paired`` sets a network on a single Redis, one on a 3-shard cluster and one server
+up side by side, the same room on each, and takes their bursts in turn: what a cluster
+costs the nodes against a single Redis, measured in the same minutes.
 """
 
 from gevent import monkey
@@ -185,6 +190,57 @@ def measure(redis: PrivateRedis | PrivateCluster, members: int, lines: int, repe
     return runs
 
 
+def measure_paired(
+    backplanes: dict[str, PrivateRedis | PrivateCluster],
+    members: int,
+    lines: int,
+    repeat: int,
+    run: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """A network on each backplane and one server, the same room on each, their bursts
+    taken in turn: a comparison made in the same minutes (this machine's speed drifts
+    by a third within an hour, more than the backplanes differ)."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in (*backplanes, "single")}
+    with contextlib.ExitStack() as stack:
+        rooms = {}
+        for name, redis in backplanes.items():
+            a, b = stack.enter_context(network(redis, f"pair{run}{name}"))
+            shards = redis.pids if isinstance(redis, PrivateCluster) else redis.pid
+            rooms[name] = (*room(a.port, b.port, members, f"p{run}{name}"),
+                           {"a": a.pid, "b": b.pid, "redis": shards})  # fmt: skip
+        single = Node(None, "")
+        stack.callback(single.stop)
+        rooms["single"] = (*room(single.port, single.port, members, f"p{run}s"),
+                           {"single": single.pid})  # fmt: skip
+        for _ in range(repeat):
+            for name, (sender, fleet, pids) in rooms.items():
+                runs[name].append(burst(sender, fleet, lines, pids))
+        for sender, fleet, _ in rooms.values():
+            close_all([sender, *fleet])
+    return runs
+
+
+def paired(rooms: list[int], lines: int, repeat: int) -> dict[str, Any]:
+    """``--paired``: B's cost on a single Redis and on a cluster, against one server's."""
+    cases: dict[str, Any] = {}
+    with PrivateRedis() as single_redis, PrivateCluster() as cluster:
+        for pid in [single_redis.pid, *cluster.pids]:
+            servers.record_pid(pid)
+        backplanes = {"redis": single_redis, "cluster": cluster}
+        print("members | A redis | A cluster | B redis | B cluster | one server | B cluster/redis")
+        for run, members in enumerate(rooms):
+            burst_lines = min(lines, max(200, DELIVERIES_CAP // members))
+            runs = measure_paired(backplanes, members, burst_lines, repeat, run)
+            found = {name: medians(each) for name, each in runs.items()}
+            ratio = round(found["cluster"]["b_us"] / found["redis"]["b_us"], 3)
+            cases[str(members)] = {"lines": burst_lines, "medians": found, "runs": runs,
+                                   "b_cluster_vs_redis": ratio}  # fmt: skip
+            print(f"{members:>7} | {found['redis']['a_us']:>7} | {found['cluster']['a_us']:>9} | "
+                  f"{found['redis']['b_us']:>7} | {found['cluster']['b_us']:>9} | "
+                  f"{found['single']['single_us']:>10} | {ratio}")  # fmt: skip
+    return cases
+
+
 def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
     keys = runs[0].keys()
     return {key: round(statistics.median(run[key] for run in runs), 2) for key in keys}
@@ -252,12 +308,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--cluster", action="store_true", help="the nodes on a private 3-shard Redis Cluster"
     )
+    p.add_argument(
+        "--paired",
+        action="store_true",
+        help="a single Redis, a cluster and one server side by side, bursts in turn",
+    )
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     servers.exit_on_sigterm()
     rooms = [int(part) for part in args.rooms.split(",")]
-    raise_fd_limit(max(rooms) * 2 + 100)
+    raise_fd_limit(max(rooms) * (6 if args.paired else 2) + 100)
     started = time.monotonic()
+    if args.paired:
+        document = {"benchmark": "crossnode-paired", "params": vars(args) | {"out": None},
+                    "cases": paired(rooms, args.lines, args.repeat)}  # fmt: skip
+        document |= {"elapsed_s": round(time.monotonic() - started, 1), "machine": machine_info()}
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(document, indent=2) + "\n")
+            print(f"wrote {args.out}")
+        return 0
     cases: dict[int, dict[str, Any]] = {}
     with PrivateCluster() if args.cluster else PrivateRedis() as redis:
         for pid in redis.pids if args.cluster else [redis.pid]:
