@@ -268,6 +268,9 @@ class Collector(_Collector):
              "again", "reconnects"),
             ("gaps_filled", "Log entries missed by the subscriber and read back from the "
              "stream", "gaps_filled"),
+            ("log_losses", "Times Redis came back without log entries this node had "
+             "applied (restarted empty, or failed over to a replica that lagged)",
+             "log_losses"),
             ("late_loops", "Times the event loop ran the reaper over HEARTBEAT_TTL/2 s late "
              "(the heartbeat thread beat meanwhile)", "late_loops"),
             ("taken_for_dead", "Local users another node quit, taking this node for dead, "
@@ -318,6 +321,7 @@ METRIC_NAMES = (
     "greenchat_backplane_dropped_total",
     "greenchat_backplane_reconnects_total",
     "greenchat_backplane_gaps_filled_total",
+    "greenchat_backplane_log_losses_total",
     "greenchat_backplane_late_loops_total",
     "greenchat_backplane_taken_for_dead_total",
     "greenchat_backplane_parked_total",

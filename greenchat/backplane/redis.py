@@ -207,6 +207,7 @@ class RedisBackplane:
         self.dropped = 0
         self.reconnects = 0
         self.gaps_filled = 0
+        self.log_losses = 0  # times Redis came back without log entries this node had
         self.late_loops = 0  # heartbeat greenlet turns that came HEARTBEAT_TTL/2 late
         self.taken_for_dead = 0  # our users another node quit, taking this one for dead
 
@@ -772,10 +773,12 @@ class RedisBackplane:
                     "backplane: Redis lost its data (restarted empty?); applying its new"
                     " log from the start (%d entries; was at %d)", now, self.last_seq,
                 )  # fmt: skip
+                self.log_losses += 1
                 self.last_seq = 0
             elif not self.last_seq or now < self.last_seq:
                 if self.last_seq:  # a restart without persistence, a failover to an empty one
                     log.warning("backplane: Redis lost the log (at %d, was %d)", now, self.last_seq)
+                    self.log_losses += 1
                 self.last_seq = now
                 self._release_caught_up()
                 return

@@ -184,3 +184,4 @@ def test_a_node_cut_off_while_redis_restarts_empty_reads_the_new_log(private_red
         bob.expect(r":alice!\S+ TOPIC #room :while b was away$", timeout=15)
         bob.send("NAMES #new")
         assert bob.expect(r" 353 bob \S #new :(.*)").group(1).split() == ["@alice"]
+        assert b.call(lambda: b.server.backplane.log_losses) == 1  # a metric, and logged
