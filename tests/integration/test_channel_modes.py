@@ -97,6 +97,13 @@ def test_key_mode(connect):
     alice.expect(r" 696 alice #c k \* :Invalid key")
     alice.expect(r" 696 alice #c k a,b :Invalid key")
     alice.expect(r" 696 alice #c k x{33} :Invalid key")
+    alice.send("MODE #c +k :", "MODE #c +k :a b")  # empty; spaces, as a last parameter
+    alice.expect(r" 696 alice #c k \* :Invalid key")
+    alice.expect(r" 696 alice #c k \* :Invalid key")
+    alice.send("MODE #c")
+    alice.expect(r" 324 alice #c \+nt$")  # none of them was set
+    bob.send("PART #c", "JOIN #c")
+    bob.expect(r"^:bob!\S+ JOIN #c$")  # no key to give
 
 
 def test_limit_mode(connect):

@@ -128,6 +128,10 @@ def test_registration_errors(connect):
     client.expect(r" 421 \* FROBNICATE :Unknown command$")
     client.send("USER only")
     client.expect(r" 461 \* USER :Not enough parameters$")
+    client.send("USER name 0 * :")  # an empty realname
+    client.expect(r" 461 \* USER :Not enough parameters$")
+    client.send("USER  0 * :Real Name")  # an empty username
+    client.expect(r" 461 \* USER :Not enough parameters$")
     client.send("NICK")
     client.expect(r" 431 \* :No nickname given$")
     client.send("NICK 9lives")

@@ -166,3 +166,37 @@ def test_a_waiting_labeled_command_labels_only_its_own_replies(make_server, conn
     assert tags_of(admin.expect(r" 381 admin ").string) == {"batch": ref}
     assert tags_of(admin.expect(r" MODE admin :?\+o$").string) == {"batch": ref}
     admin.expect(rf"^:greenchat\.local BATCH -{ref}$")
+
+
+def test_a_message_to_yourself_comes_back_twice_with_echo_message(connect):
+    """To your own nick with echo-message: the delivery and the echo, the same msgid;
+    with labeled-response only the echo carries the label (the delivery is not the
+    reply). Without echo-message: the delivery, and the label's ACK."""
+    me = connect().register_with_caps("me", "echo-message message-tags labeled-response")
+    for verb, tags in (("PRIVMSG", ""), ("NOTICE", ""), ("TAGMSG", "+draft/react=x;")):
+        text = "" if verb == "TAGMSG" else f" :to myself by {verb}"
+        me.send(f"@{tags}label={verb} {verb} me{text}")
+        pattern = rf":me!\S+ {verb} me{re.escape(text)}$"
+        first, second = tags_of(me.expect(pattern).string), tags_of(me.expect(pattern).string)
+        assert [first.get("label"), second.get("label")] == [None, verb]
+        assert first["msgid"] == second["msgid"]
+    me.send("PRIVMSG me :once more", "PING :after")
+    me.expect(r"PRIVMSG me :once more$")
+    me.expect(r"PRIVMSG me :once more$")
+    me.expect(r" PONG ")
+    plain = connect().register_with_caps("plain", "labeled-response")
+    plain.send("@label=p PRIVMSG plain :only once", "PING :after")
+    assert "label" not in tags_of(plain.expect(r"PRIVMSG plain :only once$").string)
+    assert plain.expect(r" ACK$").string == "@label=p :greenchat.local ACK"
+    plain.expect(r" PONG ")
+    assert sum("only once" in line for line in plain.lines) == 1
+
+
+def test_a_tagmsg_over_the_client_tag_limit_gets_417(connect):
+    sender = connect().register_with_caps("sender", "message-tags")
+    other = connect().register_with_caps("other", "message-tags")
+    sender.send(f"@+big={'x' * 4100} TAGMSG other")
+    sender.expect(r" 417 sender :Input line was too long$")
+    sender.send("@+small=y TAGMSG other")
+    assert tags_of(other.expect(r" TAGMSG other$").string)["+small"] == "y"
+    assert not any("+big" in line for line in other.lines)

@@ -109,9 +109,14 @@ def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: 
                 if errors:
                     conn.numeric(ERR_NOSUCHNICK, target, "No such nick/channel")
                 continue
-            relay = server.hub.apply(_event(conn, verb, user.nick, text, tags))
-            if user is not conn.user:
-                _echo(conn, relay)
+            if user is conn.user:
+                # To yourself: the delivery is not the command's reply, so it carries no
+                # label; the echo (echo-message) does, or the ACK (labeled-response).
+                with conn.uncaptured():
+                    relay = server.hub.apply(_event(conn, verb, user.nick, text, tags))
+            else:
+                relay = server.hub.apply(_event(conn, verb, user.nick, text, tags))
+            _echo(conn, relay)
             if verb == "PRIVMSG" and user.away:
                 conn.numeric(RPL_AWAY, user.nick, user.away)
 

@@ -14,6 +14,7 @@ from greenchat.protocol.numerics import (
     ERR_ALREADYREGISTERED,
     ERR_ERRONEUSNICKNAME,
     ERR_INVALIDCAPCMD,
+    ERR_NEEDMOREPARAMS,
     ERR_NICKNAMEINUSE,
     ERR_NONICKNAMEGIVEN,
     ERR_PASSWDMISMATCH,
@@ -88,6 +89,9 @@ def nick(server: ChatServer, conn: Session, msg: Message) -> None:
 def user(server: ChatServer, conn: Session, msg: Message) -> None:
     if conn.user.registered:
         conn.numeric(ERR_ALREADYREGISTERED, "You may not reregister")
+        return
+    if not msg.params[0] or not msg.params[3]:  # an empty username or realname (as Ergo)
+        conn.numeric(ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
         return
     # No ident lookup is done, so the username gets the conventional '~'.
     name = _USER_UNSAFE.sub("", msg.params[0])[:USERLEN] or "u"
