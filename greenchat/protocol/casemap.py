@@ -14,14 +14,19 @@ import re
 __all__ = [
     "CASEMAPPING",
     "CHANNEL_PREFIXES",
+    "STATUSMSG",
     "casefold",
     "is_channel_name",
+    "split_status",
     "valid_channel",
     "valid_nick",
 ]
 
 CASEMAPPING = "rfc1459"
 CHANNEL_PREFIXES = "#"
+# The member prefixes a message may put before a channel to reach only those members
+# (ISUPPORT STATUSMSG: ``@#chan`` its ops, ``+#chan`` its voiced members and ops).
+STATUSMSG = "@+"
 
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ[]\\~"
 _LOWER = "abcdefghijklmnopqrstuvwxyz{}|^"
@@ -59,3 +64,13 @@ def valid_channel(name: str, max_len: int) -> bool:
         and is_channel_name(name)
         and _CHANNEL_FORBIDDEN.search(name) is None
     )
+
+
+def split_status(target: str) -> tuple[str, str]:
+    """STATUSMSG: ``@#chan`` -> ``("@", "#chan")``; of several prefixes the one that
+    reaches most members (``@+#chan``: ``+``); ``("", target)`` for anything else."""
+    name = target.lstrip(STATUSMSG)
+    if name == target or not is_channel_name(name):
+        return "", target
+    prefixes = target[: len(target) - len(name)]
+    return ("+" if "+" in prefixes else "@"), name

@@ -247,6 +247,9 @@ class WallopsSent(Event):
 class Messaged(Event):
     """A PRIVMSG, NOTICE or TAGMSG to a channel or a user (``text`` '' for TAGMSG).
 
+    ``status``: to a channel's ops (``@``) or its voiced members and ops (``+``) only
+    (STATUSMSG, ``PRIVMSG @#chan``); such a message is not stored in its history.
+
     ``tags``: the sender's client-only tags, escaped (``+a=b;+c``); ``msgid``
     and ``time`` are what recipients with message-tags and server-time see.
     """
@@ -259,6 +262,7 @@ class Messaged(Event):
     tags: str = ""
     msgid: str = ""
     time: float = field(default_factory=_now)
+    status: str = ""  # STATUSMSG ("@" or "+" before the channel): those members only
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,12 +185,13 @@ class HistoryRecorder:
 
     def on_event(self, event: Event) -> None:
         if self.server.hub.foreign:  # another node's: stored by that node, in our store
-            if type(event) is Messaged:
+            if type(event) is Messaged and not event.status:
                 self._heard(event)
             return
         kind = type(event)
         if kind is Messaged:
-            self._messaged(event)
+            if not event.status:  # a STATUSMSG is for some members only, not the history
+                self._messaged(event)
         elif kind is Joined:
             user = self._user(event.nick)
             # In stored time's milliseconds: a line said in the same one as the JOIN,

@@ -57,6 +57,8 @@ REDACTION = "draft/message-redaction"
 # Member prefix modes and their symbols, highest rank first (ISUPPORT PREFIX).
 PREFIXES = (("o", "@"), ("v", "+"))
 PREFIX_MODES = frozenset(mode for mode, _ in PREFIXES)
+# STATUSMSG: the member modes a prefix before a channel's name reaches (ISUPPORT STATUSMSG).
+STATUS_REACHES = {"@": frozenset("o"), "+": frozenset("ov")}
 
 
 class Channel:
@@ -558,7 +560,8 @@ class Hub:
         """To a channel: every member but the sender (TAGMSG only to message-tags);
         to a user: that user. The relay is returned for the sender's echo."""
         user = self._user(event.source)
-        params = (event.target,) if event.verb == "TAGMSG" else (event.target, event.text)
+        target = event.status + event.target
+        params = (target,) if event.verb == "TAGMSG" else (target, event.text)
         relay = Relay(
             user.prefix,
             event.verb,
@@ -572,11 +575,15 @@ class Hub:
         require = "message-tags" if event.verb == "TAGMSG" else None
         channel = self.channels.get(casefold(event.target))
         if channel is not None:
-            self.fanout(channel.local, relay, exclude=user, require_cap=require)
+            members = channel.local
+            if event.status:
+                reaches, status = STATUS_REACHES[event.status], channel.members
+                members = [member for member in members if reaches & status[member]]
+            self.fanout(members, relay, exclude=user, require_cap=require)
         else:
-            target = self._user(event.target)
-            if require is None or target.has_cap(require):
-                target.send_relay(relay)
+            recipient = self._user(event.target)
+            if require is None or recipient.has_cap(require):
+                recipient.send_relay(relay)
         return relay
 
     def _redacted(self, event: Redacted) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from greenchat import __version__
-from greenchat.protocol.casemap import CASEMAPPING, CHANNEL_PREFIXES
+from greenchat.protocol.casemap import CASEMAPPING, CHANNEL_PREFIXES, STATUSMSG
 from greenchat.protocol.numerics import (
     ERR_NOMOTD,
     RPL_CREATED,
@@ -67,6 +67,7 @@ def isupport_tokens(server: ChatServer) -> list[str]:
         "PREFIX=(ov)@+",
         f"TARGMAX=PRIVMSG:{cfg.max_targets},NOTICE:{cfg.max_targets},TAGMSG:{cfg.max_targets}",
         f"TOPICLEN={cfg.topiclen}",
+        f"STATUSMSG={STATUSMSG}",
         "UTF8ONLY",
         "WHOX",
         *(history_tokens() if cfg.history else ()),

@@ -448,3 +448,28 @@ def test_unregistered_clients_are_refused(connect, command):
     client = connect()
     client.send(command)
     client.expect(r" 451 \* :You have not registered$")
+
+
+def test_statusmsg_reaches_only_ops_or_voiced_members(connect):
+    """``@#c`` reaches the channel's ops, ``+#c`` its voiced members and ops; the sender
+    gets its echo with the prefix kept; such lines stay out of the history."""
+    op = connect().register_with_caps("op", "echo-message").join("#c")
+    voiced, plain = connect("voiced").join("#c"), connect("plain").join("#c")
+    op.send("MODE #c +v voiced")
+    for client in (op, voiced, plain):
+        client.expect(r"MODE #c \+v voiced$")
+    plain.send("PRIVMSG @#c :ops only", "NOTICE +#c :voices and ops")
+    op.expect(r"^:plain!\S+ PRIVMSG @#c :ops only$")
+    op.expect(r"^:plain!\S+ NOTICE \+#c :voices and ops$")
+    voiced.expect(r"^:plain!\S+ NOTICE \+#c :voices and ops$")
+    op.send("PRIVMSG @+#c :the widest prefix counts")
+    op.expect(r"^:op!\S+ PRIVMSG \+#c :the widest prefix counts$")  # its echo
+    voiced.expect(r"^:op!\S+ PRIVMSG \+#c :the widest prefix counts$")
+    voiced.sync()
+    plain.sync()
+    assert not any("ops only" in line for line in voiced.lines)
+    assert not any("#c :" in line and "PRIVMSG" in line for line in plain.lines)
+    plain.send("PRIVMSG @#nowhere :x")
+    plain.expect(r" 403 plain #nowhere :No such channel$")
+    plain.send("VERSION")
+    assert "STATUSMSG=@+" in plain.expect(r" 005 plain .*STATUSMSG").string

@@ -328,3 +328,13 @@ def test_without_history_nothing_is_offered_or_kept(make_server, connect):
     alice.send("PRIVMSG #h :not kept", "CHATHISTORY LATEST #h * 10")
     alice.expect(r"FAIL CHATHISTORY MESSAGE_ERROR LATEST #h :This server keeps no history")
     assert server.server.history.pending == []
+
+
+def test_a_statusmsg_stays_out_of_the_history(room):
+    """``PRIVMSG @#h`` is for the ops only: a later CHATHISTORY shows the lines around it,
+    not it, to anyone."""
+    _, alice, bob = room
+    alice.send("PRIVMSG #h :before", "PRIVMSG @#h :ops only", "PRIVMSG #h :after")
+    bob.expect(r"PRIVMSG #h :after$")
+    assert texts(batch(bob, "CHATHISTORY LATEST #h * 10")) == ["before", "after"]
+    assert texts(batch(alice, "CHATHISTORY LATEST #h * 10")) == ["before", "after"]

@@ -10,6 +10,7 @@ from greenchat.protocol.casemap import (
     CASEMAPPING,
     casefold,
     is_channel_name,
+    split_status,
     valid_channel,
     valid_nick,
 )
@@ -133,3 +134,20 @@ def test_channel_length_limit() -> None:
 @pytest.mark.parametrize(("target", "expected"), [("#x", True), ("x", False), ("", False)])
 def test_is_channel_name(target: str, expected: bool) -> None:
     assert is_channel_name(target) is expected
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("@#x", ("@", "#x")),
+        ("+#x", ("+", "#x")),
+        ("@+#x", ("+", "#x")),
+        ("+@#x", ("+", "#x")),
+        ("#x", ("", "#x")),
+        ("@nick", ("", "@nick")),
+        ("@", ("", "@")),
+        ("", ("", "")),
+    ],
+)
+def test_split_status(target: str, expected: tuple[str, str]) -> None:
+    assert split_status(target) == expected

@@ -1,4 +1,5 @@
-"""PRIVMSG, NOTICE and TAGMSG: to channels and to nicks, several targets at once.
+"""PRIVMSG, NOTICE and TAGMSG: to channels and to nicks, several targets at once;
+to a channel's ops or voiced members only (STATUSMSG: ``@#chan``, ``+#chan``).
 
 This is the hot path: a channel message becomes one :class:`Relay`, rendered
 once per capability variant, and the same bytes are queued to every member
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from greenchat.protocol.casemap import casefold, is_channel_name
+from greenchat.protocol.casemap import casefold, is_channel_name, split_status
 from greenchat.protocol.message import Message, escape_tag_value, valid_tag_key
 from greenchat.protocol.numerics import (
     ERR_CANNOTSENDTOCHAN,
@@ -86,7 +87,8 @@ def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: 
         conn.numeric(ERR_TOOMANYTARGETS, params[0], "Too many targets")
         return
     for target in targets:
-        if is_channel_name(target):
+        status, target = split_status(target)
+        if status or is_channel_name(target):
             channel = server.hub.get_channel(target)
             if channel is None:
                 channel = look_again(conn, server.hub.get_channel, target)
@@ -97,7 +99,8 @@ def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: 
                 if errors:
                     conn.numeric(ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
             else:
-                _echo(conn, server.hub.apply(_event(conn, verb, channel.name, text, tags)))
+                event = _event(conn, verb, channel.name, text, tags, status)
+                _echo(conn, server.hub.apply(event))
         elif casefold(target) in server.services:
             if verb == "PRIVMSG":  # a NOTICE is never answered
                 server.services[casefold(target)].handle(server, conn, text or "")
@@ -146,8 +149,10 @@ def may_speak(conn: Session, channel: Channel) -> bool:
     return not channel.is_banned(conn.user)
 
 
-def _event(conn: Session, verb: str, target: str, text: str | None, tags: str) -> Messaged:
-    return Messaged(verb, conn.user.nick, target, text or "", tags, new_msgid())
+def _event(
+    conn: Session, verb: str, target: str, text: str | None, tags: str, status: str = ""
+) -> Messaged:
+    return Messaged(verb, conn.user.nick, target, text or "", tags, new_msgid(), status=status)
 
 
 def _echo(conn: Session, relay: Relay) -> None:
