@@ -47,7 +47,7 @@ from greenchat.server.events import (
 )
 from greenchat.server.outgoing import Relay
 from greenchat.server.presence import Presence
-from greenchat.server.user import User
+from greenchat.server.user import BOT_MODE, User
 
 __all__ = ["PREFIXES", "REDACTION", "Channel", "Hub"]
 
@@ -567,7 +567,7 @@ class Hub:
             event.verb,
             params,
             trailing=event.verb != "TAGMSG",
-            client_tags=event.tags,
+            client_tags=_with_bot_tag(event.tags) if BOT_MODE in user.modes else event.tags,
             when=event.time,
             msgid=event.msgid,
             account=user.account,
@@ -681,6 +681,11 @@ class Hub:
     def send_to_peers(self, user: User, relay: Relay, require_cap: str | None = None) -> None:
         """Queue ``relay`` once to every other user who shares a channel with ``user``."""
         self.fanout(self.peers(user), relay, exclude=user, require_cap=require_cap)
+
+
+def _with_bot_tag(tags: str) -> str:
+    """IRCv3 bot-mode: a bot's messages carry the ``bot`` tag (with message-tags)."""
+    return f"bot;{tags}" if tags else "bot"
 
 
 def _unreachable(line: bytes) -> None:

@@ -25,9 +25,12 @@ if TYPE_CHECKING:
     from greenchat.server.outgoing import Relay
     from greenchat.server.session import Session
 
-__all__ = ["NO_MODES", "User"]
+__all__ = ["BOT_MODE", "NO_MODES", "User"]
 
 NO_MODES: frozenset[str] = frozenset()
+# IRCv3 bot-mode (ISUPPORT BOT=B): a user sets it on itself; WHO shows the flag, WHOIS
+# 335, and its messages carry the ``bot`` tag.
+BOT_MODE = "B"
 
 
 class User:

@@ -25,13 +25,15 @@ from greenchat.protocol.numerics import (
     RPL_YOURHOST,
 )
 from greenchat.server.history import isupport_tokens as history_tokens
+from greenchat.server.user import BOT_MODE
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
 
 VERSION = f"greenchat-{__version__}"
-USER_MODES = "iorw"  # +o only through OPER (users may drop it); +r: logged in; +w: wallops
+# +o only through OPER (users may drop it); +r: logged in; +w: wallops; +B: a bot.
+USER_MODES = "Biorw"
 # Channel modes by ISUPPORT CHANMODES type: A (lists), B (parameter always),
 # C (parameter when set), D (flags). Prefix modes (PREFIX) are separate.
 LIST_MODES = "b"
@@ -51,6 +53,7 @@ def isupport_tokens(server: ChatServer) -> list[str]:
     cfg = server.config
     tokens = [
         f"AWAYLEN={cfg.awaylen}",
+        f"BOT={BOT_MODE}",
         f"CASEMAPPING={CASEMAPPING}",
         f"CHANLIMIT={CHANNEL_PREFIXES}:{cfg.max_channels}",
         f"CHANMODES={LIST_MODES},{KEY_MODES},{LIMIT_MODES},{CHANNEL_MODES}",

@@ -32,7 +32,7 @@ def test_welcome_burst_and_isupport(server, connect):
     client.expect(rf"^:greenchat\.local 001 neo :Welcome to the {network} IRC Network neo!~neo@")
     client.expect(r" 002 neo :Your host is greenchat\.local")
     client.expect(r" 003 neo ")
-    client.expect(r" 004 neo greenchat\.local greenchat-\S+ iorw biklmnopstv bklov$")
+    client.expect(r" 004 neo greenchat\.local greenchat-\S+ Biorw biklmnopstv bklov$")
     isupport: list[str] = []
     while True:  # 005 may span several lines
         line = client.read_line()

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from greenchat.protocol.message import parse
 from greenchat.server.oper import hash_password
 
 PASSWORD = "s3cret"
@@ -511,3 +512,33 @@ def test_every_operator_command_refuses_others_with_481(connect):
     for name in operator_only:
         plain.send(" ".join([name, *["x"] * COMMANDS[name].min_params]))
         plain.expect(r" 481 plain :Permission Denied - You're not an IRC operator$")
+
+
+def test_bot_mode_shows_in_who_whois_and_a_tag(connect):
+    """IRCv3 bot-mode: ISUPPORT BOT=B; a user sets +B on itself; WHO's flags have B,
+    WHOIS has 335, and its messages carry the ``bot`` tag to message-tags clients."""
+    robot = connect("robot").join("#b")
+    tagged = connect().register_with_caps("tagged", "message-tags").join("#b")
+    plain = connect("plain").join("#b")
+    robot.send("VERSION")
+    assert "BOT=B" in robot.expect(r" 005 robot .*BOT=").string.split()
+    robot.send("MODE robot +B")
+    robot.expect(r":robot!\S+ MODE robot :?\+B$")
+    robot.send("PRIVMSG #b :beep", "@+draft/react=x TAGMSG #b", "NOTICE tagged :boop")
+    line = tagged.expect(r"PRIVMSG #b :beep$").string
+    assert parse(line).tags.keys() >= {"bot", "msgid"} and parse(line).tags["bot"] == ""
+    assert parse(tagged.expect(r" TAGMSG #b$").string).tags.keys() >= {"bot", "+draft/react"}
+    assert "bot" in parse(tagged.expect(r"NOTICE tagged :boop$").string).tags
+    assert plain.expect(r"PRIVMSG #b :beep$").string.startswith(":robot!")
+    plain.send("WHO #b")
+    assert plain.expect(r" 352 plain #b \S+ \S+ \S+ robot (\S+) ").group(1) == "HB@"
+    plain.send("WHOIS robot")
+    plain.expect(r" 335 plain robot :is a bot on \S+$")
+    plain.expect(r" 318 plain robot ")
+    robot.send("MODE robot -B", "PRIVMSG #b :human now")
+    robot.expect(r":robot!\S+ MODE robot :?-B$")
+    assert "bot" not in parse(tagged.expect(r"PRIVMSG #b :human now$").string).tags
+    seen = len(plain.lines)
+    plain.send("WHOIS robot")
+    plain.expect(r" 318 plain robot ")
+    assert not any(" 335 " in line for line in plain.lines[seen:])

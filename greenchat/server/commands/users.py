@@ -32,6 +32,7 @@ from greenchat.protocol.numerics import (
     RPL_UNAWAY,
     RPL_USERHOST,
     RPL_WHOISACCOUNT,
+    RPL_WHOISBOT,
     RPL_WHOISCHANNELS,
     RPL_WHOISHOST,
     RPL_WHOISIDLE,
@@ -47,6 +48,7 @@ from greenchat.server.commands.lookup import user_or_401
 from greenchat.server.commands.registration import REALNAMELEN
 from greenchat.server.commands.table import command
 from greenchat.server.events import AwayChanged, RealnameChanged, UserModeChanged
+from greenchat.server.user import BOT_MODE
 from greenchat.server.welcome import USER_MODES
 
 if TYPE_CHECKING:
@@ -225,6 +227,8 @@ def _who_mask(server: ChatServer, conn: Session, mask: str) -> Iterator[User]:
 
 def _who_flags(conn: Session, channel: Channel | None, target: User) -> str:
     flags = ("G" if target.away else "H") + ("*" if is_oper(target) else "")
+    if BOT_MODE in target.modes:
+        flags += BOT_MODE
     if channel is not None:
         flags += channel.prefixes(target, conn.has_cap("multi-prefix"))
     return flags
@@ -329,6 +333,8 @@ def send_whois(server: ChatServer, conn: Session, user: User) -> None:
     conn.numeric(RPL_WHOISSERVER, nick, server.server_name_of(user), SERVER_INFO)
     if is_oper(user):
         conn.numeric(RPL_WHOISOPERATOR, nick, "is an IRC operator")
+    if BOT_MODE in user.modes:
+        conn.numeric(RPL_WHOISBOT, nick, f"is a bot on {server.config.network}")
     if user is conn.user or is_oper(conn.user):
         conn.numeric(RPL_WHOISHOST, nick, f"is connecting from {user.username}@{user.ip} {user.ip}")
         conn.numeric(RPL_WHOISMODES, nick, "is using modes +" + "".join(sorted(user.modes)))
