@@ -59,7 +59,7 @@ def isupport_tokens(server: ChatServer) -> list[str]:
         f"CHANMODES={LIST_MODES},{KEY_MODES},{LIMIT_MODES},{CHANNEL_MODES}",
         f"CHANNELLEN={cfg.channellen}",
         f"CHANTYPES={CHANNEL_PREFIXES}",
-        "ELIST=U",
+        "ELIST=CMNTU",
         f"KEYLEN={KEYLEN}",
         f"KICKLEN={cfg.kicklen}",
         f"MAXLIST={LIST_MODES}:{cfg.max_list_entries}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from transcript import IrcClient
+from transcript import IrcClient, until
 
 
 def pair(connect, channel: str = "#c") -> tuple[IrcClient, IrcClient]:
@@ -38,7 +38,7 @@ def test_isupport_and_myinfo_describe_the_channel_modes(connect):
         "MAXLIST=b:100",
         "KICKLEN=390",
         "MODES=4",
-        "ELIST=U",
+        "ELIST=CMNTU",
         "KEYLEN=32",
         "PREFIX=(ov)@+",
     ):
@@ -388,6 +388,49 @@ def test_list_filters_and_topics(connect):
     assert listing("<3") == {"#one": "1", "#two": "2 Two is a crowd"}
     assert listing(">1,<3") == {"#two": "2 Two is a crowd"}
     assert listing("#ONE,#nowhere,#three") == {"#one": "1", "#three": "3"}
+    # ELIST=M and N: masks, case-mapped, and masks a channel must not match.
+    assert set(listing("#T*")) == {"#two", "#three"}
+    assert set(listing("#t*,#o?e")) == {"#one", "#two", "#three"}
+    assert set(listing("!#t*")) == {"#one"}
+    assert set(listing("#t*,!*ee")) == {"#two"}
+    assert set(listing("U>2")) == {"#three"}
+
+
+def test_list_filters_on_creation_and_topic_time(server, connect):
+    """ELIST=C and T, in minutes back from now (as InspIRCd and Solanum read them):
+    ``C<5`` created less than 5 minutes ago, ``T>5`` topic set more than 5 minutes ago;
+    a channel without a topic has no topic time. #old is made ten minutes old on every
+    node (nothing else moves a channel's clock)."""
+    alice = connect("alice").join("#old").join("#new").join("#bare")
+    alice.send("TOPIC #old :from before", "TOPIC #new :just now")
+    alice.expect(r"TOPIC #new :just now$")
+    bob = connect("bob")
+    bob.send("VERSION")
+    assert "ELIST=CMNTU" in bob.expect(r" 005 bob .*ELIST=").string.split()
+    for node in getattr(server, "nodes", [server]):
+        hub = node.server.hub
+
+        def age(hub=hub) -> None:
+            hub.channels["#old"].created -= 600
+            hub.channels["#old"].topic_set_at -= 600
+
+        until(lambda hub=hub: hub.channels.get("#new") and hub.channels["#new"].topic_set_at)
+        node.call(age)
+
+    def listing(query: str) -> set[str]:
+        bob.send(f"LIST {query}")
+        bob.expect(r" 321 ")
+        got = set()
+        while " 323 " not in (line := bob.read_line()):
+            got.add(line.split()[3])
+        return got
+
+    assert listing("C>5") == {"#old"}
+    assert listing("C<5") == {"#new", "#bare"}
+    assert listing("T>5") == {"#old"}
+    assert listing("T<5") == {"#new"}
+    assert listing("C<20,T<5") == {"#new"}
+    assert listing("c>5") == {"#old"}  # the letters are case-insensitive
 
 
 # -- KICK -----------------------------------------------------------------------

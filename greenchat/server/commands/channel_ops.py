@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import TYPE_CHECKING
 
+from greenchat.protocol.masks import match_mask
 from greenchat.protocol.message import Message, truncate_utf8
 from greenchat.protocol.numerics import (
     ERR_CHANOPRIVSNEEDED,
@@ -25,6 +27,7 @@ from greenchat.server.events import Invited, Kicked
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from greenchat.server.hub import Channel
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
 
@@ -93,32 +96,78 @@ def invite(server: ChatServer, conn: Session, msg: Message) -> None:
 
 @command("LIST", paged=True, fresh=True)
 def list_(server: ChatServer, conn: Session, msg: Message) -> Iterator[None]:
-    """``LIST``, ``LIST #a,#b``, ``LIST >3,<10`` (ELIST=U: filters on member count)."""
-    names: list[str] = []
-    filters: list[Callable[[int], bool]] = []
-    for item in dict.fromkeys(msg.params[0].split(",") if msg.params else []):
-        match = _COUNT_FILTER.fullmatch(item)
-        if match:
-            filters.append(_count_filter(match.group(1), int(match.group(2))))
-        elif item:
-            names.append(item)
-    if names:
-        channels = [c for name in names if (c := server.hub.get_channel(name)) is not None]
+    """``LIST``, ``LIST #a,#b`` and the filters of ELIST=CMNTU, comma-separated:
+    ``#a*`` (a mask), ``!#a*`` (not matching it), ``>3``/``<10`` (members),
+    ``C<60``/``C>60`` (created less/more than 60 minutes ago), ``T<60``/``T>60``
+    (topic set less/more than 60 minutes ago). A channel is listed when it matches one
+    of the names or masks (if any), none of the ``!`` masks, and every number filter."""
+    query = ListQuery.parse(msg.params[0] if msg.params else "")
+    if query.names is not None:
+        found = (server.hub.get_channel(name) for name in query.names)
+        channels = [channel for channel in found if channel is not None]
     else:
         channels = list(server.hub.channels.values())
     conn.numeric(RPL_LISTSTART, "Channel", "Users  Name")
+    now = time.time()
     for channel in channels:
-        count = len(channel.members)
-        if visible_to(conn, channel) and all(keep(count) for keep in filters):
-            conn.numeric(RPL_LIST, channel.name, str(count), channel.topic)
+        if visible_to(conn, channel) and query.keeps(channel, now):
+            conn.numeric(RPL_LIST, channel.name, str(len(channel.members)), channel.topic)
             yield  # a page at a time (paging.py)
     conn.numeric(RPL_LISTEND, "End of /LIST")
 
 
-_COUNT_FILTER = re.compile(r"([<>])([0-9]{1,9})")
+# ``>3``, ``U<10`` (members), ``C<60`` (created, minutes ago), ``T>5`` (topic set).
+_NUMBER_FILTER = re.compile(r"([CTU]?)([<>])([0-9]{1,9})", re.IGNORECASE)
 
 
-def _count_filter(op: str, number: int) -> Callable[[int], bool]:
-    if op == ">":
-        return lambda count: count > number
-    return lambda count: count < number
+class ListQuery:
+    """LIST's parameter, parsed (ELIST=CMNTU)."""
+
+    __slots__ = ("excluded", "masks", "names", "numbers")
+
+    def __init__(self) -> None:
+        self.names: list[str] | None = None  # exact names only: looked up, not scanned
+        self.masks: list[str] = []  # a channel must match one of them (if any)
+        self.excluded: list[str] = []  # ...and none of these
+        self.numbers: list[Callable[[Channel, float], bool]] = []
+
+    @classmethod
+    def parse(cls, text: str) -> ListQuery:
+        query = cls()
+        for item in dict.fromkeys(part for part in text.split(",") if part):
+            match = _NUMBER_FILTER.fullmatch(item)
+            if match:
+                query.numbers.append(_number_filter(match[1].upper(), match[2], int(match[3])))
+            elif item.startswith("!") and len(item) > 1:
+                query.excluded.append(item[1:])
+            else:
+                query.masks.append(item)
+        if query.masks and not any("*" in mask or "?" in mask for mask in query.masks):
+            query.names, query.masks = query.masks, []
+        return query
+
+    def keeps(self, channel: Channel, now: float) -> bool:
+        name = channel.name
+        return (
+            (not self.masks or any(match_mask(mask, name) for mask in self.masks))
+            and not any(match_mask(mask, name) for mask in self.excluded)
+            and all(keep(channel, now) for keep in self.numbers)
+        )
+
+
+def _number_filter(field: str, op: str, number: int) -> Callable[[Channel, float], bool]:
+    """One of ELIST's C, T and U filters; C and T count minutes back from now (as
+    InspIRCd and Solanum read them: ``C<5`` created less than 5 minutes ago)."""
+    if field in ("", "U"):
+        if op == ">":
+            return lambda channel, now: len(channel.members) > number
+        return lambda channel, now: len(channel.members) < number
+    seconds = number * 60
+
+    def age(channel: Channel, now: float) -> float | None:
+        when = channel.created if field == "C" else channel.topic_set_at
+        return now - when if when else None  # a channel without a topic: no topic time
+
+    if op == "<":
+        return lambda channel, now: (a := age(channel, now)) is not None and a < seconds
+    return lambda channel, now: (a := age(channel, now)) is not None and a > seconds
