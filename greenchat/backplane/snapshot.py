@@ -28,7 +28,9 @@ def take(hub: Hub, node: str, servers: dict[str, str]) -> dict[str, Any]:
         [c.name, c.created, "".join(sorted(c.modes)), c.join_key, c.limit,
          [[mask, setter, when] for mask, setter, when in c.bans.values()],
          c.topic, c.topic_setter, c.topic_set_at,
-         [[m.nick, "".join(sorted(modes))] for m, modes in c.members.items()]]
+         [[m.nick, "".join(sorted(modes))] for m, modes in c.members.items()],
+         [[list(entry) for entry in c.excepts.values()],
+          [list(entry) for entry in c.invexes.values()]]]
         for c in hub.channels.values()
     ]  # fmt: skip
     return {"users": users, "channels": channels, "servers": servers}
@@ -54,11 +56,14 @@ def load(hub: Hub, state: dict[str, Any], node: str) -> int:
             hub.presence.wallops.add(user)
         count += 1
     for row in state["channels"]:
-        name, created, modes, join_key, limit, bans, topic, setter, set_at, members = row
+        name, created, modes, join_key, limit, bans, topic, setter, set_at, members, lists = row
         channel = hub.channels.get(casefold(name)) or Channel(name, created)
         hub.channels[channel.key] = channel
         channel.modes, channel.join_key, channel.limit = set(modes), join_key, limit
         channel.bans = {casefold(mask): (mask, by, when) for mask, by, when in bans}
+        excepts, invexes = lists
+        channel.excepts = {casefold(mask): (mask, by, when) for mask, by, when in excepts}
+        channel.invexes = {casefold(mask): (mask, by, when) for mask, by, when in invexes}
         channel.topic, channel.topic_setter, channel.topic_set_at = topic, setter, set_at
         for nick, prefix_modes in members:
             member = hub.nicks.get(casefold(nick))

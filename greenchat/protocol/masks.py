@@ -12,6 +12,12 @@ A partial mask is completed the way servers do before storing a ban:
 An account mask matches the account a user is logged in to instead, as Ergo and
 InspIRCd spell it: ``$a:<account glob>`` or ``~a:<account glob>``; ``$a`` alone
 is anyone logged in. It is kept as given.
+
+The channel lists (+b, +e, +I) also take extended bans (ISUPPORT ``EXTBAN=,aUm``,
+no prefix character, as InspIRCd writes them): ``a:<account glob>`` (the account
+mask again), ``U:<mask>`` (users matching the mask who are not logged in) and
+``m:<mask>`` (a mute: the user may join but not speak; its mask may be any of the
+others, ``m:U:*!*@*`` quiets everyone not logged in). :class:`Ban` is one, parsed.
 """
 
 from __future__ import annotations
@@ -21,9 +27,19 @@ from functools import lru_cache
 
 from greenchat.protocol.casemap import casefold
 
-__all__ = ["account_glob", "compile_mask", "match_mask", "normalize_mask"]
+__all__ = [
+    "EXTBANS",
+    "Ban",
+    "account_glob",
+    "compile_mask",
+    "match_mask",
+    "normalize_ban",
+    "normalize_mask",
+    "parse_ban",
+]
 
-_ACCOUNT_PREFIXES = ("$a", "~a")
+_ACCOUNT_PREFIXES = ("$a", "~a", "a")
+EXTBANS = "aUm"  # ISUPPORT EXTBAN=,aUm: account, unregistered, mute
 
 
 class _Glob:
@@ -80,12 +96,57 @@ def match_mask(mask: str, name: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def account_glob(mask: str) -> str | None:
-    """For an account mask (``$a:name``, ``~a:na*``, ``$a``), the glob its account must
+    """For an account mask (``$a:name``, ``~a:na*``, ``a:name``, ``$a``), the glob its account must
     match ('*' for ``$a`` alone); None for a nick!user@host mask."""
     head, colon, glob = mask.partition(":")
-    if head.lower() not in _ACCOUNT_PREFIXES:
-        return None
+    if head.lower() not in _ACCOUNT_PREFIXES or (head.lower() == "a" and not colon):
+        return None  # (a lone ``a`` is a nick)
     return (glob or "*") if colon else "*"
+
+
+def normalize_ban(mask: str) -> str:
+    """A list entry as it is stored and shown: a mute's or an unregistered-user mask's
+    inner mask completed (``m:bob`` -> ``m:bob!*@*``), an account mask as given."""
+    head, colon, rest = mask.partition(":")
+    kind = head.lower()
+    if colon and kind == "m" and rest:
+        return f"m:{normalize_ban(rest)}"
+    if colon and kind == "u" and rest:
+        return f"U:{normalize_mask(rest)}"
+    return normalize_mask(mask)
+
+
+class Ban:
+    """One parsed list entry: whom it matches (an account glob, or a nick!user@host
+    mask, perhaps for users not logged in only) and whether it is a mute."""
+
+    __slots__ = ("account", "glob", "mute", "unregistered")
+
+    def __init__(self, mask: str) -> None:
+        # The letters in any case: the channel keeps its lists keyed casefolded.
+        self.mute = mask[:2].lower() == "m:" and len(mask) > 2
+        if self.mute:
+            mask = mask[2:]
+        self.unregistered = mask[:2].lower() == "u:" and len(mask) > 2
+        if self.unregistered:
+            mask = mask[2:]
+        glob = account_glob(mask)
+        self.account = glob is not None  # an account mask: the glob is the account's
+        self.glob = compile_mask(glob if glob is not None else mask)
+
+    def matches(self, folded_prefix: str, account: str) -> bool:
+        """Whether a user (``nick!user@host`` casefolded, its account or '') matches."""
+        if self.account:
+            return bool(account) and self.glob.match(casefold(account))
+        if self.unregistered and account:
+            return False
+        return self.glob.match(folded_prefix)
+
+
+@lru_cache(maxsize=8192)
+def parse_ban(mask: str) -> Ban:
+    """The parsed entry for ``mask``; cached: the same lists are checked again and again."""
+    return Ban(mask)
 
 
 def normalize_mask(mask: str) -> str:

@@ -63,6 +63,11 @@ def state_of(channel: Channel) -> dict[str, Any]:
         "key": channel.join_key,
         "limit": channel.limit,
         "bans": tuple((mask, by, float(when)) for mask, by, when in channel.bans.values()),
+        "exceptions": tuple(
+            (char, mask, by, float(when))
+            for char in "eI"
+            for mask, by, when in channel.mask_list(char).values()
+        ),
     }
 
 
@@ -290,4 +295,6 @@ def _restore(channel: Channel, record: RegisteredChannel) -> None:
     channel.join_key = record.key
     channel.limit = record.limit
     channel.bans = {casefold(mask): (mask, by, int(when)) for mask, by, when in record.bans}
+    for char, mask, by, when in record.exceptions:
+        channel.mask_list(char)[casefold(mask)] = (mask, by, int(when))
     channel.created = int(record.registered_at)

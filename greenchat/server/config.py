@@ -130,7 +130,7 @@ class ServerConfig:
     awaylen: int = 390
     max_targets: int = 4  # targets of one PRIVMSG/NOTICE/TAGMSG (TARGMAX)
     max_channels: int = 100  # channels one user may be in (CHANLIMIT)
-    max_list_entries: int = 100  # +b list size per channel (MAXLIST)
+    max_list_entries: int = 100  # entries per channel list, +b, +e and +I each (MAXLIST)
     monitor_limit: int = 100  # nicks one client may MONITOR
     whowas_size: int = 1000  # nick history entries kept for WHOWAS
     # Accounts and registered channels (greenchat.store.sqlite); ":memory:" keeps nothing.
@@ -300,7 +300,8 @@ OPTIONS: tuple[Option, ...] = (
            maximum=100),
     Option("max-channels", "int", "channels one user may be in (CHANLIMIT)", minimum=1,
            maximum=10_000),
-    Option("max-list-entries", "int", "bans per channel (MAXLIST)", minimum=1, maximum=10_000),
+    Option("max-list-entries", "int", "entries in each channel list: +b, +e, +I (MAXLIST)",
+           minimum=1, maximum=10_000),
     Option("monitor-limit", "int", "nicks one client may MONITOR", minimum=0, maximum=10_000),
     Option("whowas-size", "int", "nick history entries kept for WHOWAS", minimum=0,
            maximum=1_000_000,

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from greenchat.metrics import Buckets
 from greenchat.protocol.caps import CapNegotiation
 from greenchat.protocol.casemap import casefold
-from greenchat.protocol.masks import account_glob, compile_mask
+from greenchat.protocol.masks import parse_ban
 from greenchat.server.events import (
     AccountChanged,
     AwayChanged,
@@ -57,6 +57,7 @@ REDACTION = "draft/message-redaction"
 # Member prefix modes and their symbols, highest rank first (ISUPPORT PREFIX).
 PREFIXES = (("o", "@"), ("v", "+"))
 PREFIX_MODES = frozenset(mode for mode, _ in PREFIXES)
+LIST_MODES = frozenset("beI")  # bans, ban exceptions, invite exceptions
 # STATUSMSG: the member modes a prefix before a channel's name reaches (ISUPPORT STATUSMSG).
 STATUS_REACHES = {"@": frozenset("o"), "+": frozenset("ov")}
 
@@ -66,12 +67,16 @@ class Channel:
 
     ``modes`` holds the flag modes (n, t, m, i, s, p); the modes with a
     parameter live in their own fields: ``join_key`` (+k, '' when unset),
-    ``limit`` (+l, 0 when unset) and ``bans`` (+b).
+    ``limit`` (+l, 0 when unset) and the mask lists ``bans`` (+b), ``excepts`` (+e:
+    ban exceptions) and ``invexes`` (+I: invite exceptions), each
+    ``{casefolded mask: (mask, who set it, when)}`` (see :meth:`mask_list`).
     """
 
     __slots__ = (
         "bans",
         "created",
+        "excepts",
+        "invexes",
         "invited",
         "join_key",
         "key",
@@ -98,6 +103,8 @@ class Channel:
         self.limit = 0
         # casefolded mask -> (mask as set, who set it, when): +b, in the order set.
         self.bans: dict[str, tuple[str, str, int]] = {}
+        self.excepts: dict[str, tuple[str, str, int]] = {}
+        self.invexes: dict[str, tuple[str, str, int]] = {}
         # Users invited since the channel was created; an invite lets one
         # past +i and bans once, as on Ergo (a new channel of the same name
         # is a new object, so old invites do not carry over).
@@ -118,20 +125,32 @@ class Channel:
         symbols = "".join(symbol for mode, symbol in PREFIXES if mode in modes)
         return symbols if multi_prefix else symbols[:1]
 
-    def is_banned(self, user: User) -> bool:
-        """Whether ``user``'s nick!user@host, or the account it is logged in to
-        (``$a:account`` masks), matches a +b mask."""
+    def mask_list(self, char: str) -> dict[str, tuple[str, str, int]]:
+        """The list of mode ``char``: +b, +e or +I."""
+        return self.bans if char == "b" else self.excepts if char == "e" else self.invexes
+
+    def is_banned(self, user: User, speaking: bool = False) -> bool:
+        """Whether a +b entry keeps ``user`` out (mutes, ``m:``, only keep it from
+        speaking: ``speaking``) and no +e entry excepts it. An entry matches the
+        nick!user@host, or the account logged in to (``a:``, ``$a:``), see masks.py."""
         if not self.bans:
             return False
         name = casefold(user.prefix)
+        account = user.account
         for mask in self.bans:
-            glob = account_glob(mask)
-            if glob is None:
-                if compile_mask(mask).match(name):
-                    return True
-            elif user.account and compile_mask(glob).match(casefold(user.account)):
-                return True
+            ban = parse_ban(mask)
+            if (speaking or not ban.mute) and ban.matches(name, account):
+                return not self._matches(self.excepts, name, account)
         return False
+
+    def is_invex(self, user: User) -> bool:
+        """Whether a +I entry lets ``user`` past +i without an invite."""
+        invexes = self.invexes
+        return bool(invexes) and self._matches(invexes, casefold(user.prefix), user.account)
+
+    @staticmethod
+    def _matches(entries: dict[str, tuple[str, str, int]], name: str, account: str) -> bool:
+        return any(parse_ban(mask).matches(name, account) for mask in entries)
 
     def invite(self, user: User) -> None:
         """Remember an invite (weakly: it goes with the invited user)."""
@@ -149,11 +168,12 @@ class Channel:
             self.join_key = arg if on else ""
         elif char == "l":
             self.limit = int(arg) if on else 0
-        elif char == "b":
+        elif char in LIST_MODES:
+            entries = self.mask_list(char)
             if on:
-                self.bans[casefold(arg)] = (arg, setter, when)
+                entries[casefold(arg)] = (arg, setter, when)
             else:
-                self.bans.pop(casefold(arg), None)
+                entries.pop(casefold(arg), None)
         elif char in PREFIX_MODES:
             status = self.members[user(arg)]
             (status.add if on else status.discard)(char)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from greenchat import __version__
 from greenchat.protocol.casemap import CASEMAPPING, CHANNEL_PREFIXES, STATUSMSG
+from greenchat.protocol.masks import EXTBANS
 from greenchat.protocol.numerics import (
     ERR_NOMOTD,
     RPL_CREATED,
@@ -36,7 +37,7 @@ VERSION = f"greenchat-{__version__}"
 USER_MODES = "Biorw"
 # Channel modes by ISUPPORT CHANMODES type: A (lists), B (parameter always),
 # C (parameter when set), D (flags). Prefix modes (PREFIX) are separate.
-LIST_MODES = "b"
+LIST_MODES = "beI"  # bans, ban exceptions (EXCEPTS), invite exceptions (INVEX)
 KEY_MODES = "k"
 LIMIT_MODES = "l"
 CHANNEL_MODES = "imnpst"
@@ -58,11 +59,14 @@ def isupport_tokens(server: ChatServer) -> list[str]:
         f"CHANLIMIT={CHANNEL_PREFIXES}:{cfg.max_channels}",
         f"CHANMODES={LIST_MODES},{KEY_MODES},{LIMIT_MODES},{CHANNEL_MODES}",
         f"CHANNELLEN={cfg.channellen}",
+        "EXCEPTS=e",
+        f"EXTBAN=,{EXTBANS}",
+        "INVEX=I",
         f"CHANTYPES={CHANNEL_PREFIXES}",
         "ELIST=CMNTU",
         f"KEYLEN={KEYLEN}",
         f"KICKLEN={cfg.kicklen}",
-        f"MAXLIST={LIST_MODES}:{cfg.max_list_entries}",
+        "MAXLIST=" + ",".join(f"{char}:{cfg.max_list_entries}" for char in LIST_MODES),
         f"MODES={MAX_MODE_PARAMS}",
         f"MONITOR={cfg.monitor_limit}",
         f"NETWORK={cfg.network}",

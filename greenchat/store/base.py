@@ -84,6 +84,8 @@ class RegisteredChannel:
     key: str = ""  # +k
     limit: int = 0  # +l; 0 for none
     bans: tuple[tuple[str, str, float], ...] = ()  # (mask, set by, when)
+    # +e and +I entries: (mode letter "e" or "I", mask, set by, when)
+    exceptions: tuple[tuple[str, str, str, float], ...] = ()
     access: dict[str, str] = field(default_factory=dict)  # account name -> modes, "o" or "v"
 
 

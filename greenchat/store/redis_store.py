@@ -40,7 +40,9 @@ channels' access lists), they are rare, and one slot lets each be one atomic scr
 ``K channel-count``             string  the last registration number (INCR)
 ``K channel:<ckey>``            hash    name, founder, founder_key, registered_at,
                                         topic, topic_setter, topic_time, modes, key,
-                                        limit, bans (JSON ``[[mask, by, when]]``)
+                                        limit, bans (JSON ``[[mask, by, when]]``),
+                                        exceptions (+e/+I: ``[[letter, mask, by,
+                                        when]]``; missing in older records)
 ``K access:<ckey>``             hash    account key -> JSON ``[name, modes]``
 ``K founded:<key>``             set     keys of the channels ``<key>`` founded
 ``K listed:<key>``              set     keys of the channels whose access lists it
@@ -745,6 +747,7 @@ def _channel_fields(c: RegisteredChannel) -> dict:
         "key": c.key,
         "limit": c.limit,
         "bans": json.dumps([list(ban) for ban in c.bans], ensure_ascii=False),
+        "exceptions": json.dumps([list(entry) for entry in c.exceptions], ensure_ascii=False),
     }
 
 
@@ -768,8 +771,13 @@ def _channel(fields: dict, access: list) -> RegisteredChannel:
         key=f["key"],
         limit=int(f["limit"]),
         bans=tuple((mask, by, float(when)) for mask, by, when in json.loads(f["bans"])),
+        exceptions=_exceptions(f.get("exceptions", "[]")),  # none in a record made before
         access=dict(json.loads(entry) for entry in access),
     )
+
+
+def _exceptions(text: str) -> tuple[tuple[str, str, str, float], ...]:
+    return tuple((char, mask, by, float(when)) for char, mask, by, when in json.loads(text))
 
 
 # Made once: json.dumps with options builds an encoder per call.

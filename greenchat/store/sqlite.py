@@ -19,7 +19,7 @@ file) rolls back whole and nothing is half-written.
 Opening refuses (:class:`StoreError`, one line naming the file and why) a file
 that is not a database or is damaged (``PRAGMA quick_check``), a directory, a
 file it may not read or write, a newer schema, and a file another process keeps
-locked for longer than :data:`BUSY_TIMEOUT`.
+locked for longer than :data:`OPEN_BUSY_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -50,14 +50,18 @@ __all__ = [
     "BUSY_TIMEOUT",
     "MEMORY",
     "MIGRATIONS",
+    "OPEN_BUSY_TIMEOUT",
     "SCHEMA_VERSION",
     "SqliteStore",
 ]
 
 MEMORY = ":memory:"
-# How long a statement waits for another process's lock before giving up: at open
-# that is "locked by another process", at run time StoreUnavailable.
+# How long a statement waits for another process's lock before giving up (at run time:
+# StoreUnavailable), and at open ("locked by another process"): longer there, because
+# the workers of --workers N on one file open it at the same moment, and on a busy
+# machine one's migrations and quick_check can hold the others past 2 s.
 BUSY_TIMEOUT = 2.0
+OPEN_BUSY_TIMEOUT = 6.0
 WAL_SIZE_LIMIT = 8 * 2**20  # bytes the WAL file is cut back to (defer_checkpoints)
 # ALTER TABLE ... DROP COLUMN (migration 2).
 MIN_SQLITE = (3, 35, 0)
@@ -200,6 +204,11 @@ def _v5_read_markers(db: sqlite3.Connection) -> None:
     )
 
 
+def _v6_channel_exceptions(db: sqlite3.Connection) -> None:
+    """A registered channel's +e and +I lists, kept like its bans (JSON)."""
+    db.execute("ALTER TABLE channels ADD COLUMN exceptions TEXT NOT NULL DEFAULT '[]'")
+
+
 # A history row as the elements of a JSON array (history(), history_item()): params is
 # JSON already.
 _HISTORY_COLUMNS = "seq, target, msgid, time, command, source, account, json(params), tags"
@@ -215,6 +224,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v3_history,
     _v4_no_age_index,
     _v5_read_markers,
+    _v6_channel_exceptions,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -254,7 +264,7 @@ def _open_cause(exc: sqlite3.Error, path: Path) -> str:
         return f"the file is damaged ({text})"
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return (
-            f"another process has held a lock on it for more than {BUSY_TIMEOUT:g} s "
+            f"another process has held a lock on it for more than {OPEN_BUSY_TIMEOUT:g} s "
             "(another greenchat-serve on the same file?)"
         )
     if name.startswith("SQLITE_READONLY"):
@@ -319,12 +329,14 @@ class SqliteStore:
             # check_same_thread=False: opened on the event loop's thread, used on the
             # storage thread (one at a time, which is what sqlite3 needs).
             db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-            )
+                self.path, timeout=OPEN_BUSY_TIMEOUT, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
         except sqlite3.Error as exc:
             raise self._refuse(_open_cause(exc, path)) from None
         try:
             self._prepare(db)
+            db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")  # from now on
         except StoreError:
             db.close()
             raise
@@ -563,8 +575,8 @@ class SqliteStore:
             try:
                 db.execute(
                     "INSERT INTO channels (key, name, founder, founder_key, registered_at,"
-                    " topic, topic_setter, topic_time, modes, channel_key, user_limit, bans)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " topic, topic_setter, topic_time, modes, channel_key, user_limit, bans,"
+                    " exceptions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (key, channel.name, *_channel_fields(channel)),
                 )
             except sqlite3.IntegrityError:
@@ -594,7 +606,7 @@ class SqliteStore:
             cursor = db.execute(
                 "UPDATE channels SET founder = ?, founder_key = ?, registered_at = ?, topic = ?,"
                 " topic_setter = ?, topic_time = ?, modes = ?, channel_key = ?, user_limit = ?,"
-                " bans = ? WHERE key = ?",
+                " bans = ?, exceptions = ? WHERE key = ?",
                 (*_channel_fields(channel), key),
             )
             if cursor.rowcount == 0:
@@ -910,6 +922,7 @@ def _channel_fields(channel: RegisteredChannel) -> tuple:
         channel.key,
         channel.limit,
         json.dumps([list(ban) for ban in channel.bans]),
+        json.dumps([list(entry) for entry in channel.exceptions]),
     )
 
 
@@ -925,5 +938,8 @@ def _channel(row: sqlite3.Row, access: dict[str, str]) -> RegisteredChannel:
         key=row["channel_key"],
         limit=row["user_limit"],
         bans=tuple((mask, by, float(when)) for mask, by, when in json.loads(row["bans"])),
+        exceptions=tuple(
+            (char, mask, by, float(when)) for char, mask, by, when in json.loads(row["exceptions"])
+        ),
         access=access,
     )

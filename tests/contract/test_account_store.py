@@ -105,6 +105,7 @@ FULL_CHANNEL = channel(
     key="s3cret",
     limit=50,
     bans=(("*!*@spam.example", "Alice[away]", 1_700_000_300.0), ("troll!*@*", "Bob", 2.5)),
+    exceptions=(("e", "a:alice", "Alice[away]", 3.0), ("I", "*!*@friends.example", "Bob", 4.5)),
     access={"Bob": "o", "Carol|x": "v"},
 )
 
@@ -273,6 +274,7 @@ def test_a_channel_is_updated_and_keeps_its_name(store):
         key="",
         limit=0,
         bans=(("*!*@new", "bob", 9.0),),
+        exceptions=(("I", "U:*!*@*", "bob", 10.0),),
         access={"Carol": "v"},
     )
     assert store.update_channel(changed) is True

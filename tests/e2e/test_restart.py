@@ -1,5 +1,5 @@
 """``greenchat-serve --db FILE`` stopped and started again: accounts and registered channels
-(topic, modes, key, limit, bans, founder) are back; an unregistered channel is not."""
+(topic, modes, key, limit, bans, exceptions, founder) are back; an unregistered channel is not."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def test_a_registered_channel_and_its_founder_survive_a_restart(serve, tmp_path)
     # ...and every change after it, as it happens.
     alice.send("TOPIC #keep :kept across restarts", "MODE #keep +mk-t+lb secret 7 *!*@bad.example")
     alice.expect(r" MODE #keep \+mk-t\+lb secret 7 \*!\*@bad\.example")
+    alice.send("MODE #keep +eI m:quiet a:trusted")
+    alice.expect(r" MODE #keep \+eI m:quiet!\*@\* a:trusted$")
     alice.send("TOPIC #gone :not registered")
     alice.sync()
     assert first.stop() == 0
@@ -57,6 +59,9 @@ def test_a_registered_channel_and_its_founder_survive_a_restart(serve, tmp_path)
     back.expect(r" 353 alice = #keep :bob @alice$")
     back.send("MODE #keep")
     back.expect(r" 324 alice #keep \+klmn secret 7$")
+    back.send("MODE #keep eI")
+    back.expect(r" 348 alice #keep m:quiet!\*@\* alice!\S+ \d+$")
+    back.expect(r" 346 alice #keep a:trusted alice!\S+ \d+$")
     back.send("PRIVMSG ChanServ :INFO #keep")
     service_reply(back, "ChanServ", "Founder: alice")
     for client in (alice, bob, back):

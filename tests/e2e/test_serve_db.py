@@ -15,7 +15,7 @@ from serve_process import SERVE
 from transcript import IrcClient, ServerThread
 
 from greenchat.server.config import ServerConfig
-from greenchat.store.sqlite import BUSY_TIMEOUT, SCHEMA_VERSION
+from greenchat.store.sqlite import OPEN_BUSY_TIMEOUT, SCHEMA_VERSION
 
 pytestmark = pytest.mark.e2e
 
@@ -82,9 +82,9 @@ def test_a_database_another_process_keeps_locked_is_refused_in_seconds(tmp_path)
     assert out.returncode == 2
     assert out.stderr == (
         f"greenchat-serve: cannot open the database {path}: another process has held a lock "
-        f"on it for more than {BUSY_TIMEOUT:g} s (another greenchat-serve on the same file?)\n"
+        f"on it for more than {OPEN_BUSY_TIMEOUT:g} s (another greenchat-serve on the same file?)\n"
     )
-    assert took < BUSY_TIMEOUT + 10
+    assert took < OPEN_BUSY_TIMEOUT + 10
 
 
 def test_a_file_is_created_in_wal_mode_and_named_in_the_log(serve, tmp_path):

@@ -25,7 +25,7 @@ def mode_line(client: IrcClient, channel: str, text: str) -> None:
 def test_isupport_and_myinfo_describe_the_channel_modes(connect):
     client = connect()
     client.send("NICK neo", "USER neo 0 * :n")
-    client.expect(r" 004 neo greenchat\.local \S+ \S+ biklmnopstv bklov$")  # any user modes
+    client.expect(r" 004 neo greenchat\.local \S+ \S+ Ibeiklmnopstv Ibeklov$")  # any user modes
     tokens: list[str] = []
     while True:
         line = client.read_line()
@@ -34,8 +34,11 @@ def test_isupport_and_myinfo_describe_the_channel_modes(connect):
         elif tokens:
             break
     for token in (
-        "CHANMODES=b,k,l,imnpst",
-        "MAXLIST=b:100",
+        "CHANMODES=beI,k,l,imnpst",
+        "MAXLIST=b:100,e:100,I:100",
+        "EXCEPTS=e",
+        "INVEX=I",
+        "EXTBAN=,aUm",
         "KICKLEN=390",
         "MODES=4",
         "ELIST=CMNTU",
@@ -283,6 +286,64 @@ def test_ban_list_full(make_server):
         mode_line(alice, "#c", "+bb one!*@* two!*@*")
     finally:
         alice.close()
+
+
+def test_ban_and_invite_exceptions(connect):
+    """+e lets a banned user in (and speak), +I lets one past +i; only the channel's
+    operators see those lists (348/349, 346/347)."""
+    alice, bob = pair(connect)
+    carol, dave = connect("carol"), connect("dave")
+    alice.send("MODE #c +b *!*@*", "MODE #c +e bob")
+    mode_line(alice, "#c", "+b *!*@*")
+    mode_line(alice, "#c", "+e bob!*@*")
+    bob.send("JOIN #c")
+    bob.expect(r"^:bob!\S+ JOIN #c$")
+    bob.send("PRIVMSG #c :excepted, so I may speak")
+    alice.expect(r":bob!\S+ PRIVMSG #c :excepted, so I may speak$")
+    carol.send("JOIN #c")
+    carol.expect(r" 474 carol #c :Cannot join channel \(\+b\)$")
+    alice.send("MODE #c e")
+    alice.expect(r" 348 alice #c bob!\*@\* alice!\S+ \d+$")
+    alice.expect(r" 349 alice #c :End of channel exception list$")
+    bob.send("MODE #c e", "MODE #c I", "MODE #c b")
+    bob.expect(r" 482 bob #c :You're not channel operator$")
+    bob.expect(r" 482 bob #c :You're not channel operator$")
+    bob.expect(r" 367 bob #c \*!\*@\* ")  # the ban list is anyone's to see
+    alice.send("MODE #c -b+iI *!*@* carol!*@*")
+    mode_line(alice, "#c", "-b+iI *!*@* carol!*@*")
+    carol.send("JOIN #c")
+    carol.expect(r"^:carol!\S+ JOIN #c$")
+    dave.send("JOIN #c")
+    dave.expect(r" 473 dave #c :Cannot join channel \(\+i\)$")
+    alice.send("MODE #c I")
+    alice.expect(r" 346 alice #c carol!\*@\* alice!\S+ \d+$")
+    alice.expect(r" 347 alice #c :End of channel invite exception list$")
+    alice.send("MODE #c -e bob!*@*")
+    mode_line(alice, "#c", "-e bob!*@*")
+
+
+def test_an_invite_lets_one_past_the_limit_and_invite_lists_itself(connect):
+    """An INVITE passes +l as well as +i; INVITE alone lists one's invites (336/337)."""
+    alice, bob = pair(connect)
+    alice.send("MODE #c +il 1")
+    mode_line(alice, "#c", "+il 1")
+    bob.send("INVITE")
+    bob.expect(r" 337 bob :End of /INVITE list$")
+    alice.send("INVITE bob #c")
+    alice.expect(r" 341 alice bob #c$")
+    bob.expect(r":alice!\S+ INVITE bob :?#c$")
+    bob.send("INVITE")
+    bob.expect(r" 336 bob #c$")
+    bob.expect(r" 337 bob :End of /INVITE list$")
+    bob.send("JOIN #c")
+    bob.expect(r"^:bob!\S+ JOIN #c$")  # past +l 1 and +i
+    bob.send("INVITE")
+    bob.expect(r" 337 bob :End of /INVITE list$")  # an invite is good for one join
+    carol = connect("carol")
+    alice.send("MODE #c -i")
+    mode_line(alice, "#c", "-i")
+    carol.send("JOIN #c")
+    carol.expect(r" 471 carol #c :Cannot join channel \(\+l\)$")
 
 
 # -- +m, +n ---------------------------------------------------------------------

@@ -221,6 +221,13 @@ def test_changes_of_a_registered_channel_reach_the_store(server, founded):
     (mask, setter, _), *_ = record.bans
     assert mask == "*!*@spam" and setter.startswith("alice!")
     assert record.topic_setter.startswith("alice!")
+    founded.send("MODE #c +eI a:friend *!*@friends")
+    founded.expect(r" MODE #c \+eI a:friend \*!\*@friends")
+    record = _stored(server, "#c", lambda r: len(r.exceptions) == 2)
+    assert [(char, mask) for char, mask, _, _ in record.exceptions] == [
+        ("e", "a:friend"),
+        ("I", "*!*@friends"),
+    ]
     assert storage.healthy
 
 

@@ -289,3 +289,39 @@ def test_account_ban_masks_keep_out_the_account_whatever_the_nick(connect, accou
     mallory.expect(r" 474 innocent #room :Cannot join channel \(\+b\)")
     anonymous = connect().register("mallory")  # the nick alone is not the account
     anonymous.join("#room")
+
+
+def test_extended_bans_mute_account_and_unregistered(connect, accounts):
+    """EXTBAN=,aUm: ``m:`` mutes (join, but 404 on speaking), ``a:`` names an account,
+    ``U:`` users not logged in; ``m:U:*!*@*`` quiets everyone without an account, and +e
+    excepts from a mute too."""
+    accounts("Alice")
+    op = connect().register("op").join("#q")
+    op.send("VERSION")
+    assert "EXTBAN=,aUm" in op.expect(r" 005 op .*EXTBAN").string.split()
+    op.send("MODE #q +b m:loud", "MODE #q +b m:U:*!*@*")
+    op.expect(r" MODE #q \+b m:loud!\*@\*$")
+    op.expect(r" MODE #q \+b m:U:\*!\*@\*$")
+    loud = connect().register("loud").join("#q")  # a mute lets one in
+    loud.send("PRIVMSG #q :hello?")
+    loud.expect(r" 404 loud #q :Cannot send to channel$")
+    alice = connect()
+    start_sasl(alice)
+    alice.send(f"AUTHENTICATE {plain('alice', PASSWORD)}")
+    alice.expect(r" 903 sasl ")
+    alice.send("CAP END", "NICK alice", "JOIN #q")
+    alice.expect(r"^:alice!\S+ JOIN #q")
+    alice.send("PRIVMSG #q :logged in, so heard")
+    op.expect(r":alice!\S+ PRIVMSG #q :logged in, so heard$")
+    op.send("MODE #q +e m:loud", "MODE #q +b a:alice")  # an exception; an account ban
+    op.expect(r" MODE #q \+e m:loud!\*@\*$")
+    op.expect(r" MODE #q \+b a:alice$")
+    loud.send("PRIVMSG #q :excepted")
+    op.expect(r":loud!\S+ PRIVMSG #q :excepted$")
+    alice.send("PART #q", "JOIN #q")
+    alice.expect(r" 474 alice #q :Cannot join channel \(\+b\)$")
+    op.send("MODE #q -e m:loud!*@*", "PRIVMSG #q :voice keeps working")
+    op.expect(r" MODE #q -e m:loud!\*@\*$")
+    loud.expect(r"PRIVMSG #q :voice keeps working$")
+    loud.send("PRIVMSG #q :muted again")
+    loud.expect(r" 404 loud #q :Cannot send to channel$")

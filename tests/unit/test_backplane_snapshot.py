@@ -16,7 +16,8 @@ def _hub_with_a_channel() -> Hub:
     hub.apply_now(Joined("alice", "#Room"))
     hub.apply_now(Joined("bob", "#Room"))
     hub.apply_now(TopicSet("alice", "#Room", "the topic"))
-    changes = (("+", "k", "key"), ("+", "l", "5"), ("+", "b", "*!*@bad"), ("+", "v", "bob"))
+    changes = (("+", "k", "key"), ("+", "l", "5"), ("+", "b", "*!*@bad"), ("+", "v", "bob"),
+               ("+", "e", "a:Good"), ("+", "I", "*!*@friend"))  # fmt: skip
     hub.apply_now(ChannelModeChanged("alice", "#Room", changes))
     return hub
 
@@ -32,6 +33,8 @@ def test_a_loaded_snapshot_has_the_users_and_channels():
     channel = other.get_channel("#room")
     assert channel.name == "#Room" and channel.topic == "the topic"
     assert channel.join_key == "key" and channel.limit == 5 and "*!*@bad" in channel.bans
+    assert [entry[0] for entry in channel.excepts.values()] == ["a:Good"]
+    assert list(channel.invexes) == ["*!*@friend"]
     assert {u.nick: modes for u, modes in channel.members.items()} == {
         "alice": {"o"},
         "bob": {"v"},

@@ -10,7 +10,15 @@ import pytest
 from greenchat.server.commands import COMMANDS
 from greenchat.server.config import ServerConfig
 from greenchat.server.server import SUPPORTED_CAPS, ChatServer
-from greenchat.server.welcome import CHANNEL_MODES, PREFIX_MODES, USER_MODES, isupport_tokens
+from greenchat.server.welcome import (
+    CHANNEL_MODES,
+    KEY_MODES,
+    LIMIT_MODES,
+    LIST_MODES,
+    PREFIX_MODES,
+    USER_MODES,
+    isupport_tokens,
+)
 
 ROOT = Path(__file__).parents[2]
 DOC = (ROOT / "docs" / "conformance.md").read_text()
@@ -45,7 +53,7 @@ def test_every_isupport_token_is_documented():
 
 def test_every_mode_is_documented():
     assert {m.lstrip("+") for m in rows_of("Channel modes")} == set(
-        "b" + "kl" + CHANNEL_MODES + PREFIX_MODES
+        LIST_MODES + KEY_MODES + LIMIT_MODES + CHANNEL_MODES + PREFIX_MODES
     )
     assert {m.lstrip("+") for m in rows_of("User modes")} == set(USER_MODES)
 

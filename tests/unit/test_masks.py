@@ -7,7 +7,14 @@ import time
 import pytest
 from parser_tests.data import mask_match
 
-from greenchat.protocol.masks import account_glob, match_mask, normalize_mask
+from greenchat.protocol.casemap import casefold
+from greenchat.protocol.masks import (
+    account_glob,
+    match_mask,
+    normalize_ban,
+    normalize_mask,
+    parse_ban,
+)
 
 _VECTORS = [
     (case["mask"], name, expected)
@@ -101,3 +108,40 @@ def test_account_masks_are_kept_and_name_the_account_glob():
     assert account_glob("$a") == "*"
     assert account_glob("alice!*@*") is None
     assert account_glob("$alice") is None  # a nick that starts with $? not an account mask
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("m:bob", "m:bob!*@*"),
+        ("M:*@host.example", "m:*!*@host.example"),
+        ("m:U:*", "m:U:*!*@*"),
+        ("u:bob", "U:bob!*@*"),
+        ("a:Alice", "a:Alice"),
+        ("m:a:alice", "m:a:alice"),
+        ("a", "a!*@*"),  # a lone letter is a nick
+        ("m:", "*!*@m:"),  # no mask after the letter: a host, as before
+    ],
+)
+def test_normalize_ban(given: str, stored: str) -> None:
+    assert normalize_ban(given) == stored
+
+
+@pytest.mark.parametrize(
+    ("mask", "prefix", "account", "matches", "mute"),
+    [
+        ("bob!*@*", "Bob!~b@h", "", True, False),
+        ("m:bob!*@*", "bob!~b@h", "", True, True),
+        ("a:al*", "x!y@z", "Alice", True, False),
+        ("a:al*", "alice!y@z", "", False, False),
+        ("U:*!*@*", "x!y@z", "", True, False),
+        ("U:*!*@*", "x!y@z", "acct", False, False),
+        ("m:U:*!*@*", "x!y@z", "", True, True),
+        ("u:*!*@*", "x!y@z", "", True, False),  # as the channel keeps it: casefolded
+        ("$a", "x!y@z", "acct", True, False),
+    ],
+)
+def test_parse_ban_matches(mask, prefix, account, matches, mute) -> None:
+    ban = parse_ban(mask)
+    assert ban.mute is mute
+    assert ban.matches(casefold(prefix), account) is matches

@@ -13,7 +13,14 @@ import pytest
 
 from greenchat.store.base import Account, RegisteredChannel, StoreError, StoreUnavailable
 from greenchat.store.credentials import make_credentials
-from greenchat.store.sqlite import BUSY_TIMEOUT, MEMORY, MIGRATIONS, SCHEMA_VERSION, SqliteStore
+from greenchat.store.sqlite import (
+    BUSY_TIMEOUT,
+    MEMORY,
+    MIGRATIONS,
+    OPEN_BUSY_TIMEOUT,
+    SCHEMA_VERSION,
+    SqliteStore,
+)
 
 CREDS = make_credentials("pw")
 
@@ -228,10 +235,10 @@ def test_a_file_another_process_keeps_locked_is_refused_within_seconds(tmp_path,
     finally:
         holder.close()
     assert why == (
-        f"another process has held a lock on it for more than {BUSY_TIMEOUT:g} s "
+        f"another process has held a lock on it for more than {OPEN_BUSY_TIMEOUT:g} s "
         "(another greenchat-serve on the same file?)"
     )
-    assert BUSY_TIMEOUT * 0.9 < took < BUSY_TIMEOUT + 3
+    assert OPEN_BUSY_TIMEOUT * 0.9 < took < OPEN_BUSY_TIMEOUT + 3
     SqliteStore(path).close()  # once the lock is gone it opens
 
 

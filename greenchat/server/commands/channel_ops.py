@@ -14,6 +14,8 @@ from greenchat.protocol.numerics import (
     ERR_NOTONCHANNEL,
     ERR_USERNOTINCHANNEL,
     ERR_USERONCHANNEL,
+    RPL_ENDOFINVITELIST,
+    RPL_INVITELIST,
     RPL_INVITING,
     RPL_LIST,
     RPL_LISTEND,
@@ -73,9 +75,19 @@ def kick_one(server: ChatServer, conn: Session, name: str, nick: str, reason: st
 # -- INVITE -------------------------------------------------------------------
 
 
-@command("INVITE", min_params=2, fresh=True)
+@command("INVITE", fresh=True)
 def invite(server: ChatServer, conn: Session, msg: Message) -> None:
-    """``INVITE nick #chan``: members may invite; on a +i channel only ops."""
+    """``INVITE nick #chan``: members may invite; on a +i channel only ops. ``INVITE``
+    alone: the channels one is invited to and has not joined since (336, 337)."""
+    if not msg.params:
+        for channel in list(server.hub.channels.values()):
+            if conn.user in channel.invited:
+                conn.numeric(RPL_INVITELIST, channel.name, trailing=False)
+        conn.numeric(RPL_ENDOFINVITELIST, "End of /INVITE list")
+        return
+    if len(msg.params) < 2:
+        conn.numeric(ERR_NEEDMOREPARAMS, "INVITE", "Not enough parameters")
+        return
     nick, name = msg.params[0], msg.params[1]
     target = user_or_401(server, conn, nick)
     if target is None or (channel := channel_or_403(server, conn, name)) is None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from greenchat.backplane import Refused
 from greenchat.protocol.casemap import casefold, is_channel_name, valid_channel
-from greenchat.protocol.masks import normalize_mask
+from greenchat.protocol.masks import normalize_ban
 from greenchat.protocol.message import Message, truncate_utf8
 from greenchat.protocol.numerics import (
     ERR_BADCHANNAME,
@@ -37,7 +37,11 @@ from greenchat.protocol.numerics import (
     RPL_CHANNELMODEIS,
     RPL_CREATIONTIME,
     RPL_ENDOFBANLIST,
+    RPL_ENDOFEXCEPTLIST,
+    RPL_ENDOFINVEXLIST,
     RPL_ENDOFNAMES,
+    RPL_EXCEPTLIST,
+    RPL_INVEXLIST,
     RPL_NAMREPLY,
     RPL_NOTOPIC,
     RPL_TOPIC,
@@ -156,15 +160,15 @@ def refusal_text(numeric: str) -> str:
 def join_refusal(user: User, channel: Channel, key: str) -> str | None:
     """The numeric refusing ``user`` entry to ``channel``, or None to let it in.
 
-    Checked in Ergo's order: +l, +k, +i, then bans. An INVITE lets one past
-    +i and bans (not past +l or +k), as on Ergo.
+    Checked in Ergo's order: +l, +k, +i, then bans. An INVITE lets one past +l, +i
+    and bans (not past +k); a +I entry past +i, a +e entry past bans.
     """
-    if channel.limit and len(channel.members) >= channel.limit:
+    invited = user in channel.invited
+    if channel.limit and len(channel.members) >= channel.limit and not invited:
         return ERR_CHANNELISFULL
     if channel.join_key and not hmac.compare_digest(key.encode(), channel.join_key.encode()):
         return ERR_BADCHANNELKEY
-    invited = user in channel.invited
-    if "i" in channel.modes and not invited:
+    if "i" in channel.modes and not invited and not channel.is_invex(user):
         return ERR_INVITEONLYCHAN
     if not invited and channel.is_banned(user):
         return ERR_BANNEDFROMCHAN
@@ -302,8 +306,8 @@ def channel_mode(server: ChatServer, conn: Session, msg: Message) -> None:
         send_channel_modes(conn, channel)
         return
     changes = parse_mode_changes(conn, msg.params[1], msg.params[2:])
-    if any(change.is_list_query for change in changes):
-        send_ban_list(conn, channel)  # anyone may look, as on Ergo and InspIRCd
+    for char in dict.fromkeys(change.char for change in changes if change.is_list_query):
+        send_mask_list(conn, channel, char)
     changes = [change for change in changes if not change.is_list_query]
     if not changes:
         return
@@ -326,10 +330,24 @@ def send_channel_modes(conn: Session, channel: Channel) -> None:
     conn.numeric(RPL_CREATIONTIME, channel.name, str(channel.created), trailing=False)
 
 
-def send_ban_list(conn: Session, channel: Channel) -> None:
-    for mask, setter, set_at in channel.bans.values():
-        conn.numeric(RPL_BANLIST, channel.name, mask, setter, str(set_at), trailing=False)
-    conn.numeric(RPL_ENDOFBANLIST, channel.name, "End of channel ban list")
+# Each list's name, and its entry and end numerics.
+_LISTS = {
+    "b": ("ban", RPL_BANLIST, RPL_ENDOFBANLIST),
+    "e": ("exception", RPL_EXCEPTLIST, RPL_ENDOFEXCEPTLIST),
+    "I": ("invite exception", RPL_INVEXLIST, RPL_ENDOFINVEXLIST),
+}
+
+
+def send_mask_list(conn: Session, channel: Channel, char: str) -> None:
+    """``MODE #c b`` (anyone may look, as on Ergo and InspIRCd), ``e`` or ``I`` (its
+    operators only: the exceptions say whom the ops trust)."""
+    if char != "b" and not channel.is_op(conn.user):
+        conn.numeric(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        return
+    name, entry, end = _LISTS[char]
+    for mask, setter, set_at in channel.mask_list(char).values():
+        conn.numeric(entry, channel.name, mask, setter, str(set_at), trailing=False)
+    conn.numeric(end, channel.name, f"End of channel {name} list")
 
 
 def parse_mode_changes(conn: Session, modestring: str, params: tuple[str, ...]) -> list[ModeChange]:
@@ -388,15 +406,18 @@ class _Draft:
     prefixes are copied on first use.
     """
 
-    __slots__ = ("bans", "join_key", "limit", "members", "modes", "name")
+    __slots__ = ("join_key", "limit", "lists", "members", "modes", "name")
 
     def __init__(self, channel: Channel) -> None:
         self.name = channel.name
         self.modes = set(channel.modes)
         self.join_key = channel.join_key
         self.limit = channel.limit
-        self.bans = dict(channel.bans)
+        self.lists = {char: dict(channel.mask_list(char)) for char in LIST_MODES}
         self.members = _CopiedPrefixes(channel.members)
+
+    def mask_list(self, char: str) -> dict[str, tuple[str, str, int]]:
+        return self.lists[char]
 
 
 class _CopiedPrefixes(dict):
@@ -425,7 +446,7 @@ def apply_change(
     if char in LIMIT_MODES:
         return _apply_limit(conn, channel, change)
     if char in LIST_MODES:
-        return _apply_ban(server, conn, channel, change)
+        return _apply_list_entry(server, conn, channel, change)
     return _apply_prefix(server, conn, channel, change)
 
 
@@ -483,24 +504,27 @@ _LIMIT = re.compile(r"[0-9]{1,10}")  # ASCII digits only: int() also takes other
 _MAX_LIMIT = 1_000_000_000
 
 
-def _apply_ban(
+def _apply_list_entry(
     server: ChatServer, conn: Session, channel: _Draft, change: ModeChange
 ) -> ModeChange | None:
+    """+b, +e or +I with a mask (extended bans too: masks.py)."""
     arg = change.arg or ""
     if not arg or arg.startswith(":") or any(ord(char) <= 0x20 for char in arg):
-        _invalid_param(conn, channel, change, "Invalid ban mask")
+        _invalid_param(conn, channel, change, "Invalid mask")
         return None
-    mask = normalize_mask(arg)
+    mask = normalize_ban(arg)
     folded = casefold(mask)
+    entries = channel.mask_list(change.char)
     if change.sign == "-":
-        entry = channel.bans.pop(folded, None)
+        entry = entries.pop(folded, None)
         return None if entry is None else ModeChange("-", change.char, entry[0])
-    if folded in channel.bans:
+    if folded in entries:
         return None
-    if len(channel.bans) >= server.config.max_list_entries:
-        conn.numeric(ERR_BANLISTFULL, channel.name, change.char, "Channel ban list is full")
+    if len(entries) >= server.config.max_list_entries:
+        text = f"Channel {_LISTS[change.char][0]} list is full"
+        conn.numeric(ERR_BANLISTFULL, channel.name, change.char, text)
         return None
-    channel.bans[folded] = (mask, conn.user.prefix, int(time.time()))
+    entries[folded] = (mask, conn.user.prefix, int(time.time()))
     return ModeChange("+", change.char, mask)
 
 

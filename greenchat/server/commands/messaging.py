@@ -136,8 +136,8 @@ def unique_targets(text: str) -> list[str]:
 def may_speak(conn: Session, channel: Channel) -> bool:
     """Whether ``conn`` may send to ``channel``.
 
-    +n: members only; +m: voiced and ops only; a banned user may not speak
-    unless voiced or opped (as on InspIRCd). Ordered so the common case, a
+    +n: members only; +m: voiced and ops only; a banned or muted (``m:``) user may
+    not speak unless voiced or opped or excepted (+e), as on InspIRCd. Ordered so the common case, a
     plain member of a channel without bans, costs a few set lookups.
     """
     status = channel.members.get(conn.user)
@@ -146,7 +146,7 @@ def may_speak(conn: Session, channel: Channel) -> bool:
     modes = channel.modes
     if "m" in modes or (status is None and "n" in modes):
         return False
-    return not channel.is_banned(conn.user)
+    return not channel.is_banned(conn.user, speaking=True)
 
 
 def _event(
