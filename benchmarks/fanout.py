@@ -81,6 +81,20 @@ the paired repetitions) against issue 14's target for account-tag, at most
 
     python benchmarks/fanout.py --accounts --with-caps account-tag --repeat 5
 
+Channel lists (``--with-lists N``)
+----------------------------------
+``--with-lists N`` measures two TCP fleets on one server, like ``--with-caps``:
+``without`` (``b0`` ... in ``#fanout``) and ``lists`` (``l0`` ... in ``#fan-ls``),
+whose channel has N bans, N ban exceptions (+e) and N invite exceptions (+I) that
+match none of its members (N at most the server's ``--max-list-entries``, 100 by
+default). In both, one more client (``setter``) creates the channel first, so it,
+not a sender, is the operator, sets the lists, and leaves once the fleet is in: every
+line is then a plain member's, checked against the bans and exceptions before it
+goes out. The report ends with ``lists/without`` against issue 17's target, at most
+1.05x (``LISTS_TARGET``)::
+
+    python benchmarks/fanout.py --with-lists 100 --repeat 5
+
 With ``--procs P`` the clients are split over P processes (``loadgen.Fleet``):
 the main one holds the senders and its share of receivers, the others are
 ``loadgen.py --worker`` processes run the same round function on their share.
@@ -119,7 +133,7 @@ Usage::
         [--baseline REV|PATH] [--server HOST:PORT --server-pid PID [--web-port P]]
         [--metrics [--metrics-url URL] [--scrape-interval 0.02]]
         [--transports tcp|ws|tcp,ws] [--accounts [senders|all]] [--with-caps CAPS]
-        [--json PATH]
+        [--with-lists N] [--json PATH]
 
     # WebSocket vs TCP, 1,000 members, one server, interleaved repetitions:
     python benchmarks/fanout.py --clients 1000 --transports tcp,ws --repeat 5
@@ -159,6 +173,7 @@ from loadgen import (  # noqa: E402
     Client,
     Fleet,
     FleetSpec,
+    close_all,
     cpu_delta,
     cpu_seconds,
     machine_info,
@@ -166,6 +181,7 @@ from loadgen import (  # noqa: E402
     raise_fd_limit,
     register_accounts,
 )
+from loadgen import connect as loadgen_connect  # noqa: E402
 from servers import METRICS_RE, WEB_RE, exit_on_sigterm, memory_db, record_pid  # noqa: E402
 
 CHANNEL = "#fanout"
@@ -181,6 +197,11 @@ WITHOUT_CAPS = "without"
 # server at most this times a delivery without it.
 CAPS_TARGET = 1.10
 ACCOUNT_TAG = b"@account="  # counted in what the receivers get, with --accounts
+# --with-lists: the fleet whose channel has the lists, its channel and nick letter.
+WITH_LISTS = ("lists", "#fan-ls", "l")
+# Issue 17's target: with +b, +e and +I lists of 100 masks on the channel, a delivery
+# costs the server at most this times a delivery in a channel without them.
+LISTS_TARGET = 1.05
 
 
 @dataclass(frozen=True)
@@ -197,6 +218,12 @@ class Series:
 def series_plan(args: argparse.Namespace) -> list[Series]:
     """The fleets to measure: one per transport, or with --with-caps, "without" (the
     --caps) and "with" (the --caps and --with-caps), both over TCP."""
+    if args.with_lists:
+        name, channel, prefix = WITH_LISTS
+        return [
+            Series(WITHOUT_CAPS, "tcp", args.caps, CHANNEL, NICK_PREFIX["tcp"]),
+            Series(name, "tcp", args.caps, channel, prefix),
+        ]
     if args.with_caps:
         name, channel, prefix = WITH_CAPS
         both = " ".join(filter(None, (args.caps, args.with_caps)))
@@ -273,6 +300,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " channel of its own on the same server, repetitions interleaved with the fleet"
         " without; reports with/without server CPU per delivery",
     )
+    p.add_argument(
+        "--with-lists",
+        type=int,
+        metavar="N",
+        help="also measure a fleet in a channel with N bans, N +e and N +I masks that match"
+        " none of its members (senders not operators), repetitions interleaved with the"
+        " fleet without; reports lists/without server CPU per delivery",
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
     args = p.parse_args(argv)
     args.metrics = args.metrics or args.metrics_url is not None
@@ -285,6 +320,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--web-port is for --server (a started server's is read from its banner)")
     if args.with_caps is not None and args.transports != ["tcp"]:
         p.error("--with-caps compares two TCP fleets: leave --transports at tcp")
+    if args.with_lists is not None and (args.with_caps or args.transports != ["tcp"]):
+        p.error("--with-lists compares two TCP fleets: no --with-caps, --transports tcp")
+    if args.with_lists is not None and not 1 <= args.with_lists <= 10_000:
+        p.error("--with-lists: 1 to 10,000 masks")
     if args.accounts and "ws" in args.transports:
         p.error("--accounts is over TCP only")
     if args.server and "ws" in args.transports and args.web_port is None:
@@ -634,6 +673,11 @@ def with_vs_without(series: dict[str, list[dict[str, Any]]]) -> dict[str, Any] |
     return ratio_of(series, WITHOUT_CAPS, WITH_CAPS[0], CAPS_TARGET)
 
 
+def lists_vs_without(series: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """--with-lists: the fleet in the channel with them / the one without (``LISTS_TARGET``)."""
+    return ratio_of(series, WITHOUT_CAPS, WITH_LISTS[0], LISTS_TARGET)
+
+
 def ratio_of(
     series: dict[str, list[dict[str, Any]]], base: str, over: str, target: float
 ) -> dict[str, Any] | None:
@@ -711,7 +755,7 @@ def account_tags(args: argparse.Namespace, plan: list[Series], runs: list[dict])
 
 PARAMETERS = ("clients", "senders", "messages", "size", "repeat", "procs", "sources", "deadline",
               "caps", "metrics", "scrape_interval", "transports", "accounts",
-              "with_caps")  # fmt: skip
+              "with_caps", "with_lists")  # fmt: skip
 
 
 def write_json(
@@ -806,6 +850,29 @@ def make_accounts(args: argparse.Namespace, server: Server, series: Series) -> f
     return time.monotonic() - t
 
 
+def channel_setter(args: argparse.Namespace, server: Server, series: Series) -> Client | None:
+    """--with-lists: a client that creates ``series.channel`` before its fleet joins (so
+    that no sender is its operator) and, in the ``lists`` fleet's, sets the lists."""
+    if not args.with_lists:
+        return None
+    setter = loadgen_connect(server.host, server.port, 0, prefix=f"set{series.prefix}")
+    lines = [f"JOIN {series.channel}"]
+    if series.name == WITH_LISTS[0]:
+        for n in range(args.with_lists):  # MODES=4: a few masks per line
+            lines.append(f"MODE {series.channel} +beI nobody{n}!*@*.invalid "
+                         f"friend{n}!*@*.invalid guest{n}!*@*.invalid")  # fmt: skip
+    lines.append("PING :lists-set")
+    setter.send("".join(f"{line}\r\n" for line in lines).encode())
+    data = setter.tail
+    while b"lists-set" not in data:
+        data += setter.read_chunk(data)
+    setter.tail = b""
+    taken = data.count(f" MODE {series.channel} +beI ".encode())
+    if series.name == WITH_LISTS[0] and taken != args.with_lists:
+        raise RuntimeError(f"the server took {taken} of the {args.with_lists} mask triples")
+    return setter
+
+
 def benchmark(
     args: argparse.Namespace, server: Server, strict: bool = True
 ) -> dict[str, tuple[list[dict[str, Any]], float]]:
@@ -830,12 +897,20 @@ def benchmark(
             if registered:
                 print(f"{logins(args)} accounts of {series.name} registered in {registered:.1f} s")
             t = time.monotonic()
+            setter = channel_setter(args, server, series)
             fleet = stack.enter_context(Fleet(fleet_spec(args, server, series=series)))
             fleets[series.name] = fleet
             fleet.join(series.channel, deadline=args.deadline)
+            if setter is not None:
+                setter.send(f"PART {series.channel}\r\n".encode())
+                setter.drain_until(b" PART " + series.channel.encode())
+                close_all([setter])
             joins[series.name] = time.monotonic() - t
             if series.name in TRANSPORTS:
                 over = f" over {series.transport}" if several or series.transport != "tcp" else ""
+            elif args.with_lists:
+                lists = f"{args.with_lists} masks each" if series.name == WITH_LISTS[0] else "none"
+                over = f" (lists: {lists})"
             else:
                 over = f" ({series.name} {args.with_caps})"
             print(
@@ -947,7 +1022,8 @@ def run_server(args: argparse.Namespace, cmd: list[str] | None) -> int:
         extra["join_s"] = {t: join_s for t, (_, join_s) in series.items()}
         rows_by = {t: rows for t, (rows, _) in series.items()}
         for key, ratio in (("ws_vs_tcp", ws_vs_tcp(rows_by)),
-                           ("with_vs_without", with_vs_without(rows_by))):  # fmt: skip
+                           ("with_vs_without", with_vs_without(rows_by)),
+                           ("lists_vs_without", lists_vs_without(rows_by))):  # fmt: skip
             if ratio is not None:
                 extra[key] = ratio
                 print(describe_ratio(ratio))

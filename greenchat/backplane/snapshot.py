@@ -64,6 +64,7 @@ def load(hub: Hub, state: dict[str, Any], node: str) -> int:
         excepts, invexes = lists
         channel.excepts = {casefold(mask): (mask, by, when) for mask, by, when in excepts}
         channel.invexes = {casefold(mask): (mask, by, when) for mask, by, when in invexes}
+        channel.lists_changed()
         channel.topic, channel.topic_setter, channel.topic_set_at = topic, setter, set_at
         for nick, prefix_modes in members:
             member = hub.nicks.get(casefold(nick))

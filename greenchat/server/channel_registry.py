@@ -297,4 +297,5 @@ def _restore(channel: Channel, record: RegisteredChannel) -> None:
     channel.bans = {casefold(mask): (mask, by, int(when)) for mask, by, when in record.bans}
     for char, mask, by, when in record.exceptions:
         channel.mask_list(char)[casefold(mask)] = (mask, by, int(when))
+    channel.lists_changed()
     channel.created = int(record.registered_at)

@@ -177,6 +177,21 @@ def test_fanout_benchmark_against_a_baseline_revision(tmp_path: Path) -> None:
     assert list(temp.iterdir()) == []
 
 
+def test_fanout_with_lists_measures_a_channel_with_bans_and_exceptions(tmp_path: Path) -> None:
+    """--with-lists 5: a fleet in a channel with 5 bans, 5 +e and 5 +I masks (set by a
+    client that then leaves), interleaved with one without; every delivery arrives."""
+    result, data = run_fanout(tmp_path, "--messages", "20", "--repeat", "2", "--with-lists", "5")
+    assert data["parameters"]["with_lists"] == 5
+    assert [(r["series"], r["run"]) for r in data["runs"]] == [
+        ("without", 1), ("lists", 1), ("without", 2), ("lists", 2)
+    ]  # fmt: skip
+    for run in data["runs"]:
+        assert run["complete"] and run["delivered"] == run["expected"] == 2 * 20 * 19
+    ratio = data["lists_vs_without"]
+    assert ratio["target_max"] == 1.05 and len(ratio["paired"]) == 2
+    assert "20 clients joined #fan-ls (lists: 5 masks each)" in result.stdout
+
+
 def test_account_tag_fanout_counts_every_tag(tmp_path: Path) -> None:
     """--accounts --with-caps account-tag: the senders register and log in (SCRAM), a fleet
     without and one with account-tag, repetitions interleaved; every delivery arrives and

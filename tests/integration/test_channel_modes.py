@@ -322,6 +322,27 @@ def test_ban_and_invite_exceptions(connect):
     mode_line(alice, "#c", "-e bob!*@*")
 
 
+def test_a_ban_follows_a_nick_change_and_the_lists_changing(connect):
+    """What a member may say is worked out once and kept: a new nick, or a change of
+    the bans or exceptions, makes it be worked out again."""
+    alice, bob = pair(connect)
+    bob.join("#c")
+    alice.send("MODE #c +b m:evil")
+    mode_line(alice, "#c", "+b m:evil!*@*")
+    bob.send("PRIVMSG #c :still fine")
+    alice.expect(r":bob!\S+ PRIVMSG #c :still fine$")
+    bob.send("NICK evil", "PRIVMSG #c :now muted")
+    bob.expect(r" 404 evil #c :Cannot send to channel$")
+    alice.send("MODE #c +e evil")
+    mode_line(alice, "#c", "+e evil!*@*")
+    bob.send("PRIVMSG #c :excepted")
+    alice.expect(r":evil!\S+ PRIVMSG #c :excepted$")
+    alice.send("MODE #c -e evil!*@*")
+    mode_line(alice, "#c", "-e evil!*@*")
+    bob.send("PRIVMSG #c :muted again")
+    bob.expect(r" 404 evil #c :Cannot send to channel$")
+
+
 def test_an_invite_lets_one_past_the_limit_and_invite_lists_itself(connect):
     """An INVITE passes +l as well as +i; INVITE alone lists one's invites (336/337)."""
     alice, bob = pair(connect)
