@@ -7,6 +7,7 @@ from greenchat.server.commands import (  # noqa: F401
     accounts,
     channel_ops,
     channels,
+    help,
     history,
     info,
     markread,

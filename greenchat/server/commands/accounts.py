@@ -38,7 +38,17 @@ def _reply(server: ChatServer, conn: Session, *params: str) -> None:
     conn.send(Message(params[0], params[1:], server.config.name))
 
 
-@command("REGISTER", min_params=3, before_registration=True, yields=True)
+@command(
+    "REGISTER",
+    min_params=3,
+    before_registration=True,
+    yields=True,
+    help=(
+        "REGISTER <account> <email or *> <password>\n"
+        "Creates an account (draft/account-registration), before or after "
+        "connecting; * for no email, or your nick as the account."
+    ),
+)
 def register(server: ChatServer, conn: Session, msg: Message) -> None:
     name, email, password = msg.params[:3]
     name = conn.user.nick if name == "*" else name
@@ -74,7 +84,13 @@ def _create(server: ChatServer, conn: Session, name: str, email: str, password: 
     log_in(server, conn, account.name)
 
 
-@command("VERIFY", min_params=2, before_registration=True, yields=True)
+@command(
+    "VERIFY",
+    min_params=2,
+    before_registration=True,
+    yields=True,
+    help=("VERIFY <account> <code>\nCompletes a registration that needed a code sent by email."),
+)
 def verify(server: ChatServer, conn: Session, msg: Message) -> None:
     name, code = msg.params[:2]
     if server.config.verify_command is None:

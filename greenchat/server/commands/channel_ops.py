@@ -37,7 +37,15 @@ if TYPE_CHECKING:
 # -- KICK ---------------------------------------------------------------------
 
 
-@command("KICK", min_params=2, fresh=True)
+@command(
+    "KICK",
+    min_params=2,
+    fresh=True,
+    help=(
+        "KICK <channel> <nick>[,<nick>...] [<reason>]\n"
+        "Removes members from a channel (channel operators only)."
+    ),
+)
 def kick(server: ChatServer, conn: Session, msg: Message) -> None:
     """``KICK #chan nick[,nick] [:reason]``; also ``KICK #a,#b n1,n2`` in pairs."""
     channels = msg.params[0].split(",")
@@ -75,7 +83,15 @@ def kick_one(server: ChatServer, conn: Session, name: str, nick: str, reason: st
 # -- INVITE -------------------------------------------------------------------
 
 
-@command("INVITE", fresh=True)
+@command(
+    "INVITE",
+    fresh=True,
+    help=(
+        "INVITE [<nick> <channel>]\n"
+        "Invites a user into a channel, past +i, +l and bans once. Without "
+        "parameters: the channels you are invited to."
+    ),
+)
 def invite(server: ChatServer, conn: Session, msg: Message) -> None:
     """``INVITE nick #chan``: members may invite; on a +i channel only ops. ``INVITE``
     alone: the channels one is invited to and has not joined since (336, 337)."""
@@ -106,7 +122,17 @@ def invite(server: ChatServer, conn: Session, msg: Message) -> None:
 # -- LIST ---------------------------------------------------------------------
 
 
-@command("LIST", paged=True, fresh=True)
+@command(
+    "LIST",
+    paged=True,
+    fresh=True,
+    help=(
+        "LIST [<filters>]\n"
+        "Lists channels. Filters, comma-separated: names or masks (#a*), !masks, "
+        ">n and <n members, C<m and C>m (created less/more than m minutes ago), "
+        "T<m and T>m (topic set)."
+    ),
+)
 def list_(server: ChatServer, conn: Session, msg: Message) -> Iterator[None]:
     """``LIST``, ``LIST #a,#b`` and the filters of ELIST=CMNTU, comma-separated:
     ``#a*`` (a mask), ``!#a*`` (not matching it), ``>3``/``<10`` (members),

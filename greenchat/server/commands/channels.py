@@ -72,7 +72,15 @@ if TYPE_CHECKING:
 _NAMES_LINE_BUDGET = 510
 
 
-@command("JOIN", min_params=1)
+@command(
+    "JOIN",
+    min_params=1,
+    help=(
+        "JOIN <channel>[,<channel>...] [<key>[,<key>...]]\n"
+        "Joins channels, creating those that do not exist. JOIN 0 leaves every "
+        "channel."
+    ),
+)
 def join(server: ChatServer, conn: Session, msg: Message) -> None:
     """``JOIN #a,#b key1,key2``: keys go with channels by position."""
     if msg.params[0] == "0":
@@ -175,7 +183,11 @@ def join_refusal(user: User, channel: Channel, key: str) -> str | None:
     return None
 
 
-@command("PART", min_params=1)
+@command(
+    "PART",
+    min_params=1,
+    help=("PART <channel>[,<channel>...] [<reason>]\nLeaves channels."),
+)
 def part(server: ChatServer, conn: Session, msg: Message) -> None:
     reason = msg.params[1] if len(msg.params) > 1 else ""
     for name in msg.params[0].split(","):
@@ -188,7 +200,16 @@ def part(server: ChatServer, conn: Session, msg: Message) -> None:
             server.hub.apply(Parted(conn.user.nick, channel.name, reason))
 
 
-@command("NAMES", paged=True, fresh=True)
+@command(
+    "NAMES",
+    paged=True,
+    fresh=True,
+    help=(
+        "NAMES <channel>[,<channel>...]\n"
+        "Lists a channel's members, with @ for operators and + for voiced "
+        "members."
+    ),
+)
 def names(server: ChatServer, conn: Session, msg: Message) -> Iterator[None]:
     if not msg.params:
         conn.numeric(RPL_ENDOFNAMES, "*", "End of /NAMES list")
@@ -257,7 +278,16 @@ def send_topic(server: ChatServer, conn: Session, channel: Channel) -> None:
     conn.numeric(RPL_TOPICWHOTIME, channel.name, channel.topic_setter, when, trailing=False)
 
 
-@command("TOPIC", min_params=1, fresh=True)
+@command(
+    "TOPIC",
+    min_params=1,
+    fresh=True,
+    help=(
+        "TOPIC <channel> [<topic>]\n"
+        "Shows a channel's topic, or sets it (with +t, operators only). An empty "
+        "topic clears it."
+    ),
+)
 def topic(server: ChatServer, conn: Session, msg: Message) -> None:
     channel = channel_or_403(server, conn, msg.params[0])
     if channel is None:
@@ -277,7 +307,16 @@ def topic(server: ChatServer, conn: Session, msg: Message) -> None:
         server.hub.apply(TopicSet(conn.user.nick, channel.name, text))
 
 
-@command("MODE", min_params=1, fresh=True)
+@command(
+    "MODE",
+    min_params=1,
+    fresh=True,
+    help=(
+        "MODE <channel> [<modes> [<parameters>]] | MODE <nick> [<modes>]\n"
+        "Shows or changes channel modes (+beIiklmnopstv, ISUPPORT describes them)"
+        " or your own user modes (+Biw)."
+    ),
+)
 def mode(server: ChatServer, conn: Session, msg: Message) -> None:
     if is_channel_name(msg.params[0]):
         channel_mode(server, conn, msg)

@@ -91,7 +91,16 @@ def _limit(sub: str, text: str) -> int:
     return MAX_LIMIT if value == 0 or value > MAX_LIMIT else value
 
 
-@command("CHATHISTORY", min_params=1, yields=True)
+@command(
+    "CHATHISTORY",
+    min_params=1,
+    yields=True,
+    help=(
+        "CHATHISTORY <LATEST|BEFORE|AFTER|AROUND|BETWEEN|TARGETS> <target> ...\n"
+        "Reads stored history of a channel or a private conversation "
+        "(draft/chathistory)."
+    ),
+)
 def chathistory(server: ChatServer, conn: Session, msg: Message) -> None:
     started = time.perf_counter()
     try:

@@ -52,7 +52,10 @@ def _elsewhere(server: ChatServer, conn: Session, msg: Message) -> bool:
     return True
 
 
-@command("VERSION")
+@command(
+    "VERSION",
+    help=("VERSION\nShows the server's version and what it supports (005)."),
+)
 def version(server: ChatServer, conn: Session, msg: Message) -> None:
     if _elsewhere(server, conn, msg):
         return
@@ -63,7 +66,10 @@ def version(server: ChatServer, conn: Session, msg: Message) -> None:
         conn.numeric(RPL_ISUPPORT, *chunk, "are supported by this server")
 
 
-@command("TIME")
+@command(
+    "TIME",
+    help=("TIME\nShows the server's local time."),
+)
 def time_(server: ChatServer, conn: Session, msg: Message) -> None:
     if _elsewhere(server, conn, msg):
         return
@@ -71,7 +77,10 @@ def time_(server: ChatServer, conn: Session, msg: Message) -> None:
     conn.numeric(RPL_TIME, server.config.name, formatdate(usegmt=True))
 
 
-@command("INFO")
+@command(
+    "INFO",
+    help=("INFO\nShows information about the server."),
+)
 def info(server: ChatServer, conn: Session, msg: Message) -> None:
     if _elsewhere(server, conn, msg):
         return
@@ -80,7 +89,10 @@ def info(server: ChatServer, conn: Session, msg: Message) -> None:
     conn.numeric(RPL_ENDOFINFO, "End of INFO list")
 
 
-@command("ADMIN")
+@command(
+    "ADMIN",
+    help=("ADMIN\nShows who runs the server."),
+)
 def admin(server: ChatServer, conn: Session, msg: Message) -> None:
     if _elsewhere(server, conn, msg):
         return

@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 __all__: list[str] = []
 
 
-@command("MARKREAD", yields=True)
+@command(
+    "MARKREAD",
+    yields=True,
+    help=(
+        "MARKREAD <target> [timestamp=<time>]\n"
+        "Gets or sets how far you have read a conversation (draft/read-marker)."
+    ),
+)
 def markread(server: ChatServer, conn: Session, msg: Message) -> None:
     if not msg.params:
         _fail(server, conn, "NEED_MORE_PARAMS", "Missing parameters")

@@ -36,18 +36,36 @@ if TYPE_CHECKING:
 MAX_CLIENT_TAG_BYTES = 4094
 
 
-@command("PRIVMSG")
+@command(
+    "PRIVMSG",
+    help=(
+        "PRIVMSG <target>[,<target>...] <text>\n"
+        "Sends a message to channels or nicks; @#channel reaches only its "
+        "operators, +#channel its voiced members and operators."
+    ),
+)
 def privmsg(server: ChatServer, conn: Session, msg: Message) -> None:
     deliver(server, conn, msg, "PRIVMSG", errors=True)
 
 
-@command("NOTICE")
+@command(
+    "NOTICE",
+    help=(
+        "NOTICE <target>[,<target>...] <text>\n"
+        "Like PRIVMSG, but nothing answers it automatically and errors are not "
+        "reported."
+    ),
+)
 def notice(server: ChatServer, conn: Session, msg: Message) -> None:
     # Nothing automatic may answer a NOTICE, so its errors are not reported.
     deliver(server, conn, msg, "NOTICE", errors=False)
 
 
-@command("TAGMSG", min_params=1)
+@command(
+    "TAGMSG",
+    min_params=1,
+    help=("TAGMSG <target>\nSends only tags (e.g. a typing notice) to clients with message-tags."),
+)
 def tagmsg(server: ChatServer, conn: Session, msg: Message) -> None:
     """A message that is only tags: delivered to clients that enabled message-tags."""
     deliver(server, conn, msg, "TAGMSG", errors=True)

@@ -31,7 +31,16 @@ if TYPE_CHECKING:
     from greenchat.server.session import Session
 
 
-@command("MONITOR", min_params=1, fresh=True)
+@command(
+    "MONITOR",
+    min_params=1,
+    fresh=True,
+    help=(
+        "MONITOR <+|-> <nick>[,<nick>...] | MONITOR <C|L|S>\n"
+        "Watches nicks: you are told when they connect or leave. C clears, L "
+        "lists, S shows each one's status."
+    ),
+)
 def monitor(server: ChatServer, conn: Session, msg: Message) -> None:
     sub = msg.params[0].upper()
     if sub in ("+", "-"):

@@ -43,7 +43,12 @@ _VALID_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:\-/]{0,62}")
 # -- OPER -------------------------------------------------------------------------
 
 
-@command("OPER", min_params=2, yields=True)
+@command(
+    "OPER",
+    min_params=2,
+    yields=True,
+    help=("OPER <name> <password>\nBecomes a server operator."),
+)
 def oper(server: ChatServer, conn: Session, msg: Message) -> None:
     name, password = msg.params[0], msg.params[1]
     if is_oper(conn.user):
@@ -72,7 +77,13 @@ def grant_oper(server: ChatServer, conn: Session, name: str) -> None:
 # -- KILL, WALLOPS ----------------------------------------------------------------
 
 
-@command("KILL", min_params=1, oper=True, fresh=True)
+@command(
+    "KILL",
+    min_params=1,
+    oper=True,
+    fresh=True,
+    help=("KILL <nick> <reason>\nDisconnects a user (server operators only)."),
+)
 def kill(server: ChatServer, conn: Session, msg: Message) -> None:
     nick = msg.params[0]
     comment = msg.params[1] if len(msg.params) > 1 and msg.params[1] else "<no reason supplied>"
@@ -89,7 +100,12 @@ def kill(server: ChatServer, conn: Session, msg: Message) -> None:
     server.hub.apply(Killed(conn.user.nick, victim.nick, reason))
 
 
-@command("WALLOPS", min_params=1, oper=True)
+@command(
+    "WALLOPS",
+    min_params=1,
+    oper=True,
+    help=("WALLOPS <text>\nSends a message to every operator and +w user (server operators only)."),
+)
 def wallops(server: ChatServer, conn: Session, msg: Message) -> None:
     server.hub.apply(WallopsSent(conn.user.nick, msg.params[0]))
 
@@ -97,7 +113,15 @@ def wallops(server: ChatServer, conn: Session, msg: Message) -> None:
 # -- CHGHOST ----------------------------------------------------------------------
 
 
-@command("CHGHOST", min_params=3, oper=True, fresh=True)
+@command(
+    "CHGHOST",
+    min_params=3,
+    oper=True,
+    fresh=True,
+    help=(
+        "CHGHOST <nick> <user> <host>\nChanges a user's username and host (server operators only)."
+    ),
+)
 def chghost(server: ChatServer, conn: Session, msg: Message) -> None:
     nick, user, host = msg.params[0], msg.params[1], msg.params[2]
     target = user_or_401(server, conn, nick)

@@ -32,7 +32,16 @@ __all__: list[str] = []
 _MESSAGES = frozenset({"PRIVMSG", "NOTICE", "TAGMSG"})
 
 
-@command("REDACT", min_params=2, yields=True)
+@command(
+    "REDACT",
+    min_params=2,
+    yields=True,
+    help=(
+        "REDACT <target> <msgid> [<reason>]\n"
+        "Deletes a message you sent (or, as an operator, another's) "
+        "(draft/message-redaction)."
+    ),
+)
 def redact(server: ChatServer, conn: Session, msg: Message) -> None:
     target, msgid = msg.params[0], msg.params[1]
     reason = msg.params[2] if len(msg.params) > 2 else ""

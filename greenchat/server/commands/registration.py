@@ -37,7 +37,12 @@ REALNAMELEN = 150  # bytes; keeps WHO/WHOIS/extended-join lines within 512
 _USER_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
-@command("CAP", min_params=1, before_registration=True)
+@command(
+    "CAP",
+    min_params=1,
+    before_registration=True,
+    help=("CAP <LS [302]|LIST|REQ <capabilities>|END>\nNegotiates IRCv3 capabilities."),
+)
 def cap(server: ChatServer, conn: Session, msg: Message) -> None:
     sub = msg.params[0]
     replies = conn.caps.handle(sub, list(msg.params[1:]))
@@ -50,7 +55,12 @@ def cap(server: ChatServer, conn: Session, msg: Message) -> None:
     try_register(server, conn)
 
 
-@command("PASS", min_params=1, before_registration=True)
+@command(
+    "PASS",
+    min_params=1,
+    before_registration=True,
+    help=("PASS <password>\nGives the server's password, before NICK and USER."),
+)
 def pass_(server: ChatServer, conn: Session, msg: Message) -> None:
     if conn.user.registered:
         conn.numeric(ERR_ALREADYREGISTERED, "You may not reregister")
@@ -58,7 +68,12 @@ def pass_(server: ChatServer, conn: Session, msg: Message) -> None:
     conn.password = msg.params[0]
 
 
-@command("NICK", before_registration=True, fresh=True)
+@command(
+    "NICK",
+    before_registration=True,
+    fresh=True,
+    help=("NICK <nick>\nSets or changes your nick."),
+)
 def nick(server: ChatServer, conn: Session, msg: Message) -> None:
     if not msg.params or not msg.params[0]:
         conn.numeric(ERR_NONICKNAMEGIVEN, "No nickname given")
@@ -85,7 +100,12 @@ def nick(server: ChatServer, conn: Session, msg: Message) -> None:
     try_register(server, conn)
 
 
-@command("USER", min_params=4, before_registration=True)
+@command(
+    "USER",
+    min_params=4,
+    before_registration=True,
+    help=("USER <username> 0 * <realname>\nGives your username and real name when connecting."),
+)
 def user(server: ChatServer, conn: Session, msg: Message) -> None:
     if conn.user.registered:
         conn.numeric(ERR_ALREADYREGISTERED, "You may not reregister")
@@ -127,28 +147,48 @@ def try_register(server: ChatServer, conn: Session) -> None:
     guard_nick(server, user)
 
 
-@command("PING", min_params=1, before_registration=True)
+@command(
+    "PING",
+    min_params=1,
+    before_registration=True,
+    help=("PING <token>\nAsks the server for a PONG with the same token."),
+)
 def ping(server: ChatServer, conn: Session, msg: Message) -> None:
     name = server.config.name
     conn.send(Message("PONG", (name, msg.params[0]), name))
 
 
-@command("PONG", before_registration=True)
+@command(
+    "PONG",
+    before_registration=True,
+    help=("PONG <token>\nAnswers the server's PING."),
+)
 def pong(server: ChatServer, conn: Session, msg: Message) -> None:
     """Any input resets the keepalive clock; PONG needs nothing more."""
 
 
-@command("QUIT", before_registration=True)
+@command(
+    "QUIT",
+    before_registration=True,
+    help=("QUIT [<reason>]\nDisconnects; your channels see the reason."),
+)
 def quit_(server: ChatServer, conn: Session, msg: Message) -> None:
     text = msg.params[0] if msg.params else ""
     conn.disconnect(f"Quit: {text}" if text else "Client Quit")
 
 
-@command("MOTD")
+@command(
+    "MOTD",
+    help=("MOTD\nShows the message of the day."),
+)
 def motd(server: ChatServer, conn: Session, msg: Message) -> None:
     send_motd(server, conn)
 
 
-@command("LUSERS", fresh=True)
+@command(
+    "LUSERS",
+    fresh=True,
+    help=("LUSERS\nShows how many users, operators and channels the network has."),
+)
 def lusers(server: ChatServer, conn: Session, msg: Message) -> None:
     send_lusers(server, conn)

@@ -66,7 +66,17 @@ class SaslAttempt:
         self.refusal: LoginRefused | None = None  # why SCRAM's first step was refused
 
 
-@command("AUTHENTICATE", min_params=1, before_registration=True, yields=True)
+@command(
+    "AUTHENTICATE",
+    min_params=1,
+    before_registration=True,
+    yields=True,
+    help=(
+        "AUTHENTICATE <mechanism or data>\n"
+        "Logs in to an account with SASL (PLAIN, SCRAM-SHA-256, EXTERNAL), after "
+        "CAP REQ :sasl."
+    ),
+)
 def authenticate(server: ChatServer, conn: Session, msg: Message) -> None:
     param = msg.params[0]
     if param == "*":

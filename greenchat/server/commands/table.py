@@ -63,6 +63,7 @@ class CommandSpec:
     yields: bool  # waits (through wait_for): other greenlets run meanwhile
     paged: bool  # a generator: its reply goes out page by page (paging.py)
     fresh: bool  # on a network node, waits to hold every change made before it came
+    help: str  # what HELP says: the syntax, a newline, what it does (commands/help.py)
 
 
 COMMANDS: dict[str, CommandSpec] = {}
@@ -77,14 +78,18 @@ def command(
     yields: bool = False,
     paged: bool = False,
     fresh: bool = False,
+    help: str = "",
 ) -> Callable[[Handler], Handler]:
-    """Register the decorated function as the handler of ``name``."""
+    """Register the decorated function as the handler of ``name``; ``help`` is its
+    HELP topic (required: a command without one is refused, so none goes undocumented)."""
 
     def register(handler: Handler) -> Handler:
         if name in COMMANDS:
             raise ValueError(f"command {name} registered twice")
+        if "\n" not in help:
+            raise ValueError(f"command {name} needs help: its syntax, a newline, what it does")
         spec = CommandSpec(
-            name, handler, min_params, before_registration, oper, yields, paged, fresh
+            name, handler, min_params, before_registration, oper, yields, paged, fresh, help
         )
         COMMANDS[name] = spec
         return handler

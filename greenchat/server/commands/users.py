@@ -129,7 +129,10 @@ def user_mode(server: ChatServer, conn: Session, msg: Message) -> None:
 # -- AWAY, SETNAME ----------------------------------------------------------------
 
 
-@command("AWAY")
+@command(
+    "AWAY",
+    help=("AWAY [<message>]\nMarks you away with a message; without one, back."),
+)
 def away(server: ChatServer, conn: Session, msg: Message) -> None:
     text = truncate_utf8(msg.params[0], server.config.awaylen) if msg.params else ""
     if text != conn.user.away:  # replied once applied: on a network, confirmed
@@ -140,7 +143,11 @@ def away(server: ChatServer, conn: Session, msg: Message) -> None:
         conn.numeric(RPL_UNAWAY, "You are no longer marked as being away")
 
 
-@command("SETNAME", min_params=1)
+@command(
+    "SETNAME",
+    min_params=1,
+    help=("SETNAME <realname>\nChanges your real name."),
+)
 def setname(server: ChatServer, conn: Session, msg: Message) -> None:
     realname = msg.params[0]
     if not realname.strip() or len(realname.encode()) > REALNAMELEN:
@@ -161,7 +168,12 @@ def _online(server: ChatServer, nick: str) -> User | None:
     return user if user is not None and user.registered else None
 
 
-@command("ISON", min_params=1, fresh=True)
+@command(
+    "ISON",
+    min_params=1,
+    fresh=True,
+    help=("ISON <nick> [<nick>...]\nTells which of the nicks are online."),
+)
 def ison(server: ChatServer, conn: Session, msg: Message) -> None:
     # Clients send the nicks as several parameters or as one trailing list.
     present: dict[str, None] = {}
@@ -173,7 +185,12 @@ def ison(server: ChatServer, conn: Session, msg: Message) -> None:
     conn.numeric(RPL_ISON, lines[0] if lines else "")
 
 
-@command("USERHOST", min_params=1, fresh=True)
+@command(
+    "USERHOST",
+    min_params=1,
+    fresh=True,
+    help=("USERHOST <nick> [<nick>...]\nShows the user@host of up to five nicks."),
+)
 def userhost(server: ChatServer, conn: Session, msg: Message) -> None:
     replies: dict[User, str] = {}
     for nick in " ".join(msg.params).split()[:USERHOST_MAX]:
@@ -243,7 +260,16 @@ def _parse_who_options(option: str) -> tuple[str, str | None, str]:
     return letters, fields.lower(), token or "0"
 
 
-@command("WHO", min_params=1, paged=True, fresh=True)
+@command(
+    "WHO",
+    min_params=1,
+    paged=True,
+    fresh=True,
+    help=(
+        "WHO <mask or channel> [%<fields>[,<token>]]\n"
+        "Lists users matching a mask, or a channel's members; WHOX fields with %."
+    ),
+)
 def who(server: ChatServer, conn: Session, msg: Message) -> Iterator[None]:
     mask = msg.params[0]
     letters, fields, token = _parse_who_options(msg.params[1] if len(msg.params) > 1 else "")
@@ -312,7 +338,12 @@ def _idle_seconds(user: User) -> int:
 # -- WHOIS ----------------------------------------------------------------------
 
 
-@command("WHOIS", min_params=1, fresh=True)
+@command(
+    "WHOIS",
+    min_params=1,
+    fresh=True,
+    help=("WHOIS <nick>\nShows who a user is: name, host, channels, server, idle time, account."),
+)
 def whois(server: ChatServer, conn: Session, msg: Message) -> None:
     # WHOIS [<server>] <nick>[,<nick>...]: the server part needs no routing here.
     masks = msg.params[1] if len(msg.params) > 1 else msg.params[0]
@@ -360,7 +391,12 @@ def _whois_channels(conn: Session, user: User) -> Iterator[str]:
 # -- WHOWAS ---------------------------------------------------------------------
 
 
-@command("WHOWAS", min_params=1, fresh=True)
+@command(
+    "WHOWAS",
+    min_params=1,
+    fresh=True,
+    help=("WHOWAS <nick> [<count>]\nShows who last used a nick that is gone."),
+)
 def whowas(server: ChatServer, conn: Session, msg: Message) -> None:
     count = _whowas_count(msg.params[1] if len(msg.params) > 1 else "")
     history = server.hub.presence.whowas
