@@ -55,7 +55,7 @@ from greenchat.server.events import (
     Quit,
     TopicSet,
 )
-from greenchat.server.hub import mode_params
+from greenchat.server.hub import mode_params, op_moderated
 from greenchat.store.base import PRIVATE_PREFIX, HistoryItem, HistoryStore, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ class HistoryRecorder:
             return
         kind = type(event)
         if kind is Messaged:
-            if not event.status:  # a STATUSMSG is for some members only, not the history
+            if not event.status:  # a STATUSMSG (or a +U line) is for some members only
                 self._messaged(event)
         elif kind is Joined:
             user = self._user(event.nick)
@@ -339,6 +339,9 @@ class HistoryRecorder:
         sender = hub.nicks.get(casefold(event.source))
         if sender is None:
             return
+        channel = hub.channels.get(casefold(event.target))
+        if channel is not None and op_moderated(channel, sender):
+            return  # for the operators only: not the channel's history
         target = self._conversation(event, sender)
         params = (event.target,) if event.verb == "TAGMSG" else (event.target, event.text)
         when = _stored_time(event)

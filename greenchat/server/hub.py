@@ -620,9 +620,10 @@ class Hub:
         channel = self.channels.get(casefold(event.target))
         if channel is not None:
             members = channel.local
-            if event.status:
-                reaches, status = STATUS_REACHES[event.status], channel.members
-                members = [member for member in members if reaches & status[member]]
+            status = event.status or ("@" if op_moderated(channel, user) else "")
+            if status:
+                reaches, modes = STATUS_REACHES[status], channel.members
+                members = [member for member in members if reaches & modes[member]]
             self.fanout(members, relay, exclude=user, require_cap=require)
         else:
             recipient = self._user(event.target)
@@ -725,6 +726,11 @@ class Hub:
     def send_to_peers(self, user: User, relay: Relay, require_cap: str | None = None) -> None:
         """Queue ``relay`` once to every other user who shares a channel with ``user``."""
         self.fanout(self.peers(user), relay, exclude=user, require_cap=require_cap)
+
+
+def op_moderated(channel: Channel, user: User) -> bool:
+    """+U: a line of a member who is not an operator goes to the operators only."""
+    return "U" in channel.modes and not channel.is_op(user)
 
 
 def _with_bot_tag(tags: str) -> str:

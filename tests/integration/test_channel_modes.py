@@ -25,7 +25,7 @@ def mode_line(client: IrcClient, channel: str, text: str) -> None:
 def test_isupport_and_myinfo_describe_the_channel_modes(connect):
     client = connect()
     client.send("NICK neo", "USER neo 0 * :n")
-    client.expect(r" 004 neo greenchat\.local \S+ \S+ Ibeiklmnopstv Ibeklov$")  # any user modes
+    client.expect(r" 004 neo greenchat\.local \S+ \S+ CIUbceiklmnopstv Ibeklov$")  # any user modes
     tokens: list[str] = []
     while True:
         line = client.read_line()
@@ -34,7 +34,7 @@ def test_isupport_and_myinfo_describe_the_channel_modes(connect):
         elif tokens:
             break
     for token in (
-        "CHANMODES=beI,k,l,imnpst",
+        "CHANMODES=beI,k,l,CUcimnpst",
         "MAXLIST=b:100,e:100,I:100",
         "EXCEPTS=e",
         "INVEX=I",
@@ -365,6 +365,44 @@ def test_an_invite_lets_one_past_the_limit_and_invite_lists_itself(connect):
     mode_line(alice, "#c", "-i")
     carol.send("JOIN #c")
     carol.expect(r" 471 carol #c :Cannot join channel \(\+l\)$")
+
+
+def test_no_ctcp_and_no_colours(connect):
+    """+C refuses CTCP to the channel, except ACTION (/me); +c takes the colours and
+    styles out of every line, as the members and the history see it."""
+    alice, bob = pair(connect)
+    bob.join("#c")
+    alice.send("MODE #c +Cc")
+    mode_line(alice, "#c", "+Cc")
+    bob.send("PRIVMSG #c :\x01VERSION\x01", "PRIVMSG #c :\x01ACTION waves\x01")
+    bob.expect(r" 404 bob #c :Cannot send CTCP to channel \(\+C\)$")
+    alice.expect(r":bob!\S+ PRIVMSG #c :\x01ACTION waves\x01$")
+    bob.send("PRIVMSG #c :\x0304red\x03 and \x02bold\x02", "NOTICE #c :\x01PING 1\x01")
+    alice.expect(r":bob!\S+ PRIVMSG #c :red and bold$")
+    bob.sync()
+    alice.sync()
+    assert not any("PING 1" in line for line in alice.lines)
+    alice.send("MODE #c -C")
+    mode_line(alice, "#c", "-C")
+    bob.send("PRIVMSG #c :\x01VERSION\x01")
+    alice.expect(r":bob!\S+ PRIVMSG #c :\x01VERSION\x01$")
+
+
+def test_op_moderated_lines_reach_only_the_operators(connect):
+    """+U: a member who is not an operator is heard by the operators only (and gets its
+    own echo); an operator is heard by everyone."""
+    alice = connect("alice").join("#c")
+    bob = connect().register_with_caps("bob", "echo-message").join("#c")
+    carol = connect("carol").join("#c")
+    alice.send("MODE #c +U")
+    for client in (alice, bob, carol):
+        client.expect(r"MODE #c \+U$")
+    bob.send("PRIVMSG #c :only the ops hear me")
+    alice.expect(r":bob!\S+ PRIVMSG #c :only the ops hear me$")
+    bob.expect(r":bob!\S+ PRIVMSG #c :only the ops hear me$")  # the echo
+    alice.send("PRIVMSG #c :everyone hears me")
+    carol.expect(r":alice!\S+ PRIVMSG #c :everyone hears me$")
+    assert not any("only the ops" in line for line in carol.lines)
 
 
 # -- +m, +n ---------------------------------------------------------------------

@@ -32,7 +32,7 @@ def test_welcome_burst_and_isupport(server, connect):
     client.expect(rf"^:greenchat\.local 001 neo :Welcome to the {network} IRC Network neo!~neo@")
     client.expect(r" 002 neo :Your host is greenchat\.local")
     client.expect(r" 003 neo ")
-    client.expect(r" 004 neo greenchat\.local greenchat-\S+ Biorw Ibeiklmnopstv Ibeklov$")
+    client.expect(r" 004 neo greenchat\.local greenchat-\S+ Biorw CIUbceiklmnopstv Ibeklov$")
     isupport: list[str] = []
     while True:  # 005 may span several lines
         line = client.read_line()
@@ -43,7 +43,7 @@ def test_welcome_burst_and_isupport(server, connect):
     for token in (
         "CASEMAPPING=rfc1459",
         "CHANTYPES=#",
-        "CHANMODES=beI,k,l,imnpst",
+        "CHANMODES=beI,k,l,CUcimnpst",
         "PREFIX=(ov)@+",
         "NICKLEN=30",
         "CHANNELLEN=64",

@@ -338,3 +338,16 @@ def test_a_statusmsg_stays_out_of_the_history(room):
     bob.expect(r"PRIVMSG #h :after$")
     assert texts(batch(bob, "CHATHISTORY LATEST #h * 10")) == ["before", "after"]
     assert texts(batch(alice, "CHATHISTORY LATEST #h * 10")) == ["before", "after"]
+
+
+def test_an_op_moderated_line_stays_out_of_the_history(room):
+    """In a +U channel a line of a member who is not an operator is for the operators
+    only: CHATHISTORY does not give it back."""
+    _, alice, bob = room
+    alice.send("MODE #h +U")
+    bob.expect(r"MODE #h \+U$")
+    bob.send("PRIVMSG #h :for the ops")
+    alice.expect(r":bob!\S+ PRIVMSG #h :for the ops$")
+    alice.send("PRIVMSG #h :for everyone")
+    bob.expect(r"PRIVMSG #h :for everyone$")
+    assert texts(batch(bob, "CHATHISTORY LATEST #h * 10")) == ["for everyone"]

@@ -122,7 +122,9 @@ targets = st.sampled_from(
 )
 mode_arg = st.sampled_from(NICKS + KEYS + LIMITS + MASKS)
 mode_args = st.lists(mode_arg, max_size=5)
-channel_modes = st.sampled_from(MODE_STRINGS) | st.text("+-ovbklimnpstqx", min_size=1, max_size=6)
+channel_modes = st.sampled_from(MODE_STRINGS) | st.text(
+    "+-ovbeIklimnpstCUcqx", min_size=1, max_size=6
+)
 words = st.sampled_from(NICKS + CHANNELS + KEYS + LIMITS + MASKS + ["+", "-", "*", "0", "302"])
 one_of_ = st.sampled_from
 

@@ -1,6 +1,6 @@
 """Channel commands: JOIN, PART, NAMES, TOPIC and MODE (channel and user).
 
-Channel modes: flags ``+imnpst``, ``+k <key>``, ``+l <limit>``, the ban list
+Channel modes: flags ``+CUcimnpst``, ``+k <key>``, ``+l <limit>``, the ban list
 ``+b <mask>`` and member prefixes ``+o``/``+v``. A MODE command is parsed
 into :class:`ModeChange` objects, each is applied (or refused with a
 numeric), and the changes actually made go to the members as one MODE line.

@@ -1,5 +1,8 @@
 """PRIVMSG, NOTICE and TAGMSG: to channels and to nicks, several targets at once;
 to a channel's ops or voiced members only (STATUSMSG: ``@#chan``, ``+#chan``).
+A channel with ``+C`` refuses CTCP but ACTION, one with ``+c`` gets its lines
+without colours; in one with ``+U`` a line of a member who is not an operator
+reaches only the operators (the hub's fan-out).
 
 This is the hot path: a channel message becomes one :class:`Relay`, rendered
 once per capability variant, and the same bytes are queued to every member
@@ -11,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from greenchat.protocol.casemap import casefold, is_channel_name, split_status
+from greenchat.protocol.formatting import is_ctcp, strip_formatting
 from greenchat.protocol.message import Message, escape_tag_value, valid_tag_key
 from greenchat.protocol.numerics import (
     ERR_CANNOTSENDTOCHAN,
@@ -116,8 +120,13 @@ def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: 
             elif not may_speak(conn, channel):
                 if errors:
                     conn.numeric(ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
+            elif text and "C" in channel.modes and is_ctcp(text):
+                if errors:
+                    why = "Cannot send CTCP to channel (+C)"
+                    conn.numeric(ERR_CANNOTSENDTOCHAN, channel.name, why)
             else:
-                event = _event(conn, verb, channel.name, text, tags, status)
+                said = strip_formatting(text) if text and "c" in channel.modes else text
+                event = _event(conn, verb, channel.name, said, tags, status)
                 _echo(conn, server.hub.apply(event))
         elif casefold(target) in server.services:
             if verb == "PRIVMSG":  # a NOTICE is never answered
