@@ -111,6 +111,9 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # CAs whose client certificates are accepted
     tls_handshake_timeout: float = 10.0
+    # IRCv3 sts, offered with a TLS listener: how long (seconds) a client keeps to TLS
+    # for this server once it has connected over it; 0 asks for TLS each time only.
+    sts_duration: int = 0
     # Prometheus: GET /metrics and /healthz on this port; off unless set.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
@@ -265,6 +268,9 @@ OPTIONS: tuple[Option, ...] = (
            "no client certificate is asked for); re-read on SIGHUP", metavar="FILE"),
     Option("tls-handshake-timeout", "float", "seconds a TLS handshake may take",
            metavar="SECONDS", minimum=0.1, maximum=3600),
+    Option("sts-duration", "int", "with --tls-port: seconds a client that connected over TLS "
+           "keeps to TLS for this server (IRCv3 sts); 0 upgrades each connection only",
+           metavar="SECONDS", minimum=0, maximum=10 * 365 * 86400),
     Option("metrics-port", "int", "serve Prometheus metrics (GET /metrics) and a health check "
            "(GET /healthz: 200, 503 while draining) on this port; off unless set", minimum=0,
            maximum=65535, restart=True),

@@ -30,6 +30,15 @@ from greenchat.metrics import ServerMetrics
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import ERR_UNKNOWNERROR
+from greenchat.server.caps import (
+    EXTENDED_ISUPPORT,
+    LANGUAGES_CAP,
+    NO_IMPLICIT_NAMES,
+    PRE_AWAY,
+    STS,
+    languages_value,
+    sts_value,
+)
 from greenchat.server.channel_registry import ChannelRegistry
 from greenchat.server.commands import COMMANDS, dispatch
 from greenchat.server.commands.accounts import CAPABILITY as ACCOUNT_REGISTRATION
@@ -100,6 +109,10 @@ SUPPORTED_CAPS = {
     "setname": "",
     "standard-replies": "",
     "userhost-in-names": "",
+    NO_IMPLICIT_NAMES: "",
+    PRE_AWAY: "",
+    EXTENDED_ISUPPORT: "",
+    LANGUAGES_CAP: languages_value(),
 }
 
 
@@ -143,6 +156,7 @@ class ChatServer:
                 del self.supported_caps[cap]
         if self.config.verify_command is not None:  # new accounts need an e-mail address and VERIFY
             self.supported_caps[ACCOUNT_REGISTRATION] += ",email-required"
+        self._sts_caps: dict[bool, dict[str, str]] = {}  # secure -> the caps with sts (caps_for)
         self.services = SERVICES  # NickServ...: casefolded nick -> Service
         self.login_limiter = LoginLimiter()  # failed logins, per address and per account
         # Every account's name, casefolded: a nick that is one is reserved (nick_guard.py).
@@ -207,6 +221,19 @@ class ChatServer:
     def address(self) -> tuple[str, int]:
         """The bound (host, port): with port 0 this is the port the OS chose."""
         return self._stream.address[0], self._stream.server_port
+
+    def caps_for(self, transport: str) -> dict[str, str]:
+        """What CAP LS offers a connection over ``transport``: with a TLS listener, IRC
+        over TCP and TLS also gets ``sts`` (a browser's WebSocket does not)."""
+        tls = self.tls_address
+        if tls is None or transport not in ("tcp", "tls"):
+            return self.supported_caps
+        secure = transport == "tls"
+        caps = self._sts_caps.get(secure)
+        if caps is None:
+            policy = sts_value(secure, tls[1], self.config.sts_duration)
+            caps = self._sts_caps[secure] = {**self.supported_caps, STS: policy}
+        return caps
 
     @property
     def tls_address(self) -> tuple[str, int] | None:
@@ -315,6 +342,7 @@ class ChatServer:
             if f.name in names:  # not the derived motd_lines
                 changed.append(names[f.name])
         self._exempt = _networks(old.max_per_ip_exempt)
+        self._sts_caps.clear()  # --sts-duration, for the connections to come
         logging.getLogger().setLevel(old.log_level)
         for conn in self.sessions:
             conn.flood.burst, conn.flood.rate = old.flood_burst, old.flood_rate

@@ -101,6 +101,7 @@ class Session:
         "password",
         "ping_sent",
         "port",
+        "pre_away",
         "put_line",
         "sasl",
         "sendq",
@@ -119,7 +120,8 @@ class Session:
         cfg = server.config
         self.flood = TokenBucket(cfg.flood_burst, cfg.flood_rate, time.monotonic())
         self.password: str | None = None
-        self.caps = CapNegotiation(server.supported_caps)
+        self.pre_away = ""  # draft/pre-away: the AWAY sent before registration
+        self.caps = CapNegotiation(server.caps_for(self.transport.name))
         self.close_reason: str | None = None
         self.connected_at = self.last_active = time.monotonic()
         self.ping_sent = False
@@ -217,8 +219,10 @@ class Session:
             user.enqueue = user.relay_put = capture.append
             user.relay_variant = user.variant
 
-    def numeric(self, code: str, *params: str, trailing: bool = True) -> None:
-        """Queue a numeric reply from the server to this client.
+    def numeric(
+        self, code: str, *params: str, trailing: bool = True, tags: dict[str, str] | None = None
+    ) -> None:
+        """Queue a numeric reply from the server to this client (with ``tags``: a batch's).
 
         The last parameter is sent with ':' (it is usually text) unless
         ``trailing`` is false, for replies such as 324 ``+nt``. Middle
@@ -226,11 +230,12 @@ class Session:
         that cannot stand as a middle parameter is replaced by '*'.
         """
         params = (self.target, *params)
+        name, tags = self.server.config.name, tags or {}
         try:
-            data = Message(code, params, self.server.config.name).to_bytes(trailing)
+            data = Message(code, params, name, tags).to_bytes(trailing)
         except InvalidMessage:
             safe = tuple(map(middle_or_star, params[:-1])) + params[-1:]
-            data = Message(code, safe, self.server.config.name).to_bytes(trailing)
+            data = Message(code, safe, name, tags).to_bytes(trailing)
         self.user.enqueue(clip_line(data))
 
     def _sendq_overflow(self) -> None:

@@ -82,6 +82,14 @@ def isupport_tokens(server: ChatServer) -> list[str]:
     return sorted(tokens)
 
 
+def send_isupport(server: ChatServer, conn: Session, tags: dict[str, str] | None = None) -> None:
+    """The 005 lines: at registration, for VERSION, for ISUPPORT (extended-isupport)."""
+    tokens = isupport_tokens(server)
+    for start in range(0, len(tokens), _TOKENS_PER_LINE):
+        chunk = tokens[start : start + _TOKENS_PER_LINE]
+        conn.numeric(RPL_ISUPPORT, *chunk, "are supported by this server", tags=tags)
+
+
 def send_welcome(server: ChatServer, conn: Session) -> None:
     cfg = server.config
     conn.numeric(RPL_WELCOME, f"Welcome to the {cfg.network} IRC Network {conn.user.prefix}")
@@ -90,10 +98,7 @@ def send_welcome(server: ChatServer, conn: Session) -> None:
     all_modes = "".join(sorted(LIST_MODES + KEY_MODES + LIMIT_MODES + CHANNEL_MODES + PREFIX_MODES))
     with_param = "".join(sorted(LIST_MODES + KEY_MODES + LIMIT_MODES + PREFIX_MODES))
     conn.numeric(RPL_MYINFO, cfg.name, VERSION, USER_MODES, all_modes, with_param, trailing=False)
-    tokens = isupport_tokens(server)
-    for start in range(0, len(tokens), _TOKENS_PER_LINE):
-        chunk = tokens[start : start + _TOKENS_PER_LINE]
-        conn.numeric(RPL_ISUPPORT, *chunk, "are supported by this server")
+    send_isupport(server, conn)
     send_lusers(server, conn)
     send_motd(server, conn)
 

@@ -138,6 +138,7 @@ def tls_server(make_server, tmp_path):
     context = ssl.create_default_context()
     ca.configure_trust(context)
     server.tls_client = lambda nick=None: _tls_client(server, context, nick)
+    server.tls_context = context
     return server
 
 
@@ -194,3 +195,22 @@ def test_a_failing_password_command_never_logs_the_password(server, monkeypatch,
     client.expect(r" 400 leaky OPER :Internal error$")
     assert "error handling OPER from" in caplog.text
     assert "hunter2-secret" not in caplog.text
+
+
+def test_sts_names_the_tls_port_on_plain_connections_and_a_duration_over_tls(tls_server):
+    """IRCv3 sts with a TLS listener: CAP LS over plain TCP says ``port=<TLS port>``
+    (the client reconnects there), over TLS ``duration=<--sts-duration>``."""
+    node = getattr(tls_server, "nodes", [tls_server])[0]
+    plain = IrcClient(node.port)
+    plain.send("CAP LS 302")
+    caps = plain.read_cap_ls()
+    assert f"sts=port={node.server.tls_address[1]}" in caps, caps
+    secure = _tls_client(node, tls_server.tls_context, None)
+    secure.send("CAP LS 302")
+    assert "sts=duration=0" in secure.read_cap_ls()
+
+
+def test_no_sts_without_a_tls_listener(connect):
+    client = connect()
+    client.send("CAP LS 302")
+    assert not any(cap.startswith("sts") for cap in client.read_cap_ls())

@@ -200,3 +200,63 @@ def test_a_tagmsg_over_the_client_tag_limit_gets_417(connect):
     sender.send("@+small=y TAGMSG other")
     assert tags_of(other.expect(r" TAGMSG other$").string)["+small"] == "y"
     assert not any("+big" in line for line in other.lines)
+
+
+def test_no_implicit_names_leaves_names_to_the_client(connect):
+    """draft/no-implicit-names: a JOIN gets no 353/366; NAMES asked for still works."""
+    quiet = connect().register_with_caps("quiet", "draft/no-implicit-names")
+    quiet.send("JOIN #n", "PING :joined")
+    quiet.expect(r":quiet!\S+ JOIN #n$")
+    quiet.expect(r"PONG \S+ :?joined$")
+    assert not any(" 353 " in line or " 366 " in line for line in quiet.lines)
+    quiet.send("NAMES #n")
+    quiet.expect(r" 353 quiet = #n :@quiet$")
+    plain = connect("plain")
+    plain.send("JOIN #n")
+    plain.expect(r" 366 plain #n ")
+
+
+def test_pre_away_marks_one_away_from_registration(connect):
+    """draft/pre-away: AWAY before registration is kept and the network sees it from the
+    start; without the capability it gets 451."""
+    early = connect()
+    early.send("CAP LS 302", "NICK early", "USER early 0 * :early")
+    assert "draft/pre-away" in early.read_cap_ls()
+    early.send("CAP REQ :draft/pre-away", "AWAY :at lunch", "CAP END")
+    early.expect(r" 001 early ")
+    other = connect("other")
+    other.send("WHOIS early")
+    other.expect(r" 301 other early :at lunch$")
+    late = connect()
+    late.send("NICK late", "AWAY :too soon")
+    late.expect(r" 451 late :You have not registered$")
+
+
+def test_extended_isupport_answers_isupport_before_registration_in_a_batch(connect):
+    client = connect()
+    client.send("CAP LS 302", "CAP REQ :draft/extended-isupport batch", "ISUPPORT")
+    assert "draft/extended-isupport" in client.read_cap_ls()
+    ref = client.expect(r"^:\S+ BATCH \+(\S+) draft/isupport$").group(1)
+    lines = [client.expect(r" 005 \* ").string]
+    while " 005 " in (line := client.read_line()):
+        lines.append(line)
+    assert all(tags_of(line) == {"batch": ref} for line in lines)
+    assert any("NETWORK=" in line for line in lines)
+    assert re.search(rf"^:\S+ BATCH -{re.escape(ref)}$", line), line
+    client.send("NICK eis", "USER eis 0 * :e", "CAP END")
+    client.expect(r" 001 eis ")
+    plain = connect("plain")
+    plain.send("ISUPPORT")
+    plain.expect(r" 421 plain ISUPPORT :Unknown command$")
+
+
+def test_languages_are_english_only_and_say_so(connect):
+    client = connect("polyglot")
+    client.send("CAP LS 302")
+    assert "draft/languages=1,en" in client.read_cap_ls()
+    client.send("LANGUAGE en")
+    client.expect(r" 687 polyglot en :Language preferences have been set$")
+    client.send("LANGUAGE de")
+    client.expect(r" 982 polyglot de :Languages are not supported by this server$")
+    client.send("LANGUAGE en de")
+    client.expect(r" 981 polyglot 1 :You specified too many languages$")

@@ -47,6 +47,7 @@ from greenchat.protocol.numerics import (
     RPL_TOPIC,
     RPL_TOPICWHOTIME,
 )
+from greenchat.server.caps import NO_IMPLICIT_NAMES
 from greenchat.server.commands import history, users
 from greenchat.server.commands.lookup import channel_or_403, user_or_401
 from greenchat.server.commands.table import caught_up, command
@@ -116,7 +117,8 @@ def join(server: ChatServer, conn: Session, msg: Message) -> None:
             server.read_markers.send(conn, channel.name)
         if channel.topic:
             send_topic(server, conn, channel)
-        send_names(server, conn, channel)
+        if not conn.has_cap(NO_IMPLICIT_NAMES):
+            send_names(server, conn, channel)
         history.autoreplay(server, conn, channel)
 
 

@@ -1,4 +1,5 @@
-"""Server information: VERSION, TIME, INFO and ADMIN.
+"""Server information: VERSION, TIME, INFO and ADMIN; ISUPPORT (draft/extended-isupport)
+and LANGUAGE (draft/languages, English only).
 
 Each accepts an optional server (or nick) parameter, as the RFCs allow;
 greenchat is a single server, so anything but its own name or a user on it
@@ -14,25 +15,29 @@ from greenchat import __version__
 from greenchat.protocol.masks import match_mask
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import (
+    ERR_NOLANGUAGE,
     ERR_NOSUCHSERVER,
+    ERR_TOOMANYLANGUAGES,
+    ERR_UNKNOWNCOMMAND,
     RPL_ADMINEMAIL,
     RPL_ADMINLOC1,
     RPL_ADMINLOC2,
     RPL_ADMINME,
     RPL_ENDOFINFO,
     RPL_INFO,
-    RPL_ISUPPORT,
     RPL_TIME,
     RPL_VERSION,
+    RPL_YOURLANGUAGESARE,
 )
+from greenchat.server.caps import EXTENDED_ISUPPORT, ISUPPORT_BATCH, LANGUAGES
 from greenchat.server.commands.table import command
-from greenchat.server.welcome import VERSION, isupport_tokens
+from greenchat.server.labeled import close_batch, open_batch
+from greenchat.server.welcome import VERSION, send_isupport
 
 if TYPE_CHECKING:
     from greenchat.server.server import ChatServer
     from greenchat.server.session import Session
 
-_ISUPPORT_PER_LINE = 12
 INFO_LINES = (
     f"greenchat {__version__}",
     "An IRC server in pure Python on gevent.",
@@ -60,10 +65,46 @@ def version(server: ChatServer, conn: Session, msg: Message) -> None:
     if _elsewhere(server, conn, msg):
         return
     conn.numeric(RPL_VERSION, VERSION, server.config.name, "greenchat IRC server")
-    tokens = isupport_tokens(server)
-    for start in range(0, len(tokens), _ISUPPORT_PER_LINE):
-        chunk = tokens[start : start + _ISUPPORT_PER_LINE]
-        conn.numeric(RPL_ISUPPORT, *chunk, "are supported by this server")
+    send_isupport(server, conn)
+
+
+@command(
+    "ISUPPORT",
+    before_registration=True,
+    help="ISUPPORT\nShows what the server supports (005), before registration too, in a "
+    "draft/isupport batch with batch (draft/extended-isupport).",
+)
+def isupport(server: ChatServer, conn: Session, msg: Message) -> None:
+    if not conn.has_cap(EXTENDED_ISUPPORT):
+        conn.numeric(ERR_UNKNOWNCOMMAND, "ISUPPORT", "Unknown command")
+        return
+    if not conn.has_cap("batch"):
+        send_isupport(server, conn)
+        return
+    name = server.config.name
+    ref = open_batch(conn, name, ISUPPORT_BATCH)
+    send_isupport(server, conn, tags={"batch": ref})
+    close_batch(conn, name, ref)
+
+
+@command(
+    "LANGUAGE",
+    min_params=1,
+    before_registration=True,
+    help="LANGUAGE <code> [<code>...]\nChooses the language of the server's messages "
+    "(draft/languages): English only.",
+)
+def language(server: ChatServer, conn: Session, msg: Message) -> None:
+    codes = list(dict.fromkeys(code.lower() for code in msg.params if code))
+    if len(codes) > len(LANGUAGES):
+        conn.numeric(ERR_TOOMANYLANGUAGES, str(len(LANGUAGES)), "You specified too many languages")
+        return
+    unknown = [code for code in codes if code not in LANGUAGES]
+    if unknown or not codes:
+        shown = unknown or ["*"]
+        conn.numeric(ERR_NOLANGUAGE, *shown, "Languages are not supported by this server")
+        return
+    conn.numeric(RPL_YOURLANGUAGESARE, *codes, "Language preferences have been set")
 
 
 @command(

@@ -21,7 +21,7 @@ from greenchat.protocol.numerics import (
 )
 from greenchat.server.commands.sasl import abort_sasl
 from greenchat.server.commands.table import command
-from greenchat.server.events import NickChanged, UserRegistered
+from greenchat.server.events import AwayChanged, NickChanged, UserRegistered
 from greenchat.server.nick_guard import guard_nick
 from greenchat.server.outgoing import variant_of
 from greenchat.server.welcome import send_lusers, send_motd, send_welcome
@@ -141,6 +141,8 @@ def try_register(server: ChatServer, conn: Session) -> None:
         user.nick, user.username, user.host, user.realname, user.account, ip=user.ip
     )
     server.hub.apply(event)
+    if conn.pre_away:  # draft/pre-away: AWAY came before registration
+        server.hub.apply(AwayChanged(user.nick, conn.pre_away))
     server.metrics.registration.observe(time.monotonic() - conn.connected_at)
     log.info("registered %s from %s:%s", conn.user.prefix, conn.user.host, conn.port)
     send_welcome(server, conn)

@@ -19,6 +19,7 @@ from greenchat.protocol.masks import match_mask, normalize_mask
 from greenchat.protocol.message import Message, truncate_utf8
 from greenchat.protocol.numerics import (
     ERR_NOSUCHNICK,
+    ERR_NOTREGISTERED,
     ERR_UMODEUNKNOWNFLAG,
     ERR_USERSDONTMATCH,
     ERR_WASNOSUCHNICK,
@@ -44,6 +45,7 @@ from greenchat.protocol.numerics import (
     RPL_WHOSPCRPL,
     RPL_WHOWASUSER,
 )
+from greenchat.server.caps import PRE_AWAY
 from greenchat.server.commands.lookup import user_or_401
 from greenchat.server.commands.registration import REALNAMELEN
 from greenchat.server.commands.table import command
@@ -131,11 +133,20 @@ def user_mode(server: ChatServer, conn: Session, msg: Message) -> None:
 
 @command(
     "AWAY",
-    help=("AWAY [<message>]\nMarks you away with a message; without one, back."),
+    before_registration=True,
+    help=(
+        "AWAY [<message>]\nMarks you away with a message; without one, back. With "
+        "draft/pre-away also before registration."
+    ),
 )
 def away(server: ChatServer, conn: Session, msg: Message) -> None:
     text = truncate_utf8(msg.params[0], server.config.awaylen) if msg.params else ""
-    if text != conn.user.away:  # replied once applied: on a network, confirmed
+    if not conn.user.registered:
+        if not conn.has_cap(PRE_AWAY):
+            conn.numeric(ERR_NOTREGISTERED, "You have not registered")
+            return
+        conn.pre_away = text  # the network hears it once registered (registration.py)
+    elif text != conn.user.away:  # replied once applied: on a network, confirmed
         server.hub.apply(AwayChanged(conn.user.nick, text))
     if text:
         conn.numeric(RPL_NOWAWAY, "You have been marked as being away")
