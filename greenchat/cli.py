@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 from greenchat import __version__
 from greenchat.protocol.casemap import is_channel_name, valid_channel, valid_nick
 from greenchat.server.config import (
+    BY_NAME,
     DEFAULT_PORT,
     OPTIONS,
     ConfigError,
@@ -85,6 +86,15 @@ def build_serve_parser() -> argparse.ArgumentParser:
                 "command-line arguments are visible to other local users)",
             )
             continue
+        if option.kind == "gateways":
+            parser.add_argument(
+                "--webirc",
+                action="append",
+                dest="webirc",
+                metavar="NAME:PASSWORD:CIDR",
+                help=f"{option.help} (default: none)",
+            )
+            continue
         default = getattr(defaults, option.attr)
         shown = ",".join(default) if isinstance(default, list) else default
         text = f"{option.help} (default: {'none' if shown is None else shown}{_range(option)})"
@@ -145,6 +155,8 @@ def flag_values(args: argparse.Namespace) -> dict:
     """The settings given on the command line, by attribute name."""
     values = {o.attr: getattr(args, o.attr) for o in OPTIONS if o.kind != "opers"}
     values = {k: v for k, v in values.items() if v is not None}
+    if args.webirc:  # checked here: one bad item names itself, not the whole list
+        values["webirc"] = check_option(BY_NAME["webirc"], args.webirc, "--webirc")
     if args.opers:
         values["opers"] = dict(args.opers)
     return values

@@ -110,6 +110,7 @@ class ServerMetrics:
         self.disconnects = Counter(dict.fromkeys(DISCONNECT_REASONS, 0))
         self.sendq_overflows = 0
         self.excess_floods = 0
+        self.webirc_refused = 0  # WEBIRC from an untrusted address, or a bad password
         self.logins = Counter(dict.fromkeys(LOGIN_RESULTS, 0))  # SASL and NickServ, by result
         # Sent by sessions that have ended; the live ones' are added at scrape time
         # (their send queues count what they hand to the socket: no count per flush).
@@ -183,6 +184,11 @@ class Collector(_Collector):
             "greenchat_sendq_overflows",
             "Clients dropped because their send queue overflowed",
             value=metrics.sendq_overflows,
+        )
+        yield CounterMetricFamily(
+            "greenchat_webirc_refused",
+            "WEBIRC commands refused (not a trusted gateway, a bad password or address)",
+            value=metrics.webirc_refused,
         )
         yield CounterMetricFamily(
             "greenchat_excess_floods",
@@ -335,6 +341,7 @@ METRIC_NAMES = (
     "greenchat_sent_bytes_total",
     "greenchat_sent_lines_total",
     "greenchat_sendq_overflows_total",
+    "greenchat_webirc_refused_total",
     "greenchat_excess_floods_total",
     "greenchat_logins_total",
     "greenchat_store_failures_total",

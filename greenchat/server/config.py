@@ -126,6 +126,8 @@ class ServerConfig:
     web_origins: list[str] = field(default_factory=list)  # empty: the page's own origin
     web_trusted_proxies: list[str] = field(default_factory=list)
     web_handshake_timeout: float = 10.0
+    # WEBIRC gateways: (name, password, network its connections come from).
+    webirc: list[tuple[str, str, str]] = field(default_factory=list)
     nicklen: int = 30
     channellen: int = 64
     topiclen: int = 390
@@ -316,6 +318,9 @@ OPTIONS: tuple[Option, ...] = (
            "created if missing (relative to the directory the server starts in); :memory: "
            "keeps nothing after the server stops; redis keeps them in the --backplane "
            "Redis, shared by every node", metavar="FILE", restart=True),
+    Option("webirc", "gateways", "trusted web gateways that may pass their users' real "
+           "addresses with WEBIRC: NAME:PASSWORD:CIDR (the gateway connects from CIDR); in "
+           "the file a list of them, on the command line --webirc, repeatable"),
     Option("opers", "opers", "IRC operators: in the file a table of name = password (or "
            "a scrypt$ hash); on the command line --oper NAME:PASSWORD, repeatable"),
 )  # fmt: skip
@@ -346,7 +351,7 @@ def check_option(
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
-    if not isinstance(value, str) and kind not in ("networks", "opers", "origins"):
+    if not isinstance(value, str) and kind not in ("networks", "opers", "origins", "gateways"):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     if kind == "word" and (not value or not value.isprintable() or " " in value):
         raise ConfigError(f"{where}: expected a name without spaces, got {value!r}")
@@ -362,6 +367,8 @@ def check_option(
         return _origins(value, where)
     if kind == "opers":
         return _opers(value, where, known_opers or {})
+    if kind == "gateways":
+        return _gateways(value, where)
     return value
 
 
@@ -396,6 +403,25 @@ def _origins(value: Any, where: str) -> list[str]:
                             or "/" in rest or " " in rest):  # fmt: skip
             raise ConfigError(f"{where}: {item!r} is not an origin (scheme://host[:port] or *)")
         out.append(item)
+    return out
+
+
+def _gateways(value: Any, where: str) -> list[tuple[str, str, str]]:
+    """``NAME:PASSWORD:CIDR`` items (a list, or one string) -> (name, password, network)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"{where}: expected a list of NAME:PASSWORD:CIDR")
+    out = []
+    for item in items:
+        name, _, rest = item.partition(":")
+        password, _, cidr = rest.partition(":")  # a CIDR may have colons (IPv6)
+        if not name or not password or not cidr or " " in name:
+            raise ConfigError(f"{where}: expected NAME:PASSWORD:CIDR, got {name or '?'}:...")
+        try:
+            network = str(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise ConfigError(f"{where}: {cidr!r} is not an address or network") from None
+        out.append((name, password, network))
     return out
 
 

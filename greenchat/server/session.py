@@ -108,6 +108,7 @@ class Session:
         "server",
         "transport",
         "user",
+        "webirc_gateway",
         "writer",
     )
 
@@ -121,6 +122,7 @@ class Session:
         self.flood = TokenBucket(cfg.flood_burst, cfg.flood_rate, time.monotonic())
         self.password: str | None = None
         self.pre_away = ""  # draft/pre-away: the AWAY sent before registration
+        self.webirc_gateway = ""  # the WEBIRC gateway this connection came through
         self.caps = CapNegotiation(server.caps_for(self.transport.name))
         self.close_reason: str | None = None
         self.connected_at = self.last_active = time.monotonic()

@@ -190,3 +190,26 @@ def test_the_database_is_a_file_or_memory(tmp_path):
     shared = build_serve_parser().parse_args(["--db", "redis", "--backplane", "unix:///r.sock"])
     assert config_from_args(shared).db == "redis"
     assert config_from_args(build_serve_parser().parse_args(["--db", "redis", "--workers", "2"]))
+
+
+def test_webirc_gateways_from_flags_and_the_file(tmp_path):
+    """NAME:PASSWORD:CIDR, repeatable on the command line, a list in the file; the CIDR may
+    be IPv6 (its colons stay with it); a bad one is named."""
+    args = build_serve_parser().parse_args(
+        ["--webirc", "kiwi:pw:10.0.0.5", "--webirc", "six:pw2:2001:db8::/32"]
+    )
+    assert config_from_args(args).webirc == [
+        ("kiwi", "pw", "10.0.0.5/32"),
+        ("six", "pw2", "2001:db8::/32"),
+    ]
+    path = write(tmp_path, 'webirc = ["gw:secret:127.0.0.1"]\n')
+    args = build_serve_parser().parse_args(["--config", str(path)])
+    assert config_from_args(args).webirc == [("gw", "secret", "127.0.0.1/32")]
+    refusals = (
+        ("kiwi:pw", "expected NAME:PASSWORD:CIDR"),
+        ("kiwi:pw:nowhere", "'nowhere' is not an address or network"),
+    )
+    for bad, message in refusals:
+        args = build_serve_parser().parse_args(["--webirc", bad])
+        with pytest.raises(ConfigError, match=message):
+            config_from_args(args)

@@ -19,6 +19,7 @@ from greenchat.server.commands import (  # noqa: F401
     sasl,
     services,
     users,
+    webirc,
 )
 from greenchat.server.commands.table import COMMANDS, dispatch
 
