@@ -542,3 +542,12 @@ def test_bot_mode_shows_in_who_whois_and_a_tag(connect):
     plain.send("WHOIS robot")
     plain.expect(r" 318 plain robot ")
     assert not any(" 335 " in line for line in plain.lines[seen:])
+
+
+def test_links_lists_the_servers(connect):
+    """LINKS: this server (hop 0); on two nodes named alike, still one name."""
+    client = connect("linker")
+    connect("other")  # perhaps on the other node
+    client.send("LINKS")
+    client.expect(r" 364 linker greenchat\.local greenchat\.local :0 greenchat IRC server$")
+    client.expect(r" 365 linker \* :End of /LINKS list$")

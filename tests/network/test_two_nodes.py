@@ -57,6 +57,10 @@ def test_names_whois_and_lusers_count_both_nodes(nodes, connect):
     alice.expect(r" 352 alice \S+ \S+ \S+ node1\.test bob ")
     alice.send("LUSERS")
     alice.expect(r" 251 alice :There are 2 users")
+    alice.send("LINKS")  # alice's server, then the other node, which has a user
+    alice.expect(r" 364 alice node0\.test node0\.test :0 ")
+    alice.expect(r" 364 alice node1\.test node0\.test :1 ")
+    alice.expect(r" 365 alice \* :End of /LINKS list$")
 
 
 def test_a_taken_nick_is_taken_on_every_node(nodes, connect):

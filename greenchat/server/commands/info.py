@@ -24,13 +24,16 @@ from greenchat.protocol.numerics import (
     RPL_ADMINLOC2,
     RPL_ADMINME,
     RPL_ENDOFINFO,
+    RPL_ENDOFLINKS,
     RPL_INFO,
+    RPL_LINKS,
     RPL_TIME,
     RPL_VERSION,
     RPL_YOURLANGUAGESARE,
 )
 from greenchat.server.caps import EXTENDED_ISUPPORT, ISUPPORT_BATCH, LANGUAGES
 from greenchat.server.commands.table import command
+from greenchat.server.commands.users import SERVER_INFO
 from greenchat.server.labeled import close_batch, open_batch
 from greenchat.server.welcome import VERSION, send_isupport
 
@@ -85,6 +88,29 @@ def isupport(server: ChatServer, conn: Session, msg: Message) -> None:
     ref = open_batch(conn, name, ISUPPORT_BATCH)
     send_isupport(server, conn, tags={"batch": ref})
     close_batch(conn, name, ref)
+
+
+@command(
+    "LINKS",
+    help="LINKS\nLists the servers of the network: this one, and on a network over Redis "
+    "the other nodes that have users.",
+)
+def links(server: ChatServer, conn: Session, msg: Message) -> None:
+    name = server.config.name
+    conn.numeric(RPL_LINKS, name, name, f"0 {SERVER_INFO}")
+    for other in _other_servers(server):
+        conn.numeric(RPL_LINKS, other, name, f"1 {SERVER_INFO}")
+    conn.numeric(RPL_ENDOFLINKS, "*", "End of /LINKS list")
+
+
+def _other_servers(server: ChatServer) -> list[str]:
+    """The names of the other nodes that hold users now (a node gone has none)."""
+    if server.backplane is None:
+        return []
+    nodes = {user.node for user in server.hub.users if user.node}
+    names = {server.backplane.server_names.get(node, server.config.name) for node in nodes}
+    names.discard(server.config.name)
+    return sorted(names)
 
 
 @command(
