@@ -21,6 +21,7 @@ from greenchat.protocol.numerics import ERR_NICKNAMEINUSE
 from greenchat.server.commands.channels import join_refusal, refusal_text
 from greenchat.server.events import (
     ChannelModeChanged,
+    ChannelRenamed,
     Event,
     Joined,
     Kicked,
@@ -135,6 +136,18 @@ def _modes(server: ChatServer, event: ChannelModeChanged, actor: User, extra: di
     return None
 
 
+def _rename(server: ChatServer, event: ChannelRenamed, actor: User, extra: dict) -> Any:
+    """The renamer still an operator of the channel; the new name still free (a RENAME
+    on another node may have taken it first)."""
+    channel = server.hub.get_channel(event.channel)
+    if channel is None or not channel.is_op(actor):
+        return STALE
+    taken = server.hub.get_channel(event.new)
+    if taken is not None and taken is not channel:
+        return Refused("FAIL", "RENAME", "CHANNEL_NAME_IN_USE")
+    return None
+
+
 def _message(server: ChatServer, event: Messaged, actor: User, extra: dict) -> Any:
     hub = server.hub
     if hub.get_channel(event.target) is None and hub.nick_owner(event.target) is None:
@@ -150,4 +163,5 @@ _CHECKS = {
     Kicked: _kick,
     ChannelModeChanged: _modes,
     Messaged: _message,
+    ChannelRenamed: _rename,
 }

@@ -65,6 +65,7 @@ from greenchat.protocol.casemap import casefold
 from greenchat.protocol.numerics import ERR_NICKNAMEINUSE
 from greenchat.server import events
 from greenchat.server.events import (
+    ChannelRenamed,
     Event,
     Joined,
     Kicked,
@@ -304,6 +305,8 @@ class RedisBackplane:
             return self._message(event)
         if type(event) is Joined:
             self._subscribe_for(event.channel)
+        if type(event) is ChannelRenamed:
+            self._subscribe_for(event.new)  # what is said there after is not missed here
         if type(event) is Quit and not self.connected:
             return self._quit_alone(event)
         if type(event) is StoreChanged:
@@ -841,6 +844,8 @@ class RedisBackplane:
             self._apply_proposed(proposal, event)
         else:
             self._apply_now(event, foreign=not ours)
+        if type(event) is ChannelRenamed:
+            self._follow_rename(event)
         self._unsubscribe_empty(touched)
 
     def _reaped_alive(self, event: Event) -> bool:
@@ -890,8 +895,22 @@ class RedisBackplane:
         if holder.session is not None and key not in self._registering:
             holder.session.numeric(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
 
+    def _follow_rename(self, event: ChannelRenamed) -> None:
+        """A channel with members here is heard under its new name from now on. The
+        proposing node subscribed before proposing; another subscribes as it applies
+        the RENAME, so a line said there in the moment before its SUBSCRIBE reaches
+        Redis is not heard here (docs/operations.md)."""
+        channel = self.hub.get_channel(event.new)
+        if channel is None or not channel.local:
+            return
+        if self.cluster:
+            self.order.joined(self.channel_of(event.new), self.last_seq)
+        self._subscribe_for(event.new)
+
     def _channels_touched(self, event: Event) -> list[str]:
         """The chat channels a leaving change may leave with no members here."""
+        if type(event) is ChannelRenamed:
+            return [event.channel]  # the old name: no channel has it any more
         if type(event) in (Parted, Kicked):
             return [event.channel]  # type: ignore[attr-defined]
         if type(event) is Quit:

@@ -8,6 +8,8 @@ the history ones in history.py); these are read by a handler each:
 * ``draft/extended-isupport``: the ISUPPORT command, before registration too, its
   005 lines in a ``draft/isupport`` batch (commands/info.py);
 * ``draft/languages``: English, the only one, and honest about it (LANGUAGE);
+* ``draft/channel-rename``: RENAME as it is; for clients without it a PART of the old
+  name and a JOIN of the new (hub.py, commands/channel_ops.py);
 * ``sts``: with a TLS listener, a plain connection is told its port and a TLS one
   how long to keep to TLS (:func:`sts_value`, ``--sts-duration``).
 """
@@ -15,6 +17,7 @@ the history ones in history.py); these are read by a handler each:
 from __future__ import annotations
 
 __all__ = [
+    "CHANNEL_RENAME",
     "EXTENDED_ISUPPORT",
     "ISUPPORT_BATCH",
     "LANGUAGES",
@@ -26,6 +29,7 @@ __all__ = [
     "sts_value",
 ]
 
+CHANNEL_RENAME = "draft/channel-rename"
 NO_IMPLICIT_NAMES = "draft/no-implicit-names"
 PRE_AWAY = "draft/pre-away"
 EXTENDED_ISUPPORT = "draft/extended-isupport"

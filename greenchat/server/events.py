@@ -30,6 +30,7 @@ __all__ = [
     "AccountChanged",
     "AwayChanged",
     "ChannelModeChanged",
+    "ChannelRenamed",
     "Event",
     "EventError",
     "HostChanged",
@@ -144,6 +145,19 @@ class TopicSet(Event):
     channel: str
     topic: str
     msgid: str = field(default_factory=new_msgid)  # the live line's and the stored one's
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRenamed(Event):
+    """``by`` (an operator of it) renamed ``channel`` to ``new`` (draft/channel-rename)."""
+
+    kind: ClassVar[str] = "rename"
+    by: str
+    channel: str
+    new: str
+    reason: str = ""
+    msgid: str = field(default_factory=new_msgid)
     time: float = field(default_factory=_now)
 
 
@@ -308,6 +322,7 @@ KINDS: dict[str, type[Event]] = {
         Kicked,
         Quit,
         TopicSet,
+        ChannelRenamed,
         ChannelModeChanged,
         Invited,
         UserModeChanged,

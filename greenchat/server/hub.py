@@ -23,10 +23,12 @@ from greenchat.metrics import Buckets
 from greenchat.protocol.caps import CapNegotiation
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.masks import parse_ban
+from greenchat.server.caps import CHANNEL_RENAME
 from greenchat.server.events import (
     AccountChanged,
     AwayChanged,
     ChannelModeChanged,
+    ChannelRenamed,
     Event,
     HostChanged,
     Invited,
@@ -431,6 +433,32 @@ class Hub:
         )
         self._drop_member(channel, user)
 
+    def _channel_renamed(self, event: ChannelRenamed) -> None:
+        """The channel takes its new name everywhere it is kept; its local members see a
+        RENAME (draft/channel-rename), or else leave the old name and join the new one
+        themselves (their names and topic follow: commands/channel_ops.py)."""
+        user, channel = self._user(event.by), self.channels.pop(casefold(event.channel))
+        old = channel.name
+        channel.name, channel.key = event.new, casefold(event.new)
+        self.channels[channel.key] = channel
+        for member in channel.members:
+            member.channels.pop(casefold(old), None)
+            member.channels[channel.key] = channel
+        params = (old, event.new, event.reason) if event.reason else (old, event.new)
+        relay = Relay(
+            user.prefix, "RENAME", params, trailing=bool(event.reason), when=event.time,
+            msgid=event.msgid, account=user.account,
+        )  # fmt: skip
+        told = [member for member in channel.local if CHANNEL_RENAME in member.caps.enabled]
+        self.fanout(told, relay)
+        why = f"Channel renamed to {event.new}" + (f": {event.reason}" if event.reason else "")
+        for member in channel.local:
+            if CHANNEL_RENAME not in member.caps.enabled:
+                part = Relay(member.prefix, "PART", (old, why), when=event.time,
+                             account=member.account)  # fmt: skip
+                member.send_relay(part)
+                member.send_relay(_join_relay(member, channel))
+
     def _kicked(self, event: Kicked) -> None:
         """Every member, the kicked one too, sees the KICK."""
         user, target = self._user(event.by), self._user(event.target)
@@ -659,6 +687,7 @@ class Hub:
         Kicked: _kicked,
         Quit: _quit,
         TopicSet: _topic_set,
+        ChannelRenamed: _channel_renamed,
         ChannelModeChanged: _channel_modes_changed,
         Invited: _invited,
         UserModeChanged: _user_modes_changed,

@@ -12,6 +12,7 @@ registering. :meth:`ChatServer.reload` applies a new configuration (SIGHUP).
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -31,6 +32,7 @@ from greenchat.protocol.casemap import casefold
 from greenchat.protocol.message import Message
 from greenchat.protocol.numerics import ERR_UNKNOWNERROR
 from greenchat.server.caps import (
+    CHANNEL_RENAME,
     EXTENDED_ISUPPORT,
     LANGUAGES_CAP,
     NO_IMPLICIT_NAMES,
@@ -43,6 +45,7 @@ from greenchat.server.channel_registry import ChannelRegistry
 from greenchat.server.commands import COMMANDS, dispatch
 from greenchat.server.commands.accounts import CAPABILITY as ACCOUNT_REGISTRATION
 from greenchat.server.commands.accounts import CAPABILITY_VALUE as ACCOUNT_REGISTRATION_VALUE
+from greenchat.server.commands.channel_ops import renamed_replies
 from greenchat.server.commands.sasl import MECHANISMS
 from greenchat.server.config import OPTIONS, REDIS_DB, ConfigError, ServerConfig
 from greenchat.server.events import KINDS
@@ -113,6 +116,7 @@ SUPPORTED_CAPS = {
     PRE_AWAY: "",
     EXTENDED_ISUPPORT: "",
     LANGUAGES_CAP: languages_value(),
+    CHANNEL_RENAME: "",
 }
 
 
@@ -133,6 +137,7 @@ class ChatServer:
         self.metrics = ServerMetrics(COMMANDS, KINDS)
         self.hub = Hub(self.config.whowas_size, self.config.name)
         self.hub.observe(self.metrics.on_event)
+        self.hub.observe(functools.partial(renamed_replies, self))
         # ChanServ's channels: restored by start(), their changes saved as they happen.
         self.channel_registry = ChannelRegistry(self.hub)
         self.hub.observe(self.channel_registry.on_event)

@@ -273,3 +273,8 @@ def _wait(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def test_a_registered_channel_cannot_be_renamed(founded):
+    founded.send("RENAME #c #d")
+    founded.expect(r"FAIL RENAME CANNOT_RENAME #c #d :A registered channel keeps its name$")

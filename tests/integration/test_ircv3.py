@@ -260,3 +260,36 @@ def test_languages_are_english_only_and_say_so(connect):
     client.expect(r" 982 polyglot de :Languages are not supported by this server$")
     client.send("LANGUAGE en de")
     client.expect(r" 981 polyglot 1 :You specified too many languages$")
+
+
+def test_rename_moves_the_channel_and_falls_back_to_part_and_join(connect):
+    """draft/channel-rename: members with it see RENAME; the others leave the old name
+    and join the new one, with its topic and names; modes and members stay."""
+    alice = connect().register_with_caps("alice", "draft/channel-rename").join("#old")
+    alice.send("TOPIC #old :same topic", "MODE #old +k key")
+    alice.expect(r"MODE #old \+k key$")
+    bob = connect().register_with_caps("bob", "draft/channel-rename")
+    bob.send("JOIN #old key")
+    bob.expect(r" 366 bob #old ")
+    carol = connect("carol")
+    carol.send("JOIN #old key")
+    carol.expect(r" 366 carol #old ")
+    connect("taken").join("#taken")
+    bob.send("RENAME #old #new")
+    bob.expect(r" 482 bob #old :You're not channel operator$")
+    alice.send("RENAME #old #taken", "RENAME #old bad,name")
+    alice.expect(r"FAIL RENAME CHANNEL_NAME_IN_USE #old #taken :That channel already exists$")
+    alice.expect(r"FAIL RENAME CANNOT_RENAME #old bad,name :That is not a valid channel name$")
+    alice.send("RENAME #old #new :tidier")
+    alice.expect(r"^:alice!\S+ RENAME #old #new :tidier$")
+    bob.expect(r"^:alice!\S+ RENAME #old #new :tidier$")
+    carol.expect(r"^:carol!\S+ PART #old :Channel renamed to #new: tidier$")
+    carol.expect(r"^:carol!\S+ JOIN #new$")
+    carol.expect(r" 332 carol #new :same topic$")
+    assert sorted(carol.expect(r" 353 carol = #new :(.*)$").group(1).split()) == [
+        "@alice", "bob", "carol"
+    ]  # fmt: skip
+    carol.send("PRIVMSG #new :still here", "MODE #new", "NAMES #old")
+    bob.expect(r":carol!\S+ PRIVMSG #new :still here$")
+    carol.expect(r" 324 carol #new \+knt key$")
+    carol.expect(r" 366 carol #old :End of /NAMES list$")  # no such channel any more

@@ -164,6 +164,7 @@ command_lines = st.one_of(
     cmd("MODE", nicks, one_of_(USER_MODE_STRINGS)),
     cmd("TOPIC", channels, text=True),
     cmd("TOPIC", channels),
+    cmd("RENAME", channels, channels, text=True),
     cmd("INVITE", nicks, channels),
     cmd("INVITE", nicks, channels),
     cmd("PRIVMSG", targets, text=True),
@@ -192,6 +193,8 @@ command_lines = st.one_of(
     cmd("ISON", st.lists(nicks, max_size=4)),
     cmd("USERHOST", st.lists(nicks, max_size=4)),
     one_of_(["PING x", "PONG", "MOTD", "LUSERS", "VERSION", "TIME ghost", "INFO", "ADMIN"]),
+    one_of_(["HELP", "HELP join", "HELPOP nope", "LINKS", "ISUPPORT", "LANGUAGE en de"]),
+    one_of_(["INVITE", "WEBIRC pw gw host 1.2.3.4", "LIST C<5,T>1,!#a*", "AWAY *"]),
     one_of_(["PASS x", "USER a b c :d"]),
 )
 

@@ -6,6 +6,8 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from greenchat.backplane import Refused
+from greenchat.protocol.casemap import casefold, valid_channel
 from greenchat.protocol.masks import match_mask
 from greenchat.protocol.message import Message, truncate_utf8
 from greenchat.protocol.numerics import (
@@ -21,10 +23,11 @@ from greenchat.protocol.numerics import (
     RPL_LISTEND,
     RPL_LISTSTART,
 )
-from greenchat.server.commands.channels import visible_to
+from greenchat.server.caps import CHANNEL_RENAME, NO_IMPLICIT_NAMES
+from greenchat.server.commands.channels import send_names, send_topic, visible_to
 from greenchat.server.commands.lookup import channel_or_403, user_or_401
 from greenchat.server.commands.table import command
-from greenchat.server.events import Invited, Kicked
+from greenchat.server.events import ChannelRenamed, Event, Invited, Kicked
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -117,6 +120,59 @@ def invite(server: ChatServer, conn: Session, msg: Message) -> None:
     else:
         conn.numeric(RPL_INVITING, target.nick, channel.name, trailing=False)
         server.hub.apply(Invited(conn.user.nick, target.nick, channel.name))
+
+
+# -- RENAME (draft/channel-rename) ----------------------------------------------
+
+
+@command(
+    "RENAME",
+    min_params=2,
+    fresh=True,
+    help="RENAME <channel> <new name> [<reason>]\nRenames a channel, its members, modes and "
+    "topic with it (channel operators; not a registered channel).",
+)
+def rename(server: ChatServer, conn: Session, msg: Message) -> None:
+    new, reason = msg.params[1], msg.params[2] if len(msg.params) > 2 else ""
+    channel = channel_or_403(server, conn, msg.params[0])
+    if channel is None:
+        return
+    old = channel.name
+
+    def fail(code: str, text: str) -> None:
+        conn.send(Message("FAIL", ("RENAME", code, old, new, text), server.config.name))
+
+    if not channel.is_op(conn.user):
+        conn.numeric(ERR_CHANOPRIVSNEEDED, old, "You're not channel operator")
+    elif not valid_channel(new, server.config.channellen):
+        fail("CANNOT_RENAME", "That is not a valid channel name")
+    elif casefold(new) != channel.key and server.hub.get_channel(new) is not None:
+        fail("CHANNEL_NAME_IN_USE", "That channel already exists")
+    elif server.channel_registry.get(old) is not None:
+        fail("CANNOT_RENAME", "A registered channel keeps its name")
+    elif new != old:
+        try:
+            server.hub.apply(ChannelRenamed(conn.user.nick, old, new, reason))
+        except Refused:  # on a network, another node took the name first
+            fail("CHANNEL_NAME_IN_USE", "That channel already exists")
+
+
+def renamed_replies(server: ChatServer, event: Event) -> None:
+    """After a RENAME, a local member without draft/channel-rename was shown a JOIN of
+    the new name (hub.py): the topic and names a JOIN brings follow (a hub observer)."""
+    if type(event) is not ChannelRenamed:
+        return
+    channel = server.hub.get_channel(event.new)
+    if channel is None:
+        return
+    for member in list(channel.local):
+        session = member.session
+        if session is None or member.has_cap(CHANNEL_RENAME):
+            continue
+        if channel.topic:
+            send_topic(server, session, channel)
+        if not member.has_cap(NO_IMPLICIT_NAMES):
+            send_names(server, session, channel)
 
 
 # -- LIST ---------------------------------------------------------------------
