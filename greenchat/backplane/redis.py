@@ -65,7 +65,6 @@ from greenchat.protocol.casemap import casefold
 from greenchat.protocol.numerics import ERR_NICKNAMEINUSE
 from greenchat.server import events
 from greenchat.server.events import (
-    ChannelRenamed,
     Event,
     Joined,
     Kicked,
@@ -247,9 +246,13 @@ class RedisBackplane:
     # -- names ------------------------------------------------------------
 
     def channel_of(self, name: str) -> str:
-        """The Redis channel of chat channel ``name``: on a cluster, in the slot of the
+        """The Redis channel of chat channel ``name``: named after the name the channel
+        was created with (``Channel.route``), so a RENAME changes no subscription (a
+        line said right after it reaches every node); on a cluster, in the slot of the
         channel's history (the store's ``{h:<channel>}``)."""
-        return f"{self.spread}{{h:{casefold(name)}}}:pub"
+        channel = self.hub.get_channel(name)
+        route = channel.route if channel is not None else casefold(name)
+        return f"{self.spread}{{h:{route}}}:pub"
 
     def node_channel_of(self, node: str) -> str:
         return f"{self.spread}{{n:{node}}}"
@@ -305,8 +308,6 @@ class RedisBackplane:
             return self._message(event)
         if type(event) is Joined:
             self._subscribe_for(event.channel)
-        if type(event) is ChannelRenamed:
-            self._subscribe_for(event.new)  # what is said there after is not missed here
         if type(event) is Quit and not self.connected:
             return self._quit_alone(event)
         if type(event) is StoreChanged:
@@ -844,8 +845,6 @@ class RedisBackplane:
             self._apply_proposed(proposal, event)
         else:
             self._apply_now(event, foreign=not ours)
-        if type(event) is ChannelRenamed:
-            self._follow_rename(event)
         self._unsubscribe_empty(touched)
 
     def _reaped_alive(self, event: Event) -> bool:
@@ -895,39 +894,41 @@ class RedisBackplane:
         if holder.session is not None and key not in self._registering:
             holder.session.numeric(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
 
-    def _follow_rename(self, event: ChannelRenamed) -> None:
-        """A channel with members here is heard under its new name from now on. The
-        proposing node subscribed before proposing; another subscribes as it applies
-        the RENAME, so a line said there in the moment before its SUBSCRIBE reaches
-        Redis is not heard here (docs/operations.md)."""
-        channel = self.hub.get_channel(event.new)
-        if channel is None or not channel.local:
-            return
-        if self.cluster:
-            self.order.joined(self.channel_of(event.new), self.last_seq)
-        self._subscribe_for(event.new)
-
-    def _channels_touched(self, event: Event) -> list[str]:
-        """The chat channels a leaving change may leave with no members here."""
-        if type(event) is ChannelRenamed:
-            return [event.channel]  # the old name: no channel has it any more
+    def _channels_touched(self, event: Event) -> list[tuple[str, str]]:
+        """The chat channels a leaving change may leave with no members here, and their
+        Redis channels (found before the change: an emptied channel is gone after)."""
         if type(event) in (Parted, Kicked):
-            return [event.channel]  # type: ignore[attr-defined]
-        if type(event) is Quit:
+            names = [event.channel]  # type: ignore[attr-defined]
+        elif type(event) is Quit:
             user = self.hub.nick_owner(event.nick)
-            return [c.name for c in user.channels.values()] if user is not None else []
-        return []
+            names = [c.name for c in user.channels.values()] if user is not None else []
+        else:
+            return []
+        return [(name, self.channel_of(name)) for name in names]
 
-    def _unsubscribe_empty(self, names: list[str]) -> None:
-        for name in names:
+    def _unsubscribe_empty(self, touched: list[tuple[str, str]]) -> None:
+        for name, redis_channel in touched:
             channel = self.hub.get_channel(name)
-            redis_channel = self.channel_of(name)
-            if (channel is None or not channel.local) and redis_channel in self.subscribed:
-                self.subscribed.discard(redis_channel)
-                self.order.left(redis_channel)
-                # On a failure, the next connection subscribes only to what is left.
-                with suppress(*FAILURES):
-                    self.subscriber.unsubscribe(redis_channel)
+            if (channel is not None and channel.local) or redis_channel not in self.subscribed:
+                continue
+            if self._route_heard(redis_channel):
+                continue
+            self.subscribed.discard(redis_channel)
+            self.order.left(redis_channel)
+            # On a failure, the next connection subscribes only to what is left.
+            with suppress(*FAILURES):
+                self.subscriber.unsubscribe(redis_channel)
+
+    def _route_heard(self, redis_channel: str) -> bool:
+        """Whether another channel with members here uses ``redis_channel``: a renamed
+        channel keeps the one of its first name, which a new channel of that name
+        shares. Looked for only when a RENAME has happened here (rare)."""
+        if not self.hub.renamed:
+            return False
+        return any(
+            channel.local and self.channel_of(channel.name) == redis_channel
+            for channel in self.hub.channels.values()
+        )
 
     # -- liveness -------------------------------------------------------------
 

@@ -29,8 +29,8 @@ def take(hub: Hub, node: str, servers: dict[str, str]) -> dict[str, Any]:
          [[mask, setter, when] for mask, setter, when in c.bans.values()],
          c.topic, c.topic_setter, c.topic_set_at,
          [[m.nick, "".join(sorted(modes))] for m, modes in c.members.items()],
-         [[list(entry) for entry in c.excepts.values()],
-          [list(entry) for entry in c.invexes.values()]]]
+         {"excepts": [list(entry) for entry in c.excepts.values()],
+          "invexes": [list(entry) for entry in c.invexes.values()], "route": c.route}]
         for c in hub.channels.values()
     ]  # fmt: skip
     return {"users": users, "channels": channels, "servers": servers}
@@ -56,12 +56,12 @@ def load(hub: Hub, state: dict[str, Any], node: str) -> int:
             hub.presence.wallops.add(user)
         count += 1
     for row in state["channels"]:
-        name, created, modes, join_key, limit, bans, topic, setter, set_at, members, lists = row
+        name, created, modes, join_key, limit, bans, topic, setter, set_at, members, more = row
         channel = hub.channels.get(casefold(name)) or Channel(name, created)
         hub.channels[channel.key] = channel
         channel.modes, channel.join_key, channel.limit = set(modes), join_key, limit
         channel.bans = {casefold(mask): (mask, by, when) for mask, by, when in bans}
-        excepts, invexes = lists
+        excepts, invexes, channel.route = more["excepts"], more["invexes"], more["route"]
         channel.excepts = {casefold(mask): (mask, by, when) for mask, by, when in excepts}
         channel.invexes = {casefold(mask): (mask, by, when) for mask, by, when in invexes}
         channel.lists_changed()

@@ -88,6 +88,7 @@ class Channel:
         "members",
         "modes",
         "name",
+        "route",
         "topic",
         "topic_set_at",
         "topic_setter",
@@ -96,6 +97,7 @@ class Channel:
     def __init__(self, name: str, created: float | None = None) -> None:
         self.name = name
         self.key = casefold(name)
+        self.route = self.key  # the name it was created with, kept by a RENAME (backplane)
         # member -> set of prefix modes ('o', 'v'); insertion order is join order.
         self.members: dict[User, set[str]] = {}
         # The members on this node (the same sets of modes): what fan-out walks, so a
@@ -243,6 +245,7 @@ class Hub:
         # Casefolded names of channels kept while nobody is in them: the ones
         # registered with ChanServ (keep_channel; server/channel_registry.py).
         self.kept: set[str] = set()
+        self.renamed = 0  # RENAMEs applied: a renamed channel keeps its route (backplane)
         self.users: set[User] = set()  # every user the network knows
         # Counters kept up to date so LUSERS (sent on every registration)
         # never walks all users.
@@ -438,6 +441,7 @@ class Hub:
         RENAME (draft/channel-rename), or else leave the old name and join the new one
         themselves (their names and topic follow: commands/channel_ops.py)."""
         user, channel = self._user(event.by), self.channels.pop(casefold(event.channel))
+        self.renamed += 1
         old = channel.name
         channel.name, channel.key = event.new, casefold(event.new)
         self.channels[channel.key] = channel

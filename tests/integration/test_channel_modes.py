@@ -327,18 +327,19 @@ def test_a_ban_follows_a_nick_change_and_the_lists_changing(connect):
     the bans or exceptions, makes it be worked out again."""
     alice, bob = pair(connect)
     bob.join("#c")
+    # bob waits to see each change: on two nodes his own node must have applied it.
     alice.send("MODE #c +b m:evil")
-    mode_line(alice, "#c", "+b m:evil!*@*")
+    mode_line(bob, "#c", "+b m:evil!*@*")
     bob.send("PRIVMSG #c :still fine")
     alice.expect(r":bob!\S+ PRIVMSG #c :still fine$")
     bob.send("NICK evil", "PRIVMSG #c :now muted")
     bob.expect(r" 404 evil #c :Cannot send to channel$")
     alice.send("MODE #c +e evil")
-    mode_line(alice, "#c", "+e evil!*@*")
+    mode_line(bob, "#c", "+e evil!*@*")
     bob.send("PRIVMSG #c :excepted")
     alice.expect(r":evil!\S+ PRIVMSG #c :excepted$")
     alice.send("MODE #c -e evil!*@*")
-    mode_line(alice, "#c", "-e evil!*@*")
+    mode_line(bob, "#c", "-e evil!*@*")
     bob.send("PRIVMSG #c :muted again")
     bob.expect(r" 404 evil #c :Cannot send to channel$")
 
@@ -373,7 +374,7 @@ def test_no_ctcp_and_no_colours(connect):
     alice, bob = pair(connect)
     bob.join("#c")
     alice.send("MODE #c +Cc")
-    mode_line(alice, "#c", "+Cc")
+    mode_line(bob, "#c", "+Cc")  # on two nodes bob's own must have it
     bob.send("PRIVMSG #c :\x01VERSION\x01", "PRIVMSG #c :\x01ACTION waves\x01")
     bob.expect(r" 404 bob #c :Cannot send CTCP to channel \(\+C\)$")
     alice.expect(r":bob!\S+ PRIVMSG #c :\x01ACTION waves\x01$")
@@ -383,7 +384,7 @@ def test_no_ctcp_and_no_colours(connect):
     alice.sync()
     assert not any("PING 1" in line for line in alice.lines)
     alice.send("MODE #c -C")
-    mode_line(alice, "#c", "-C")
+    mode_line(bob, "#c", "-C")
     bob.send("PRIVMSG #c :\x01VERSION\x01")
     alice.expect(r":bob!\S+ PRIVMSG #c :\x01VERSION\x01$")
 

@@ -316,6 +316,7 @@ def test_extended_bans_mute_account_and_unregistered(connect, accounts):
     op.send("MODE #q +e m:loud", "MODE #q +b a:alice")  # an exception; an account ban
     op.expect(r" MODE #q \+e m:loud!\*@\*$")
     op.expect(r" MODE #q \+b a:alice$")
+    loud.expect(r" MODE #q \+b a:alice$")  # on two nodes: loud's own has applied both
     loud.send("PRIVMSG #q :excepted")
     op.expect(r":loud!\S+ PRIVMSG #q :excepted$")
     alice.send("PART #q", "JOIN #q")

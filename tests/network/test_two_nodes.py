@@ -319,3 +319,26 @@ def test_conflicting_modes_and_topics_from_both_nodes_end_the_same(nodes, connec
     assert left["channels"][0][6].startswith("topic ")  # the changes were made
     for client in voices:
         client.close()
+
+
+def test_a_renamed_channel_is_heard_at_once_and_its_old_name_can_be_reused(nodes, connect):
+    """RENAME keeps the channel's Redis channel (its first name's): a line said on the
+    other node right after the rename is heard, and a new channel with the old name
+    lives beside it, each node still hearing both after a member leaves one."""
+    a, b = nodes(2)
+    alice = connect(a, "alice").join("#old")
+    bob = connect(b, "bob").join("#old")
+    alice.expect(r":bob!\S+ JOIN #old")
+    alice.send("RENAME #old #new", "PRIVMSG #new :first under the new name")
+    bob.expect(r"PRIVMSG #new :first under the new name$")  # bob's fallback came first
+    bob.send("PRIVMSG #new :heard you")
+    alice.expect(r":bob!\S+ PRIVMSG #new :heard you$")
+    alice.join("#old")
+    bob.join("#old")
+    alice.expect(r":bob!\S+ JOIN #old")
+    bob.send("PART #new")
+    alice.expect(r":bob!\S+ PART #new")
+    bob.send("PRIVMSG #old :the new #old")
+    alice.expect(r":bob!\S+ PRIVMSG #old :the new #old$")
+    alice.send("PRIVMSG #old :both ways")
+    bob.expect(r":alice!\S+ PRIVMSG #old :both ways$")
