@@ -134,6 +134,20 @@ def test_irssi_chats_with_a_raw_client(irssi: Irssi, connect) -> None:
         raw.expect(r"^:irbot!\S+ QUIT :Quit: irssi done$")
 
 
+def test_irssi_sends_and_shows_statusmsg(irssi: Irssi, connect) -> None:
+    """STATUSMSG with irssi: its /msg @#lobby reaches only the ops (the raw client, who
+    made the channel); a NOTICE to +#lobby shows in irssi once it is voiced."""
+    with irssi.screen_on_failure():
+        op = connect("rawop").join("#lobby")
+        irssi.wait_screen(r"Welcome to the greenchat IRC Network irbot")
+        irssi.type("/join #lobby")
+        op.expect(r"^:irbot!\S+ JOIN #lobby")
+        irssi.type("/msg @#lobby for the ops only")
+        op.expect(r"^:irbot!\S+ PRIVMSG @#lobby :for the ops only$")
+        op.send("MODE #lobby +v irbot", "NOTICE +#lobby :to the voiced")
+        irssi.wait_screen(r"rawop.*to the voiced")
+
+
 # --- weechat-headless: commands at startup, the logger plugin as its screen --
 
 
@@ -303,3 +317,13 @@ def test_irssi_logs_in_with_sasl_plain(irssi_factory, connect, server, tap) -> N
         raw.expect(r" 330 rawplain irbot irbot :is logged in as$")
         irssi.type("/quit logged out")
         raw.expect(r"^:irbot!\S+ QUIT :Quit: logged out$")
+
+
+def test_weechat_shows_a_bots_whois_line(weechat_factory, connect, server) -> None:
+    """Bot mode with weechat: a raw client sets +B; weechat's WHOIS of it shows 335."""
+    bot = connect("rawbot")
+    bot.send("MODE rawbot +B")
+    bot.expect(r" MODE rawbot :?\+B$")
+    weechat = weechat_factory(['/set irc.server.gc.command "/whois rawbot"'])
+    weechat.wait_server_log(r"rawbot.* is a bot on ")
+    assert weechat.stop() == 0
