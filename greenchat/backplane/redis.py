@@ -251,7 +251,9 @@ class RedisBackplane:
         line said right after it reaches every node); on a cluster, in the slot of the
         channel's history (the store's ``{h:<channel>}``)."""
         channel = self.hub.get_channel(name)
-        route = channel.route if channel is not None else casefold(name)
+        return self._route(channel.route if channel is not None else casefold(name))
+
+    def _route(self, route: str) -> str:
         return f"{self.spread}{{h:{route}}}:pub"
 
     def node_channel_of(self, node: str) -> str:
@@ -411,7 +413,7 @@ class RedisBackplane:
         channel = self.hub.get_channel(event.target)
         if channel is not None:
             remote = len(channel.local) < len(channel.members)  # members elsewhere
-            where = self.channel_of(channel.name)
+            where = self._route(channel.route)  # the channel is at hand: no second lookup
         else:
             target = self.hub.nick_owner(event.target)
             remote = target is not None and bool(target.node)
