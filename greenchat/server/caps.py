@@ -8,6 +8,8 @@ the history ones in history.py); these are read by a handler each:
 * ``draft/extended-isupport``: the ISUPPORT command, before registration too, its
   005 lines in a ``draft/isupport`` batch (commands/info.py);
 * ``draft/languages``: English, the only one, and honest about it (LANGUAGE);
+* ``draft/multiline``: a BATCH of lines from a client is one message
+  (commands/multiline.py), delivered as a batch or, to clients without it, as its lines;
 * ``draft/channel-rename``: RENAME as it is; for clients without it a PART of the old
   name and a JOIN of the new (hub.py, commands/channel_ops.py);
 * ``sts``: with a TLS listener, a plain connection is told its port and a TLS one
@@ -22,14 +24,22 @@ __all__ = [
     "ISUPPORT_BATCH",
     "LANGUAGES",
     "LANGUAGES_CAP",
+    "MULTILINE",
+    "MULTILINE_MAX_BYTES",
+    "MULTILINE_MAX_LINES",
     "NO_IMPLICIT_NAMES",
     "PRE_AWAY",
     "STS",
+    "has_multiline",
     "languages_value",
+    "multiline_value",
     "sts_value",
 ]
 
 CHANNEL_RENAME = "draft/channel-rename"
+MULTILINE = "draft/multiline"
+MULTILINE_MAX_BYTES = 4096  # of a multiline message's text, its lines added up
+MULTILINE_MAX_LINES = 100
 NO_IMPLICIT_NAMES = "draft/no-implicit-names"
 PRE_AWAY = "draft/pre-away"
 EXTENDED_ISUPPORT = "draft/extended-isupport"
@@ -37,6 +47,15 @@ ISUPPORT_BATCH = "draft/isupport"
 LANGUAGES_CAP = "draft/languages"
 LANGUAGES = ("en",)  # every message is English: nothing else is offered
 STS = "sts"
+
+
+def multiline_value() -> str:
+    return f"max-bytes={MULTILINE_MAX_BYTES},max-lines={MULTILINE_MAX_LINES}"
+
+
+def has_multiline(caps: frozenset[str]) -> bool:
+    """A client that gets multiline batches: it asked for draft/multiline and batch."""
+    return MULTILINE in caps and "batch" in caps
 
 
 def languages_value() -> str:

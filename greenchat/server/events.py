@@ -277,6 +277,9 @@ class Messaged(Event):
     msgid: str = ""
     time: float = field(default_factory=_now)
     status: str = ""  # STATUSMSG ("@" or "+" before the channel): those members only
+    # draft/multiline: the lines, each (text, concatenated to the one before); ``text``
+    # is then the whole message (lines joined by newlines, concatenated ones directly).
+    multiline: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

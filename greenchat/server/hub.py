@@ -23,7 +23,7 @@ from greenchat.metrics import Buckets
 from greenchat.protocol.caps import CapNegotiation
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.masks import parse_ban
-from greenchat.server.caps import CHANNEL_RENAME
+from greenchat.server.caps import CHANNEL_RENAME, has_multiline
 from greenchat.server.events import (
     AccountChanged,
     AwayChanged,
@@ -47,7 +47,7 @@ from greenchat.server.events import (
     UserRegistered,
     WallopsSent,
 )
-from greenchat.server.outgoing import Relay
+from greenchat.server.outgoing import Multiline, Relay, multiline_relays
 from greenchat.server.presence import Presence
 from greenchat.server.user import BOT_MODE, User
 
@@ -637,6 +637,8 @@ class Hub:
         to a user: that user. The relay is returned for the sender's echo."""
         user = self._user(event.source)
         target = event.status + event.target
+        if event.multiline:
+            return self._multiline(event, user, target)
         params = (target,) if event.verb == "TAGMSG" else (target, event.text)
         relay = Relay(
             user.prefix,
@@ -662,6 +664,31 @@ class Hub:
             if require is None or recipient.has_cap(require):
                 recipient.send_relay(relay)
         return relay
+
+    def _multiline(self, event: Messaged, user: User, target: str) -> Multiline:
+        """A draft/multiline message: its batch to the recipients with the capability,
+        its lines to the others (the same recipients as a one-line message)."""
+        tags = _with_bot_tag(event.tags) if BOT_MODE in user.modes else event.tags
+        batch, plain = multiline_relays(
+            user.prefix, event.verb, target, event.multiline, client_tags=tags,
+            when=event.time, msgid=event.msgid, account=user.account,
+        )  # fmt: skip
+        channel = self.channels.get(casefold(event.target))
+        if channel is not None:
+            members: Collection[User] = channel.local
+            status = event.status or ("@" if op_moderated(channel, user) else "")
+            if status:
+                reaches, modes = STATUS_REACHES[status], channel.members
+                members = [member for member in members if reaches & modes[member]]
+        else:
+            members = [self._user(event.target)]
+        able = [m for m in members if m is not user and has_multiline(m.caps.enabled)]
+        others = [m for m in members if m is not user and not has_multiline(m.caps.enabled)]
+        if channel is None and self._user(event.target) is user:  # to oneself: delivered
+            (able if has_multiline(user.caps.enabled) else others).append(user)
+        self.fanout(able, batch)
+        self.fanout(others, plain)
+        return Multiline(batch, plain)
 
     def _redacted(self, event: Redacted) -> None:
         """Members (or the two parties) with draft/message-redaction see the REDACT,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from greenchat.protocol.message import clip_line, escape_tag_value
 from greenchat.protocol.websocket import frame_lines
@@ -33,9 +33,12 @@ __all__ = [
     "VARIANT_COUNT",
     "WS_BINARY",
     "WS_TEXT",
+    "LinesRelay",
+    "Multiline",
     "Relay",
     "add_tags",
     "format_server_time",
+    "multiline_relays",
     "new_msgid",
     "render_line",
     "variant_of",
@@ -49,6 +52,7 @@ ACCOUNT_TAG = 8
 WS_TEXT = 16  # framed for text.ircv3.net
 WS_BINARY = 32  # framed for binary.ircv3.net
 VARIANT_COUNT = 48  # a connection has at most one of the two framing bits
+_WS = WS_TEXT | WS_BINARY
 _VARIANT_BITS = {"server-time": SERVER_TIME, "message-tags": MESSAGE_TAGS}
 _VARIANT_BITS["extended-join"] = EXTENDED_JOIN
 _VARIANT_BITS["account-tag"] = ACCOUNT_TAG
@@ -195,3 +199,72 @@ def render_line(
     if tags:
         line = "@" + ";".join(tags) + " " + line
     return clip_line(line.encode())
+
+
+class LinesRelay:
+    """A relay of several lines (a draft/multiline message, as a batch or as the plain
+    lines of its fallback), rendered once per variant like :class:`Relay`: what
+    ``Hub.fanout`` queues is the lines' bytes together."""
+
+    __slots__ = ("cache", "command", "render")
+
+    def __init__(self, command: str, render: Callable[[int], bytes]) -> None:
+        self.command = command
+        self.render = render  # variant -> the lines, CRLF-ended, joined
+        self.cache: list[bytes | None] = [None] * VARIANT_COUNT
+
+    def bytes_for(self, variant: int) -> bytes:
+        data = self.cache[variant]
+        if data is None:
+            data = self.cache[variant] = self.render(variant)
+        return data
+
+
+def multiline_relays(
+    source: str, command: str, target: str, lines: tuple[tuple[str, bool], ...], *,
+    client_tags: str, when: float, msgid: str, account: str,
+) -> tuple[LinesRelay, LinesRelay]:  # fmt: skip
+    """A draft/multiline message as a batch (for clients with the capability) and as its
+    plain lines (for the others; each with a msgid of its own, from the message's)."""
+    ref = "ml" + msgid
+
+    def batch(variant: int) -> bytes:
+        opened = render_line(
+            source, f"BATCH +{ref} draft/multiline {target}", variant, when,
+            msgid if variant & MESSAGE_TAGS else "", client_tags, account,
+        )  # fmt: skip
+        out = [opened]
+        for text, concat in lines:
+            tags = f"batch={ref};draft/multiline-concat" if concat else f"batch={ref}"
+            line = f"@{tags} :{source} {wire_body(command, (target, text), True)}\r\n"
+            out.append(clip_line(line.encode()))
+        out.append(f":{source} BATCH -{ref}\r\n".encode())
+        data = b"".join(out)
+        return frame_lines(data, text=bool(variant & WS_TEXT)) if variant & _WS else data
+
+    def plain(variant: int) -> bytes:
+        out = []
+        for number, (text, _) in enumerate(lines):
+            line_msgid = msgid if number == 0 else f"{msgid}-{number}"
+            out.append(render_line(
+                source, wire_body(command, (target, text), True), variant, when,
+                line_msgid if variant & MESSAGE_TAGS else "", client_tags if number == 0 else "",
+                account,
+            ))  # fmt: skip
+        data = b"".join(out)
+        return frame_lines(data, text=bool(variant & WS_TEXT)) if variant & _WS else data
+
+    return LinesRelay(command, batch), LinesRelay(command, plain)
+
+
+class Multiline:
+    """What applying a multiline message returns: its batch and its plain lines, for
+    the sender's echo (``for_user``: the form that user's client takes)."""
+
+    __slots__ = ("batch", "command", "plain")
+
+    def __init__(self, batch: LinesRelay, plain: LinesRelay) -> None:
+        self.batch, self.plain, self.command = batch, plain, batch.command
+
+    def for_user(self, caps: frozenset[str]) -> LinesRelay:
+        return self.batch if "draft/multiline" in caps and "batch" in caps else self.plain

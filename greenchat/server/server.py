@@ -35,14 +35,16 @@ from greenchat.server.caps import (
     CHANNEL_RENAME,
     EXTENDED_ISUPPORT,
     LANGUAGES_CAP,
+    MULTILINE,
     NO_IMPLICIT_NAMES,
     PRE_AWAY,
     STS,
     languages_value,
+    multiline_value,
     sts_value,
 )
 from greenchat.server.channel_registry import ChannelRegistry
-from greenchat.server.commands import COMMANDS, dispatch
+from greenchat.server.commands import COMMANDS, dispatch, multiline
 from greenchat.server.commands.accounts import CAPABILITY as ACCOUNT_REGISTRATION
 from greenchat.server.commands.accounts import CAPABILITY_VALUE as ACCOUNT_REGISTRATION_VALUE
 from greenchat.server.commands.channel_ops import renamed_replies
@@ -116,6 +118,7 @@ SUPPORTED_CAPS = {
     PRE_AWAY: "",
     EXTENDED_ISUPPORT: "",
     LANGUAGES_CAP: languages_value(),
+    MULTILINE: multiline_value(),
     CHANNEL_RENAME: "",
 }
 
@@ -480,7 +483,14 @@ class ChatServer:
 
     def dispatch(self, conn: Session, msg: Message) -> None:
         """Run one command; a bug in a handler costs that command, not the server."""
+        if conn.incoming_batch is not None and multiline.collect(self, conn, msg):
+            return  # a line of a multiline message, sent when its batch closes
         label = msg.tags.get("label") if msg.tags else None
+        if msg.params and msg.command.upper() == "BATCH":  # draft/multiline
+            if msg.params[0].startswith("+"):
+                label = None  # opening: the reply, and its label, come at the close
+            elif conn.incoming_batch is not None:
+                label = conn.incoming_batch.tags.get("label")  # closing: the opener's
         if label and conn.has_cap("labeled-response"):
             reply = LabeledReply(self, conn, label)
             reply.capture()

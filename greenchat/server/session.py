@@ -92,10 +92,12 @@ class Session:
     __slots__ = (
         "_capture",
         "_paused",
+        "batched_lines",
         "caps",
         "close_reason",
         "connected_at",
         "flood",
+        "incoming_batch",
         "last_active",
         "output_held",
         "password",
@@ -122,6 +124,8 @@ class Session:
         self.flood = TokenBucket(cfg.flood_burst, cfg.flood_rate, time.monotonic())
         self.password: str | None = None
         self.pre_away = ""  # draft/pre-away: the AWAY sent before registration
+        self.incoming_batch = None  # a draft/multiline message being received
+        self.batched_lines = 0  # lines taken into multiline batches (flood control)
         self.webirc_gateway = ""  # the WEBIRC gateway this connection came through
         self.caps = CapNegotiation(server.caps_for(self.transport.name))
         self.close_reason: str | None = None
@@ -321,14 +325,18 @@ class Session:
         bucket = self.flood
         exempt = not bucket.enabled or "o" in self.user.modes
         allowed = len(backlog) if exempt else bucket.allowance(time.monotonic())
-        handled = 0
+        handled = charged = 0
         for item in backlog:
-            if handled >= allowed or self.close_reason is not None:
+            if charged >= allowed or self.close_reason is not None:
                 break
             handled += 1
+            batched = self.batched_lines
             self._handle_line(item)
+            # A line taken into a multiline batch is part of one message: the batch's
+            # BATCH lines pay for it (at most max-lines go free per batch).
+            charged += self.batched_lines == batched
         if not exempt:
-            bucket.spend(handled)
+            bucket.spend(charged)
         if handled == len(backlog) or self.close_reason is not None:
             backlog.clear()
             return 0.0

@@ -195,6 +195,15 @@ command_lines = st.one_of(
     one_of_(["PING x", "PONG", "MOTD", "LUSERS", "VERSION", "TIME ghost", "INFO", "ADMIN"]),
     one_of_(["HELP", "HELP join", "HELPOP nope", "LINKS", "ISUPPORT", "LANGUAGE en de"]),
     one_of_(["INVITE", "WEBIRC pw gw host 1.2.3.4", "LIST C<5,T>1,!#a*", "AWAY *"]),
+    one_of_(
+        [
+            "BATCH +m draft/multiline #a",
+            "@batch=m PRIVMSG #a :part",
+            "BATCH -m",
+            "@batch=m;draft/multiline-concat PRIVMSG #a :more",
+            "BATCH +x other #a",
+        ]
+    ),
     one_of_(["PASS x", "USER a b c :d"]),
 )
 

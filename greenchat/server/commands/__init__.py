@@ -13,6 +13,7 @@ from greenchat.server.commands import (  # noqa: F401
     markread,
     messaging,
     monitor,
+    multiline,
     oper,
     redact,
     registration,

@@ -29,7 +29,7 @@ from greenchat.protocol.numerics import (
 from greenchat.server.commands.lookup import look_again
 from greenchat.server.commands.table import command
 from greenchat.server.events import Messaged
-from greenchat.server.outgoing import Relay, new_msgid
+from greenchat.server.outgoing import Multiline, Relay, new_msgid
 
 if TYPE_CHECKING:
     from greenchat.server.hub import Channel
@@ -86,7 +86,12 @@ def client_tags_of(msg: Message) -> str | None:
     return None if len(text.encode()) > MAX_CLIENT_TAG_BYTES else text
 
 
-def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: bool) -> None:
+def deliver(
+    server: ChatServer, conn: Session, msg: Message, verb: str, errors: bool,
+    multiline: tuple[tuple[str, bool], ...] = (),
+) -> None:  # fmt: skip
+    """One PRIVMSG, NOTICE or TAGMSG to its targets (``multiline``: the lines of a
+    draft/multiline batch, whose whole text is ``msg``'s, commands/multiline.py)."""
     conn.user.last_message = conn.last_active  # WHOIS idle time counts from here
     params = msg.params
     if not params or not params[0]:
@@ -125,8 +130,11 @@ def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: 
                     why = "Cannot send CTCP to channel (+C)"
                     conn.numeric(ERR_CANNOTSENDTOCHAN, channel.name, why)
             else:
-                said = strip_formatting(text) if text and "c" in channel.modes else text
-                event = _event(conn, verb, channel.name, said, tags, status)
+                said, lines = text, multiline
+                if text and "c" in channel.modes:
+                    said = strip_formatting(text)
+                    lines = tuple((strip_formatting(line), cat) for line, cat in multiline)
+                event = _event(conn, verb, channel.name, said, tags, status, lines)
                 _echo(conn, server.hub.apply(event))
         elif casefold(target) in server.services:
             if verb == "PRIVMSG":  # a NOTICE is never answered
@@ -139,13 +147,14 @@ def deliver(server: ChatServer, conn: Session, msg: Message, verb: str, errors: 
                 if errors:
                     conn.numeric(ERR_NOSUCHNICK, target, "No such nick/channel")
                 continue
+            event = _event(conn, verb, user.nick, text, tags, "", multiline)
             if user is conn.user:
                 # To yourself: the delivery is not the command's reply, so it carries no
                 # label; the echo (echo-message) does, or the ACK (labeled-response).
                 with conn.uncaptured():
-                    relay = server.hub.apply(_event(conn, verb, user.nick, text, tags))
+                    relay = server.hub.apply(event)
             else:
-                relay = server.hub.apply(_event(conn, verb, user.nick, text, tags))
+                relay = server.hub.apply(event)
             _echo(conn, relay)
             if verb == "PRIVMSG" and user.away:
                 conn.numeric(RPL_AWAY, user.nick, user.away)
@@ -177,12 +186,18 @@ def may_speak(conn: Session, channel: Channel) -> bool:
 
 
 def _event(
-    conn: Session, verb: str, target: str, text: str | None, tags: str, status: str = ""
-) -> Messaged:
-    return Messaged(verb, conn.user.nick, target, text or "", tags, new_msgid(), status=status)
+    conn: Session, verb: str, target: str, text: str | None, tags: str, status: str = "",
+    multiline: tuple[tuple[str, bool], ...] = (),
+) -> Messaged:  # fmt: skip
+    return Messaged(
+        verb, conn.user.nick, target, text or "", tags, new_msgid(), status=status,
+        multiline=multiline,
+    )  # fmt: skip
 
 
-def _echo(conn: Session, relay: Relay) -> None:
+def _echo(conn: Session, relay: Relay | Multiline) -> None:
     """echo-message: the sender gets its own message back, as recipients see it."""
     if conn.has_cap("echo-message") and (relay.command != "TAGMSG" or conn.has_cap("message-tags")):
+        if type(relay) is Multiline:
+            relay = relay.for_user(conn.caps.enabled)
         conn.send_relay(relay)
