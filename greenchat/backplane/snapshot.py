@@ -65,6 +65,8 @@ def load(hub: Hub, state: dict[str, Any], node: str) -> int:
         channel.excepts = {casefold(mask): (mask, by, when) for mask, by, when in excepts}
         channel.invexes = {casefold(mask): (mask, by, when) for mask, by, when in invexes}
         channel.lists_changed()
+        if channel.route != channel.key:  # renamed before we came: routes may be shared
+            hub.renamed += 1
         channel.topic, channel.topic_setter, channel.topic_set_at = topic, setter, set_at
         for nick, prefix_modes in members:
             member = hub.nicks.get(casefold(nick))

@@ -111,9 +111,11 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # CAs whose client certificates are accepted
     tls_handshake_timeout: float = 10.0
-    # IRCv3 sts, offered with a TLS listener: how long (seconds) a client keeps to TLS
-    # for this server once it has connected over it; 0 asks for TLS each time only.
-    sts_duration: int = 0
+    # IRCv3 sts, off unless set (and a TLS listener is): how long (seconds) a client keeps
+    # to TLS for this server once it has connected over it; 0 asks for TLS each time only.
+    # Opt-in, as on Ergo: a client told sts verifies the certificate, so a self-signed
+    # one would lock it out.
+    sts_duration: int | None = None
     # Prometheus: GET /metrics and /healthz on this port; off unless set.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
@@ -270,8 +272,9 @@ OPTIONS: tuple[Option, ...] = (
            "no client certificate is asked for); re-read on SIGHUP", metavar="FILE"),
     Option("tls-handshake-timeout", "float", "seconds a TLS handshake may take",
            metavar="SECONDS", minimum=0.1, maximum=3600),
-    Option("sts-duration", "int", "with --tls-port: seconds a client that connected over TLS "
-           "keeps to TLS for this server (IRCv3 sts); 0 upgrades each connection only",
+    Option("sts-duration", "int", "offer IRCv3 sts (with --tls-port and a certificate "
+           "clients can verify): seconds a client that connected over TLS keeps to TLS for "
+           "this server; 0 upgrades each connection only; off unless set",
            metavar="SECONDS", minimum=0, maximum=10 * 365 * 86400),
     Option("metrics-port", "int", "serve Prometheus metrics (GET /metrics) and a health check "
            "(GET /healthz: 200, 503 while draining) on this port; off unless set", minimum=0,
@@ -320,7 +323,9 @@ OPTIONS: tuple[Option, ...] = (
            "Redis, shared by every node", metavar="FILE", restart=True),
     Option("webirc", "gateways", "trusted web gateways that may pass their users' real "
            "addresses with WEBIRC: NAME:PASSWORD:CIDR (the gateway connects from CIDR); in "
-           "the file a list of them, on the command line --webirc, repeatable"),
+           "the file a list of them, on the command line --webirc, repeatable (arguments are "
+           "visible to other local users: prefer the file); put the gateway's address in "
+           "--max-per-ip-exempt, it carries many users"),
     Option("opers", "opers", "IRC operators: in the file a table of name = password (or "
            "a scrypt$ hash); on the command line --oper NAME:PASSWORD, repeatable"),
 )  # fmt: skip

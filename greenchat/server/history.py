@@ -185,8 +185,8 @@ class HistoryRecorder:
 
     def on_event(self, event: Event) -> None:
         if self.server.hub.foreign:  # another node's: stored by that node, in our store
-            if type(event) is Messaged and not event.status:
-                self._heard(event)
+            if type(event) is Messaged and not event.status and not self._op_only(event):
+                self._heard(event)  # (a line its node never stores is not waited for)
             return
         kind = type(event)
         if kind is Messaged:
@@ -334,13 +334,19 @@ class HistoryRecorder:
             if newest.get(node) == msgid:
                 del newest[node]
 
+    def _op_only(self, event: Messaged) -> bool:
+        """A +U channel's line from an unprivileged member: the operators' only."""
+        hub = self.server.hub
+        channel = hub.channels.get(casefold(event.target))
+        sender = hub.nicks.get(casefold(event.source))
+        return channel is not None and sender is not None and op_moderated(channel, sender)
+
     def _messaged(self, event: Messaged) -> None:
         hub = self.server.hub
         sender = hub.nicks.get(casefold(event.source))
         if sender is None:
             return
-        channel = hub.channels.get(casefold(event.target))
-        if channel is not None and op_moderated(channel, sender):
+        if self._op_only(event):
             return  # for the operators only: not the channel's history
         target = self._conversation(event, sender)
         params = (event.target,) if event.verb == "TAGMSG" else (event.target, event.text)

@@ -166,6 +166,10 @@ class Channel:
         found = self._verdicts[user] = (user.prefix, account, join, speak)
         return found
 
+    def forget_verdict(self, user: User) -> None:
+        """A member gone: its verdict would keep it (and its session) alive."""
+        self._verdicts.pop(user, None)
+
     def lists_changed(self) -> None:
         """The bans or exceptions changed: every verdict is made again."""
         self._verdicts.clear()
@@ -654,7 +658,8 @@ class Hub:
         channel = self.channels.get(casefold(event.target))
         if channel is not None:
             members = channel.local
-            status = event.status or ("@" if op_moderated(channel, user) else "")
+            # +U narrows any STATUSMSG too: a prefix may not widen it past the ops.
+            status = "@" if op_moderated(channel, user) else event.status
             if status:
                 reaches, modes = STATUS_REACHES[status], channel.members
                 members = [member for member in members if reaches & modes[member]]
@@ -676,7 +681,8 @@ class Hub:
         channel = self.channels.get(casefold(event.target))
         if channel is not None:
             members: Collection[User] = channel.local
-            status = event.status or ("@" if op_moderated(channel, user) else "")
+            # +U narrows any STATUSMSG too: a prefix may not widen it past the ops.
+            status = "@" if op_moderated(channel, user) else event.status
             if status:
                 reaches, modes = STATUS_REACHES[status], channel.members
                 members = [member for member in members if reaches & modes[member]]
@@ -735,6 +741,7 @@ class Hub:
 
     def _drop_member(self, channel: Channel, user: User) -> None:
         channel.members.pop(user, None)
+        channel.forget_verdict(user)
         channel.local.pop(user, None)
         user.channels.pop(channel.key, None)
         if not channel.members and channel.key not in self.kept:
@@ -789,8 +796,9 @@ class Hub:
 
 
 def op_moderated(channel: Channel, user: User) -> bool:
-    """+U: a line of a member who is not an operator goes to the operators only."""
-    return "U" in channel.modes and not channel.is_op(user)
+    """+U: a line of a member without a prefix mode (neither op nor voice, as Ergo's
+    unprivileged ones) goes to the operators only."""
+    return "U" in channel.modes and not channel.members.get(user)
 
 
 def _with_bot_tag(tags: str) -> str:

@@ -130,7 +130,7 @@ HISTORY_CAPS = (HISTORY_CAPABILITY, EVENT_PLAYBACK, REDACTION)
 RESTART_ONLY = frozenset(option.attr for option in OPTIONS if option.restart)
 
 # Commands whose parameters are passwords: never written to the log.
-SECRET_COMMANDS = frozenset({"PASS", "OPER", "AUTHENTICATE"})
+SECRET_COMMANDS = frozenset({"PASS", "OPER", "AUTHENTICATE", "WEBIRC"})
 
 
 class ChatServer:
@@ -231,15 +231,16 @@ class ChatServer:
         return self._stream.address[0], self._stream.server_port
 
     def caps_for(self, transport: str) -> dict[str, str]:
-        """What CAP LS offers a connection over ``transport``: with a TLS listener, IRC
-        over TCP and TLS also gets ``sts`` (a browser's WebSocket does not)."""
+        """What CAP LS offers a connection over ``transport``: with a TLS listener and
+        --sts-duration, IRC over TCP and TLS also gets ``sts`` (a WebSocket does not)."""
         tls = self.tls_address
-        if tls is None or transport not in ("tcp", "tls"):
+        duration = self.config.sts_duration
+        if tls is None or duration is None or transport not in ("tcp", "tls"):
             return self.supported_caps
         secure = transport == "tls"
         caps = self._sts_caps.get(secure)
         if caps is None:
-            policy = sts_value(secure, tls[1], self.config.sts_duration)
+            policy = sts_value(secure, tls[1], duration)
             caps = self._sts_caps[secure] = {**self.supported_caps, STS: policy}
         return caps
 

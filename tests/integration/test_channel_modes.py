@@ -380,8 +380,10 @@ def test_no_ctcp_and_no_colours(connect):
     alice.expect(r":bob!\S+ PRIVMSG #c :\x01ACTION waves\x01$")
     bob.send("PRIVMSG #c :\x0304red\x03 and \x02bold\x02", "NOTICE #c :\x01PING 1\x01")
     alice.expect(r":bob!\S+ PRIVMSG #c :red and bold$")
-    bob.sync()
-    alice.sync()
+    bob.send("PRIVMSG #c :\x02\x0304\x02")  # nothing but codes: nothing left to say
+    bob.expect(r" 412 bob :No text to send$")
+    bob.send("PRIVMSG #c :barrier")  # one sender's lines arrive in order, on any node
+    alice.expect(r":bob!\S+ PRIVMSG #c :barrier$")
     assert not any("PING 1" in line for line in alice.lines)
     alice.send("MODE #c -C")
     mode_line(bob, "#c", "-C")
@@ -403,7 +405,11 @@ def test_op_moderated_lines_reach_only_the_operators(connect):
     bob.expect(r":bob!\S+ PRIVMSG #c :only the ops hear me$")  # the echo
     alice.send("PRIVMSG #c :everyone hears me")
     carol.expect(r":alice!\S+ PRIVMSG #c :everyone hears me$")
-    assert not any("only the ops" in line for line in carol.lines)
+    bob.send("PRIVMSG +#c :a prefix does not widen it")
+    alice.expect(r":bob!\S+ PRIVMSG \+#c :a prefix does not widen it$")  # to the ops only
+    bob.send("PART #c")  # after bob's lines everywhere: carol's node has handled them
+    carol.expect(r":bob!\S+ PART #c")
+    assert not any("only the ops" in line or "widen" in line for line in carol.lines)
 
 
 # -- +m, +n ---------------------------------------------------------------------
@@ -629,10 +635,10 @@ def test_statusmsg_reaches_only_ops_or_voiced_members(connect):
     op.send("PRIVMSG @+#c :the widest prefix counts")
     op.expect(r"^:op!\S+ PRIVMSG \+#c :the widest prefix counts$")  # its echo
     voiced.expect(r"^:op!\S+ PRIVMSG \+#c :the widest prefix counts$")
-    voiced.sync()
-    plain.sync()
-    assert not any("ops only" in line for line in voiced.lines)
-    assert not any("#c :" in line and "PRIVMSG" in line for line in plain.lines)
+    op.send("PRIVMSG #c :to everyone")  # after op's +#c line, on every node
+    plain.expect(r":op!\S+ PRIVMSG #c :to everyone$")
+    assert not any("ops only" in line for line in voiced.lines)  # plain's came before
+    assert not any("widest prefix" in line for line in plain.lines)
     plain.send("PRIVMSG @#nowhere :x")
     plain.expect(r" 403 plain #nowhere :No such channel$")
     plain.send("VERSION")

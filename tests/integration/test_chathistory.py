@@ -340,9 +340,10 @@ def test_a_statusmsg_stays_out_of_the_history(room):
     assert texts(batch(alice, "CHATHISTORY LATEST #h * 10")) == ["before", "after"]
 
 
-def test_an_op_moderated_line_stays_out_of_the_history(room):
+def test_an_op_moderated_line_stays_out_of_the_history(room, caplog):
     """In a +U channel a line of a member who is not an operator is for the operators
-    only: CHATHISTORY does not give it back."""
+    only: CHATHISTORY does not give it back, and (on two nodes) the operator's node does
+    not wait for it to be stored: it never will be."""
     _, alice, bob = room
     alice.send("MODE #h +U")
     bob.expect(r"MODE #h \+U$")
@@ -351,3 +352,5 @@ def test_an_op_moderated_line_stays_out_of_the_history(room):
     alice.send("PRIVMSG #h :for everyone")
     bob.expect(r"PRIVMSG #h :for everyone$")
     assert texts(batch(bob, "CHATHISTORY LATEST #h * 10")) == ["for everyone"]
+    assert texts(batch(alice, "CHATHISTORY LATEST #h * 10")) == ["for everyone"]
+    assert not [r for r in caplog.records if "was not stored" in r.getMessage()]

@@ -133,8 +133,10 @@ def tls_server(make_server, tmp_path):
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     cert.private_key_pem.write_to_path(str(key_file))
     server = make_server(
-        tls_port=0, tls_cert=cert_file, tls_key=key_file, tls_handshake_timeout=0.5
-    )
+        tls_port=0, tls_cert=cert_file, tls_key=key_file, tls_handshake_timeout=0.5,
+        sts_duration=0,
+    )  # fmt: skip
+    server.cert_files = (cert_file, key_file)
     context = ssl.create_default_context()
     ca.configure_trust(context)
     server.tls_client = lambda nick=None: _tls_client(server, context, nick)
@@ -210,7 +212,13 @@ def test_sts_names_the_tls_port_on_plain_connections_and_a_duration_over_tls(tls
     assert "sts=duration=0" in secure.read_cap_ls()
 
 
-def test_no_sts_without_a_tls_listener(connect):
+def test_no_sts_without_a_tls_listener_or_unless_asked(connect, make_server, tls_server):
     client = connect()
     client.send("CAP LS 302")
     assert not any(cap.startswith("sts") for cap in client.read_cap_ls())
+    cert_file, key_file = tls_server.cert_files
+    quiet = make_server(tls_port=0, tls_cert=cert_file, tls_key=key_file)  # no --sts-duration
+    other = IrcClient(quiet.port)
+    other.send("CAP LS 302")
+    assert not any(cap.startswith("sts") for cap in other.read_cap_ls())
+    other.close()

@@ -134,6 +134,10 @@ def deliver(
                 if text and "c" in channel.modes:
                     said = strip_formatting(text)
                     lines = tuple((strip_formatting(line), cat) for line, cat in multiline)
+                    if not said.strip():  # nothing but colour codes: nothing to say
+                        if errors:
+                            conn.numeric(ERR_NOTEXTTOSEND, "No text to send")
+                        continue
                 event = _event(conn, verb, channel.name, said, tags, status, lines)
                 _echo(conn, server.hub.apply(event))
         elif casefold(target) in server.services:
