@@ -29,7 +29,7 @@ def test_every_kind_of_change_is_observed_as_an_event(make_server, connect):
     said = next(e for e in list(seen) if e.kind == "message" and e.text == "hi")
     op.send(f"REDACT #e {said.msgid} :oops")  # as the channel's operator
     carol = connect("carol", port=server.port)
-    op.send("INVITE carol #e", "KICK #e bob :bye", "PART #e")
+    op.send("RENAME #e #f", "INVITE carol #f", "KICK #f bob :bye", "PART #f")
     op.sync()
     op.send("OPER admin pw")
     op.expect(r" 381 op2 ")
