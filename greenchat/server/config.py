@@ -324,8 +324,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("webirc", "gateways", "trusted web gateways that may pass their users' real "
            "addresses with WEBIRC: NAME:PASSWORD:CIDR (the gateway connects from CIDR); in "
            "the file a list of them, on the command line --webirc, repeatable (arguments are "
-           "visible to other local users: prefer the file); put the gateway's address in "
-           "--max-per-ip-exempt, it carries many users"),
+           "visible to other local users: prefer the file)"),
     Option("opers", "opers", "IRC operators: in the file a table of name = password (or "
            "a scrypt$ hash); on the command line --oper NAME:PASSWORD, repeatable"),
 )  # fmt: skip

@@ -410,10 +410,11 @@ class ChatServer:
             self._refuse(transport, address, refusal)
             return
         self.per_ip[address[0]] += 1
+        counted = [address[0]]  # the address this connection counts for (WEBIRC moves it)
         try:
-            self._serve(transport, address)
+            self._serve(transport, address, counted)
         finally:
-            self._release(address[0])
+            self._release(counted[0])
             self.trimmer.disconnected(len(self.sessions))
 
     def _over_tls(self, handle: Callable[[socket.socket, tuple], None]):
@@ -467,8 +468,24 @@ class ChatServer:
         else:
             del self.per_ip[ip]
 
-    def _serve(self, transport: Transport, address: tuple) -> None:
+    def readdress(self, conn: Session, ip: str) -> str | None:
+        """WEBIRC: count ``conn`` for the user's own address ``ip`` instead of its
+        gateway's, under the same limit per address; why not, or None once done."""
+        counted = conn.counted_address
+        if (
+            self.config.max_per_ip
+            and self.per_ip[ip] >= self.config.max_per_ip
+            and not self.exempt_from_address_limits(ip)
+        ):
+            return "Too many connections from your address"
+        self._release(counted[0])
+        self.per_ip[ip] += 1
+        counted[0] = ip
+        return None
+
+    def _serve(self, transport: Transport, address: tuple, counted: list[str]) -> None:
         conn = Session(self, transport, address)
+        conn.counted_address = counted
         self.sessions.add(conn)
         self.hub.add_user(conn.user)
         self.trimmer.connected(len(self.sessions))

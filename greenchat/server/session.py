@@ -96,6 +96,7 @@ class Session:
         "caps",
         "close_reason",
         "connected_at",
+        "counted_address",
         "flood",
         "incoming_batch",
         "last_active",
@@ -127,6 +128,7 @@ class Session:
         self.incoming_batch = None  # a draft/multiline message being received
         self.batched_lines = 0  # lines taken into multiline batches (flood control)
         self.webirc_gateway = ""  # the WEBIRC gateway this connection came through
+        self.counted_address = [address[0]]  # the per-address count it is in (server.py)
         self.caps = CapNegotiation(server.caps_for(self.transport.name))
         self.close_reason: str | None = None
         self.connected_at = self.last_active = time.monotonic()

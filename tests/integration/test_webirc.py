@@ -3,6 +3,7 @@ addresses; anything else is refused with ERROR, the connection closed, a metric.
 
 from __future__ import annotations
 
+import pytest
 from transcript import IrcClient
 
 GATEWAY = ("kiwi", "s3cret", "127.0.0.0/8")  # the test's connections come from 127.0.0.1
@@ -64,3 +65,20 @@ def test_webirc_once_and_before_registration_only(make_server):
     assert any(line.startswith("ERROR :WEBIRC refused") for line in client.expect_closed())
     for c in (late, twice, client):
         c.close()
+
+
+@pytest.mark.single_process("--max-per-ip counts per process: each node has its own counts")
+def test_a_carried_connection_counts_for_the_users_address(make_server):
+    """--max-per-ip counts each user behind the gateway for their own address: the
+    gateway's stays free, and a third connection of one user's address is refused."""
+    server = make_server(webirc=[GATEWAY], max_per_ip=2, max_per_ip_exempt=[])
+    users = []
+    for n, ip in enumerate(["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.1"]):
+        client = IrcClient(server.port)
+        client.send(f"WEBIRC s3cret kiwi h{n}.example {ip}")
+        users.append(client.register(f"u{n}"))  # the gateway's own count does not grow
+    over = IrcClient(server.port)
+    over.send("WEBIRC s3cret kiwi h9.example 203.0.113.1")
+    assert any("Too many connections" in line for line in over.expect_closed())
+    for client in (*users, over):
+        client.close()

@@ -5,8 +5,10 @@ every user it carries would look the same: one host to ban, one address for the
 per-address limits. ``WEBIRC <password> <gateway> <hostname> <ip> [:<flags>]``,
 sent before registration, replaces the connection's address with the user's when
 the connection comes from a network configured for that password
-(``--webirc NAME:PASSWORD:CIDR``). Anything else is refused and the connection
-closed (as Ergo does): a bad WEBIRC is a misconfigured gateway or a forger.
+(``--webirc NAME:PASSWORD:CIDR``); the connection then counts for the user's
+address under ``--max-per-ip``, no longer for the gateway's. Anything else is
+refused and the connection closed (as Ergo does): a bad WEBIRC is a misconfigured
+gateway or a forger.
 """
 
 from __future__ import annotations
@@ -53,8 +55,13 @@ def webirc(server: ChatServer, conn: Session, msg: Message) -> None:
         server.metrics.webirc_refused += 1
         conn.disconnect("WEBIRC refused", error="WEBIRC refused: " + why)
         return
-    conn.webirc_gateway = name
     address = str(ip)
+    refusal = server.readdress(conn, address)
+    if refusal is not None:  # the user's own address is over its limit
+        log.info("WEBIRC from %s for %s refused: %s", name, address, refusal)
+        conn.disconnect(refusal, error=refusal)
+        return
+    conn.webirc_gateway = name
     conn.user.ip = address
     conn.user.host = hostname if _HOSTNAME.fullmatch(hostname) else _display(address)
     log.info("WEBIRC: %s carries %s (%s)", name, conn.user.host, address)
