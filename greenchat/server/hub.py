@@ -657,12 +657,7 @@ class Hub:
         require = "message-tags" if event.verb == "TAGMSG" else None
         channel = self.channels.get(casefold(event.target))
         if channel is not None:
-            members = channel.local
-            # +U narrows any STATUSMSG too: a prefix may not widen it past the ops.
-            status = "@" if op_moderated(channel, user) else event.status
-            if status:
-                reaches, modes = STATUS_REACHES[status], channel.members
-                members = [member for member in members if reaches & modes[member]]
+            members = _hearers(channel, user, event.status)
             self.fanout(members, relay, exclude=user, require_cap=require)
         else:
             recipient = self._user(event.target)
@@ -680,12 +675,7 @@ class Hub:
         )  # fmt: skip
         channel = self.channels.get(casefold(event.target))
         if channel is not None:
-            members: Collection[User] = channel.local
-            # +U narrows any STATUSMSG too: a prefix may not widen it past the ops.
-            status = "@" if op_moderated(channel, user) else event.status
-            if status:
-                reaches, modes = STATUS_REACHES[status], channel.members
-                members = [member for member in members if reaches & modes[member]]
+            members = _hearers(channel, user, event.status)
         else:
             members = [self._user(event.target)]
         able = [m for m in members if m is not user and has_multiline(m.caps.enabled)]
@@ -793,6 +783,18 @@ class Hub:
     def send_to_peers(self, user: User, relay: Relay, require_cap: str | None = None) -> None:
         """Queue ``relay`` once to every other user who shares a channel with ``user``."""
         self.fanout(self.peers(user), relay, exclude=user, require_cap=require_cap)
+
+
+def _hearers(channel: Channel, user: User, status: str) -> Collection[User]:
+    """The local members a line of ``user`` to ``channel`` reaches: all of them, or
+    with a STATUSMSG prefix only those with that status or higher; +U narrows it to
+    the operators whatever the prefix (an unprivileged member may not widen it)."""
+    if op_moderated(channel, user):
+        status = "@"
+    if not status:
+        return channel.local
+    reaches, modes = STATUS_REACHES[status], channel.members
+    return [member for member in channel.local if reaches & modes[member]]
 
 
 def op_moderated(channel: Channel, user: User) -> bool:
