@@ -649,7 +649,7 @@ class Hub:
             event.verb,
             params,
             trailing=event.verb != "TAGMSG",
-            client_tags=_with_bot_tag(event.tags) if BOT_MODE in user.modes else event.tags,
+            client_tags=_client_tags(event, user),
             when=event.time,
             msgid=event.msgid,
             account=user.account,
@@ -668,20 +668,19 @@ class Hub:
     def _multiline(self, event: Messaged, user: User, target: str) -> Multiline:
         """A draft/multiline message: its batch to the recipients with the capability,
         its lines to the others (the same recipients as a one-line message)."""
-        tags = _with_bot_tag(event.tags) if BOT_MODE in user.modes else event.tags
         batch, plain = multiline_relays(
-            user.prefix, event.verb, target, event.multiline, client_tags=tags,
+            user.prefix, event.verb, target, event.multiline,
+            client_tags=_client_tags(event, user),
             when=event.time, msgid=event.msgid, account=user.account,
         )  # fmt: skip
         channel = self.channels.get(casefold(event.target))
-        if channel is not None:
-            members = _hearers(channel, user, event.status)
-        else:
+        if channel is not None:  # every member but the sender
+            members = [m for m in _hearers(channel, user, event.status) if m is not user]
+        else:  # the one user, the sender too when it writes to itself
             members = [self._user(event.target)]
-        able = [m for m in members if m is not user and has_multiline(m.caps.enabled)]
-        others = [m for m in members if m is not user and not has_multiline(m.caps.enabled)]
-        if channel is None and self._user(event.target) is user:  # to oneself: delivered
-            (able if has_multiline(user.caps.enabled) else others).append(user)
+        able, others = [], []
+        for member in members:
+            (able if has_multiline(member.caps.enabled) else others).append(member)
         self.fanout(able, batch)
         self.fanout(others, plain)
         return Multiline(batch, plain)
@@ -803,9 +802,11 @@ def op_moderated(channel: Channel, user: User) -> bool:
     return "U" in channel.modes and not channel.members.get(user)
 
 
-def _with_bot_tag(tags: str) -> str:
-    """IRCv3 bot-mode: a bot's messages carry the ``bot`` tag (with message-tags)."""
-    return f"bot;{tags}" if tags else "bot"
+def _client_tags(event: Messaged, user: User) -> str:
+    """The message's client-only tags; a bot's (IRCv3 bot-mode) with the ``bot`` tag."""
+    if BOT_MODE not in user.modes:
+        return event.tags
+    return f"bot;{event.tags}" if event.tags else "bot"
 
 
 def _unreachable(line: bytes) -> None:

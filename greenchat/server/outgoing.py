@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 
 from greenchat.protocol.message import clip_line, escape_tag_value
 from greenchat.protocol.websocket import frame_lines
+from greenchat.server.caps import has_multiline
 
 __all__ = [
     "ACCOUNT_TAG",
@@ -38,6 +39,8 @@ __all__ = [
     "Relay",
     "add_tags",
     "format_server_time",
+    "multiline_batch",
+    "multiline_plain",
     "multiline_relays",
     "new_msgid",
     "render_line",
@@ -174,9 +177,7 @@ class Relay:
             self.source, wire_body(self.command, params, self.trailing), variant, self.when,
             self.msgid if variant & MESSAGE_TAGS else "", self.client_tags, self.account,
         )  # fmt: skip
-        if variant & (WS_TEXT | WS_BINARY):
-            return frame_lines(data, text=bool(variant & WS_TEXT))
-        return data
+        return _framed(data, variant)
 
 
 def render_line(
@@ -225,36 +226,50 @@ def multiline_relays(
     client_tags: str, when: float, msgid: str, account: str,
 ) -> tuple[LinesRelay, LinesRelay]:  # fmt: skip
     """A draft/multiline message as a batch (for clients with the capability) and as its
-    plain lines (for the others; each with a msgid of its own, from the message's)."""
+    plain lines (for the others)."""
+    args = (source, command, target, lines)
+    rest = (when, msgid, client_tags, account)
+    return (
+        LinesRelay(command, lambda v: _framed(multiline_batch(*args, v, *rest), v)),
+        LinesRelay(command, lambda v: _framed(multiline_plain(*args, v, *rest), v)),
+    )
+
+
+def multiline_batch(
+    source: str, command: str, target: str, lines: tuple[tuple[str, bool], ...], variant: int,
+    when: float, msgid: str, client_tags: str, account: str, outer: str = "",
+) -> bytes:  # fmt: skip
+    """A multiline message's batch: the opening line carries its tags (msgid, time, the
+    client's, ``outer``: an enclosing batch's), then each line, then the close."""
     ref = "ml" + msgid
+    out = [render_line(source, f"BATCH +{ref} draft/multiline {target}", variant, when,
+                       msgid, client_tags, account, outer)]  # fmt: skip
+    for text, concat in lines:
+        tags = f"batch={ref};draft/multiline-concat" if concat else f"batch={ref}"
+        line = f"@{tags} :{source} {wire_body(command, (target, text), True)}\r\n"
+        out.append(clip_line(line.encode()))
+    out.append(f"{'@' + outer + ' ' if outer else ''}:{source} BATCH -{ref}\r\n".encode())
+    return b"".join(out)
 
-    def batch(variant: int) -> bytes:
-        opened = render_line(
-            source, f"BATCH +{ref} draft/multiline {target}", variant, when,
-            msgid if variant & MESSAGE_TAGS else "", client_tags, account,
-        )  # fmt: skip
-        out = [opened]
-        for text, concat in lines:
-            tags = f"batch={ref};draft/multiline-concat" if concat else f"batch={ref}"
-            line = f"@{tags} :{source} {wire_body(command, (target, text), True)}\r\n"
-            out.append(clip_line(line.encode()))
-        out.append(f":{source} BATCH -{ref}\r\n".encode())
-        data = b"".join(out)
-        return frame_lines(data, text=bool(variant & WS_TEXT)) if variant & _WS else data
 
-    def plain(variant: int) -> bytes:
-        out = []
-        for number, (text, _) in enumerate(lines):
-            line_msgid = msgid if number == 0 else f"{msgid}-{number}"
-            out.append(render_line(
-                source, wire_body(command, (target, text), True), variant, when,
-                line_msgid if variant & MESSAGE_TAGS else "", client_tags if number == 0 else "",
-                account,
-            ))  # fmt: skip
-        data = b"".join(out)
-        return frame_lines(data, text=bool(variant & WS_TEXT)) if variant & _WS else data
+def multiline_plain(
+    source: str, command: str, target: str, lines: tuple[tuple[str, bool], ...], variant: int,
+    when: float, msgid: str, client_tags: str, account: str, outer: str = "",
+) -> bytes:  # fmt: skip
+    """A multiline message as plain lines, for clients without the capability: each with
+    a msgid of its own, from the message's; the client's tags on the first."""
+    out = []
+    for number, (text, _) in enumerate(lines):
+        first = number == 0
+        body = wire_body(command, (target, text), True)
+        line_msgid, tags = (msgid, client_tags) if first else (f"{msgid}-{number}", "")
+        out.append(render_line(source, body, variant, when, line_msgid, tags, account, outer))
+    return b"".join(out)
 
-    return LinesRelay(command, batch), LinesRelay(command, plain)
+
+def _framed(data: bytes, variant: int) -> bytes:
+    """The lines as a WebSocket client of ``variant`` takes them (frames), or as they are."""
+    return frame_lines(data, text=bool(variant & WS_TEXT)) if variant & _WS else data
 
 
 class Multiline:
@@ -267,4 +282,4 @@ class Multiline:
         self.batch, self.plain, self.command = batch, plain, batch.command
 
     def for_user(self, caps: frozenset[str]) -> LinesRelay:
-        return self.batch if "draft/multiline" in caps and "batch" in caps else self.plain
+        return self.batch if has_multiline(caps) else self.plain

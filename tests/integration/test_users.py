@@ -229,6 +229,8 @@ def test_away_replies_and_301_on_privmsg(connect, make_server):
     assert sum(" 301 " in line for line in alice.lines) == 1
     bob.send("AWAY")
     bob.expect(r" 305 bob :You are no longer marked as being away$")
+    alice.send("USERHOST bob")  # on two nodes: alice's node has applied bob's return too
+    alice.expect(r" 302 alice :bob=\+")
     alice.send("PRIVMSG bob :back?")
     bob.expect(r"PRIVMSG bob :back\?$")
     alice.sync()

@@ -140,7 +140,7 @@ def rename(server: ChatServer, conn: Session, msg: Message) -> None:
     old = channel.name
 
     def fail(code: str, text: str) -> None:
-        conn.send(Message("FAIL", ("RENAME", code, old, new, text), server.config.name))
+        conn.fail("RENAME", code, old, new, text)
 
     if not channel.is_op(conn.user):
         conn.numeric(ERR_CHANOPRIVSNEEDED, old, "You're not channel operator")

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from greenchat.protocol.casemap import casefold
-from greenchat.protocol.message import Message, clip_line
+from greenchat.protocol.message import Message
 from greenchat.server.caps import has_multiline
 from greenchat.server.commands.table import command
 from greenchat.server.history import (
@@ -32,6 +32,8 @@ from greenchat.server.outgoing import (
     MESSAGE_TAGS,
     SERVER_TIME,
     format_server_time,
+    multiline_batch,
+    multiline_plain,
     render_line,
     wire_body,
 )
@@ -262,33 +264,13 @@ def _send_history(server: ChatServer, conn: Session, target: str, items: list[Hi
 def history_lines(item: HistoryItem, variant: int, tag: str, batches: bool) -> bytes:
     """A stored message as it went out live: one line, or a multiline message's lines
     (stored as one, its lines joined by newlines), as a draft/multiline batch inside
-    the chathistory one for a client with the capability."""
+    the chathistory one for a client with the capability (``batches``)."""
     if item.command not in ("PRIVMSG", "NOTICE") or "\n" not in item.params[-1]:
         return history_line(item, variant, tag)
-    target, lines = item.params[0], item.params[-1].split("\n")
-    if not batches:
-        return b"".join(
-            history_line(item._replace(params=(target, line), msgid=_nth(item.msgid, n),
-                                       tags=item.tags if n == 0 else ""), variant, tag)
-            for n, line in enumerate(lines)
-        )  # fmt: skip
-    ref = "ml" + item.msgid
-    inner = f"batch={ref}"
-    opened = render_line(
-        item.source, f"BATCH +{ref} draft/multiline {target}", variant, item.time,
-        item.msgid, item.tags, item.account, tag,
-    )  # fmt: skip
-    body = [
-        clip_line(f"@{inner} :{item.source} {wire_body(item.command, (target, line), True)}"
-                  "\r\n".encode())
-        for line in lines
-    ]  # fmt: skip
-    closed = f"{'@' + tag + ' ' if tag else ''}:{item.source} BATCH -{ref}\r\n".encode()
-    return b"".join((opened, *body, closed))
-
-
-def _nth(msgid: str, number: int) -> str:
-    return msgid if number == 0 else f"{msgid}-{number}"
+    lines = tuple((line, False) for line in item.params[-1].split("\n"))
+    render = multiline_batch if batches else multiline_plain
+    return render(item.source, item.command, item.params[0], lines, variant, item.time,
+                  item.msgid, item.tags, item.account, tag)  # fmt: skip
 
 
 def history_line(item: HistoryItem, variant: int, first_tag: str = "") -> bytes:

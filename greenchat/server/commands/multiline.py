@@ -132,4 +132,4 @@ def _refuse(server: ChatServer, conn: Session, open_batch: OpenBatch, code: str,
 
 
 def _fail(server: ChatServer, conn: Session, code: str, text: str, *context: str) -> None:
-    conn.send(Message("FAIL", ("BATCH", code, *context, text), server.config.name))
+    conn.fail("BATCH", code, *context, text)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from greenchat.protocol.numerics import ERR_ALREADYREGISTERED
 from greenchat.server.commands.table import command
+from greenchat.server.session import display_host
 
 if TYPE_CHECKING:
     from greenchat.protocol.message import Message
@@ -63,7 +64,7 @@ def webirc(server: ChatServer, conn: Session, msg: Message) -> None:
         return
     conn.webirc_gateway = name
     conn.user.ip = address
-    conn.user.host = hostname if _HOSTNAME.fullmatch(hostname) else _display(address)
+    conn.user.host = hostname if _HOSTNAME.fullmatch(hostname) else display_host(address)
     log.info("WEBIRC: %s carries %s (%s)", name, conn.user.host, address)
 
 
@@ -80,7 +81,3 @@ def _gateway_for(server: ChatServer, peer: str, password: str) -> str | None:
         if matches and address in ipaddress.ip_network(network) and found is None:
             found = name
     return found
-
-
-def _display(address: str) -> str:
-    return "0" + address if address.startswith(":") else address
