@@ -26,6 +26,7 @@ from greenchat.server.events import (
     Joined,
     Kicked,
     Messaged,
+    MetadataChanged,
     NickChanged,
     Parted,
     StoreChanged,
@@ -66,6 +67,8 @@ def verdict(server: ChatServer, event: Event, origin: str, extra: dict[str, Any]
         return _registration(hub, event, origin)
     if isinstance(event, StoreChanged):
         return None  # the store has it already: a notice, nobody's change to refuse
+    if isinstance(event, MetadataChanged) and not _has_target(hub, event.target):
+        return STALE  # the user quit or changed nick, the channel went, meanwhile
     actor_nick = actor_of(event)
     actor = hub.nicks.get(casefold(actor_nick))
     if actor is None or not actor.registered:
@@ -77,6 +80,10 @@ def verdict(server: ChatServer, event: Event, origin: str, extra: dict[str, Any]
         return STALE
     check = _CHECKS.get(type(event))
     return None if check is None else check(server, event, actor, extra)
+
+
+def _has_target(hub: Any, name: str) -> bool:
+    return hub.get_channel(name) is not None or hub.registered_user(name) is not None
 
 
 def _registration(hub: Any, event: UserRegistered, origin: str) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 
 from greenchat.protocol.casemap import casefold
 from greenchat.server.hub import Channel, Hub
+from greenchat.server.user import frozen
 
 __all__ = ["load", "take"]
 
@@ -21,7 +22,7 @@ def take(hub: Hub, node: str, servers: dict[str, str]) -> dict[str, Any]:
     ``servers``: each node's server name (ours too)."""
     users = [
         [u.nick, u.username, u.host, u.realname, u.account, u.node or node,
-         "".join(sorted(u.modes)), u.away, u.signon, u.ip]
+         "".join(sorted(u.modes)), u.away, u.signon, u.ip, dict(u.metadata)]
         for u in hub.users if u.registered
     ]  # fmt: skip
     channels = [
@@ -30,7 +31,8 @@ def take(hub: Hub, node: str, servers: dict[str, str]) -> dict[str, Any]:
          c.topic, c.topic_setter, c.topic_set_at,
          [[m.nick, "".join(sorted(modes))] for m, modes in c.members.items()],
          {"excepts": [list(entry) for entry in c.excepts.values()],
-          "invexes": [list(entry) for entry in c.invexes.values()], "route": c.route}]
+          "invexes": [list(entry) for entry in c.invexes.values()], "route": c.route,
+          "metadata": dict(c.metadata)}]
         for c in hub.channels.values()
     ]  # fmt: skip
     return {"users": users, "channels": channels, "servers": servers}
@@ -40,12 +42,13 @@ def load(hub: Hub, state: dict[str, Any], node: str) -> int:
     """Add the snapshot's users (other nodes': ``node`` is ours) and channels to
     ``hub``; returns how many users came. Nobody is told: it is what was there."""
     count = 0
-    for nick, username, host, realname, account, home, modes, away, signon, ip in state["users"]:
+    for row in state["users"]:
+        nick, username, host, realname, account, home, modes, away, signon, ip, keys = row
         if home == node or casefold(nick) in hub.nicks:
             continue
         user = hub.add_remote_user(nick, host, home, signon, ip)
         user.username, user.realname, user.account = username, realname, account
-        user.modes, user.away = frozenset(modes), away
+        user.modes, user.away, user.metadata = frozenset(modes), away, frozen(keys)
         user.registered = True
         user.set_nick(nick)
         hub.note_registered()
@@ -65,6 +68,7 @@ def load(hub: Hub, state: dict[str, Any], node: str) -> int:
         channel.excepts = {casefold(mask): (mask, by, when) for mask, by, when in excepts}
         channel.invexes = {casefold(mask): (mask, by, when) for mask, by, when in invexes}
         channel.lists_changed()
+        channel.metadata = frozen(more["metadata"])
         if channel.route != channel.key:  # renamed before we came: routes may be shared
             hub.renamed += 1
         channel.topic, channel.topic_setter, channel.topic_set_at = topic, setter, set_at

@@ -13,12 +13,12 @@ not from an observer, which must not apply events while one is applied).
 The registry holds each channel's :class:`RegisteredChannel` for who may do
 what (founder, access list); the live state is the hub's channel. Changes of it
 reach the store without the hub ever waiting: :meth:`on_event` (an observer)
-notes the registered channel a TopicSet or ChannelModeChanged touched, and one
-writer greenlet saves the noted channels' state with ``storage.run``, one write
-per channel however many changes came meanwhile. A store that fails keeps the
-channels noted: the writer says so once and tries again later (the state in
-memory is always the newest, so a late write loses nothing). At stop,
-:meth:`close` writes what is still pending, once.
+notes the registered channel a TopicSet, ChannelModeChanged or MetadataChanged
+touched, and one writer greenlet saves the noted channels' state with
+``storage.run``, one write per channel however many changes came meanwhile. A
+store that fails keeps the channels noted: the writer says so once and tries
+again later (the state in memory is always the newest, so a late write loses
+nothing). At stop, :meth:`close` writes what is still pending, once.
 
 Every write is a read-modify-write run whole on the storage thread (the one
 thread every store call runs on, in order): the writer replaces the state
@@ -35,8 +35,9 @@ import gevent
 from gevent.event import Event as Flag
 
 from greenchat.protocol.casemap import casefold
-from greenchat.server.events import ChannelModeChanged, Event, TopicSet
+from greenchat.server.events import ChannelModeChanged, Event, MetadataChanged, TopicSet
 from greenchat.server.hub import PREFIX_MODES
+from greenchat.server.user import frozen
 from greenchat.store.base import AccountStore, RegisteredChannel, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def state_of(channel: Channel) -> dict[str, Any]:
             for char in "eI"
             for mask, by, when in channel.mask_list(char).values()
         ),
+        "metadata": dict(channel.metadata),
     }
 
 
@@ -227,11 +229,12 @@ class ChannelRegistry:
         """Observer: note a registered channel whose topic or modes changed (cheap for
         every other event: a type check, a dict lookup). Never blocks: the writer saves."""
         kind = type(event)  # called for every event, every message too: keep this lean
-        if kind is not TopicSet and kind is not ChannelModeChanged:
-            return
+        if kind is not TopicSet and kind is not ChannelModeChanged and kind is not MetadataChanged:
+            return  # (a MetadataChanged of a user names a nick: never a registered channel)
         if self.hub.foreign:
             return  # another node's change: that node saves it in the store we share
-        key = casefold(event.channel)  # type: ignore[attr-defined]
+        name = event.target if kind is MetadataChanged else event.channel  # type: ignore
+        key = casefold(name)
         if key not in self.records:
             return
         if kind is ChannelModeChanged and all(
@@ -298,4 +301,5 @@ def _restore(channel: Channel, record: RegisteredChannel) -> None:
     for char, mask, by, when in record.exceptions:
         channel.mask_list(char)[casefold(mask)] = (mask, by, int(when))
     channel.lists_changed()
+    channel.metadata = frozen(record.metadata)
     channel.created = int(record.registered_at)

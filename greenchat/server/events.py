@@ -39,6 +39,7 @@ __all__ = [
     "Kicked",
     "Killed",
     "Messaged",
+    "MetadataChanged",
     "NickChanged",
     "Parted",
     "Quit",
@@ -237,6 +238,20 @@ class HostChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class MetadataChanged(Event):
+    """IRCv3 metadata of ``target`` (a nick, or a channel's name) changed by ``by``:
+    each of ``changes`` is ``(key, value)``, a value of None taking the key off. The
+    keys and values were checked (protocol/metadata.py); the target's subscribers
+    sharing a channel with it are told, but not ``by``, who had the reply."""
+
+    kind: ClassVar[str] = "metadata"
+    by: str
+    target: str
+    changes: tuple[tuple[str, str | None], ...]
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
 class Killed(Event):
     """An operator's KILL; the victim's Quit follows when its connection ends."""
 
@@ -333,6 +348,7 @@ KINDS: dict[str, type[Event]] = {
         AwayChanged,
         RealnameChanged,
         HostChanged,
+        MetadataChanged,
         Killed,
         WallopsSent,
         Messaged,

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ClassVar
 
 from greenchat.metrics import Buckets
 from greenchat.protocol.caps import CapNegotiation
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.masks import parse_ban
+from greenchat.protocol.metadata import CAPABILITY as METADATA
+from greenchat.protocol.metadata import VISIBLE
 from greenchat.server.caps import CHANNEL_RENAME, has_multiline
 from greenchat.server.events import (
     AccountChanged,
@@ -36,6 +38,7 @@ from greenchat.server.events import (
     Kicked,
     Killed,
     Messaged,
+    MetadataChanged,
     NickChanged,
     Parted,
     Quit,
@@ -49,7 +52,7 @@ from greenchat.server.events import (
 )
 from greenchat.server.outgoing import Multiline, Relay, multiline_relays
 from greenchat.server.presence import Presence
-from greenchat.server.user import BOT_MODE, User
+from greenchat.server.user import BOT_MODE, NO_METADATA, User, frozen
 
 __all__ = ["PREFIXES", "REDACTION", "Channel", "Hub"]
 
@@ -86,6 +89,7 @@ class Channel:
         "limit",
         "local",
         "members",
+        "metadata",
         "modes",
         "name",
         "route",
@@ -122,6 +126,7 @@ class Channel:
         self.topic = ""
         self.topic_setter = ""
         self.topic_set_at = 0
+        self.metadata: Mapping[str, str] = NO_METADATA  # IRCv3 metadata: replaced, not mutated
         # From the creating event on a network, so every node shows the same time.
         self.created = int(time.time() if created is None else created)
 
@@ -420,6 +425,8 @@ class Hub:
         if user.away:  # hook: away-notify members learn at once that the newcomer is away
             away = Relay(user.prefix, "AWAY", (user.away,), account=user.account)
             self.fanout(channel.local, away, exclude=user, require_cap="away-notify")
+        if user.metadata:  # hook: subscribers learn the newcomer's keys (IRCv3 metadata)
+            self._tell_metadata(channel.local, user.nick, tuple(user.metadata.items()), user)
         return channel
 
     def _parted(self, event: Parted) -> None:
@@ -702,6 +709,47 @@ class Hub:
         recipients = [user] if other is None or other is user else [user, other]
         self.fanout(recipients, relay, require_cap=REDACTION)
 
+    def _metadata_changed(self, event: MetadataChanged) -> None:
+        """A user's or a channel's keys change. Whoever subscribed to a key (and has the
+        capability) is told, with a METADATA line: of a channel, its members; of a user,
+        those who share a channel with it, and the user itself; never ``by``."""
+        channel = self.channels.get(casefold(event.target))
+        holder: Channel | User
+        if channel is not None:
+            holder, name, recipients = channel, channel.name, channel.local
+        else:
+            user = self._user(event.target)
+            holder, name = user, user.nick
+            recipients = {**dict.fromkeys(self.peers(user)), user: None}
+        values = dict(holder.metadata)
+        for key, value in event.changes:
+            if value is None:
+                values.pop(key, None)
+            else:
+                values[key] = value
+        holder.metadata = frozen(values)
+        self._tell_metadata(recipients, name, event.changes, self.nicks.get(casefold(event.by)))
+
+    def _tell_metadata(
+        self,
+        recipients: Collection[User],
+        target: str,
+        changes: Iterable[tuple[str, str | None]],
+        exclude: User | None,
+    ) -> None:
+        """One METADATA line per change to the ``recipients`` subscribed to its key."""
+        able = [
+            member
+            for member in recipients
+            if member.metadata_subs and member is not exclude and METADATA in member.caps.enabled
+        ]
+        for key, value in changes if able else ():
+            if value is None:
+                relay = Relay(self.name, "METADATA", (target, key, VISIBLE), trailing=False)
+            else:
+                relay = Relay(self.name, "METADATA", (target, key, VISIBLE, value))
+            self.fanout([m for m in able if key in m.metadata_subs], relay)
+
     def _store_changed(self, event: StoreChanged) -> None:
         """Nothing of the hub's: observers on other nodes read the record again."""
 
@@ -721,6 +769,7 @@ class Hub:
         AwayChanged: _away_changed,
         RealnameChanged: _realname_changed,
         HostChanged: _host_changed,
+        MetadataChanged: _metadata_changed,
         Killed: _killed,
         WallopsSent: _wallops_sent,
         Messaged: _messaged,

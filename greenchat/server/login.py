@@ -26,6 +26,7 @@ from gevent import monkey
 
 from greenchat.protocol.casemap import casefold, valid_nick
 from greenchat.protocol.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
+from greenchat.server import metadata
 from greenchat.server.commands.table import wait_for, wait_for_store
 from greenchat.server.events import AccountChanged
 from greenchat.server.shared_store import ACCOUNT, announce
@@ -197,6 +198,7 @@ def log_in(server: ChatServer, conn: Session, account: str) -> None:
     user = conn.user
     server.metrics.logins["ok"] += 1
     server.read_markers.load(conn, account)  # before JOINs need them (MARKREAD)
+    metadata.logged_in(server, conn, account)  # the keys the account keeps
     conn.numeric(RPL_LOGGEDIN, _prefix(conn), account, f"You are now logged in as {account}")
     log.info("%s logged in as %s", _prefix(conn), account)
     if user.registered:

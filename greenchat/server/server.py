@@ -30,6 +30,8 @@ from gevent.pool import Pool
 from greenchat.metrics import ServerMetrics
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.message import Message
+from greenchat.protocol.metadata import CAPABILITY as METADATA
+from greenchat.protocol.metadata import capability_value as metadata_value
 from greenchat.protocol.numerics import ERR_UNKNOWNERROR
 from greenchat.server.caps import (
     CHANNEL_RENAME,
@@ -120,6 +122,7 @@ SUPPORTED_CAPS = {
     LANGUAGES_CAP: languages_value(),
     MULTILINE: multiline_value(),
     CHANNEL_RENAME: "",
+    METADATA: metadata_value(),
 }
 
 

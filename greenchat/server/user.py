@@ -14,6 +14,8 @@ backplane instead.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from greenchat.protocol.caps import CapNegotiation
@@ -25,9 +27,18 @@ if TYPE_CHECKING:
     from greenchat.server.outgoing import Relay
     from greenchat.server.session import Session
 
-__all__ = ["BOT_MODE", "NO_MODES", "User"]
+__all__ = ["BOT_MODE", "NO_METADATA", "NO_MODES", "User", "frozen"]
 
 NO_MODES: frozenset[str] = frozenset()
+# What most users have of IRCv3 metadata: shared, never changed (a change replaces it).
+NO_METADATA: Mapping[str, str] = MappingProxyType({})
+
+
+def frozen(values: Mapping[str, str]) -> Mapping[str, str]:
+    """Metadata as a user or a channel keeps it: read-only, the shared empty one if empty."""
+    return MappingProxyType(dict(values)) if values else NO_METADATA
+
+
 # IRCv3 bot-mode (ISUPPORT BOT=B): a user sets it on itself; WHO shows the flag, WHOIS
 # 335, and its messages carry the ``bot`` tag.
 BOT_MODE = "B"
@@ -46,6 +57,8 @@ class User:
         "host",
         "ip",
         "last_message",
+        "metadata",
+        "metadata_subs",
         "modes",
         "monitoring",
         "nick",
@@ -84,6 +97,10 @@ class User:
         self.oper_name = ""  # the OPER name used, '' when not an operator
         self.channels: dict[str, Channel] = {}  # casefolded name -> channel
         self.monitoring: dict[str, str] = {}  # MONITOR: casefolded nick -> nick as given
+        # IRCv3 metadata: its keys and values (replaced, never mutated), and for a local
+        # user the keys its client subscribed to (commands/metadata.py).
+        self.metadata: Mapping[str, str] = NO_METADATA
+        self.metadata_subs: frozenset[str] = NO_MODES
         self.signon = int(time.time())
         self.last_message = time.monotonic()  # PRIVMSG/NOTICE time, for WHOIS idle
         self.node = node  # '' for this server; later the node a remote user lives on

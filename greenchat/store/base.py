@@ -87,6 +87,7 @@ class RegisteredChannel:
     # +e and +I entries: (mode letter "e" or "I", mask, set by, when)
     exceptions: tuple[tuple[str, str, str, float], ...] = ()
     access: dict[str, str] = field(default_factory=dict)  # account name -> modes, "o" or "v"
+    metadata: dict[str, str] = field(default_factory=dict)  # IRCv3 metadata: key -> value
 
 
 # A private conversation's key (HistoryItem.target): this prefix, then its two
@@ -216,6 +217,14 @@ class AccountStore(Protocol):
 
     def set_setting(self, name: str, key: str, value: str) -> bool:
         """NickServ SET; an empty value removes the setting."""
+
+    def account_metadata(self, name: str) -> dict[str, str]:
+        """The account's IRCv3 metadata, key -> value; {} for an account that has none,
+        or does not exist."""
+
+    def set_account_metadata(self, name: str, changes: Sequence[tuple[str, str | None]]) -> bool:
+        """Set each ``(key, value)`` of ``changes`` (a value of None deletes the key), in
+        one transaction. False if there is no such account."""
 
     def drop_account(self, name: str) -> bool:
         """Delete the account, its fingerprints, and the channels it founded; and

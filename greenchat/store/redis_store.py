@@ -34,6 +34,7 @@ channels' access lists), they are rare, and one slot lets each be one atomic scr
                                         registered_at, email, verified (0/1),
                                         verify_code
 ``K settings:<key>``            hash    NickServ SET name -> value
+``K metadata:<key>``            hash    IRCv3 metadata key -> value
 ``K certfps:<key>``             list    the account's fingerprints, in the order added
 ``K certfp``                    hash    fingerprint -> account key (one account each)
 ``K channels``                  zset    channel key, scored by registration number
@@ -42,7 +43,8 @@ channels' access lists), they are rare, and one slot lets each be one atomic scr
                                         topic, topic_setter, topic_time, modes, key,
                                         limit, bans (JSON ``[[mask, by, when]]``),
                                         exceptions (+e/+I: ``[[letter, mask, by,
-                                        when]]``; missing in older records)
+                                        when]]``; missing in older records),
+                                        metadata (JSON ``{key: value}``; ditto)
 ``K access:<ckey>``             hash    account key -> JSON ``[name, modes]``
 ``K founded:<key>``             set     keys of the channels ``<key>`` founded
 ``K listed:<key>``              set     keys of the channels whose access lists it
@@ -201,6 +203,9 @@ class Keys:
     def settings(self, key: str) -> str:
         return f"{self.registry}settings:{key}"
 
+    def metadata(self, key: str) -> str:
+        return f"{self.registry}metadata:{key}"
+
     @property
     def certfp(self) -> str:
         return self.registry + "certfp"
@@ -343,7 +348,8 @@ end
 _CREATE_ACCOUNT = """
 local key = ARGV[2]
 if redis.call('HSETNX', p .. 'accounts', key, ARGV[3]) == 0 then return 0 end
-redis.call('DEL', p .. 'account:' .. key, p .. 'settings:' .. key, p .. 'certfps:' .. key)
+redis.call('DEL', p .. 'account:' .. key, p .. 'settings:' .. key, p .. 'certfps:' .. key,
+  p .. 'metadata:' .. key)
 local nf = tonumber(ARGV[4])
 hset_pairs(p .. 'account:' .. key, 5, nf)
 local at = 5 + 2 * nf
@@ -389,6 +395,17 @@ else redis.call('HSET', p .. 'settings:' .. ARGV[2], ARGV[3], ARGV[4]) end
 return 1
 """
 
+# ARGV: K, key, then triples: 's' (set) or 'd' (delete), metadata key, value.
+_SET_METADATA = """
+if redis.call('HEXISTS', p .. 'accounts', ARGV[2]) == 0 then return 0 end
+local hash = p .. 'metadata:' .. ARGV[2]
+for i = 3, #ARGV, 3 do
+  if ARGV[i] == 'd' then redis.call('HDEL', hash, ARGV[i + 1])
+  else redis.call('HSET', hash, ARGV[i + 1], ARGV[i + 2]) end
+end
+return 1
+"""
+
 # ARGV: K, key.
 _DROP_ACCOUNT = """
 local key = ARGV[2]
@@ -401,7 +418,7 @@ for _, fp in ipairs(redis.call('LRANGE', p .. 'certfps:' .. key, 0, -1)) do
   if redis.call('HGET', p .. 'certfp', fp) == key then redis.call('HDEL', p .. 'certfp', fp) end
 end
 redis.call('DEL', p .. 'account:' .. key, p .. 'settings:' .. key, p .. 'certfps:' .. key,
-  p .. 'founded:' .. key, p .. 'listed:' .. key)
+  p .. 'founded:' .. key, p .. 'listed:' .. key, p .. 'metadata:' .. key)
 return 1
 """
 
@@ -673,6 +690,7 @@ _SCRIPTS = {
     "add_certfp": _Script(_REGISTRY_LUA, _ADD_CERTFP),
     "remove_certfp": _Script(_REGISTRY_LUA, _REMOVE_CERTFP),
     "set_setting": _Script(_REGISTRY_LUA, _SET_SETTING),
+    "set_metadata": _Script(_REGISTRY_LUA, _SET_METADATA),
     "drop_account": _Script(_REGISTRY_LUA, _DROP_ACCOUNT),
     "register_channel": _Script(_REGISTRY_LUA, _REGISTER_CHANNEL),
     "update_channel": _Script(_REGISTRY_LUA, _UPDATE_CHANNEL),
@@ -748,6 +766,7 @@ def _channel_fields(c: RegisteredChannel) -> dict:
         "limit": c.limit,
         "bans": json.dumps([list(ban) for ban in c.bans], ensure_ascii=False),
         "exceptions": json.dumps([list(entry) for entry in c.exceptions], ensure_ascii=False),
+        "metadata": json.dumps(c.metadata, ensure_ascii=False),
     }
 
 
@@ -772,6 +791,7 @@ def _channel(fields: dict, access: list) -> RegisteredChannel:
         limit=int(f["limit"]),
         bans=tuple((mask, by, float(when)) for mask, by, when in json.loads(f["bans"])),
         exceptions=_exceptions(f.get("exceptions", "[]")),  # none in a record made before
+        metadata=json.loads(f.get("metadata", "{}")),
         access=dict(json.loads(entry) for entry in access),
     )
 
@@ -1125,6 +1145,18 @@ class RedisStore:
     def set_setting(self, name: str, key: str, value: str) -> bool:
         with self._client() as client:
             return bool(self._registry(client, "set_setting", casefold(name), key, value))
+
+    def account_metadata(self, name: str) -> dict[str, str]:
+        with self._client() as client:
+            found = client.hgetall(self.keys.metadata(casefold(name)))
+        return {key.decode(): value.decode() for key, value in found.items()}
+
+    def set_account_metadata(self, name: str, changes: Sequence[tuple[str, str | None]]) -> bool:
+        args = [
+            x for key, value in changes for x in ("d" if value is None else "s", key, value or "")
+        ]
+        with self._client() as client:
+            return bool(self._registry(client, "set_metadata", casefold(name), *args))
 
     def drop_account(self, name: str) -> bool:
         key = casefold(name)

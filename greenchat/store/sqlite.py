@@ -209,6 +209,20 @@ def _v6_channel_exceptions(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE channels ADD COLUMN exceptions TEXT NOT NULL DEFAULT '[]'")
 
 
+def _v7_metadata(db: sqlite3.Connection) -> None:
+    """IRCv3 metadata: an account's keys (rows, one changed without the others) and a
+    registered channel's (JSON, saved with its state)."""
+    db.execute(
+        """CREATE TABLE account_metadata (
+            account TEXT NOT NULL REFERENCES accounts (key) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (account, name)
+        )"""
+    )
+    db.execute("ALTER TABLE channels ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'")
+
+
 # A history row as the elements of a JSON array (history(), history_item()): params is
 # JSON already.
 _HISTORY_COLUMNS = "seq, target, msgid, time, command, source, account, json(params), tags"
@@ -225,6 +239,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v4_no_age_index,
     _v5_read_markers,
     _v6_channel_exceptions,
+    _v7_metadata,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -529,6 +544,33 @@ class SqliteStore:
                 )
             return True
 
+    def account_metadata(self, name: str) -> dict[str, str]:
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT name, value FROM account_metadata WHERE account = ? ORDER BY rowid",
+                (casefold(name),),
+            ).fetchall()
+        return dict(rows)
+
+    def set_account_metadata(self, name: str, changes: Sequence[tuple[str, str | None]]) -> bool:
+        account = casefold(name)
+        with self._transaction(write=True) as db:
+            if not _has_account(db, account):
+                return False
+            for key, value in changes:
+                if value is None:
+                    db.execute(
+                        "DELETE FROM account_metadata WHERE account = ? AND name = ?",
+                        (account, key),
+                    )
+                else:
+                    db.execute(
+                        "INSERT INTO account_metadata (account, name, value) VALUES (?, ?, ?)"
+                        " ON CONFLICT (account, name) DO UPDATE SET value = excluded.value",
+                        (account, key, value),
+                    )
+            return True
+
     def drop_account(self, name: str) -> bool:
         key = casefold(name)
         with self._transaction(write=True) as db:
@@ -576,7 +618,7 @@ class SqliteStore:
                 db.execute(
                     "INSERT INTO channels (key, name, founder, founder_key, registered_at,"
                     " topic, topic_setter, topic_time, modes, channel_key, user_limit, bans,"
-                    " exceptions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " exceptions, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (key, channel.name, *_channel_fields(channel)),
                 )
             except sqlite3.IntegrityError:
@@ -606,7 +648,7 @@ class SqliteStore:
             cursor = db.execute(
                 "UPDATE channels SET founder = ?, founder_key = ?, registered_at = ?, topic = ?,"
                 " topic_setter = ?, topic_time = ?, modes = ?, channel_key = ?, user_limit = ?,"
-                " bans = ?, exceptions = ? WHERE key = ?",
+                " bans = ?, exceptions = ?, metadata = ? WHERE key = ?",
                 (*_channel_fields(channel), key),
             )
             if cursor.rowcount == 0:
@@ -923,6 +965,7 @@ def _channel_fields(channel: RegisteredChannel) -> tuple:
         channel.limit,
         json.dumps([list(ban) for ban in channel.bans]),
         json.dumps([list(entry) for entry in channel.exceptions]),
+        json.dumps(channel.metadata, ensure_ascii=False),
     )
 
 
@@ -941,5 +984,6 @@ def _channel(row: sqlite3.Row, access: dict[str, str]) -> RegisteredChannel:
         exceptions=tuple(
             (char, mask, by, float(when)) for char, mask, by, when in json.loads(row["exceptions"])
         ),
+        metadata=json.loads(row["metadata"]),
         access=access,
     )

@@ -107,6 +107,7 @@ FULL_CHANNEL = channel(
     bans=(("*!*@spam.example", "Alice[away]", 1_700_000_300.0), ("troll!*@*", "Bob", 2.5)),
     exceptions=(("e", "a:alice", "Alice[away]", 3.0), ("I", "*!*@friends.example", "Bob", 4.5)),
     access={"Bob": "o", "Carol|x": "v"},
+    metadata={"url": "https://example.org/\u2603", "empty": ""},
 )
 
 
@@ -214,6 +215,21 @@ def test_settings_are_set_replaced_and_removed(store):
     assert store.set_setting("nobody", "greet", "hi") is False
 
 
+def test_metadata_is_set_replaced_and_removed(store):
+    store.create_account(account("alice"))
+    assert store.account_metadata("alice") == {}
+    assert store.set_account_metadata("ALICE", [("avatar", "a.png"), ("bio", "")]) is True
+    assert store.account_metadata("alice") == {"avatar": "a.png", "bio": ""}  # '' is a value
+    changes = [("avatar", "b.png"), ("bio", None), ("never-set", None), ("pronouns", "she")]
+    assert store.set_account_metadata("alice", changes) is True
+    assert store.account_metadata("Alice") == {"avatar": "b.png", "pronouns": "she"}
+    assert store.set_account_metadata("nobody", [("avatar", "x")]) is False
+    assert store.account_metadata("nobody") == {}
+    assert store.drop_account("alice") is True
+    store.create_account(account("alice"))
+    assert store.account_metadata("alice") == {}  # the next owner inherits nothing
+
+
 def test_dropping_an_account_takes_its_fingerprints_and_founded_channels(store):
     store.create_account(account("Alice[away]", certfps=(FP1, FP2), settings={"greet": "hi"}))
     store.create_account(account("bob"))
@@ -276,6 +292,7 @@ def test_a_channel_is_updated_and_keeps_its_name(store):
         bans=(("*!*@new", "bob", 9.0),),
         exceptions=(("I", "U:*!*@*", "bob", 10.0),),
         access={"Carol": "v"},
+        metadata={"rules": "be kind"},
     )
     assert store.update_channel(changed) is True
     assert store.get_channel("#lobby") == replace(changed, name="#Lobby")

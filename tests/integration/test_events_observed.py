@@ -22,6 +22,7 @@ def test_every_kind_of_change_is_observed_as_an_event(make_server, connect):
         "AWAY",
         "SETNAME :Op Erator",
         "MODE op +i",
+        "METADATA * SET avatar :op.png",
         "PRIVMSG NickServ :REGISTER s3cret-pw",  # logged in: an account change
         "NICK op2",
     )

@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 from greenchat.backplane import snapshot
-from greenchat.server.events import ChannelModeChanged, Joined, TopicSet, UserRegistered
+from greenchat.server.events import (
+    ChannelModeChanged,
+    Joined,
+    MetadataChanged,
+    TopicSet,
+    UserRegistered,
+)
 from greenchat.server.hub import Hub
 
 
@@ -19,6 +25,8 @@ def _hub_with_a_channel() -> Hub:
     changes = (("+", "k", "key"), ("+", "l", "5"), ("+", "b", "*!*@bad"), ("+", "v", "bob"),
                ("+", "e", "a:Good"), ("+", "I", "*!*@friend"))  # fmt: skip
     hub.apply_now(ChannelModeChanged("alice", "#Room", changes))
+    hub.apply_now(MetadataChanged("alice", "alice", (("avatar", "a.png"),)))
+    hub.apply_now(MetadataChanged("alice", "#Room", (("url", "https://example.test"),)))
     return hub
 
 
@@ -41,6 +49,9 @@ def test_a_loaded_snapshot_has_the_users_and_channels():
     }
     assert channel.local == {}  # nobody of the loading node is in it
     assert alice.channels == {"#room": channel}
+    assert dict(alice.metadata) == {"avatar": "a.png"}
+    assert dict(channel.metadata) == {"url": "https://example.test"}
+    assert other.nick_owner("bob").metadata == {}
 
 
 def test_the_loading_node_s_own_users_are_not_loaded():

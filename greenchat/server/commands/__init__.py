@@ -12,6 +12,7 @@ from greenchat.server.commands import (  # noqa: F401
     info,
     markread,
     messaging,
+    metadata,
     monitor,
     multiline,
     oper,

@@ -47,6 +47,7 @@ from greenchat.protocol.numerics import (
     RPL_TOPIC,
     RPL_TOPICWHOTIME,
 )
+from greenchat.server import metadata
 from greenchat.server.caps import NO_IMPLICIT_NAMES
 from greenchat.server.commands import history, users
 from greenchat.server.commands.lookup import channel_or_403, user_or_401
@@ -119,6 +120,7 @@ def join(server: ChatServer, conn: Session, msg: Message) -> None:
             send_topic(server, conn, channel)
         if not conn.has_cap(NO_IMPLICIT_NAMES):
             send_names(server, conn, channel)
+        metadata.joined(server, conn, channel)
         history.autoreplay(server, conn, channel)
 
 

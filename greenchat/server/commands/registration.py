@@ -19,6 +19,7 @@ from greenchat.protocol.numerics import (
     ERR_NONICKNAMEGIVEN,
     ERR_PASSWDMISMATCH,
 )
+from greenchat.server import metadata
 from greenchat.server.commands.sasl import abort_sasl
 from greenchat.server.commands.table import command
 from greenchat.server.events import AwayChanged, NickChanged, UserRegistered
@@ -146,6 +147,7 @@ def try_register(server: ChatServer, conn: Session) -> None:
     server.metrics.registration.observe(time.monotonic() - conn.connected_at)
     log.info("registered %s from %s:%s", conn.user.prefix, conn.user.host, conn.port)
     send_welcome(server, conn)
+    metadata.registered(server, conn)  # keys set before registration, the client's burst
     guard_nick(server, user)
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from greenchat.protocol.casemap import is_channel_name
 from greenchat.protocol.masks import match_mask, normalize_mask
 from greenchat.protocol.message import Message, truncate_utf8
+from greenchat.protocol.metadata import CAPABILITY as METADATA
+from greenchat.protocol.metadata import VISIBLE
 from greenchat.protocol.numerics import (
     ERR_NOSUCHNICK,
     ERR_NOTREGISTERED,
@@ -37,6 +39,7 @@ from greenchat.protocol.numerics import (
     RPL_WHOISCHANNELS,
     RPL_WHOISHOST,
     RPL_WHOISIDLE,
+    RPL_WHOISKEYVALUE,
     RPL_WHOISMODES,
     RPL_WHOISOPERATOR,
     RPL_WHOISSERVER,
@@ -384,6 +387,9 @@ def send_whois(server: ChatServer, conn: Session, user: User) -> None:
         conn.numeric(RPL_WHOISACCOUNT, nick, user.account, "is logged in as")
     if user.away:
         conn.numeric(RPL_AWAY, nick, user.away)
+    if conn.has_cap(METADATA):  # its keys, to a client that speaks metadata (as Ergo)
+        for key, value in list(user.metadata.items()):
+            conn.numeric(RPL_WHOISKEYVALUE, nick, key, VISIBLE, value)
     idle = str(_idle_seconds(user))
     conn.numeric(RPL_WHOISIDLE, nick, idle, str(user.signon), "seconds idle, signon time")
 
