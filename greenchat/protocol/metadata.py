@@ -1,7 +1,7 @@
 """IRCv3 metadata (``draft/metadata-3``), the part that needs no server: what a key and
 a value may be, the limits the capability advertises, and what a METADATA command asks.
 
-Pure functions of their arguments, tested without sockets (tests/unit/test_metadata.py);
+Pure functions of their arguments, tested without sockets (tests/unit/test_metadata_protocol.py);
 the command's replies are commands/metadata.py's, the state the hub's.
 
 Keys are lowercase ``a-z 0-9 _ . / -`` (as Ergo and the current draft have them: no
