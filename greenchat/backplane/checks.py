@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenchat.backplane import Refused
 from greenchat.protocol.casemap import casefold
+from greenchat.protocol.metadata import MAX_KEYS
 from greenchat.protocol.numerics import ERR_NICKNAMEINUSE
 from greenchat.server.commands.channels import join_refusal, refusal_text
 from greenchat.server.events import (
@@ -162,6 +163,22 @@ def _message(server: ChatServer, event: Messaged, actor: User, extra: dict) -> A
     return None
 
 
+def _metadata(server: ChatServer, event: MetadataChanged, actor: User, extra: dict) -> Any:
+    """Still allowed at its turn: the actor may still change the target (a channel's
+    op, the user itself, an IRC operator), and the target stays within MAX_KEYS."""
+    hub = server.hub
+    channel = hub.get_channel(event.target)
+    holder = channel if channel is not None else hub.registered_user(event.target)
+    if "o" not in actor.modes and (
+        not channel.is_op(actor) if channel is not None else holder is not actor
+    ):
+        return STALE
+    keys = set(holder.metadata)
+    for key, value in event.changes:
+        (keys.discard if value is None else keys.add)(key)
+    return STALE if len(keys) > MAX_KEYS and len(keys) > len(holder.metadata) else None
+
+
 _CHECKS = {
     NickChanged: _nick,
     Joined: _join,
@@ -171,4 +188,5 @@ _CHECKS = {
     ChannelModeChanged: _modes,
     Messaged: _message,
     ChannelRenamed: _rename,
+    MetadataChanged: _metadata,
 }

@@ -43,7 +43,8 @@ def load(hub: Hub, state: dict[str, Any], node: str) -> int:
     ``hub``; returns how many users came. Nobody is told: it is what was there."""
     count = 0
     for row in state["users"]:
-        nick, username, host, realname, account, home, modes, away, signon, ip, keys = row
+        nick, username, host, realname, account, home, modes, away, signon, ip = row[:10]
+        keys = row[10] if len(row) > 10 else {}  # a node without metadata wrote it
         if home == node or casefold(nick) in hub.nicks:
             continue
         user = hub.add_remote_user(nick, host, home, signon, ip)
@@ -68,7 +69,7 @@ def load(hub: Hub, state: dict[str, Any], node: str) -> int:
         channel.excepts = {casefold(mask): (mask, by, when) for mask, by, when in excepts}
         channel.invexes = {casefold(mask): (mask, by, when) for mask, by, when in invexes}
         channel.lists_changed()
-        channel.metadata = frozen(more["metadata"])
+        channel.metadata = frozen(more.get("metadata", {}))
         if channel.route != channel.key:  # renamed before we came: routes may be shared
             hub.renamed += 1
         channel.topic, channel.topic_setter, channel.topic_set_at = topic, setter, set_at

@@ -8,7 +8,8 @@ Keys are lowercase ``a-z 0-9 _ . / -`` (as Ergo and the current draft have them:
 colon, no upper case), at most :data:`MAX_KEY_BYTES`. A value is any UTF-8 text (a
 line that is not UTF-8 never gets this far) of at most :data:`MAX_VALUE_BYTES`; an
 empty value is a value. The limits are chosen so the longest reply,
-``:<server> 761 <nick> <channel> <key> * :<value>``, fits in an IRC line of 512 bytes.
+``:<server> 761 <nick> <channel> <key> * :<value>``, fits in an IRC line of 512 bytes
+for an ASCII channel name; :func:`fits_a_line` checks a value against the real ones.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "Problem",
     "Request",
     "capability_value",
+    "fits_a_line",
     "parse_request",
     "valid_key",
     "value_problem",
@@ -64,6 +66,14 @@ def value_problem(value: str) -> str | None:
     if len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
         return f"Value is too long (at most {MAX_VALUE_BYTES} bytes)"
     return None
+
+
+def fits_a_line(server: str, nicklen: int, target: str, key: str, value: str) -> bool:
+    """Whether the longest reply that carries the value, ``:<server> 761 <nick> <target>
+    <key> * :<value>`` to a nick of ``nicklen``, fits in 512 bytes: a long channel name
+    (in UTF-8) or server name leaves less room for the value than MAX_VALUE_BYTES."""
+    head = f":{server} 761 {'n' * nicklen} {target} {key} * :"
+    return len(head.encode()) + len(value.encode("utf-8", "surrogatepass")) + 2 <= 512
 
 
 @dataclass(frozen=True, slots=True)

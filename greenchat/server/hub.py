@@ -718,7 +718,9 @@ class Hub:
         if channel is not None:
             holder, name, recipients = channel, channel.name, channel.local
         else:
-            user = self._user(event.target)
+            user = self.nicks.get(casefold(event.target))
+            if user is None:  # gone meanwhile (the backplane's checks skip such a change)
+                return
             holder, name = user, user.nick
             recipients = {**dict.fromkeys(self.peers(user)), user: None}
         values = dict(holder.metadata)
@@ -744,11 +746,14 @@ class Hub:
             if member.metadata_subs and member is not exclude and METADATA in member.caps.enabled
         ]
         for key, value in changes if able else ():
+            subscribed = [member for member in able if key in member.metadata_subs]
+            if not subscribed:
+                continue
             if value is None:
                 relay = Relay(self.name, "METADATA", (target, key, VISIBLE), trailing=False)
             else:
                 relay = Relay(self.name, "METADATA", (target, key, VISIBLE, value))
-            self.fanout([m for m in able if key in m.metadata_subs], relay)
+            self.fanout(subscribed, relay)
 
     def _store_changed(self, event: StoreChanged) -> None:
         """Nothing of the hub's: observers on other nodes read the record again."""

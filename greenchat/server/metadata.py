@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from greenchat.protocol.message import Message
+from greenchat.protocol.message import Message, clip_line
 from greenchat.protocol.metadata import CAPABILITY, MAX_KEYS, VISIBLE
 from greenchat.protocol.numerics import ERR_METADATASYNCLATER
 from greenchat.server.commands.table import wait_for_store
@@ -82,7 +82,7 @@ def send_metadata(
 ) -> None:
     """``METADATA <target> <key> * :<value>``, the value always after ':' (as fan-out has it)."""
     line = Message("METADATA", (target, key, VISIBLE, value), server.config.name, tags)
-    conn.enqueue(line.to_bytes(True))
+    conn.enqueue(clip_line(line.to_bytes(True)))  # SET checked the value fits: a backstop
 
 
 def sync_lines(
@@ -97,7 +97,7 @@ def sync_lines(
     for user in users:
         for key, value in user.metadata.items():
             if key in subs:
-                yield user.nick, key, value
+                yield user.nick or "*", key, value  # '*': SYNC before NICK
 
 
 def registered(server: ChatServer, conn: Session) -> None:
@@ -132,6 +132,15 @@ def joined(server: ChatServer, conn: Session, channel: Channel) -> None:
             send_metadata(server, conn, target, key, value, tags)
 
 
+def _newer(own: Mapping[str, str], stored: dict[str, str]) -> list[tuple[str, str]]:
+    """The user's keys the account should keep: changed ones, and new ones while the
+    account has room for them (it keeps at most MAX_KEYS, as a user has)."""
+    changed = [(k, v) for k, v in own.items() if k in stored and stored[k] != v]
+    room = MAX_KEYS - len(stored)
+    added = [(k, v) for k, v in own.items() if k not in stored][: max(room, 0)]
+    return changed + added
+
+
 def logged_in(server: ChatServer, conn: Session, account: str) -> None:
     """``conn`` just logged in to ``account`` (its greenlet may wait for the store): the
     keys the account keeps that the user has not set become the user's, and the user's
@@ -139,9 +148,9 @@ def logged_in(server: ChatServer, conn: Session, account: str) -> None:
     user = conn.user
     try:
         stored = wait_for_store(conn, "account_metadata", account)
-        newer = [(k, v) for k, v in user.metadata.items() if stored.get(k) != v]
+        newer = _newer(user.metadata, stored)
         room = MAX_KEYS - len(user.metadata)
-        loaded = tuple((k, v) for k, v in stored.items() if k not in user.metadata)[:room]
+        loaded = tuple((k, stored[k]) for k in sorted(stored) if k not in user.metadata)[:room]
         if newer:
             wait_for_store(conn, "set_account_metadata", account, newer)
     except StoreUnavailable:

@@ -10,6 +10,7 @@ import re
 import pytest
 from transcript import register_account
 
+from greenchat.backplane import Unavailable
 from greenchat.protocol.message import parse
 from greenchat.server import metadata as server_metadata
 
@@ -125,6 +126,44 @@ def test_refusals(connect):
     bob.expect(r" 761 bob #c url \* :https://example.test$")
 
 
+def test_a_value_must_fit_the_line_its_reply_takes(connect):
+    alice = connect().register_with_caps("alice", MD)
+    channel = "#" + "é" * 63  # 127 bytes of the 512
+    alice.join(channel)
+    alice.send(f"METADATA {channel} SET {'k' * 64} :{'x' * 300}")
+    alice.expect(r"FAIL METADATA VALUE_INVALID \S+ k+ :Value is too long for this target$")
+    set_key(alice, channel, "k" * 64, "x" * 200)
+    alice.send(f"METADATA {channel} GET {'k' * 64}")
+    _, lines = read_batch(alice)
+    assert params(lines)[0][-1] == "x" * 200  # whole, not clipped
+    assert all(len(line.encode()) <= 512 for line in alice.lines)
+
+
+@pytest.mark.single_process("makes one hub refuse the change as a network would")
+def test_a_change_the_network_cannot_take_is_refused_and_not_kept(server, connect):
+    register_account(server.port, "alice", PASSWORD)
+    alice = connect().register_with_caps("alice", MD)
+    alice.send(f"PRIVMSG NickServ :IDENTIFY {PASSWORD}")
+    alice.expect(r" 900 alice ")
+    hub = server.server.hub
+    apply = hub.apply
+
+    def refusing(event, *args, **kwargs):
+        if event.kind == "metadata":
+            raise Unavailable("Redis is down")
+        return apply(event, *args, **kwargs)
+
+    server.call(setattr, hub, "apply", refusing)
+    try:
+        alice.send("METADATA * SET avatar :a.png")
+        alice.expect(r"FAIL METADATA TEMPORARILY_UNAVAILABLE alice :The change could not be made")
+    finally:
+        server.call(delattr, hub, "apply")
+    alice.send("METADATA * GET avatar")
+    alice.expect(r" 766 alice alice avatar ")
+    assert server.call(server.server.storage.store.account_metadata, "alice") == {}
+
+
 def test_at_most_max_keys_and_a_rate(connect):
     alice = connect().register_with_caps("alice", MD).join("#c")
     for number in range(10):  # the burst
@@ -149,8 +188,13 @@ def test_subscriptions(connect):
     _, lines = read_batch(alice, "metadata-subs")
     assert params(lines) == [("772", "avatar")]
     keys = [f"key{n}" for n in range(60)]
+    start = len(alice.lines)
     alice.send(f"METADATA * SUB {' '.join(keys)}")
     alice.expect(r"FAIL METADATA TOO_MANY_SUBS key49 :")
+    alice.sync()  # the 770s follow the FAIL
+    oks = [parse(line) for line in alice.lines[start:] if " 770 " in line]
+    assert sum(len(ok.params) - 1 for ok in oks) == 49
+    assert all(len(ok.params) <= 13 for ok in oks)  # some parsers stop at 15 parameters
     alice.send("METADATA * SUBS")
     _, lines = read_batch(alice, "metadata-subs")
     subscribed = {key for p in params(lines) for key in p[1:]}
@@ -233,6 +277,8 @@ def test_keys_before_registration(connect):
     alice.send("METADATA * SET avatar :early.png", "METADATA * SUB avatar")
     alice.expect(r" 761 \* \* avatar \* :early\.png$")
     alice.expect(r" 770 \* :avatar$")
+    alice.send("METADATA * SYNC")  # no nick yet: '*'
+    assert params(read_batch(alice)[1]) == [("METADATA", "*", "avatar", "*", "early.png")]
     alice.send("METADATA bob GET avatar")
     alice.expect(r" 451 \* :")  # only * before registration
     alice.send("NICK alice", "USER alice 0 * :Alice", "CAP END")

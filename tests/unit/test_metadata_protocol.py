@@ -8,14 +8,17 @@ from hypothesis import strategies as st
 
 from greenchat.protocol.metadata import (
     MAX_KEY_BYTES,
+    MAX_KEYS,
     MAX_VALUE_BYTES,
     Problem,
     Request,
     capability_value,
+    fits_a_line,
     parse_request,
     valid_key,
     value_problem,
 )
+from greenchat.server.metadata import _newer
 
 
 def test_keys_are_lowercase_words_without_colons():
@@ -30,6 +33,20 @@ def test_values_are_bounded_in_bytes_not_characters():
     assert value_problem("x" * MAX_VALUE_BYTES) is None
     assert value_problem("é" * (MAX_VALUE_BYTES // 2)) is None
     assert "too long" in value_problem("é" * (MAX_VALUE_BYTES // 2 + 1))
+
+
+def test_a_value_fits_the_line_of_its_longest_reply():
+    assert fits_a_line("greenchat.local", 30, "#" + "c" * 63, "k" * 64, "x" * MAX_VALUE_BYTES)
+    long_channel = "#" + "é" * 63  # 127 bytes
+    assert not fits_a_line("greenchat.local", 30, long_channel, "k" * 64, "x" * MAX_VALUE_BYTES)
+    assert fits_a_line("greenchat.local", 30, long_channel, "k" * 64, "x" * 200)
+
+
+def test_a_login_keeps_the_account_within_its_keys():
+    stored = {f"s{n}": "v" for n in range(MAX_KEYS - 1)}
+    own = {"s0": "changed", "new1": "a", "new2": "b"}
+    assert _newer(own, stored) == [("s0", "changed"), ("new1", "a")]  # room for one more
+    assert _newer({"s1": "v"}, stored) == []  # nothing new
 
 
 def test_the_capability_says_before_connect_and_the_limits():

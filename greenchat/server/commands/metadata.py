@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from greenchat.backplane import Refused, Unavailable
 from greenchat.protocol.casemap import casefold
 from greenchat.protocol.message import Message
 from greenchat.protocol.metadata import (
@@ -41,6 +42,7 @@ from greenchat.protocol.metadata import (
     VISIBLE,
     Problem,
     Request,
+    fits_a_line,
     parse_request,
     valid_key,
     value_problem,
@@ -76,6 +78,7 @@ SUBS_BATCH = "metadata-subs"
 CHANGE_BURST = 10
 CHANGE_RATE = 0.5
 _KEYS_BUDGET = 400  # bytes of keys on one 770/771/772 line
+_KEYS_PER_LINE = 12  # and keys: some parsers stop at 15 parameters
 _buckets: weakref.WeakKeyDictionary[User, TokenBucket] = weakref.WeakKeyDictionary()
 
 Target = User | Channel
@@ -91,25 +94,28 @@ Target = User | Channel
     "Reads or sets IRCv3 metadata (draft/metadata-3) of a user, a channel or yourself (*), "
     "and subscribes to the keys you want to hear about.",
 )
-def metadata(server: ChatServer, conn: Session, msg: Message) -> Iterator[None]:
+def metadata(server: ChatServer, conn: Session, msg: Message) -> Iterator[None] | None:
+    """Checks, then the subcommand: LIST and SYNC answer a page at a time (generators),
+    the others at once, so that a refusal of the network's reaches them (``dispatch``
+    runs them, not the pager)."""
     request = parse_request(msg.params)
     if isinstance(request, Problem):
         if request.code:
             conn.fail("METADATA", request.code, *request.context, request.text)
         else:
             conn.numeric(ERR_NEEDMOREPARAMS, "METADATA", request.text)
-        return
+        return None
     if not conn.user.registered and (request.target != "*" or not conn.has_cap(CAPABILITY)):
         conn.numeric(ERR_NOTREGISTERED, "You have not registered")
-        return
+        return None
     if request.subcommand in _OWN:
         _OWN[request.subcommand](server, conn, request)
-        return
+        return None
     target = _target(server, conn, request.target)
     if target is None:
         conn.fail("METADATA", "INVALID_TARGET", request.target, "Invalid metadata target")
-        return
-    yield from _ON_TARGET[request.subcommand](server, conn, target, request)
+        return None
+    return _ON_TARGET[request.subcommand](server, conn, target, request)
 
 
 def _target(server: ChatServer, conn: Session, name: str) -> Target | None:
@@ -141,7 +147,7 @@ def _no_permission(conn: Session, target: Target, key: str) -> None:
 # -- reading -----------------------------------------------------------------------------
 
 
-def _get(server: ChatServer, conn: Session, target: Target, request: Request) -> Iterator[None]:
+def _get(server: ChatServer, conn: Session, target: Target, request: Request) -> None:
     if not _may_see(conn, target):
         _no_permission(conn, target, "*")
         return
@@ -159,7 +165,6 @@ def _get(server: ChatServer, conn: Session, target: Target, request: Request) ->
                 conn.numeric(RPL_KEYVALUE, name, key, VISIBLE, value, tags=tags)
             else:
                 conn.numeric(RPL_KEYNOTSET, name, key, "Key is not set", tags=tags)
-    yield from ()
 
 
 def _list(server: ChatServer, conn: Session, target: Target, request: Request) -> Iterator[None]:
@@ -191,7 +196,7 @@ def _sync(server: ChatServer, conn: Session, target: Target, request: Request) -
 # -- changing ----------------------------------------------------------------------------
 
 
-def _set(server: ChatServer, conn: Session, target: Target, request: Request) -> Iterator[None]:
+def _set(server: ChatServer, conn: Session, target: Target, request: Request) -> None:
     key, value = request.args[0], request.args[1] if len(request.args) > 1 else None
     name = _name(target)
     if not valid_key(key):
@@ -202,6 +207,8 @@ def _set(server: ChatServer, conn: Session, target: Target, request: Request) ->
         conn.fail("METADATA", "KEY_NOT_SET", name, key, "Key is not set")
     elif value is not None and (problem := value_problem(value)):
         conn.fail("METADATA", "VALUE_INVALID", name, key, problem)
+    elif value is not None and not _fits(server, name, key, value):
+        conn.fail("METADATA", "VALUE_INVALID", name, key, "Value is too long for this target")
     elif value is not None and key not in target.metadata and len(target.metadata) >= MAX_KEYS:
         conn.fail("METADATA", "LIMIT_REACHED", name, f"Too many keys (at most {MAX_KEYS})")
     elif target.metadata.get(key) == value or _change(server, conn, target, ((key, value),)):
@@ -209,10 +216,13 @@ def _set(server: ChatServer, conn: Session, target: Target, request: Request) ->
             conn.numeric(RPL_KEYNOTSET, name, key, "Key is not set")
         else:
             conn.numeric(RPL_KEYVALUE, name, key, VISIBLE, value)
-    yield from ()
 
 
-def _clear(server: ChatServer, conn: Session, target: Target, request: Request) -> Iterator[None]:
+def _fits(server: ChatServer, name: str, key: str, value: str) -> bool:
+    return fits_a_line(server.config.name, server.config.nicklen, name, key, value)
+
+
+def _clear(server: ChatServer, conn: Session, target: Target, request: Request) -> None:
     if not _may_change(conn, target):
         _no_permission(conn, target, "*")
         return
@@ -223,26 +233,28 @@ def _clear(server: ChatServer, conn: Session, target: Target, request: Request) 
     with meta.batch(server, conn, meta.BATCH, name) as tags:
         for key in keys:
             conn.numeric(RPL_KEYNOTSET, name, key, "Key is not set", tags=tags)
-    yield from ()
 
 
 def _change(
     server: ChatServer, conn: Session, target: Target, changes: tuple[tuple[str, str | None], ...]
 ) -> bool:
-    """Make ``changes``: kept by the target's account first, if it has one; a failing
-    store or too many changes of one's own keys refuse them all. Whether they were made."""
+    """Make ``changes``: kept by the target's account first, if it has one. Too many
+    changes of one's own keys, a failing store, a target gone while the store was
+    written, or a network that cannot take the change refuse them all (nothing kept).
+    Whether they were made."""
     name = _name(target)
-    if isinstance(target, User):
-        if target is conn.user and not _within_rate(conn, name, changes[0]):
+    if target is conn.user and not _within_rate(conn, name, changes[0]):
+        return False
+    account = target.account if isinstance(target, User) else ""
+    before = tuple((key, target.metadata.get(key)) for key, _ in changes)
+    if account:
+        if not _keep(conn, name, account, changes):
             return False
-        if target.account:
-            try:
-                wait_for_store(conn, "set_account_metadata", target.account, list(changes))
-            except StoreUnavailable:
-                log.warning("metadata of %s not changed: the store is failing", target.account)
-                text = "Metadata cannot be kept now (storage failing); try again later"
-                conn.fail("METADATA", "TEMPORARILY_UNAVAILABLE", name, text)
-                return False
+        # The wait let others run: the user may have quit, or changed nick.
+        if target is not conn.user and server.hub.registered_user(name) is not target:
+            _keep(conn, name, account, before, quiet=True)
+            conn.fail("METADATA", "INVALID_TARGET", name, "Invalid metadata target")
+            return False
     if not conn.user.registered:  # before-connect: the network hears of them at registration
         values = dict(target.metadata)
         for key, value in changes:
@@ -252,7 +264,34 @@ def _change(
                 values[key] = value
         target.metadata = frozen(values)
         return True
-    server.hub.apply(MetadataChanged(conn.user.nick, name, changes))
+    try:
+        server.hub.apply(MetadataChanged(conn.user.nick, name, changes))
+    except (Refused, Unavailable):  # another node's change came first, or Redis is down
+        if account:
+            _keep(conn, name, account, before, quiet=True)
+        text = "The change could not be made now; try again later"
+        conn.fail("METADATA", "TEMPORARILY_UNAVAILABLE", name, text)
+        return False
+    return True
+
+
+def _keep(
+    conn: Session,
+    name: str,
+    account: str,
+    changes: tuple[tuple[str, str | None], ...],
+    quiet: bool = False,
+) -> bool:
+    """Write ``changes`` to ``account``'s keys; a failing store is a FAIL (or, ``quiet``,
+    when undoing a change, only a log line)."""
+    try:
+        wait_for_store(conn, "set_account_metadata", account, list(changes))
+    except StoreUnavailable:
+        log.warning("metadata of %s not kept: the store is failing", account)
+        if not quiet:
+            text = "Metadata cannot be kept now (storage failing); try again later"
+            conn.fail("METADATA", "TEMPORARILY_UNAVAILABLE", name, text)
+        return False
     return True
 
 
@@ -287,8 +326,8 @@ def _sub(server: ChatServer, conn: Session, request: Request) -> None:
         subs.add(key)
         added.append(key)
     user.metadata_subs = frozenset(subs)
-    for keys in pack(dict.fromkeys(added), budget=_KEYS_BUDGET):
-        conn.numeric(RPL_METADATASUBOK, *keys.split(" "))
+    for keys in _key_lines(added):
+        conn.numeric(RPL_METADATASUBOK, *keys)
 
 
 def _unsub(server: ChatServer, conn: Session, request: Request) -> None:
@@ -299,14 +338,22 @@ def _unsub(server: ChatServer, conn: Session, request: Request) -> None:
         else:
             conn.fail("METADATA", "KEY_INVALID", key, "Invalid key")
     user.metadata_subs = user.metadata_subs - set(removed)
-    for keys in pack(dict.fromkeys(removed), budget=_KEYS_BUDGET):
-        conn.numeric(RPL_METADATAUNSUBOK, *keys.split(" "))
+    for keys in _key_lines(removed):
+        conn.numeric(RPL_METADATAUNSUBOK, *keys)
 
 
 def _subs(server: ChatServer, conn: Session, request: Request) -> None:
     with meta.batch(server, conn, SUBS_BATCH) as tags:
-        for keys in pack(sorted(conn.user.metadata_subs), budget=_KEYS_BUDGET):
-            conn.numeric(RPL_METADATASUBS, *keys.split(" "), tags=tags)
+        for keys in _key_lines(sorted(conn.user.metadata_subs)):
+            conn.numeric(RPL_METADATASUBS, *keys, tags=tags)
+
+
+def _key_lines(keys: list[str]) -> Iterator[list[str]]:
+    """``keys`` (each once) in groups that fit one line: few enough, short enough."""
+    for text in pack(dict.fromkeys(keys), budget=_KEYS_BUDGET):
+        words = text.split(" ")
+        for start in range(0, len(words), _KEYS_PER_LINE):
+            yield words[start : start + _KEYS_PER_LINE]
 
 
 _OWN = {"SUB": _sub, "UNSUB": _unsub, "SUBS": _subs}  # the client's own: no target
