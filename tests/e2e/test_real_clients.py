@@ -148,6 +148,27 @@ def test_irssi_sends_and_shows_statusmsg(irssi: Irssi, connect) -> None:
         irssi.wait_screen(r"rawop.*to the voiced")
 
 
+def test_irssi_shows_a_multiline_message_as_its_lines(irssi: Irssi, connect) -> None:
+    """irssi 1.4 does not speak draft/multiline: a client's multiline batch reaches it as
+    the batch's lines, in order (the fallback), while the sender's echo is one batch."""
+    with irssi.screen_on_failure():
+        sender = connect()
+        sender.register_with_caps("mlsender", "draft/multiline batch echo-message")
+        sender.join("#lobby")
+        irssi.wait_screen(r"Welcome to the greenchat IRC Network irbot")
+        irssi.type("/join #lobby")
+        sender.expect(r"^:irbot!\S+ JOIN #lobby")
+        sender.send(
+            "BATCH +m draft/multiline #lobby",
+            "@batch=m PRIVMSG #lobby :first of three",
+            "@batch=m PRIVMSG #lobby :second of three",
+            "@batch=m PRIVMSG #lobby :third of three",
+            "BATCH -m",
+        )
+        sender.expect(r" BATCH \+\S+ draft/multiline #lobby$")  # its echo: one batch
+        irssi.wait_screen(r"mlsender.*first of three[\s\S]*second of three[\s\S]*third of three")
+
+
 # --- weechat-headless: commands at startup, the logger plugin as its screen --
 
 
