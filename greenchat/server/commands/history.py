@@ -98,6 +98,8 @@ def _limit(sub: str, text: str) -> int:
     "CHATHISTORY",
     min_params=1,
     yields=True,
+    fresh=True,  # on a network: after the lines sent before it anywhere (history.py waits
+    # for their nodes to store them, but only for the lines this node has heard)
     help=(
         "CHATHISTORY <LATEST|BEFORE|AFTER|AROUND|BETWEEN|TARGETS> <target> ...\n"
         "Reads stored history of a channel or a private conversation "
