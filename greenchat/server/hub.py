@@ -52,7 +52,7 @@ from greenchat.server.events import (
 )
 from greenchat.server.outgoing import Multiline, Relay, multiline_relays
 from greenchat.server.presence import Presence
-from greenchat.server.user import BOT_MODE, NO_METADATA, User, frozen
+from greenchat.server.user import BOT_MODE, NO_METADATA, User, changed
 
 __all__ = ["PREFIXES", "REDACTION", "Channel", "Hub"]
 
@@ -723,13 +723,7 @@ class Hub:
                 return
             holder, name = user, user.nick
             recipients = {**dict.fromkeys(self.peers(user)), user: None}
-        values = dict(holder.metadata)
-        for key, value in event.changes:
-            if value is None:
-                values.pop(key, None)
-            else:
-                values[key] = value
-        holder.metadata = frozen(values)
+        holder.metadata = changed(holder.metadata, event.changes)
         self._tell_metadata(recipients, name, event.changes, self.nicks.get(casefold(event.by)))
 
     def _tell_metadata(

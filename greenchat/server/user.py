@@ -14,7 +14,7 @@ backplane instead.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from greenchat.server.outgoing import Relay
     from greenchat.server.session import Session
 
-__all__ = ["BOT_MODE", "NO_METADATA", "NO_MODES", "User", "frozen"]
+__all__ = ["BOT_MODE", "NO_METADATA", "NO_MODES", "User", "changed", "frozen"]
 
 NO_MODES: frozenset[str] = frozenset()
 # What most users have of IRCv3 metadata: shared, never changed (a change replaces it).
@@ -37,6 +37,19 @@ NO_METADATA: Mapping[str, str] = MappingProxyType({})
 def frozen(values: Mapping[str, str]) -> Mapping[str, str]:
     """Metadata as a user or a channel keeps it: read-only, the shared empty one if empty."""
     return MappingProxyType(dict(values)) if values else NO_METADATA
+
+
+def changed(
+    metadata: Mapping[str, str], changes: Iterable[tuple[str, str | None]]
+) -> Mapping[str, str]:
+    """``metadata`` with ``changes`` made (a value of None takes its key off), as kept."""
+    values = dict(metadata)
+    for key, value in changes:
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    return frozen(values)
 
 
 # IRCv3 bot-mode (ISUPPORT BOT=B): a user sets it on itself; WHO shows the flag, WHOIS

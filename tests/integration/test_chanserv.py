@@ -185,12 +185,13 @@ def test_op_and_deop(founded, account, connect):
     carol.expect(rf"^:{SERVER} MODE #c \+o carol$")
 
 
-def test_drop(founded, account, connect):
+def test_drop(server, founded, account, connect):
     carol = account("carol")
     carol.send("CS DROP #c")
     cs_reply(carol, "Only the founder of #c may drop it.")
     founded.send("CS DROP #c")
     cs_reply(founded, "#c is no longer registered.")
+    followed(server, "#c")  # carol's node too keeps it no longer
     founded.send("CS INFO #c")
     cs_reply(founded, "#c is not registered.")
     founded.send("PART #c")  # an ordinary channel again: it goes with its last member

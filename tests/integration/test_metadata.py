@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from test_sasl import plain
 from transcript import register_account
 
 from greenchat.backplane import Unavailable
@@ -328,10 +329,7 @@ def test_an_account_keeps_its_keys(server, connect):
     sasl = connect()
     sasl.send("CAP LS 302", "CAP REQ :draft/metadata-3 batch sasl", "AUTHENTICATE PLAIN")
     sasl.expect(r"AUTHENTICATE \+")
-    import base64
-
-    blob = base64.b64encode(f"alice\0alice\0{PASSWORD}".encode()).decode()
-    sasl.send(f"AUTHENTICATE {blob}")
+    sasl.send(f"AUTHENTICATE {plain('alice', PASSWORD)}")
     sasl.expect(r" 903 ")
     sasl.send("NICK alicia", "USER alice 0 * :Alice", "CAP END")
     sasl.expect(r" (376|422) alicia ")

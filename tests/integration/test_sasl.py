@@ -26,6 +26,12 @@ def plain(account: str, password: str) -> str:
     return b64(f"\0{account}\0{password}".encode())
 
 
+def sasl_logged_in(client, account: str) -> None:
+    """``client`` (after :func:`start_sasl`) logs in to ``account`` with PLAIN: 903."""
+    client.send(f"AUTHENTICATE {plain(account, PASSWORD)}")
+    client.expect(r" 903 sasl ")
+
+
 def create_account(server, name: str, password: str = PASSWORD) -> None:
     """An account in the server's store, as NickServ REGISTER makes one."""
     account = Account(name, make_credentials(password), time.time())
@@ -283,8 +289,7 @@ def test_account_ban_masks_keep_out_the_account_whatever_the_nick(connect, accou
     op.expect(r" MODE #room \+b ~a:eve\*")
     mallory = connect()
     start_sasl(mallory)
-    mallory.send(f"AUTHENTICATE {plain('mallory', PASSWORD)}")
-    mallory.expect(r" 903 sasl ")
+    sasl_logged_in(mallory, "mallory")
     mallory.send("CAP END", "NICK innocent", "JOIN #room")
     mallory.expect(r" 474 innocent #room :Cannot join channel \(\+b\)")
     anonymous = connect().register("mallory")  # the nick alone is not the account
@@ -307,8 +312,7 @@ def test_extended_bans_mute_account_and_unregistered(connect, accounts):
     loud.expect(r" 404 loud #q :Cannot send to channel$")
     alice = connect()
     start_sasl(alice)
-    alice.send(f"AUTHENTICATE {plain('alice', PASSWORD)}")
-    alice.expect(r" 903 sasl ")
+    sasl_logged_in(alice, "alice")
     alice.send("CAP END", "NICK alice", "JOIN #q")
     alice.expect(r"^:alice!\S+ JOIN #q")
     alice.send("PRIVMSG #q :logged in, so heard")

@@ -177,8 +177,9 @@ def may_speak(conn: Session, channel: Channel) -> bool:
     """Whether ``conn`` may send to ``channel``.
 
     +n: members only; +m: voiced and ops only; a banned or muted (``m:``) user may
-    not speak unless voiced or opped or excepted (+e), as on InspIRCd. Ordered so the common case, a
-    plain member of a channel without bans, costs a few set lookups.
+    not speak unless voiced or opped or excepted (+e), as on InspIRCd. Ordered so
+    the common case, a plain member of a channel without bans, costs a few set
+    lookups.
     """
     status = channel.members.get(conn.user)
     if status:  # +v or +o: past +m and bans

@@ -63,7 +63,7 @@ from greenchat.server.commands.users import is_oper, pack
 from greenchat.server.events import MetadataChanged
 from greenchat.server.flood import TokenBucket
 from greenchat.server.hub import Channel
-from greenchat.server.user import User, frozen
+from greenchat.server.user import User, changed
 from greenchat.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -256,13 +256,7 @@ def _change(
             conn.fail("METADATA", "INVALID_TARGET", name, "Invalid metadata target")
             return False
     if not conn.user.registered:  # before-connect: the network hears of them at registration
-        values = dict(target.metadata)
-        for key, value in changes:
-            if value is None:
-                values.pop(key, None)
-            else:
-                values[key] = value
-        target.metadata = frozen(values)
+        target.metadata = changed(target.metadata, changes)
         return True
     try:
         server.hub.apply(MetadataChanged(conn.user.nick, name, changes))
